@@ -1,0 +1,109 @@
+"""DDPM / DDIM math as pure functions (float64 numpy), shared by the reference and the runtime.
+
+Nothing here imports torch: the runtime imports this module to compute the per-step
+coefficients it feeds to the exported ``unet_step`` graph.  The step formulas
+(``pred_z0``, ``ddim_step``) use arithmetic only, so the very same function runs on numpy
+arrays here and on torch tensors inside the reference U-Net step that is exported.
+
+Notation follows the paper: ``alpha_bar_t`` = prod_{s<=t} (1 - beta_s),
+z_t = sqrt(alpha_bar_t) z_0 + sqrt(1 - alpha_bar_t) eps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SCHEDULES = ("linear", "linear_beta", "cosine")
+
+
+def make_betas(schedule: str, timesteps: int, linear_start: float = 0.0015,
+               linear_end: float = 0.0155, cosine_s: float = 8e-3) -> np.ndarray:
+    """beta_1..beta_T (float64, shape [T]).
+
+    - ``"linear"``: the official latent-diffusion schedule, linear in sqrt(beta):
+      betas = linspace(sqrt(start), sqrt(end), T)^2.
+    - ``"linear_beta"``: DDPM's betas = linspace(start, end, T).
+    - ``"cosine"``: Nichol & Dhariwal, alpha_bar(t) = cos^2((t/T + s)/(1 + s) * pi/2), betas clipped at 0.999.
+    """
+    if timesteps < 1:
+        raise ValueError("timesteps must be >= 1")
+    if schedule == "linear":
+        return np.linspace(linear_start ** 0.5, linear_end ** 0.5, timesteps, dtype=np.float64) ** 2
+    if schedule == "linear_beta":
+        return np.linspace(linear_start, linear_end, timesteps, dtype=np.float64)
+    if schedule == "cosine":
+        steps = np.arange(timesteps + 1, dtype=np.float64) / timesteps
+        f = np.cos((steps + cosine_s) / (1 + cosine_s) * np.pi / 2) ** 2
+        alpha_bar = f / f[0]
+        return np.clip(1 - alpha_bar[1:] / alpha_bar[:-1], 0.0, 0.999)
+    raise ValueError(f"unknown schedule {schedule!r}; choose from {SCHEDULES}")
+
+
+def alpha_bar_from_betas(betas: np.ndarray) -> np.ndarray:
+    """alpha_bar_t = cumprod(1 - beta), float64 [T]."""
+    return np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
+
+
+def alpha_bar_for(cfg) -> np.ndarray:
+    """alpha_bar of a ``DiffusionConfig`` (or any object with its fields)."""
+    return alpha_bar_from_betas(make_betas(cfg.schedule, cfg.timesteps, cfg.linear_start,
+                                           cfg.linear_end, cfg.cosine_s))
+
+
+def q_sample(z0, eps, alpha_bar_t):
+    """Forward process: z_t = sqrt(alpha_bar_t) z_0 + sqrt(1 - alpha_bar_t) eps (any array type)."""
+    return alpha_bar_t ** 0.5 * z0 + (1 - alpha_bar_t) ** 0.5 * eps
+
+
+def pred_z0(z_t, eps, alpha_bar_t):
+    """eps -> z_0 estimate: (z_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
+    return (z_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5
+
+
+def align_weight(alpha_bar_t):
+    """The alignment loss weight alpha_bar_t / (1 - alpha_bar_t) (the signal-to-noise ratio)."""
+    return alpha_bar_t / (1 - alpha_bar_t)
+
+
+def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
+    """The N timesteps DDIM visits, ascending: 1, 1 + c, 1 + 2c, ... with c = T // N.
+
+    As the official (latent-diffusion "uniform") discretisation, shifted by one so that the
+    last step lands next to the data, and always exactly N entries.
+    """
+    if not 1 <= steps <= timesteps:
+        raise ValueError(f"steps must be in 1..{timesteps}, got {steps}")
+    return np.arange(steps, dtype=np.int64) * (timesteps // steps) + 1
+
+
+@dataclass(frozen=True)
+class DDIMStep:
+    """Coefficients of one DDIM step, the values fed to the ``unet_step`` graph."""
+    t: int                  # timestep given to the U-Net
+    alpha_bar_t: float      # alpha_bar at t
+    alpha_bar_prev: float   # alpha_bar of the step the update lands on
+    sigma_t: float          # noise scale: eta * sqrt((1 - ab_prev)/(1 - ab_t) * (1 - ab_t/ab_prev))
+
+
+def ddim_schedule(alpha_bar: np.ndarray, steps: int, eta: float) -> list[DDIMStep]:
+    """The sampling steps in execution order (t descending)."""
+    if not np.isfinite(eta) or eta < 0:
+        raise ValueError(f"eta must be a finite number >= 0, got {eta}")
+    ts = ddim_timesteps(len(alpha_bar), steps)
+    ab = alpha_bar[ts]
+    # the step that starts at ts[0] lands on alpha_bar[0], as the official sampler
+    ab_prev = np.concatenate([alpha_bar[:1], alpha_bar[ts[:-1]]])
+    sigma = eta * np.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
+    out = [DDIMStep(int(t), float(a), float(p), float(s)) for t, a, p, s in zip(ts, ab, ab_prev, sigma)]
+    return out[::-1]
+
+
+def ddim_step(z_t, eps, alpha_bar_t, alpha_bar_prev, sigma_t, noise):
+    """One DDIM update (any array type). Returns (z_prev, pred_z0).
+
+    z_prev = sqrt(ab_prev) * pred_z0 + sqrt(1 - ab_prev - sigma_t^2) * eps + sigma_t * noise
+    """
+    z0 = pred_z0(z_t, eps, alpha_bar_t)
+    dir_coef = (1 - alpha_bar_prev - sigma_t ** 2) ** 0.5
+    return alpha_bar_prev ** 0.5 * z0 + dir_coef * eps + sigma_t * noise, z0

@@ -1,0 +1,34 @@
+"""Image conversions and LR padding, torch-free (shared by reference and runtime).
+
+Pixels: uint8 HWC RGB outside, float32 CHW in [-1, 1] inside (x / 127.5 - 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] -> float32 [3, H, W] in [-1, 1]."""
+    return (np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / np.float32(127.5)) - np.float32(1.0)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """float [..., 3, H, W] in [-1, 1] -> uint8 [..., H, W, 3], rounding halves up."""
+    v = np.clip((np.asarray(x, dtype=np.float32) + 1.0) * 127.5, 0.0, 255.0)
+    return np.floor(v + 0.5).astype(np.uint8).swapaxes(-3, -2).swapaxes(-2, -1)
+
+
+def lr_pad_unit(cond_scale: int, ae_downsample: int, unet_multiple: int) -> int:
+    """LR pixels per U-Net size unit: LR sides padded to a multiple of this give latent
+    sides (LR * cond_scale / ae_downsample) that the U-Net's downsamplings divide."""
+    return max(1, unet_multiple * ae_downsample // cond_scale)
+
+
+def pad_lr(lr: np.ndarray, unit: int) -> np.ndarray:
+    """Pad a float [3, h, w] LR image on the bottom/right by mirroring (numpy 'symmetric')
+    up to multiples of ``unit``; the padded region's latent is cropped after sampling."""
+    _, h, w = lr.shape
+    ph, pw = -h % unit, -w % unit
+    if ph == 0 and pw == 0:
+        return lr
+    return np.pad(lr, ((0, 0), (0, ph), (0, pw)), mode="symmetric")

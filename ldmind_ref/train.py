@@ -1,0 +1,286 @@
+"""The three training stages, one command each.
+
+    python -m ldmind_ref.train autoencoder --config small --data DIR --out runs/ae
+    python -m ldmind_ref.train ldm   --init runs/ae/model.safetensors  --data DIR --out runs/ldm
+    python -m ldmind_ref.train align --init runs/ldm/model.safetensors --data DIR --out runs/align
+
+1. autoencoder: E + D_phi + f_theta, L1 on sampled pixels of the crop resized to a random size.
+2. ldm: the U-Net on frozen E latents (``scale_by_std`` from the first batch), eps L2, EMA.
+3. align: the U-Net only, L_align = SNR * (||z0 - pred_z0||^2 + ||x0 - ND(pred_z0)||^2) through
+   the frozen decoder (lambda_1, lambda_2 from the config).
+
+Each ``--out`` gets ``model.safetensors`` (inference weights; the U-Net is the EMA in
+stages 2/3), ``state.safetensors`` (raw weights, EMA, optimiser, step) and ``log.jsonl``.
+``--resume`` continues from ``state.safetensors`` exactly as an uninterrupted run, because
+every random draw of step k is seeded by (seed, stage, rank, k).  Multi-process training:
+``torchrun --nproc_per_node N -m ldmind_ref.train ...`` (gloo on CPU, NCCL on CUDA).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from . import checkpoint as ckpt, diffusion, liif
+from .autoencoder import kl_divergence, split_posterior
+from .config import ModelConfig, preset
+from .data import ImageFolder, autoencoder_batch, sr_batch, step_generator
+from .model import LDMind
+
+STAGES = ("autoencoder", "ldm", "align")
+
+
+class Objective(nn.Module):
+    """The loss of one stage; a module so that DDP can wrap it."""
+
+    def __init__(self, model: LDMind, stage: str):
+        super().__init__()
+        self.model, self.stage = model, stage
+        self.register_buffer("alpha_bar", torch.tensor(diffusion.alpha_bar_for(model.cfg.diffusion),
+                                                        dtype=torch.float32), persistent=False)
+
+    def forward(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.autoencoder_loss(b) if self.stage == "autoencoder" else self.diffusion_loss(b)
+
+    def autoencoder_loss(self, b):
+        m = self.model
+        moments = m.encoder(b["x"])
+        if m.cfg.autoencoder.kl:
+            mean, logvar = split_posterior(moments)
+            z = mean + torch.exp(0.5 * logvar) * b["posterior_eps"]
+            kl = kl_divergence(mean, logvar)
+        else:
+            z, kl = moments, moments.new_zeros(())
+        pred = liif.query(m.liif, m.decoder(z), b["coord"], b["cell"])
+        return F.l1_loss(pred, b["rgb"]) + m.cfg.train.kl_weight * kl
+
+    def diffusion_loss(self, b):
+        m, t = self.model, b["t"]
+        with torch.no_grad():  # E is frozen in stages 2 and 3
+            z0 = m.encode(b["hr"])
+            cond = m.encode_lr(b["lr"]) if m.cfg.unet.conditional else None
+        ab = self.alpha_bar[t].view(-1, 1, 1, 1)
+        z_t = diffusion.q_sample(z0, b["eps"], ab)
+        eps = m.eps(z_t, cond, t)
+        if self.stage == "ldm":
+            return F.mse_loss(eps, b["eps"])
+        # alignment: both terms weighted by alpha_bar / (1 - alpha_bar), per sample
+        weight = diffusion.align_weight(ab.view(-1))
+        z0_hat = diffusion.pred_z0(z_t, eps, ab)
+        latent = (z0 - z0_hat).pow(2).flatten(1).mean(1)
+        rgb = liif.query(m.liif, m.decode(z0_hat), b["coord"], b["cell"])
+        image = (rgb - b["rgb"]).pow(2).flatten(1).mean(1)
+        tc = m.cfg.train
+        return (weight * (tc.lambda_latent * latent + tc.lambda_image * image)).mean()
+
+
+def trainable(model: LDMind, stage: str) -> list[nn.Parameter]:
+    parts = [model.encoder, model.decoder, model.liif] if stage == "autoencoder" else [model.unet]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for part in parts for p in part.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def make_optimizer(cfg: ModelConfig, stage: str, params) -> torch.optim.Optimizer:
+    t = cfg.train
+    if stage == "autoencoder":
+        return torch.optim.Adam(params, lr=t.ae_lr)
+    if stage == "ldm":
+        return torch.optim.AdamW(params, lr=t.ldm_lr)
+    return torch.optim.Adam(params, lr=t.align_lr)
+
+
+def batch_for(data: ImageFolder, cfg: ModelConfig, stage: str, g: torch.Generator, split="train"):
+    return (autoencoder_batch if stage == "autoencoder" else sr_batch)(data, g, cfg, split)
+
+
+def to_device(b: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in b.items()}
+
+
+def inference_state(model: LDMind, ema: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    state = dict(model.state_dict())
+    if ema is not None:
+        state.update({f"unet.{k}": v for k, v in ema.items()})
+    return state
+
+
+class Trainer:
+    def __init__(self, args: argparse.Namespace):
+        self.args, self.stage = args, args.stage
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.device = torch.device(args.device)
+        if self.world > 1 and not dist.is_initialized():
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.out = Path(args.out)
+        self.state_path = self.out / "state.safetensors"
+        cfg = self._config()
+        self.model = LDMind(cfg)
+        if args.init:
+            init = ckpt.load_model(args.init)
+            if init.cfg != cfg:
+                raise SystemExit(f"--init {args.init} was trained with another config ({init.cfg.name})")
+            self.model.load_state_dict(init.state_dict())
+        self.model.to(self.device)
+        self.cfg = cfg
+        self.params = trainable(self.model, self.stage)
+        self.opt = make_optimizer(cfg, self.stage, self.params)
+        self.ema = ({k: v.detach().clone() for k, v in self.model.unet.state_dict().items()}
+                    if self.stage != "autoencoder" else None)
+        self.step = 0
+        self.data = ImageFolder(args.data, cfg.train.crop)
+        if args.resume and self.state_path.exists():
+            self._load_state()
+        elif self.stage == "ldm":
+            self._scale_by_std()
+        self.objective = Objective(self.model, self.stage).to(self.device)
+        self.wrapped = self.objective
+        if self.world > 1:
+            self.wrapped = nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _config(self) -> ModelConfig:
+        a = self.args
+        if a.init:
+            cfg = ckpt.read_config(a.init)
+            if a.config and a.config != cfg.name:
+                raise SystemExit(f"--config {a.config} does not match --init ({cfg.name})")
+            return cfg
+        if self.stage != "autoencoder":
+            raise SystemExit(f"stage {self.stage} needs --init (the previous stage's model.safetensors)")
+        if not a.config:
+            raise SystemExit("give --config NAME (a preset) or --init CHECKPOINT")
+        return preset(a.config)
+
+    @torch.no_grad()
+    def _scale_by_std(self) -> None:
+        """scale_factor = 1 / std of the latents of the first training batch."""
+        b = batch_for(self.data, self.cfg, self.stage, step_generator(self.args.seed, "scale", 0, 0))
+        z = self.model.encode_raw(b["hr"].to(self.device))
+        self.model.scale_factor.fill_(1.0 / z.float().std().item())
+
+    def _load_state(self) -> None:
+        meta = ckpt.read_metadata(self.state_path)
+        if meta.get("stage") != self.stage:
+            raise SystemExit(f"{self.state_path} belongs to stage {meta.get('stage')}, not {self.stage}")
+        t = ckpt.load_tensors(self.state_path, self.device)
+        model_state = {k[6:]: v for k, v in t.items() if k.startswith("model.")}
+        ckpt.check_state(self.model.state_dict(), model_state, str(self.state_path))
+        self.model.load_state_dict(model_state)
+        ckpt.optimizer_from_tensors(self.opt, t, meta["param_groups"], "opt")
+        if self.ema is not None:
+            self.ema = {k[4:]: v for k, v in t.items() if k.startswith("ema.")}
+        self.step = int(meta["step"])
+        self.args.seed = int(meta["seed"])
+
+    def save(self) -> None:
+        if self.rank:
+            return
+        opt_t, groups = ckpt.optimizer_to_tensors(self.opt, "opt")
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()} | opt_t
+        if self.ema is not None:
+            tensors |= {f"ema.{k}": v for k, v in self.ema.items()}
+        meta = {"format": ckpt.FORMAT, "config": self.cfg.to_json(), "stage": self.stage,
+                "step": str(self.step), "seed": str(self.args.seed), "param_groups": groups}
+        ckpt._atomic_save(tensors, self.state_path, meta)
+        ckpt._atomic_save(inference_state(self.model, self.ema), self.out / "model.safetensors",
+                          {"format": ckpt.FORMAT, "config": self.cfg.to_json(), "stage": self.stage,
+                           "step": str(self.step)})
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        self.objective.eval()
+        n = max(1, -(-self.cfg.train.val_images // self.cfg.train.batch))
+        losses = [self.objective(to_device(batch_for(self.data, self.cfg, self.stage,
+                                                     step_generator(0, self.stage + "/val", 0, i), "val"),
+                                           self.device)).item() for i in range(n)]
+        self.objective.train()
+        return sum(losses) / len(losses)
+
+    def log(self, record: dict) -> None:
+        if self.rank == 0:
+            with open(self.out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def run(self, steps: int) -> None:
+        from tqdm import tqdm
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        tc = self.cfg.train
+        bar = tqdm(total=steps, initial=self.step, desc=self.stage, disable=self.rank != 0 or self.args.quiet,
+                   dynamic_ncols=True, file=sys.stderr)
+        t0 = time.time()
+        while self.step < steps:
+            g = step_generator(self.args.seed, self.stage, self.rank, self.step)
+            b = to_device(batch_for(self.data, self.cfg, self.stage, g), self.device)
+            loss = self.wrapped(b)
+            if not torch.isfinite(loss):
+                raise SystemExit(f"non-finite loss at step {self.step}")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.params, tc.grad_clip)
+            self.opt.step()
+            if self.ema is not None:
+                with torch.no_grad():
+                    for k, v in self.model.unet.state_dict().items():
+                        e = self.ema[k]
+                        e.copy_(e * tc.ema_decay + v * (1 - tc.ema_decay) if e.is_floating_point() else v)
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            self.log({"step": self.step, "loss": loss.item(), "time": round(time.time() - t0, 2)})
+            if self.step % tc.val_every == 0 or self.step == steps:
+                val = self.validate()
+                self.log({"step": self.step, "val_loss": val})
+                bar.write(f"step {self.step}: val loss {val:.5f}")
+            if self.step % tc.ckpt_every == 0 or self.step == steps:
+                self.save()
+        bar.close()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ldmind_ref.train", description=__doc__.split("\n")[0])
+    p.add_argument("stage", choices=STAGES)
+    p.add_argument("--config", help="preset name (stage 1), or a check against --init")
+    p.add_argument("--init", help="checkpoint to start from (required for ldm and align)")
+    p.add_argument("--data", required=True, help="folder of PNG/JPEG images")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--steps", type=int, default=1000, help="total optimisation steps")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainer = Trainer(args)
+    try:
+        trainer.run(args.steps)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
