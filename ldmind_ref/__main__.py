@@ -11,18 +11,16 @@ import sys
 
 
 def _model(args):
-    import torch
-
     from .checkpoint import load_model
     from .config import preset
-    from .model import LDMind
+    from .model import random_model
 
     if args.checkpoint:
         return load_model(args.checkpoint, args.device)
     if not args.random_init:
         raise SystemExit("give --checkpoint PATH, or --preset NAME --random-init")
-    torch.manual_seed(args.seed)
-    return LDMind(preset(args.preset)).to(args.device).eval()
+    print(f"notice: {args.preset} with random weights (untrained): the output is noise-like", file=sys.stderr)
+    return random_model(preset(args.preset), args.seed).to(args.device)
 
 
 def cmd_info(args) -> int:

@@ -72,3 +72,20 @@ def count_params(model: LDMind) -> dict[str, int]:
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     return {"encoder": n(model.encoder), "decoder": n(model.decoder), "liif": n(model.liif),
             "unet": n(model.unet)}
+
+
+def random_model(cfg: ModelConfig, seed: int = 0) -> LDMind:
+    """An untrained model whose every tensor is random, for tests and ``--random-init``.
+
+    The U-Net zero-initialises its output convolutions (so that a fresh model predicts
+    eps = 0); here those get small random values too, and the scale factor is set to 0.75,
+    so that every exported graph computes something non-trivial."""
+    torch.manual_seed(seed)
+    model = LDMind(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+        model.scale_factor.fill_(0.75)
+    return model.eval()
