@@ -204,6 +204,12 @@ def _tiny() -> ModelConfig:
     )
 
 
+def _tiny_gen() -> ModelConfig:
+    # ``tiny`` with an unconditional U-Net: tests and the demo of generation
+    t = _tiny()
+    return dataclasses.replace(t, name="tiny-gen", unet=dataclasses.replace(t.unet, conditional=False))
+
+
 def _small() -> ModelConfig:
     return ModelConfig(
         name="small",
@@ -223,6 +229,7 @@ PRESETS = {
     "ffhq-sr": _ffhq_sr,
     "ffhq-gen": _ffhq_gen,
     "tiny": _tiny,
+    "tiny-gen": _tiny_gen,
     "small": _small,
 }
 
