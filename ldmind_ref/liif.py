@@ -53,7 +53,7 @@ _OFFSETS = ((-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0))
 def neighbours(coord: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The local ensemble of each query: coord [B, Q, 2], size = (h, w) float tensor ->
     (idx [4, B, Q, 2] latent cell (row, col) as floats, rel [4, B, Q, 2] query minus cell
-    centre in latent cells, weights [4, B, Q] summing to 1)."""
+    centre scaled by (h, w) as LIIF does, so one latent cell spans 2 units, weights [4, B, Q] summing to 1)."""
     offsets = torch.tensor(_OFFSETS, dtype=coord.dtype, device=coord.device)  # [4, 2]
     # half a latent cell is 1/h in [-1, 1] units
     shifted = coord.unsqueeze(0) + offsets.view(4, 1, 1, 2) / size + EPS_SHIFT  # [4, B, Q, 2]

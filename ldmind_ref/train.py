@@ -130,6 +130,7 @@ class Trainer:
         self.out = Path(args.out)
         self.state_path = self.out / "state.safetensors"
         cfg = self._config()
+        torch.manual_seed(args.seed)  # the initial weights of stage 1 depend on the seed alone
         self.model = LDMind(cfg)
         if args.init:
             init = ckpt.load_model(args.init)
@@ -245,7 +246,7 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             self.log({"step": self.step, "loss": loss.item(), "time": round(time.time() - t0, 2)})
-            if self.step % tc.val_every == 0 or self.step == steps:
+            if self.rank == 0 and (self.step % tc.val_every == 0 or self.step == steps):
                 val = self.validate()
                 self.log({"step": self.step, "val_loss": val})
                 bar.write(f"step {self.step}: val loss {val:.5f}")

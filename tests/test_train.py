@@ -1,0 +1,103 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ldmind_ref import checkpoint as ckpt
+from ldmind_ref.config import preset
+from ldmind_ref.data import ImageFolder, step_generator
+from ldmind_ref.model import LDMind, random_model
+from ldmind_ref.train import Objective, batch_for, main, make_optimizer, trainable
+
+from conftest import ROOT
+
+
+@pytest.mark.parametrize("stage", ["autoencoder", "ldm", "align"])
+def test_overfit_one_fixed_batch(stage, train_dir):
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    model = LDMind(cfg) if stage == "autoencoder" else random_model(cfg, seed=0)
+    data = ImageFolder(train_dir, cfg.train.crop)
+    batch = batch_for(data, cfg, stage, step_generator(0, stage, 0, 0))
+    obj = Objective(model, stage)
+    opt = make_optimizer(cfg, stage, trainable(model, stage))
+    losses = []
+    for _ in range(25):
+        loss = obj(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < 0.9 * losses[0], losses
+    assert losses[-1] < losses[len(losses) // 2] < losses[0], losses
+
+
+def _train(stage, out, steps, data, *extra):
+    main([stage, "--data", str(data), "--out", str(out), "--steps", str(steps), "--quiet", *extra])
+
+
+@pytest.fixture(scope="module")
+def stage_runs(tmp_path_factory, train_dir):
+    """The three stages chained, 4 steps each, as the CLI runs them."""
+    base = tmp_path_factory.mktemp("runs")
+    _train("autoencoder", base / "ae", 4, train_dir, "--config", "tiny")
+    _train("ldm", base / "ldm", 4, train_dir, "--init", str(base / "ae" / "model.safetensors"))
+    _train("align", base / "align", 4, train_dir, "--init", str(base / "ldm" / "model.safetensors"))
+    return base
+
+
+def test_stage_outputs(stage_runs):
+    for stage in ("ae", "ldm", "align"):
+        log = [json.loads(line) for line in (stage_runs / stage / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]
+        assert any("val_loss" in r for r in log)
+        m = ckpt.load_model(stage_runs / stage / "model.safetensors")
+        assert m.cfg == preset("tiny")
+    ae = ckpt.load_model(stage_runs / "ae" / "model.safetensors")
+    ldm = ckpt.load_model(stage_runs / "ldm" / "model.safetensors")
+    align = ckpt.load_model(stage_runs / "align" / "model.safetensors")
+    assert float(ae.scale_factor) == 1.0 and float(ldm.scale_factor) != 1.0  # scale_by_std
+    # stage 2 trains only the U-Net; stage 3 keeps E, D_phi, f_theta frozen too
+    for frozen in ("encoder", "decoder", "liif"):
+        for a, b in zip(getattr(ae, frozen).parameters(), getattr(align, frozen).parameters()):
+            assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(ldm.unet.parameters(), align.unet.parameters()))
+
+
+@pytest.mark.parametrize("stage", ["autoencoder", "ldm", "align"])
+def test_resume_is_exact(stage, stage_runs, train_dir, tmp_path):
+    init = {"autoencoder": ["--config", "tiny"],
+            "ldm": ["--init", str(stage_runs / "ae" / "model.safetensors")],
+            "align": ["--init", str(stage_runs / "ldm" / "model.safetensors")]}[stage]
+    _train(stage, tmp_path / "straight", 4, train_dir, *init)
+    _train(stage, tmp_path / "split", 2, train_dir, *init)
+    _train(stage, tmp_path / "split", 4, train_dir, *init, "--resume")
+    a = load_file(str(tmp_path / "straight" / "state.safetensors"))
+    b = load_file(str(tmp_path / "split" / "state.safetensors"))
+    assert a.keys() == b.keys() and any(k.startswith("opt.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert ckpt.read_metadata(tmp_path / "split" / "state.safetensors")["step"] == "4"
+
+
+def test_later_stage_needs_init(train_dir, tmp_path):
+    with pytest.raises(SystemExit, match="needs --init"):
+        _train("ldm", tmp_path / "x", 1, train_dir, "--config", "tiny")
+
+
+def test_ddp_two_gloo_processes(train_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "ldmind_ref.train", "autoencoder", "--config", "tiny", "--data", str(train_dir),
+           "--out", str(tmp_path / "ddp"), "--steps", "3", "--quiet"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = ckpt.load_model(tmp_path / "ddp" / "model.safetensors")
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3]  # rank 0 logs alone
+    assert all(torch.isfinite(p).all() for p in m.parameters())
