@@ -1,0 +1,6 @@
+"""``python -m runtime``: see runtime/cli.py."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,230 @@
+"""``python -m runtime``: upscale, generate, info.
+
+    python -m runtime upscale IN [--engines DIR] (--scale S | --size WxH) [-n K] [--steps N]
+                      [--eta E] [--seed S] [--backend B] [--tile Q] [--threads T] [--quiet] -o OUT
+    python -m runtime generate [--engines DIR] --size WxH [-n K] ... -o DIR
+    python -m runtime info ENGINES [--json] [--no-verify]
+
+Exit status: 0 done; 2 bad input, engines or options (one line on stderr, no traceback, no
+output file); 1 an internal error (a bug: set LDMIND_DEBUG=1 for the traceback); 130
+interrupted.  Output images are written under a temporary name and renamed when complete.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from .errors import InputError, LdmindError
+
+PROG = "python -m runtime"
+DEFAULT_ENGINES = "engines/small"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        # one line, no usage dump (the contract of every error of this CLI)
+        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+
+def _scale(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scale must be a number, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"scale must be a finite number > 0, got {text}")
+    return v
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        w, h = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT in pixels, e.g. 512x384, got {text!r}") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def _int_at_least(lo: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"{what} must be >= {lo}, got {v}")
+        return v
+    return parse
+
+
+def _eta(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"eta must be a number, got {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"eta must be a finite number >= 0, got {text}")
+    return v
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engines", default=DEFAULT_ENGINES,
+                   help=f"engine directory written by `python -m export` (default {DEFAULT_ENGINES})")
+    p.add_argument("-n", "--num-samples", type=_int_at_least(1, "-n"), default=1, help="samples (default 1)")
+    p.add_argument("--steps", type=_int_at_least(1, "--steps"), default=50, help="DDIM steps (default 50)")
+    p.add_argument("--eta", type=_eta, default=1.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="sample j uses seed + j (default 0)")
+    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "ort-trt", "tensorrt"],
+                   help="graph backend (default auto: the fastest available)")
+    p.add_argument("--tile", type=_int_at_least(1, "--tile"), default=None,
+                   help="output pixels per LIIF query (default: the manifest's query_chunk)")
+    p.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0,
+                   help="CPU threads per graph (default 0: ONNX Runtime decides)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Arbitrary-scale upsampling and generation on exported ldmind graphs.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    up = sub.add_parser("upscale", help="super-resolve an image to any scale or size")
+    up.add_argument("input", help="input image (PNG, JPEG, WebP, TIFF, BMP, ...)")
+    what = up.add_mutually_exclusive_group(required=True)
+    what.add_argument("--scale", type=_scale, help="scale factor s: output round(s*h) x round(s*w)")
+    what.add_argument("--size", type=_size, help="output size WIDTHxHEIGHT")
+    up.add_argument("-o", "--output", required=True, help="output image; with -n K: NAME_0.EXT ... NAME_{K-1}.EXT")
+    _common(up)
+    gen = sub.add_parser("generate", help="sample new images (generation models)")
+    gen.add_argument("--size", type=_size, required=True, help="output size WIDTHxHEIGHT")
+    gen.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    _common(gen)
+    info = sub.add_parser("info", help="summarise an engine directory")
+    info.add_argument("engines", help="engine directory")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument("--no-verify", action="store_true", help="skip the checksum verification")
+    return p
+
+
+def _outputs(path: str, n: int) -> list[Path]:
+    p = Path(path)
+    return [p] if n == 1 else [p.with_name(f"{p.stem}_{j}{p.suffix}") for j in range(n)]
+
+
+def _load(args):
+    from .pipeline import Pipeline
+    from .progress import Progress
+
+    pipe = Pipeline.load(args.engines, backend=args.backend, tile=args.tile, threads=args.threads)
+    how = "requested" if args.backend != "auto" else "auto"
+    if pipe.skipped:
+        how += f"; {', '.join(pipe.skipped)} unavailable: `{PROG} info {args.engines}` says why"
+    return pipe, Progress(quiet=args.quiet, header=f"{pipe.bundle.name}: backend {pipe.backend} ({how})")
+
+
+def cmd_upscale(args) -> int:
+    from .io import check_output_path, load_image, save_image
+
+    outs = _outputs(args.output, args.num_samples)
+    for o in outs:
+        check_output_path(o)
+    lr = load_image(args.input)
+    pipe, progress = _load(args)
+    images = pipe.upscale(lr, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
+                          num_samples=args.num_samples, progress=progress)
+    for img, o in zip(images, outs):
+        print(save_image(img, o))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .io import save_image
+
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; -o wants a folder for generated images")
+    if not out.exists():
+        if not out.parent.is_dir():
+            raise InputError(f"{out}: parent folder {out.parent} does not exist")
+    pipe, progress = _load(args)
+    images = pipe.generate(args.size, steps=args.steps, eta=args.eta, seed=args.seed,
+                           num_samples=args.num_samples, progress=progress)
+    out.mkdir(exist_ok=True)
+    for j, img in enumerate(images):
+        print(save_image(img, out / f"sample_seed{args.seed + j}.png"))
+    return 0
+
+
+def summary(engines: str, verify: bool = True) -> dict:
+    from . import engine
+    from .bundle import load_bundle
+
+    b = load_bundle(engines, verify=verify)
+    m = b.manifest
+    backends = {name: engine.unavailable_reason(name, b) or "available" for name in engine.BACKENDS}
+    auto = next((n for n in engine.AUTO_ORDER if backends[n] == "available"), None)
+    return {
+        "directory": str(b.root), "model": b.name, "source": m["model"].get("source"),
+        "kind": "super-resolution" if b.conditional else "generation", "precision": b.precision,
+        "format_version": m["format_version"], "scale_factor": m.get("scale_factor"),
+        "latent": m["latent"], "schedule": {k: v for k, v in m["schedule"].items() if k != "alpha_bar"},
+        "alpha_bar": [float(b.alpha_bar[0]), float(b.alpha_bar[-1])], "query_chunk": b.query_chunk,
+        "graphs": {k: {"file": g["file"], "bytes": (b.root / g["file"]).stat().st_size,
+                       "sha256": g["sha256"], "precision": g.get("precision")} for k, g in b.graphs.items()},
+        "producer": m.get("producer"),
+        "tensorrt": None if not b.tensorrt else {k: b.tensorrt.get(k) for k in ("version", "gpu", "compute_capability")},
+        "checksums": "verified" if verify else "not checked", "backends": backends, "auto": auto,
+    }
+
+
+def cmd_info(args) -> int:
+    s = summary(args.engines, verify=not args.no_verify)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    lat, sch = s["latent"], s["schedule"]
+    lines = [
+        f"{s['directory']}: {s['model']} ({s['kind']}), {s['precision']}, manifest format {s['format_version']}",
+        f"  weights:   {s['source']}",
+        f"  latent:    {lat['z_channels']} channels, auto-encoder /{lat['ae_downsample']}, cond_scale "
+        f"{lat['cond_scale']}, U-Net multiple {lat['unet_multiple']}, generation latent "
+        f"{lat['generation_latent'][0]}x{lat['generation_latent'][1]}, scale factor {s['scale_factor']:.4g}",
+        f"  schedule:  {sch['name']}, T = {sch['timesteps']}, alpha_bar {s['alpha_bar'][0]:.6g} .. {s['alpha_bar'][1]:.6g}",
+        f"  queries:   {s['query_chunk']} per LIIF call",
+        "  graphs:    " + ", ".join(f"{g['file']} {g['bytes'] / 2 ** 20:.1f} MiB" for g in s["graphs"].values())
+        + f" (checksums {s['checksums']})",
+        f"  producer:  " + ", ".join(f"{k} {v}" for k, v in (s["producer"] or {}).items()),
+        f"  tensorrt:  " + ("none" if not s["tensorrt"] else
+                            f"TensorRT {s['tensorrt']['version']} for {s['tensorrt']['gpu']} "
+                            f"(sm {s['tensorrt']['compute_capability']})"),
+        "  backends:",
+        *[f"    {k:<9} {v}" for k, v in s["backends"].items()],
+        f"  auto picks: {s['auto']}",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"upscale": cmd_upscale, "generate": cmd_generate, "info": cmd_info}[args.command](args)
+    except LdmindError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{PROG}: error: out of memory; ask for a smaller output or fewer samples", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug: say so in one line unless debugging
+        if os.environ.get("LDMIND_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(e).__name__}: {e} (set LDMIND_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,156 @@
+"""``make demo``: export the shipped model, upscale a sample at 2.5x, 4x and 7.3x, generate
+4 images, and write everything under demo_out/ with one contact sheet.
+
+    python -m runtime.demo [--out demo_out] [--steps 50] [--seed 0]
+
+The export step shells out to ``python -m export`` (the demo's venv has torch; this module
+itself never imports it).  Engines: ``ldmind_ref/weights/small.safetensors`` -> engines/small
+when the trained weights are there; otherwise the ``tiny`` preset with random weights ->
+engines/tiny-random, announced loudly, because its pictures are noise.  No generation
+model ships, so generation always uses a random ``tiny-gen`` (engines/tiny-gen-random).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .errors import EngineError, LdmindError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALES = (2.5, 4.0, 7.3)
+LR_SIDE = 48
+
+
+def _notice(text: str) -> None:
+    bar = "!" * 78
+    print(f"\n{bar}\n" + "\n".join(f"!! {line}" for line in text.splitlines()) + f"\n{bar}\n", file=sys.stderr)
+
+
+def _export(out: Path, source: list[str], stale_if_older_than: Path | None = None) -> Path:
+    """Run ``python -m export`` unless ``out`` already holds a valid, up-to-date export."""
+    from .bundle import load_bundle
+
+    manifest = out / "manifest.json"
+    fresh = manifest.is_file() and (stale_if_older_than is None
+                                    or manifest.stat().st_mtime >= stale_if_older_than.stat().st_mtime)
+    if fresh:
+        try:
+            load_bundle(out)
+            print(f"using existing export {out}")
+            return out
+        except EngineError as e:
+            print(f"re-exporting {out}: {e}")
+    cmd = [sys.executable, "-m", "export", *source, "--out", str(out)]
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return out
+
+
+def _sample_image() -> tuple[np.ndarray, str]:
+    """A 48 x 48 LR crop of a Set5 picture (bicubic / 4, as the benchmarks make LR images),
+    or a synthetic picture when the data folder is not there."""
+    data = Path(os.environ.get("LDMIND_DATA", ROOT.parent / "shared" / "data"))
+    candidates = sorted((data / "val" / "Set5").glob("*.png")) if (data / "val" / "Set5").is_dir() else []
+    if candidates:
+        from .io import load_image
+
+        path = next((p for p in candidates if "butterfly" in p.name), candidates[0])
+        hr = Image.fromarray(load_image(path))
+        lr = hr.resize((hr.width // 4, hr.height // 4), Image.BICUBIC)
+        left, top = (lr.width - LR_SIDE) // 2, (lr.height - LR_SIDE) // 2
+        return np.asarray(lr.crop((left, top, left + LR_SIDE, top + LR_SIDE))), f"{path.name}, bicubic /4, centre crop"
+    y, x = np.mgrid[0:LR_SIDE, 0:LR_SIDE] / LR_SIDE
+    rgb = np.stack([np.sin(6 * x) * 0.5 + 0.5, (x + y) / 2, ((x - 0.5) ** 2 + (y - 0.5) ** 2 < 0.08) * 0.8], -1)
+    return (rgb * 255).astype(np.uint8), "synthetic (no ../shared/data/val/Set5 found)"
+
+
+def _sheet(rows: list[list[tuple[str, Image.Image]]], footer: str, cell: int = 240) -> Image.Image:
+    """Label above each picture; pictures scaled to fit ``cell`` (nearest, to show pixels)."""
+    pad, label_h, footer_h = 8, 16, 18
+    ncols = max(len(r) for r in rows)
+    height = pad + len(rows) * (cell + label_h + pad) + footer_h
+    sheet = Image.new("RGB", (pad + ncols * (cell + pad), height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((pad, height - footer_h), footer, fill=(150, 0, 0))
+    for r, row in enumerate(rows):
+        for c, (label, img) in enumerate(row):
+            x0, y0 = pad + c * (cell + pad), pad + r * (cell + label_h + pad)
+            f = cell / max(img.size)
+            shown = img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), Image.NEAREST)
+            sheet.paste(shown, (x0, y0 + label_h))
+            draw.text((x0, y0 + 2), label, fill=(0, 0, 0))
+    return sheet
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m runtime.demo", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=ROOT / "demo_out")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    from .io import save_image
+    from .pipeline import Pipeline
+    from .progress import Progress
+
+    t0 = time.perf_counter()
+    weights = ROOT / "ldmind_ref" / "weights" / "small.safetensors"
+    engines = ROOT / "engines"
+    engines.mkdir(exist_ok=True)
+    try:
+        if weights.is_file():
+            sr_dir = _export(engines / "small", ["--checkpoint", str(weights)], stale_if_older_than=weights)
+            sr_note = "shipped model 'small'"
+        else:
+            _notice(f"NOTICE: {weights.relative_to(ROOT)} is not there (the trained model has not been shipped\n"
+                    f"yet), so this demo exports the 'tiny' preset with RANDOM WEIGHTS to engines/tiny-random.\n"
+                    f"Its outputs show the pipeline working end to end, but they are noise, not upscaled photos.")
+            sr_dir = _export(engines / "tiny-random", ["--preset", "tiny", "--random-init"])
+            sr_note = "tiny preset, RANDOM weights"
+        _notice("NOTICE: no trained generation model ships; the 4 generated images come from the\n"
+                "'tiny-gen' preset with RANDOM WEIGHTS (engines/tiny-gen-random): expect noise.")
+        gen_dir = _export(engines / "tiny-gen-random", ["--preset", "tiny-gen", "--random-init"])
+    except subprocess.CalledProcessError as e:
+        print(f"python -m runtime.demo: error: the export failed (exit {e.returncode}); see above", file=sys.stderr)
+        return 1
+
+    out = a.out
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lr, where = _sample_image()
+        save_image(lr, out / "input_lr.png")
+        sr = Pipeline.load(sr_dir)
+        progress = Progress(header=f"upscaling {lr.shape[1]}x{lr.shape[0]} ({where}) with {sr.bundle.name} on {sr.backend}")
+        # one sample, rendered at every scale: the decoder runs once, and the three outputs
+        # are the same picture at different resolutions (the method's scale consistency)
+        z = sr.upscale_latents(lr, steps=a.steps, eta=1.0, seed=a.seed, progress=progress)
+        sizes = [sr.output_size(lr.shape[0], lr.shape[1], scale=s) for s in SCALES]
+        ups = [r[0] for r in sr.render(z, sizes, progress=progress)]
+        for s, img in zip(SCALES, ups):
+            print(save_image(img, out / f"upscaled_x{s:g}.png"))
+        gen = Pipeline.load(gen_dir)
+        progress = Progress(header=f"generating 4 images with {gen.bundle.name} on {gen.backend}")
+        gens = gen.generate((128, 128), steps=a.steps, eta=1.0, seed=a.seed, num_samples=4, progress=progress)
+        for j, img in enumerate(gens):
+            print(save_image(img, out / f"generated_{j}.png"))
+        rows = [[(f"input {lr.shape[1]}x{lr.shape[0]}", Image.fromarray(lr))]
+                + [(f"x{s:g} {img.shape[1]}x{img.shape[0]}", Image.fromarray(img)) for s, img in zip(SCALES, ups)],
+                [(f"generated {j} (seed {a.seed + j})", Image.fromarray(g)) for j, g in enumerate(gens)]]
+        sheet = _sheet(rows, f"upscaling: {sr_note}; generation: tiny-gen, RANDOM weights; "
+                             f"{a.steps} DDIM steps, eta 1, seed {a.seed}")
+        print(save_image(sheet, out / "contact_sheet.png"))
+    except LdmindError as e:
+        print(f"python -m runtime.demo: error: {e}", file=sys.stderr)
+        return 2
+    print(f"demo done in {time.perf_counter() - t0:.0f} s: {out}/contact_sheet.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

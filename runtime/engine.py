@@ -1,0 +1,242 @@
+"""One ``Engine`` interface, several backends, and ``backend="auto"``.
+
+    engine = create_engines(bundle, "cpu")["liif"]
+    out = engine({"features": f, "coord": c, "cell": s})      # dict in, dict out (numpy)
+    run = engine.bind({"features": f})                        # constants stay put ...
+    out = run({"coord": c, "cell": s})                        # ... across many calls
+
+Backends (``BACKENDS``):
+
+- ``cpu``      ONNX Runtime, CPUExecutionProvider.  The default; the only one executed here.
+- ``cuda``     ONNX Runtime, CUDAExecutionProvider with IO binding: ``bind`` uploads the
+               constants (the LR latent for all DDIM steps, the decoder features for all
+               query tiles) once into device-resident OrtValues; outputs are bound to device
+               memory and copied back once per call.
+- ``ort-trt``  ONNX Runtime, TensorrtExecutionProvider (CUDA fallback for unsupported nodes),
+               engine and timing caches beside the graphs, profiles from the manifest.
+- ``tensorrt`` native TensorRT engines listed in the manifest (``python -m export`` built
+               them), preallocated device buffers, optional CUDA graphs: ``trt_native.py``.
+
+Thread safety: ``InferenceSession.run`` and ``run_with_iobinding`` may be called from several
+threads at once (each call makes its own IO binding); the native TensorRT engine serialises
+calls on its one execution context with a lock.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import EngineError
+
+BACKENDS = ("cpu", "cuda", "ort-trt", "tensorrt")
+AUTO_ORDER = ("tensorrt", "ort-trt", "cuda", "cpu")   # fastest first
+_ORT_PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                 "ort-trt": "TensorrtExecutionProvider"}
+
+Feed = dict[str, np.ndarray]
+
+
+class Engine:
+    """One graph on one backend.  Subclasses implement ``_run(feed, bound)``."""
+
+    backend = "?"
+    max_batch: int | None = None      # largest B a call may carry (None: unlimited)
+
+    def __init__(self, graph: str, input_names: list[str], output_names: list[str]):
+        self.graph = graph
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+
+    def __call__(self, feed: Feed) -> Feed:
+        return self._run(self._checked(feed), {})
+
+    def bind(self, constants: Feed) -> Callable[[Feed], Feed]:
+        """A callable that feeds ``constants`` on every call without passing them again;
+        device backends keep them resident.  Cheap, per call site: safe across threads."""
+        bound = self._upload(self._checked(constants, partial=True))
+        return lambda feed: self._run(self._checked(feed, partial=True), bound)
+
+    # -- for subclasses -------------------------------------------------------------------
+    def _upload(self, constants: Feed) -> dict:
+        return dict(constants)
+
+    def _run(self, feed: Feed, bound: dict) -> Feed:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _checked(self, feed: Feed, partial: bool = False) -> Feed:
+        unknown = set(feed) - set(self.input_names)
+        if unknown:
+            raise EngineError(f"{self.graph}: unknown input(s) {sorted(unknown)}; expects {self.input_names}")
+        # ORT and TensorRT read raw memory: give them contiguous arrays
+        return {k: np.ascontiguousarray(v) for k, v in feed.items()}
+
+    def _error(self, e: Exception) -> EngineError:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return EngineError(f"{self.graph} ({self.backend}): {msg}")
+
+    def close(self) -> None:
+        pass
+
+
+# -- ONNX Runtime ------------------------------------------------------------------------------
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise EngineError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from None
+    return ort
+
+
+class OrtEngine(Engine):
+    """ONNX Runtime on the CPU (also the base of the GPU providers)."""
+
+    backend = "cpu"
+
+    def __init__(self, path: Path, graph: str, providers: list, threads: int = 0):
+        ort = _ort()
+        so = ort.SessionOptions()
+        so.log_severity_level = 3               # warnings would break the one-line CLI contract
+        if threads:
+            so.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+            raise EngineError(f"{path}: onnxruntime cannot load this graph ({str(e).strip().splitlines()[0]})") from None
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if wanted not in self.session.get_providers():
+            # ORT falls back to the CPU silently when a GPU provider fails to initialise
+            raise EngineError(f"{path.name}: {wanted} did not initialise (no usable GPU or driver?)")
+        super().__init__(graph, [i.name for i in self.session.get_inputs()],
+                         [o.name for o in self.session.get_outputs()])
+
+    def _run(self, feed: Feed, bound: dict) -> Feed:
+        try:
+            outs = self.session.run(self.output_names, {**bound, **feed})
+        except Exception as e:  # noqa: BLE001
+            raise self._error(e) from None
+        return dict(zip(self.output_names, outs))
+
+
+class OrtCudaEngine(OrtEngine):
+    """ONNX Runtime with CUDA (or TensorRT) and IO binding.  Not executed here (no GPU)."""
+
+    backend = "cuda"
+    device_id = 0
+
+    def _upload(self, constants: Feed) -> dict:
+        ort = _ort()
+        # one device copy per constant, reused by every call of the bound function
+        return {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", self.device_id) for k, v in constants.items()}
+
+    def _run(self, feed: Feed, bound: dict) -> Feed:
+        try:
+            io = self.session.io_binding()      # per call: bindings are not shared between threads
+            for name, value in bound.items():
+                io.bind_ortvalue_input(name, value)
+            for name, arr in feed.items():
+                io.bind_cpu_input(name, arr)
+            for name in self.output_names:
+                io.bind_output(name, "cuda", self.device_id)
+            self.session.run_with_iobinding(io)
+            outs = io.copy_outputs_to_cpu()
+        except Exception as e:  # noqa: BLE001
+            raise self._error(e) from None
+        return dict(zip(self.output_names, outs))
+
+
+class OrtTensorRTEngine(OrtCudaEngine):
+    """ONNX Runtime's TensorRT execution provider.  Not executed here (no GPU)."""
+
+    backend = "ort-trt"
+
+
+def _profile_option(bundle: Bundle, graph: str, which: int) -> str:
+    """``trt_profile_*_shapes`` value, "name:1x3x8x8,..." from the manifest's graph profile."""
+    g = bundle.graphs[graph]
+    prof = {k: v[which] for k, v in (g.get("profile") or {}).items()}
+    parts = []
+    for spec in g.get("inputs") or []:
+        dims = [str(prof.get(d, 1)) if isinstance(d, str) else str(d) for d in spec["shape"]]
+        parts.append(f"{spec['name']}:{'x'.join(dims)}")
+    return ",".join(parts)
+
+
+def _ort_providers(backend: str, bundle: Bundle, graph: str) -> list:
+    if backend == "cpu":
+        return ["CPUExecutionProvider"]
+    cuda = ("CUDAExecutionProvider", {"device_id": 0})
+    if backend == "cuda":
+        return [cuda, "CPUExecutionProvider"]
+    cache = _cache_dir(bundle)
+    trt_opts = {"device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache),
+                "trt_fp16_enable": bundle.precision == "fp16"}
+    if bundle.graphs[graph].get("profile") and bundle.graphs[graph].get("inputs"):
+        for i, key in enumerate(("min", "opt", "max")):
+            trt_opts[f"trt_profile_{key}_shapes"] = _profile_option(bundle, graph, i)
+    return [("TensorrtExecutionProvider", trt_opts), cuda, "CPUExecutionProvider"]
+
+
+def _cache_dir(bundle: Bundle) -> Path:
+    # engines are GPU- and version-specific caches: beside the graphs when writable
+    d = bundle.root / ".ort-trt-cache"
+    if not os.access(bundle.root, os.W_OK):
+        d = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ldmind" / bundle.root.name
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# -- selection ---------------------------------------------------------------------------------
+def unavailable_reason(backend: str, bundle: Bundle) -> str | None:
+    """Why ``backend`` cannot run here (None: worth trying)."""
+    if backend not in BACKENDS:
+        return f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}"
+    if backend == "tensorrt":
+        from . import trt_native
+        return trt_native.unavailable_reason(bundle)
+    provider = _ORT_PROVIDER[backend]
+    try:
+        available = _ort().get_available_providers()
+    except EngineError as e:
+        return str(e)
+    if provider not in available:
+        hint = "" if backend == "cpu" else " (install onnxruntime-gpu in place of onnxruntime)"
+        return f"onnxruntime has no {provider}{hint}"
+    return None
+
+
+def graphs_of(bundle: Bundle) -> list[str]:
+    return (["encoder"] if bundle.conditional else []) + ["unet_step", "decoder", "liif"]
+
+
+def create_engines(bundle: Bundle, backend: str, threads: int = 0) -> dict[str, Engine]:
+    """All graphs of ``bundle`` on one explicit backend, or ``EngineError`` saying why not."""
+    why = unavailable_reason(backend, bundle)
+    if why:
+        raise EngineError(f"backend {backend!r} is not available: {why}")
+    if backend == "tensorrt":
+        from . import trt_native
+        return trt_native.create_engines(bundle)
+    cls = {"cpu": OrtEngine, "cuda": OrtCudaEngine, "ort-trt": OrtTensorRTEngine}[backend]
+    return {g: cls(bundle.graph_path(g), g, _ort_providers(backend, bundle, g), threads) for g in graphs_of(bundle)}
+
+
+def select(bundle: Bundle, backend: str = "auto", threads: int = 0
+           ) -> tuple[str, dict[str, Engine], dict[str, str]]:
+    """(backend, engines, {faster backend passed over: why}).  ``auto`` tries ``AUTO_ORDER``."""
+    if backend != "auto":
+        return backend, create_engines(bundle, backend, threads), {}
+    skipped: dict[str, str] = {}
+    for name in AUTO_ORDER:
+        why = unavailable_reason(name, bundle)
+        if why is None:
+            try:
+                return name, create_engines(bundle, name, threads), skipped
+            except EngineError as e:
+                why = str(e)
+        skipped[name] = why
+    raise EngineError("no backend can run these graphs: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))

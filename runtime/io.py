@@ -1,0 +1,209 @@
+"""Image files in and out: validation, conversion to uint8 RGB, atomic writes.
+
+Inputs are refused with one line naming the file when they cannot be read faithfully;
+they are converted when the conversion is unambiguous:
+
+- grayscale (1, L, I;16, I) -> RGB, 16-bit scaled to 8-bit (v / 257, rounded);
+- palette (P) -> RGB, or RGBA when the palette has transparency;
+- RGBA / LA whose alpha is fully opaque -> RGB (alpha dropped); translucent ones are
+  refused: there is no background to composite on that is right for every picture;
+- CMYK, YCbCr, LAB, HSV -> RGB by Pillow's conversion;
+- float images (F) are refused (their range is unknown);
+- EXIF orientation is applied (a phone photo comes out the way it is shown);
+- animated files: the first frame;
+- decompression bombs (more than MAX_INPUT_PIXELS pixels) are refused from the header,
+  before any pixel is decoded.
+
+Outputs are written to a temporary name in the destination folder and renamed, so a
+crash or a full disk never leaves a half-written image behind.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+# Pillow warns above MAX_IMAGE_PIXELS (~89 Mpx) and refuses above twice that; we refuse at
+# its warning threshold (or 89 Mpx if it is disabled), from the header alone.
+MAX_INPUT_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+_CONVERTIBLE = {"1", "L", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGB"}
+_WITH_ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 RGB [H, W, 3] or raise ``InputError`` naming ``path``."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not an image file")
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise InputError(f"{p}: cannot read ({e.strerror})") from None
+    if size == 0:
+        raise InputError(f"{p}: empty file (0 bytes), not an image")
+    try:
+        with warnings.catch_warnings():
+            # a bomb warning would print a second line: make it the error it is
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                w, h = img.size
+                if w * h > MAX_INPUT_PIXELS:
+                    raise InputError(_bomb(p, w, h))
+                img.seek(0)
+                img.load()
+                return pil_to_rgb(img, str(p))
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{p}: refused as a possible decompression bomb (its header declares more than "
+                         f"{MAX_INPUT_PIXELS / 1e6:.0f} Mpx)") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{p}: not a recognised image file (corrupt, or not an image)") from None
+    except PermissionError as e:
+        raise InputError(f"{p}: cannot read ({e.strerror})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as e:
+        # Pillow reports truncation and corruption through all of these
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{p}: truncated or corrupt image file ({msg})") from None
+
+
+def _bomb(p, w: int, h: int) -> str:
+    return (f"{p}: {w}x{h} = {w * h / 1e6:.0f} Mpx exceeds the {MAX_INPUT_PIXELS / 1e6:.0f} Mpx limit "
+            f"(refused as a possible decompression bomb)")
+
+
+def pil_to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
+    """A PIL image in any mode -> uint8 RGB [H, W, 3] (see the module doc for the rules)."""
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise InputError(f"{name}: empty image ({w}x{h})")
+    if w * h > MAX_INPUT_PIXELS:
+        raise InputError(_bomb(name, w, h))
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unreadable
+        pass
+    mode = img.mode
+    if mode == "P" and ("transparency" in img.info or img.palette and img.palette.mode == "RGBA"):
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in _SIXTEEN_BIT or mode == "I":
+        a = np.asarray(img)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise InputError(f"{name}: 32-bit integer image with values outside 0..65535 is not supported; "
+                             f"convert it to 8-bit RGB")
+        g = np.floor(a.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if mode == "F" or mode.startswith("F;"):
+        raise InputError(f"{name}: floating-point image (mode F) is not supported; convert it to 8-bit RGB")
+    if mode in _WITH_ALPHA:
+        rgba = np.asarray(img.convert("RGBA"))
+        if rgba[:, :, 3].min() < 255:
+            raise InputError(f"{name}: image has transparent pixels ({mode}); flatten it onto a background "
+                             f"first (upscaling transparency is not supported)")
+        return np.ascontiguousarray(rgba[:, :, :3])
+    if mode in _CONVERTIBLE:
+        try:
+            out = np.asarray(img if mode == "RGB" else img.convert("RGB"))
+        except (ValueError, OSError) as e:
+            raise InputError(f"{name}: cannot convert mode {mode} to RGB ({e})") from None
+        return np.ascontiguousarray(out, dtype=np.uint8)
+    raise InputError(f"{name}: unsupported image mode {mode!r}; convert it to 8-bit RGB")
+
+
+def to_rgb_array(image, name: str = "image") -> np.ndarray:
+    """PIL image or array -> uint8 RGB [H, W, 3].
+
+    Arrays: uint8 (or uint16, scaled; or bool) shaped [H, W], [H, W, 1], [H, W, 3] or
+    [H, W, 4] (opaque alpha only)."""
+    if isinstance(image, Image.Image):
+        return pil_to_rgb(image, name)
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{name}: expected a PIL image or a numpy array, got {type(image).__name__}")
+    a = image
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise InputError(f"{name}: expected an array [H, W], [H, W, 3] or [H, W, 4], got shape {image.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise InputError(f"{name}: empty image (shape {image.shape})")
+    if a.shape[0] * a.shape[1] > MAX_INPUT_PIXELS:
+        raise InputError(_bomb(name, a.shape[1], a.shape[0]))
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype == np.uint16:
+        a = np.floor(a.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise InputError(f"{name}: expected uint8 pixels (0..255), got {a.dtype}; "
+                         f"scale and cast, e.g. (x * 255).round().astype(np.uint8)")
+    if a.shape[2] == 4:
+        if a[:, :, 3].min() < 255:
+            raise InputError(f"{name}: image has transparent pixels; flatten it onto a background first")
+        a = a[:, :, :3]
+    elif a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.ascontiguousarray(a)
+
+
+# -- output ----------------------------------------------------------------------------------
+def output_format(path: str | os.PathLike) -> str:
+    """Pillow format name for ``path``'s extension, or ``InputError``."""
+    ext = Path(path).suffix.lower()
+    Image.init()
+    fmt = Image.registered_extensions().get(ext)
+    if not ext or fmt is None or fmt not in Image.SAVE:
+        raise InputError(f"{path}: cannot tell the output format from the extension {ext or '(none)'!r}; "
+                         f"use .png, .jpg, .webp, .tif or .bmp")
+    return fmt
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Refuse an output path before any work is done: bad extension, missing or
+    unwritable folder, or a directory in the way."""
+    p = Path(path)
+    output_format(p)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{p}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{p}: output folder {parent} is not writable")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory; give an image file name")
+
+
+def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file beside ``path``, then an atomic rename."""
+    p = Path(path)
+    fmt = output_format(p)
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8), "RGB")
+    # O_EXCL with a random name rather than mkstemp: mkstemp's 0600 would survive the
+    # rename, while this honours the umask like any other new file
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise InputError(f"{p}: cannot write ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format=fmt)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise InputError(f"{p}: cannot write ({e.strerror or e})") from None
+        raise
+    return p

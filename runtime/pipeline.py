@@ -1,0 +1,265 @@
+"""The sampling pipeline on exported graphs: ``Pipeline.load(dir).upscale(...)``.
+
+Method, step for step the reference sampler (``ldmind_ref/sampler.py``):
+
+    upscale:  LR uint8 -> [-1, 1] -> mirror-pad to ``images.lr_pad_unit(cond_scale,
+              ae_downsample, unet_multiple)`` -> encoder -> cond; DDIM from z_T with cond at
+              every step; crop the latent to (h * cond_scale // ae_downsample, ...);
+              decoder -> features; LIIF queries at ``coords.output_size`` -> uint8.
+    generate: DDIM from z_T at the manifest's ``generation_latent``; decoder; LIIF.
+    DDIM:     ``diffusion.ddim_schedule(alpha_bar from the manifest, steps, eta)``; noise by
+              the RNG contract (``ldmind_ref/noise.py``): sample j uses seed + j, stream 0 is
+              z_T, stream k the k-th executed step, drawn only when sigma_t > 0.
+
+Batches larger than a backend accepts (TensorRT profiles) are split; because sample j
+always uses seed + j, the split never changes a result.  A ``Pipeline`` holds no mutable
+state after ``load``: several threads may call one pipeline at once.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ldmind_ref import coords, diffusion, images, noise as rng
+
+from . import engine as _engine, limits, tiling
+from .bundle import Bundle, load_bundle
+from .errors import InputError, NumericalError
+from .io import to_rgb_array
+
+Progress = Callable[[str, int, int], None]
+MAX_SAMPLES = 1024
+
+
+class Pipeline:
+    def __init__(self, bundle: Bundle, engines: dict[str, _engine.Engine], backend: str,
+                 skipped: dict[str, str] | None = None, tile: int | None = None, requested: str = "auto"):
+        self.bundle = bundle
+        self.engines = engines
+        self.backend = backend            # the backend actually running the graphs
+        self.skipped = dict(skipped or {})  # backend="auto": faster backends passed over, and why
+        self.requested = requested
+        self.tile = _positive(tile, "tile") if tile is not None else bundle.query_chunk
+        limits_ = [e.max_batch for e in engines.values() if e.max_batch]
+        self.max_batch = min(limits_) if limits_ else None
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str = "auto", tile: int | None = None, threads: int = 0,
+             verify: bool = True) -> "Pipeline":
+        """Open an engine directory.  ``backend``: auto (the fastest that works here, see
+        ``backend_reason``), cpu, cuda, ort-trt or tensorrt."""
+        bundle = load_bundle(path, verify=verify)
+        name, engines, skipped = _engine.select(bundle, backend, threads)
+        return cls(bundle, engines, name, skipped, tile, requested=backend)
+
+    @property
+    def backend_reason(self) -> str:
+        if self.requested != "auto":
+            return "requested"
+        if not self.skipped:
+            return "auto"
+        return "auto; skipped " + "; ".join(f"{k}: {v}" for k, v in self.skipped.items())
+
+    def describe(self) -> str:
+        kind = "super-resolution" if self.bundle.conditional else "generation"
+        return f"{self.bundle.name} ({kind}, {self.bundle.precision}) on {self.backend} [{self.backend_reason}]"
+
+    def close(self) -> None:
+        for e in self.engines.values():
+            e.close()
+
+    # -- public API --------------------------------------------------------------------------
+    def upscale(self, image, scale: float | None = None, size: tuple[int, int] | None = None,
+                steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
+                tile: int | None = None, progress: Progress | None = None, output: str = "auto") -> list:
+        """Super-resolve ``image`` (PIL image or uint8 array) by ``scale`` or to ``size`` = (W, H).
+        Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``), else
+        uint8 arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one."""
+        self._need_conditional(True)
+        lr = to_rgb_array(image, "input image")
+        H, W = self.output_size(lr.shape[0], lr.shape[1], scale, size)
+        n = _count(num_samples)
+        limits.check_output(n, H, W)
+        z = self.upscale_latents(lr, steps, eta, seed, n, progress)
+        out = self.render(z, [(H, W)], tile, progress)[0]
+        return _convert(list(out), output, isinstance(image, Image.Image))
+
+    def generate(self, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
+                 num_samples: int = 1, tile: int | None = None, progress: Progress | None = None,
+                 output: str = "array", latent_size: tuple[int, int] | None = None) -> list:
+        """Unconditional samples rendered at ``size`` = (W, H), from the manifest's
+        generation latent (or ``latent_size`` = (h, w))."""
+        self._need_conditional(False)
+        H, W = self.output_size(1, 1, size=size)
+        n = _count(num_samples)
+        limits.check_output(n, H, W)
+        lh, lw = latent_size or self.bundle.generation_latent or (0, 0)
+        m = self.bundle.unet_multiple
+        if lh < 1 or lw < 1 or lh % m or lw % m:
+            raise InputError(f"latent size must be positive multiples of {m}, got {lh}x{lw}")
+        z = self.sample_latents(None, (self.bundle.z_channels, lh, lw), steps, eta, seed, n, progress)
+        out = self.render(z, [(H, W)], tile, progress)[0]
+        return _convert(list(out), output, False)
+
+    def render(self, z: np.ndarray, sizes: Sequence[tuple[int, int]], tile: int | None = None,
+               progress: Progress | None = None) -> list[np.ndarray]:
+        """Latents [N, c, h, w] at several (H, W): one uint8 array [N, H, W, 3] per size.
+        The decoder runs once; each size is queried tile by tile into its uint8 array."""
+        z = np.asarray(z)
+        c = self.bundle.z_channels
+        if z.ndim != 4 or z.shape[1] != c or min(z.shape) < 1:
+            raise InputError(f"latents must be an array [N, {c}, h, w], got shape {z.shape}")
+        if not np.all(np.isfinite(z)):
+            raise InputError("latents contain NaN or infinity")
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        sizes = [(_positive(H, "height"), _positive(W, "width")) for H, W in sizes]
+        for H, W in sizes:
+            limits.check_output(z.shape[0], H, W)
+        limits.check_latent(self.bundle.config, self._batch(z.shape[0]), z.shape[2], z.shape[3])
+        tile = self.tile if tile is None else _positive(tile, "tile")
+        features = [self._finite("decoder", self.engines["decoder"]({"z": z[a:b]})["features"])
+                    for a, b in self._batches(z.shape[0])]
+        results = []
+        for H, W in sizes:
+            out = np.empty((z.shape[0], H, W, 3), dtype=np.uint8)
+            for (a, b), f in zip(self._batches(z.shape[0]), features):
+                query = self.engines["liif"].bind({"features": f})
+                tiling.render_into(out[a:b], lambda co, ce: query({"coord": co, "cell": ce})["rgb"], tile,
+                                   progress, f"render {W}x{H}")
+            results.append(out)
+        return results
+
+    def upscale_latents(self, image, steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
+                        progress: Progress | None = None) -> np.ndarray:
+        """Sampled latents of an LR image cropped to the LR area: float32 [N, c, h', w']."""
+        self._need_conditional(True)
+        b = self.bundle
+        lr = to_rgb_array(image, "input image")
+        n = _count(num_samples)
+        unit = images.lr_pad_unit(b.cond_scale, b.ae_downsample, b.unet_multiple)
+        x = images.pad_lr(images.to_float(lr), unit)[None]
+        ch, cw = x.shape[2] * b.cond_scale // b.ae_downsample, x.shape[3] * b.cond_scale // b.ae_downsample
+        limits.check_latent(b.config, self._batch(n), ch, cw, lr_size=lr.shape[:2])
+        self._schedule(steps, eta)           # refuse bad steps/eta before the encoder runs
+        cond = self._finite("encoder", self.engines["encoder"]({"lr": np.ascontiguousarray(x)})["cond"])
+        z = self.sample_latents(cond, (b.z_channels, cond.shape[2], cond.shape[3]), steps, eta, seed, n, progress)
+        lh, lw = lr.shape[0] * b.cond_scale // b.ae_downsample, lr.shape[1] * b.cond_scale // b.ae_downsample
+        return np.ascontiguousarray(z[:, :, :lh, :lw])
+
+    def sample_latents(self, cond: np.ndarray | None, shape: tuple[int, int, int], steps: int, eta: float,
+                       seed: int, num_samples: int, progress: Progress | None = None) -> np.ndarray:
+        """DDIM from z_T to z_0: float32 [num_samples, *shape]; ``cond`` [1, c, h, w] or None."""
+        schedule = self._schedule(steps, eta)
+        seed = _seed(seed)
+        n = _count(num_samples)
+        batches = list(self._batches(n))
+        done = [0]
+        if progress:
+            progress("denoise", 0, len(schedule) * len(batches))
+
+        def tick(_stage, _k, _total):
+            done[0] += 1
+            if progress:
+                progress("denoise", done[0], len(schedule) * len(batches))
+
+        return np.concatenate([self._ddim(cond, shape, schedule, seed + a, b - a, tick) for a, b in batches])
+
+    def output_size(self, h: int, w: int, scale: float | None = None,
+                    size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(H, W) of the output, as ``coords.output_size``, with user-facing errors."""
+        if scale is not None and size is not None:
+            raise InputError("give either a scale or a size, not both")
+        if scale is None and size is None:
+            raise InputError("give a scale or a size")
+        if scale is not None:
+            if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(float(scale)) \
+                    or float(scale) <= 0:
+                raise InputError(f"scale must be a finite number > 0, got {scale}")
+        else:
+            if len(tuple(size)) != 2:
+                raise InputError(f"size must be (width, height), got {size}")
+            for v in size:
+                _positive(v, "output width/height")
+        try:
+            return coords.output_size(h, w, scale=scale, size=size)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+
+    # -- internals ---------------------------------------------------------------------------
+    def _ddim(self, cond, shape, schedule, seed: int, nb: int, tick) -> np.ndarray:
+        step = self.engines["unet_step"].bind(
+            {"cond": np.ascontiguousarray(np.broadcast_to(cond, (nb,) + cond.shape[1:]))} if cond is not None else {})
+        z = rng.batch_gaussian(seed, 0, nb, shape)
+        zeros = np.zeros_like(z)
+        for k, st in enumerate(schedule, start=1):
+            # the contract draws stream k only for steps that add noise (sigma_t > 0)
+            eps = rng.batch_gaussian(seed, k, nb, shape) if st.sigma_t > 0 else zeros
+            z = step({"z_t": z, "timestep": np.full((nb,), st.t, dtype=np.int64),
+                      "alpha_bar_t": np.array([st.alpha_bar_t], dtype=np.float32),
+                      "alpha_bar_prev": np.array([st.alpha_bar_prev], dtype=np.float32),
+                      "sigma_t": np.array([st.sigma_t], dtype=np.float32), "noise": eps})["z_prev"]
+            self._finite("unet_step", z, f" at step {k} (t={st.t})")
+            tick("denoise", k, len(schedule))
+        return z
+
+    def _schedule(self, steps, eta) -> list:
+        T = self.bundle.timesteps
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
+            raise InputError(f"steps must be an integer in 1..{T}, got {steps}")
+        if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or eta < 0:
+            raise InputError(f"eta must be a finite number >= 0, got {eta}")
+        return diffusion.ddim_schedule(self.bundle.alpha_bar, int(steps), float(eta))
+
+    def _batch(self, n: int) -> int:
+        return min(n, self.max_batch) if self.max_batch else n
+
+    def _batches(self, n: int):
+        step = self._batch(n)
+        return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+    def _need_conditional(self, want: bool) -> None:
+        if self.bundle.conditional != want:
+            if want:
+                raise InputError(f"{self.bundle.root}: {self.bundle.name} is a generation model "
+                                 f"(unconditional): use generate, not upscale")
+            raise InputError(f"{self.bundle.root}: {self.bundle.name} is a super-resolution model: "
+                             f"use upscale, not generate")
+
+    @staticmethod
+    def _finite(graph: str, x: np.ndarray, where: str = "") -> np.ndarray:
+        if not np.all(np.isfinite(x)):
+            raise NumericalError(f"the {graph} graph produced NaN/inf{where}: the engines are broken or "
+                                 f"the model diverged; no image was written")
+        return x
+
+
+def _positive(v, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+        raise InputError(f"{what} must be a positive integer, got {v}")
+    return int(v)
+
+
+def _count(n) -> int:
+    n = _positive(n, "num_samples")
+    if n > MAX_SAMPLES:
+        raise InputError(f"num_samples must be at most {MAX_SAMPLES}, got {n}")
+    return n
+
+
+def _seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InputError(f"seed must be an integer, got {seed!r}")
+    return int(seed)
+
+
+def _convert(arrays: list[np.ndarray], output: str, was_pil: bool) -> list:
+    if output not in ("auto", "pil", "array"):
+        raise InputError(f"output must be 'auto', 'pil' or 'array', got {output!r}")
+    if output == "pil" or (output == "auto" and was_pil):
+        return [Image.fromarray(a, "RGB") for a in arrays]
+    return arrays

@@ -1,0 +1,132 @@
+"""Runtime vs the reference sampler on the same checkpoint and seed (issue 4).
+
+The reference (``ldmind_ref.sampler``, PyTorch) and the runtime (ONNX Runtime on the graphs
+``python -m export`` wrote from the same checkpoint) must agree to >= 50 dB PSNR: same LR
+padding, schedule, noise streams, latent crop, query coordinates and rounding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ldmind_ref import noise as rng, sampler
+from ldmind_ref.checkpoint import load_model
+from runtime import Pipeline
+
+STEPS = 6
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+@pytest.fixture(scope="module")
+def sr(runtime_exports):
+    e = runtime_exports["sr"]
+    return load_model(e["ckpt"]), Pipeline.load(e["engines"], backend="cpu")
+
+
+@pytest.fixture(scope="module")
+def gen(runtime_exports):
+    e = runtime_exports["gen"]
+    return load_model(e["ckpt"]), Pipeline.load(e["engines"], backend="cpu")
+
+
+@pytest.fixture(scope="module")
+def lr() -> np.ndarray:
+    # 11 x 13: odd sides, so the LR is padded (pad unit 2) and the latent cropped back
+    rs = np.random.RandomState(5)
+    y, x = np.mgrid[0:11, 0:13]
+    smooth = np.stack([y * 20, x * 18, (x + y) * 10], -1)
+    return np.clip(smooth + rs.randint(-30, 30, (11, 13, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_upscale_matches_reference(sr, lr, eta):
+    model, pipe = sr
+    for scale in (2, 3.7, 8):
+        ref = sampler.upscale(model, lr, scale=scale, steps=STEPS, eta=eta, seed=11, num_samples=2)
+        out = pipe.upscale(lr, scale=scale, steps=STEPS, eta=eta, seed=11, num_samples=2)
+        assert len(out) == 2
+        for r, o in zip(ref, out):
+            assert o.shape == r.shape == (round(11 * scale + 1e-9), round(13 * scale + 1e-9), 3)
+            assert psnr(r, o) >= 50, f"scale {scale}, eta {eta}: {psnr(r, o):.1f} dB"
+            assert r.std() > 2, "degenerate output: the comparison would prove nothing"
+        assert not np.array_equal(out[0], out[1]), "the two samples must use different seeds"
+
+
+def test_upscale_to_size_and_pil_roundtrip(sr, lr):
+    model, pipe = sr
+    ref = sampler.upscale(model, lr, size=(40, 29), steps=STEPS, eta=1.0, seed=3)
+    [out] = pipe.upscale(Image.fromarray(lr), size=(40, 29), steps=STEPS, eta=1.0, seed=3)
+    assert isinstance(out, Image.Image) and out.size == (40, 29)      # PIL in -> PIL out
+    assert psnr(ref[0], np.asarray(out)) >= 50
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_generate_matches_reference(gen, eta):
+    model, pipe = gen
+    for size in ((16, 16), (30, 37), (64, 64)):
+        ref = sampler.generate(model, size, steps=STEPS, eta=eta, seed=7, num_samples=2)
+        out = pipe.generate(size, steps=STEPS, eta=eta, seed=7, num_samples=2)
+        for r, o in zip(ref, out):
+            assert o.shape == r.shape == (size[1], size[0], 3)
+            assert psnr(r, o) >= 50, f"size {size}, eta {eta}: {psnr(r, o):.1f} dB"
+            assert r.std() > 2
+        assert not np.array_equal(out[0], out[1])
+
+
+def test_latents_and_render_match_reference(sr, lr):
+    import torch
+
+    model, pipe = sr
+    zr = sampler.upscale_latents(model, lr, steps=STEPS, eta=1.0, seed=4, num_samples=2)
+    zo = pipe.upscale_latents(lr, steps=STEPS, eta=1.0, seed=4, num_samples=2)
+    assert zo.shape == tuple(zr.shape) == (2, 3, 11, 13)              # cropped to the LR area
+    np.testing.assert_allclose(zo, zr.numpy(), rtol=0, atol=1e-4)
+    sizes = [(9, 7), (50, 61)]
+    ref = sampler.render(model, torch.from_numpy(zo), sizes)
+    out = pipe.render(zo, sizes)
+    for r, o, (H, W) in zip(ref, out, sizes):
+        assert o.shape == (2, H, W, 3)
+        assert psnr(r, o) >= 50
+
+
+def test_sample_j_is_seed_plus_j(sr, lr):
+    """The RNG contract: a batch's sample j equals the single sample drawn with seed + j."""
+    _, pipe = sr
+    batch = pipe.upscale(lr, scale=2, steps=4, eta=1.0, seed=20, num_samples=3)
+    for j in range(3):
+        [single] = pipe.upscale(lr, scale=2, steps=4, eta=1.0, seed=20 + j)
+        assert np.array_equal(single, batch[j])
+
+
+def test_batches_split_for_small_profiles(sr, lr):
+    """A backend with a batch limit (TensorRT profiles) runs several batches: same result."""
+    _, pipe = sr
+    whole = pipe.upscale(lr, scale=2, steps=4, eta=1.0, seed=9, num_samples=3)
+    limited = Pipeline(pipe.bundle, pipe.engines, pipe.backend)
+    limited.max_batch = 2
+    split = limited.upscale(lr, scale=2, steps=4, eta=1.0, seed=9, num_samples=3)
+    for a, b in zip(whole, split):
+        assert psnr(a, b) >= 50
+
+
+def test_noise_streams_follow_contract(gen):
+    """eta = 0 draws no step noise: z_T alone determines the sample (stream 0)."""
+    _, pipe = gen
+    b = pipe.bundle
+    shape = (b.z_channels, *b.generation_latent)
+    z0 = pipe.sample_latents(None, shape, steps=3, eta=0.0, seed=5, num_samples=1)
+    # DDIM with eta 0 is deterministic given z_T: recompute by hand with the graphs
+    from ldmind_ref import diffusion
+
+    z = rng.batch_gaussian(5, 0, 1, shape)
+    for st in diffusion.ddim_schedule(b.alpha_bar, 3, 0.0):
+        z = pipe.engines["unet_step"]({
+            "z_t": z, "timestep": np.array([st.t], np.int64), "alpha_bar_t": np.array([st.alpha_bar_t], np.float32),
+            "alpha_bar_prev": np.array([st.alpha_bar_prev], np.float32), "sigma_t": np.array([0.0], np.float32),
+            "noise": np.full_like(z, 123.0)})["z_prev"]            # sigma 0: the noise input must not matter
+    np.testing.assert_array_equal(z0, z)

@@ -1,0 +1,86 @@
+"""Tiled LIIF rendering: exact coordinates per tile, tile-size invariance, bounded memory."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from ldmind_ref import coords, noise
+from runtime import Pipeline
+from runtime.tiling import render_into, rgb_to_uint8, tile_coords, tiles
+from ldmind_ref import images
+
+
+@pytest.mark.parametrize("H,W", [(1, 1), (1, 7), (7, 1), (5, 9), (37, 23)])
+def test_tile_coords_are_the_grid_slices(H, W):
+    full = coords.grid_coords(H, W)
+    rs = np.random.RandomState(H * 100 + W)
+    ranges = [(0, H * W)] + [tuple(sorted(rs.randint(0, H * W + 1, 2))) for _ in range(20)]
+    for a, b in ranges:
+        np.testing.assert_array_equal(tile_coords(H, W, a, b), full[a:b])   # bit-identical
+    for tile in (1, 3, W, W + 1, H * W, 10 ** 6):
+        spans = list(tiles(H, W, tile))
+        assert spans[0][0] == 0 and spans[-1][1] == H * W
+        assert all(s[1] == t[0] for s, t in zip(spans, spans[1:]))
+
+
+def test_rgb_to_uint8_is_the_reference_rounding():
+    rs = np.random.RandomState(0)
+    rgb = rs.uniform(-1.2, 1.2, (2, 50, 3)).astype(np.float32)
+    rgb[0, :4, 0] = [-1.0, 1.0, 0.00392157, -0.0039215]
+    ref = images.to_uint8(rgb.transpose(0, 2, 1).reshape(2, 3, 5, 10)).reshape(2, 50, 3)
+    np.testing.assert_array_equal(rgb_to_uint8(rgb), ref)
+
+
+@pytest.fixture(scope="module")
+def pipe(runtime_exports):
+    return Pipeline.load(runtime_exports["sr"]["engines"], backend="cpu")
+
+
+def test_tile_size_does_not_change_the_image(pipe):
+    z = noise.gaussian(3, 0, (2, pipe.bundle.z_channels, 9, 11))
+    H, W = 211, 197                      # 41,567 pixels: 41 tiles of 1,024, one of 65,536
+    outs = [pipe.render(z, [(H, W)], tile=t)[0] for t in (1024, 4096, 65536, 1000)]
+    for o in outs[1:]:
+        assert o.shape == (2, H, W, 3)
+        assert np.abs(o.astype(np.int16) - outs[0]).max() <= 1
+    assert outs[0].std() > 2
+
+
+def test_tile_of_one_pixel(pipe):
+    z = noise.gaussian(4, 0, (1, pipe.bundle.z_channels, 4, 6))
+    a = pipe.render(z, [(5, 7)], tile=1)[0]
+    b = pipe.render(z, [(5, 7)], tile=35)[0]
+    assert np.abs(a.astype(np.int16) - b).max() <= 1
+
+
+def test_no_float_array_of_the_output_size(pipe):
+    """Peak Python/numpy allocation while rendering 512 x 512 with 1,024-query tiles stays
+    near the uint8 output: a float32 coordinate grid of the whole image alone would be
+    2 MiB, the float RGB 3 MiB."""
+    z = noise.gaussian(5, 0, (1, pipe.bundle.z_channels, 8, 8))
+    pipe.render(z, [(16, 16)], tile=1024)            # warm-up outside the measurement
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        [out] = pipe.render(z, [(512, 512)], tile=1024)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert out.nbytes == 512 * 512 * 3
+    assert peak < out.nbytes + 512 * 1024, f"peak {peak} bytes for a {out.nbytes}-byte output"
+
+
+def test_render_into_reports_nan_position():
+    out = np.zeros((1, 3, 4, 3), np.uint8)
+
+    def query(c, s):
+        r = np.zeros(c.shape[:2] + (3,), np.float32)
+        if c.shape[1] and np.isclose(c[0, :, 0], coords.pixel_centres(3)[1]).any():
+            r[0, np.argmax(np.isclose(c[0, :, 0], coords.pixel_centres(3)[1])), 1] = np.nan
+        return r
+
+    from runtime.errors import NumericalError
+    with pytest.raises(NumericalError, match=r"x=0, y=1"):
+        render_into(out, query, tile=5)
