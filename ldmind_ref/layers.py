@@ -5,6 +5,8 @@ weights' dtype (fp16 overflows there); everything else runs in the input's dtype
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,13 +24,25 @@ def norm(channels: int, groups: int) -> GroupNorm32:
     return GroupNorm32(groups, channels, eps=1e-6)
 
 
+# Query rows per attention block in eager mode; bounds the score matrix to
+# ATTN_CHUNK x T floats per head (a 256 x 256 latent has T = 65,536 tokens: a full T x T
+# matrix would need 16 GiB per head).
+ATTN_CHUNK = 2048
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Scaled dot-product attention over tokens: q, k, v [N, T, d] -> [N, T, d], in fp32.
 
-    Eager PyTorch runs a fused kernel whose memory grows linearly with T (a 256 x 256
-    latent has 65,536 tokens: an explicit T x T matrix would need 16 GiB per head); the
-    ONNX export writes the same computation as MatMul-Softmax-MatMul."""
-    out = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    Softmax rows are independent, so eager mode processes the queries in blocks; an
+    exported graph (traced) holds the plain MatMul-Softmax-MatMul for any T."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    q, kt, vf = q.float() * scale, k.float().transpose(1, 2), v.float()
+    T = q.shape[1]
+    if torch.jit.is_tracing() or T <= ATTN_CHUNK:
+        out = torch.bmm(torch.softmax(torch.bmm(q, kt), dim=-1), vf)           # [N, T, d]
+    else:
+        out = torch.cat([torch.bmm(torch.softmax(torch.bmm(q[:, i:i + ATTN_CHUNK], kt), dim=-1), vf)
+                         for i in range(0, T, ATTN_CHUNK)], dim=1)
     return out.to(v.dtype)
 
 
