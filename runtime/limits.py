@@ -51,18 +51,21 @@ def check_output(num: int, H: int, W: int, what: str = "output") -> None:
 def attention_bytes(config: dict, batch: int, h: int, w: int) -> int:
     """Rough peak bytes of the attention score matrices for a latent of h x w.
 
-    Auto-encoder: one head in the middle block (at latent resolution), in E and D_phi.
-    U-Net: heads = channels / num_head_channels at each listed downsample factor and in the
-    middle.  Scores and softmax output both live for a moment: x2, float32: x4."""
+    The exported graphs compute attention as MatMul -> Softmax -> MatMul, so each layer
+    holds [B, heads, tokens, tokens] scores and their softmax (x2, float32: x4) for a
+    moment; ONNX Runtime frees them before the next layer, so the peak is the largest layer.
+    Auto-encoder: one head in the middle block (latent resolution) and at its listed
+    resolutions; U-Net: channels / num_head_channels heads at each listed downsample factor
+    and in the middle."""
     ae, un = config.get("autoencoder") or {}, config.get("unet") or {}
     tokens = h * w
-    total = 2 * batch * tokens ** 2 * 4
+    layers = [2 * batch * tokens ** 2 * 4]
     # encoder attention at nominal resolutions r: image-space downsample resolution / r
     f = 2 ** max(0, len(ae.get("ch_mult") or (1,)) - 1)
     for r in ae.get("attn_resolutions") or ():
         ds = max(1, int(ae.get("resolution", r)) // int(r))
         t = (h * f // ds) * (w * f // ds)
-        total += 2 * batch * t ** 2 * 4
+        layers.append(2 * batch * t ** 2 * 4)
     mult = list(un.get("channel_mult") or ())
     if mult:
         mc, hc = int(un.get("model_channels", 0)), max(1, int(un.get("num_head_channels", 32)))
@@ -72,8 +75,8 @@ def attention_bytes(config: dict, batch: int, h: int, w: int) -> int:
             ds = 2 ** level
             if ds in levels or ds == deepest:
                 t = (h // ds) * (w // ds)
-                total += 2 * batch * max(1, mc * m // hc) * t ** 2 * 4
-    return total
+                layers.append(2 * batch * max(1, mc * m // hc) * t ** 2 * 4)
+    return max(layers)
 
 
 def check_latent(config: dict, batch: int, h: int, w: int, lr_size: tuple[int, int] | None = None) -> None:
