@@ -1,2 +1,9 @@
-"""ONNX export of ldmind (``python -m export``).  This package's ``specs`` module is
-torch-free so that the runtime can import the graph declarations."""
+"""ONNX export of ldmind (``python -m export``; docs/EXPORT.md).
+
+Torch-free modules, imported by the runtime: ``specs`` (the graph declarations) and
+``manifest`` (reading and validating an export directory).  The rest imports torch:
+``graphs`` (the wrappers around the reference), ``onnx_export`` (trace, fold, check),
+``build`` (a whole export directory), ``trt_engines`` (TensorRT via polygraphy),
+``reference`` (saved reference outputs for the polygraphy CLI), ``cli``.  ``feeds``
+(valid random graph inputs) needs numpy and ldmind_ref's torch-free helpers only.
+"""

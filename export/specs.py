@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+# ONNX opset of the graphs: 17 by default (GroupNorm as InstanceNormalization, which every
+# backend folds); the legacy exporter reaches 20, and attention (SDPA) needs 14.
+DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 14, 20
 
 
 @dataclass(frozen=True)
