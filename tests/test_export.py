@@ -346,9 +346,8 @@ def test_polygraphy_cli_compares_graph_with_saved_reference(fp32_dir, tiny, tmp_
     out, _ = fp32_dir
     spec, feed = feed_for(tiny, "decoder", 1, (6, 10))
     inputs, outputs, values = save_reference(tiny, "decoder", spec, feed, tmp_path)
-    atol = polygraphy_atol(values, "fp32")
     args = ["run", str(out / "decoder.onnx"), "--onnxrt", "--load-inputs", str(inputs),
-            "--load-outputs", str(outputs), "--atol", f"{atol:.6g}", "--rtol", "0"]
+            "--load-outputs", str(outputs), "--atol", *polygraphy_atol(values, "fp32"), "--rtol", "0"]
     r = _polygraphy(*args)
     assert r.returncode == 0 and "PASSED" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
     # the same comparison must fail against a reference that is off by 1 %
@@ -395,3 +394,56 @@ def test_cli_exports_a_checkpoint(tmp_path, tiny, fp32_dir, capsys):
     spec, feed = feed_for(tiny, "decoder", 1, (4, 4))
     compare(run_graph(out / "decoder.onnx", feed), run_graph(fp32_dir[0] / "decoder.onnx", feed),
             FP16_TOL, "checkpoint export decoder")
+
+
+# -- TensorRT: plumbing only (no GPU, no tensorrt here) --------------------------------------
+def test_tensorrt_profiles_from_specs(tiny):
+    from export.trt_engines import profile_shapes
+
+    p = profile_shapes(specs_for(tiny)["liif"])
+    assert p["features"] == ((1, 8, 8, 8), (1, 8, 64, 64), (4, 8, 256, 256))
+    assert p["coord"] == ((1, 1024, 2), (1, 65536, 2), (4, 65536, 2))
+    step = profile_shapes(specs_for(tiny)["unet_step"])
+    assert "alpha_bar_t" not in step and step["timestep"] == ((1,), (1,), (4,))
+
+
+def test_tensorrt_build_plumbing_with_stand_ins(fp16_dir, tmp_path, monkeypatch):
+    """The polygraphy/TensorRT calls replaced by stand-ins that record their arguments:
+    checks what the real ones would be given, the files and the manifest entry."""
+    import types
+
+    import polygraphy.backend.trt as ptrt
+
+    from export import trt_engines
+    from export.manifest import validate
+
+    out = tmp_path / "trt"
+    shutil.copytree(fp16_dir[0], out)
+    calls = []
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.99.0"))
+    monkeypatch.setattr(trt_engines, "gpu_info", lambda: ("Stand-in GPU", "9.0"))
+    monkeypatch.setattr(ptrt, "network_from_onnx_path",
+                        lambda path, strongly_typed=False: calls.append(("parse", path, strongly_typed)) or path)
+    monkeypatch.setattr(ptrt, "CreateConfig", lambda **kw: calls.append(("config", kw)) or kw)
+    monkeypatch.setattr(ptrt, "engine_from_network", lambda net, config, save_timing_cache:
+                        calls.append(("build", net, save_timing_cache)) or f"engine of {net}")
+    monkeypatch.setattr(ptrt, "save_engine", lambda engine, path: Path(path).write_text(engine))
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    specs = specs_for(random_model(preset("tiny"), 0))
+    files = {k: g["file"] for k, g in manifest["graphs"].items()}
+    manifest["tensorrt"] = trt_engines.build_engines(out, specs, files, "fp16", log=lambda _: None)
+    validate(manifest, out)
+    trt = manifest["tensorrt"]
+    assert (trt["version"], trt["gpu"], trt["compute_capability"]) == ("10.99.0", "Stand-in GPU", "9.0")
+    assert sorted(trt["engines"]) == sorted(files)
+    assert all(strong for kind, _, strong in (c for c in calls if c[0] == "parse")) and \
+        sum(c[0] == "parse" for c in calls) == len(files)
+    configs = [c[1] for c in calls if c[0] == "config"]
+    assert all(c["load_timing_cache"] == str(out / "timing.cache") for c in configs)
+    liif_profile = dict(configs[list(files).index("liif")]["profiles"][0])
+    assert tuple(liif_profile["coord"].max) == (4, 65536, 2)
+    assert trt["engines"]["liif"]["profiles"][0]["coord"] == {"min": [1, 1024, 2], "opt": [1, 65536, 2],
+                                                              "max": [4, 65536, 2]}
+    (out / "liif.engine").write_text("tampered")
+    with pytest.raises(ManifestError, match="liif.engine"):
+        validate(manifest, out)
