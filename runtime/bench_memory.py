@@ -14,31 +14,22 @@ import resource
 import sys
 import time
 
+from .limits import proc_bytes
+
 GiB = 1024 ** 3
 
 
 def peak_rss() -> int:
     """Peak resident set size of this process in bytes (VmHWM; ru_maxrss as a fallback)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    hwm = proc_bytes("/proc/self/status", "VmHWM")
+    if hwm is not None:
+        return hwm
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r if sys.platform == "darwin" else r * 1024   # bytes on macOS, KiB on Linux
 
 
 def current_rss() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return proc_bytes("/proc/self/status", "VmRSS") or 0
 
 
 def run(engines: str, latent: int, scale: int, tile: int | None, backend: str = "cpu") -> dict:

@@ -16,18 +16,26 @@ GiB = 1024 ** 3
 HEADROOM = 512 * 1024 ** 2
 
 
+def proc_bytes(path: str, key: str) -> int | None:
+    """A "Key:  N kB" line of a Linux /proc file, in bytes; None where there is none."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def available_memory() -> int:
     """Bytes the OS can give us now (MemAvailable on Linux; physical memory elsewhere)."""
     override = os.environ.get("LDMIND_MEMORY_LIMIT")   # tests and containers
     if override:
         return int(float(override))
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    avail = proc_bytes("/proc/meminfo", "MemAvailable")
+    if avail is not None:
+        return avail
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
