@@ -1,0 +1,22 @@
+"""The SR benchmark on exported engines, torch-free (protocol: ``ldmind_ref/benchmark.py``).
+
+    python -m runtime.eval --model final=engines/small --data ../shared/data/val --out docs/results
+"""
+from __future__ import annotations
+
+import sys
+
+from ldmind_ref.benchmark import parser, run
+
+from .pipeline import Pipeline
+
+
+def main(argv=None) -> int:
+    p = parser("python -m runtime.eval", "ENGINES")
+    p.add_argument("--backend", default="auto")
+    args = p.parse_args(argv)
+    return run(args, lambda path: Pipeline.load(path, backend=args.backend))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ldmind_ref import benchmark, metrics
+
+
+def test_psnr_y_known_value():
+    a = np.full((20, 20, 3), 100, np.uint8)
+    b = np.full((20, 20, 3), 103, np.uint8)
+    dy = 3 * (65.481 + 128.553 + 24.966) / 255
+    assert metrics.psnr_y(a, b, 2) == pytest.approx(20 * np.log10(255 / dy))
+    b[0, :] = 0  # the shaved border does not count
+    assert metrics.psnr_y(a, b, 2) == pytest.approx(20 * np.log10(255 / dy))
+    assert metrics.psnr_y(a, a, 0) == float("inf")
+
+
+def test_ssim():
+    rng = np.random.default_rng(0)
+    a = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    assert metrics.ssim_y(a, a, 0) == pytest.approx(1.0)
+    noisy = np.clip(a + rng.normal(0, 25, a.shape), 0, 255).astype(np.uint8)
+    assert 0 < metrics.ssim_y(a, noisy, 0) < 0.95
+    assert metrics.ssim_y(a, noisy, 4) != metrics.ssim_y(a, noisy, 0)
+
+
+def test_diversity():
+    a = np.zeros((4, 4, 3), np.uint8)
+    assert metrics.diversity([a, a]) == 0
+    assert metrics.diversity([a, a + 10]) == pytest.approx(5.0)
+
+
+def test_make_lr_crops_to_a_multiple():
+    hr = np.zeros((37, 50, 3), np.uint8)
+    hr_c, lr = benchmark.make_lr(hr, 4)
+    assert hr_c.shape == (36, 48, 3) and lr.shape == (9, 12, 3)
+
+
+def test_reference_and_runtime_benchmarks_agree(tmp_path, runtime_exports):
+    """The same protocol through the reference checkpoint and through its exported engines."""
+    from ldmind_ref import eval as ref_eval
+    from runtime import eval as rt_eval
+
+    data = tmp_path / "data" / "SetA"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(data / "a.png")
+    common = ["--data", str(tmp_path / "data"), "--scales", "2", "4", "8", "--steps", "2"]
+    ref_eval.main(["--model", f"ref={runtime_exports['sr']['ckpt']}", "--out", str(tmp_path / "r"), *common])
+    rt_eval.main(["--model", f"rt={runtime_exports['sr']['engines']}", "--out", str(tmp_path / "o"), *common])
+    r = json.loads((tmp_path / "r" / "results.json").read_text())["results"]["SetA"]["ref"][0]
+    o = json.loads((tmp_path / "o" / "results.json").read_text())["results"]["SetA"]["rt"][0]
+    for key in ("psnr", "ssim", "bicubic_psnr"):
+        for s in ("2", "4", "8"):
+            assert r[key][s] == pytest.approx(o[key][s], abs=0.01), (key, s)
+    assert r["self_ssim"] == pytest.approx(o["self_ssim"], abs=1e-3)
+    assert r["diversity"] > 0  # four samples at 8x differ
+    assert (tmp_path / "r" / "figure.png").is_file()
+    md = (tmp_path / "o" / "results.md").read_text()
+    assert "| 8x |" in md and "SelfSSIM" in md
