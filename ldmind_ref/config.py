@@ -80,7 +80,7 @@ class TrainConfig:
     kl_weight: float = 1e-6        # stage 1 KL term (only when the auto-encoder is KL)
     lambda_latent: float = 1.0     # stage 3 lambda_1
     lambda_image: float = 1.0      # stage 3 lambda_2
-    grad_clip: float = 1.0         # global grad-norm clip (0 disables)
+    grad_clip: float = 0.0         # global grad-norm clip; 0 disables (the official training does not clip)
     ckpt_every: int = 500          # steps between checkpoints
     val_every: int = 500           # steps between validation losses
     val_images: int = 8            # fixed validation crops
@@ -219,7 +219,7 @@ def _small() -> ModelConfig:
         unet=UNetConfig(model_channels=64, channel_mult=(1, 2, 2), num_res_blocks=1,
                         attention_resolutions=(4,), num_head_channels=32, num_groups=16),
         train=TrainConfig(crop=96, gt_min=24, gt_max=96, batch=8, sample_q=1024, ae_lr=2e-4,
-                          ldm_lr=2e-4, align_lr=1e-5, ema_decay=0.999, ckpt_every=250,
+                          ldm_lr=2e-4, align_lr=1e-5, ema_decay=0.999, grad_clip=1.0, ckpt_every=250,
                           val_every=250),
     )
 
