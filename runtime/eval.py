@@ -14,8 +14,9 @@ from .pipeline import Pipeline
 def main(argv=None) -> int:
     p = parser("python -m runtime.eval", "ENGINES")
     p.add_argument("--backend", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads per graph (0: the backend's default)")
     args = p.parse_args(argv)
-    return run(args, lambda path: Pipeline.load(path, backend=args.backend))
+    return run(args, lambda path: Pipeline.load(path, backend=args.backend, threads=args.threads))
 
 
 if __name__ == "__main__":
