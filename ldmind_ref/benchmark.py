@@ -48,13 +48,22 @@ def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return hr, bicubic(hr, w // scale, h // scale)
 
 
-def evaluate_image(sampler, hr: np.ndarray, scales, steps: int, eta: float, seed: int) -> dict:
-    out: dict = {"psnr": {}, "ssim": {}, "bicubic_psnr": {}, "bicubic_ssim": {}}
+def evaluate_image(sampler, hr: np.ndarray, scales, steps: int, eta: float, seed: int,
+                   refusals: tuple[type[Exception], ...] = ()) -> dict:
+    """Metrics of one HR image at every scale.  A sampler error of a type in ``refusals``
+    (the runtime refusing an input too large for memory) records None for that scale."""
+    out: dict = {"psnr": {}, "ssim": {}, "bicubic_psnr": {}, "bicubic_ssim": {}, "refused": {}}
     for s in scales:
         hr_s, lr = make_lr(hr, s)
         H, W = hr_s.shape[:2]
         n = DIVERSITY_SAMPLES if s == DIVERSITY_SCALE else 1
-        z = sampler.upscale_latents(lr, steps=steps, eta=eta, seed=seed, num_samples=n)
+        try:
+            z = sampler.upscale_latents(lr, steps=steps, eta=eta, seed=seed, num_samples=n)
+        except refusals as e:
+            for key in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim"):
+                out[key][s] = None
+            out["refused"][s] = str(e)
+            continue
         sizes = [(H, W)]
         if s == SELF_SSIM_SCALES[0]:
             k = SELF_SSIM_SCALES[1] // SELF_SSIM_SCALES[0]
@@ -106,10 +115,14 @@ def table(results: dict, scales, labels: list[str], meta: dict) -> str:
         lines += [head, "|" + "---|" * (2 + len(labels))]
         any_label = per_label[labels[0]]
         for s in scales:
-            row = f"| {s}x | {mean(r['bicubic_psnr'][s] for r in any_label):.2f} / " \
-                  f"{mean(r['bicubic_ssim'][s] for r in any_label):.4f} |"
+            # only the images every model ran at this scale, so the columns stay comparable
+            ok = [all(per_label[l][i]["psnr"][s] is not None for l in labels) for i in range(len(any_label))]
+            pick = lambda rs: [r for r, keep in zip(rs, ok) if keep]  # noqa: E731
+            count = "" if all(ok) else f" ({sum(ok)} of {len(ok)} images)"
+            row = f"| {s}x{count} | {mean(r['bicubic_psnr'][s] for r in pick(any_label)):.2f} / " \
+                  f"{mean(r['bicubic_ssim'][s] for r in pick(any_label)):.4f} |"
             for l in labels:
-                rs = per_label[l]
+                rs = pick(per_label[l])
                 row += f" {mean(r['psnr'][s] for r in rs):.2f} / {mean(r['ssim'][s] for r in rs):.4f} |"
             lines.append(row)
         for l in labels:
@@ -138,7 +151,8 @@ def parser(prog: str, what: str) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace, open_sampler: Callable[[str], object]) -> int:
+def run(args: argparse.Namespace, open_sampler: Callable[[str], object],
+        refusals: tuple[type[Exception], ...] = ()) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     models = [tuple(spec.split("=", 1)) for spec in args.model]
@@ -153,14 +167,15 @@ def run(args: argparse.Namespace, open_sampler: Callable[[str], object]) -> int:
         for d in sets:
             files = sorted(f for f in d.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
             for f in files[: args.limit or None]:
-                r = evaluate_image(sampler, load_hr(f), args.scales, args.steps, args.eta, args.seed)
+                r = evaluate_image(sampler, load_hr(f), args.scales, args.steps, args.eta, args.seed, refusals)
                 fig = r.pop("_figure", None)
                 if label == models[0][0] and fig is not None and len(fig_rows) < args.figure_images:
                     fig_rows.append((f.name, fig))
                 r["image"] = f.name
                 results[d.name][label].append(r)
                 print(f"[{time.time() - t0:7.1f}s] {label} {d.name}/{f.name}: " +
-                      " ".join(f"{s}x {r['psnr'][s]:.2f} (bic {r['bicubic_psnr'][s]:.2f})" for s in args.scales),
+                      " ".join(f"{s}x refused" if r["psnr"][s] is None else
+                               f"{s}x {r['psnr'][s]:.2f} (bic {r['bicubic_psnr'][s]:.2f})" for s in args.scales),
                       file=sys.stderr, flush=True)
     meta = {"date": date.today().isoformat(), "machine": args.machine, "steps": args.steps, "eta": args.eta,
             "seed": args.seed, "models": dict(models), "seconds": round(time.time() - t0, 1)}
@@ -171,3 +186,32 @@ def run(args: argparse.Namespace, open_sampler: Callable[[str], object]) -> int:
         figure(fig_rows, out / "figure.png")
     print(md)
     return 0
+
+
+def merge(paths: list[str], out: str) -> str:
+    """Combine the results.json of several runs (other models, or other scales of the same
+    model) into one table: OUT/results.md and OUT/results.json."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    results: dict = {}
+    for run_ in runs:
+        for ds, per_label in run_["results"].items():
+            for label, rows in per_label.items():
+                merged = {r["image"]: r for r in results.setdefault(ds, {}).setdefault(label, [])}
+                for r in rows:
+                    m = merged.setdefault(r["image"], {"image": r["image"]})
+                    for k, v in r.items():
+                        m[k] = {**m.get(k, {}), **v} if isinstance(v, dict) else v
+                results[ds][label] = sorted(merged.values(), key=lambda r: r["image"])
+    labels = list(dict.fromkeys(label for run_ in runs for label in run_["meta"]["models"]))
+    scales = sorted({s for per in results.values() for rows in per.values() for r in rows for s in r["psnr"]},
+                    key=int)
+    meta = dict(runs[0]["meta"], models={k: v for r in runs for k, v in r["meta"]["models"].items()})
+    md = table(results, scales, labels, meta)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "results.md").write_text(md + "\n")
+    (Path(out) / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    return md
+
+
+if __name__ == "__main__":  # python -m ldmind_ref.benchmark OUT RESULTS.json [RESULTS.json ...]
+    print(merge(sys.argv[2:], sys.argv[1]))

@@ -60,3 +60,43 @@ def test_reference_and_runtime_benchmarks_agree(tmp_path, runtime_exports):
     assert (tmp_path / "r" / "figure.png").is_file()
     md = (tmp_path / "o" / "results.md").read_text()
     assert "| 8x |" in md and "SelfSSIM" in md
+
+
+def test_refused_scales_are_left_out_and_counted(tmp_path, runtime_exports):
+    """An image the sampler refuses at one scale is left out of that scale's mean, for every
+    model, and the table says how many images ran; merge() joins runs of other scales."""
+    import argparse
+
+    from ldmind_ref.eval import ReferenceSampler
+
+    class TooLarge(Exception):
+        pass
+
+    class Refusing(ReferenceSampler):
+        def upscale_latents(self, lr, steps, eta, seed, num_samples):
+            if lr.shape[0] > 12:
+                raise TooLarge(f"{lr.shape[0]} rows is too many")
+            return super().upscale_latents(lr, steps, eta, seed, num_samples)
+
+    data = tmp_path / "data" / "SetB"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for name, side in (("big.png", 48), ("small.png", 24)):
+        Image.fromarray((rng.random((side, side, 3)) * 255).astype(np.uint8)).save(data / name)
+    ckpt = str(runtime_exports["sr"]["ckpt"])
+    args = argparse.Namespace(model=[f"m={ckpt}"], data=str(tmp_path / "data"), scales=[2, 4], steps=1, eta=1.0,
+                              seed=0, limit=0, figure_images=0, machine="test", out=str(tmp_path / "a"))
+    benchmark.run(args, Refusing, (TooLarge,))
+    res = json.loads((tmp_path / "a" / "results.json").read_text())["results"]["SetB"]["m"]
+    big = next(r for r in res if r["image"] == "big.png")
+    assert big["psnr"]["2"] is None and "too many" in big["refused"]["2"]   # 24 rows at 2x
+    assert big["psnr"]["4"] is not None                                      # 12 rows at 4x
+    md = (tmp_path / "a" / "results.md").read_text()
+    assert "| 2x (1 of 2 images) |" in md and "| 4x |" in md
+    args.scales, args.out = [3], str(tmp_path / "b")
+    benchmark.run(args, Refusing, (TooLarge,))
+    merged = benchmark.merge([str(tmp_path / "a" / "results.json"), str(tmp_path / "b" / "results.json")],
+                             str(tmp_path / "c"))
+    assert "| 3x" in merged and "| 4x |" in merged
+    rows = json.loads((tmp_path / "c" / "results.json").read_text())["results"]["SetB"]["m"]
+    assert len(rows) == 2 and set(rows[0]["psnr"]) == {"2", "3", "4"}
