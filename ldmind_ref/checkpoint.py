@@ -22,7 +22,9 @@ class CheckpointError(ValueError):
     pass
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], path: str | os.PathLike, meta: dict[str, str]) -> None:
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, meta: dict[str, str]) -> None:
+    """Write a safetensors file atomically (temporary name, then rename): an interrupted
+    save never leaves a half-written checkpoint behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -40,7 +42,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 def save_model(path, model: LDMind, **meta: str) -> None:
     """Weights + config (+ free-form string metadata such as the training stage)."""
-    _atomic_save(model.state_dict(), path, {"format": FORMAT, "config": model.cfg.to_json(), **meta})
+    save_tensors(model.state_dict(), path, {"format": FORMAT, "config": model.cfg.to_json(), **meta})
 
 
 def read_config(path) -> ModelConfig:

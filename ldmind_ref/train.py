@@ -198,8 +198,8 @@ class Trainer:
             tensors |= {f"ema.{k}": v for k, v in self.ema.items()}
         meta = {"format": ckpt.FORMAT, "config": self.cfg.to_json(), "stage": self.stage,
                 "step": str(self.step), "seed": str(self.args.seed), "param_groups": groups}
-        ckpt._atomic_save(tensors, self.state_path, meta)
-        ckpt._atomic_save(inference_state(self.model, self.ema), self.out / "model.safetensors",
+        ckpt.save_tensors(tensors, self.state_path, meta)
+        ckpt.save_tensors(inference_state(self.model, self.ema), self.out / "model.safetensors",
                           {"format": ckpt.FORMAT, "config": self.cfg.to_json(), "stage": self.stage,
                            "step": str(self.step)})
 
