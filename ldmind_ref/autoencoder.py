@@ -10,8 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import AutoencoderConfig
+from .config import AE_GRAPH_ATTENTION_BLOCKS, AutoencoderConfig
 from .layers import Downsample, ResBlock, SpatialAttention, norm
+
+
+def _attn(channels: int, groups: int) -> SpatialAttention:
+    return SpatialAttention(channels, groups, graph_blocks=AE_GRAPH_ATTENTION_BLOCKS)
 
 
 class Encoder(nn.Module):
@@ -31,12 +35,12 @@ class Encoder(nn.Module):
                 blocks.append(ResBlock(cin, cout, g))
                 cin = cout
                 if res in cfg.attn_resolutions:
-                    blocks.append(SpatialAttention(cin, g))
+                    blocks.append(_attn(cin, g))
             if level != len(cfg.ch_mult) - 1:
                 blocks.append(Downsample(cin, asymmetric_pad=True))
                 res //= 2
         self.down = nn.Sequential(*blocks)
-        self.mid = nn.Sequential(ResBlock(cin, cin, g), SpatialAttention(cin, g), ResBlock(cin, cin, g))
+        self.mid = nn.Sequential(ResBlock(cin, cin, g), _attn(cin, g), ResBlock(cin, cin, g))
         self.norm_out = norm(cin, g)
         zc = 2 * cfg.z_channels if cfg.kl else cfg.z_channels
         self.conv_out = nn.Conv2d(cin, zc, 3, padding=1)
@@ -58,7 +62,7 @@ class Decoder(nn.Module):
         cin = cfg.ch * cfg.ch_mult[-1]
         self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 1)
         self.conv_in = nn.Conv2d(cfg.z_channels, cin, 3, padding=1)
-        self.mid = nn.Sequential(ResBlock(cin, cin, g), SpatialAttention(cin, g), ResBlock(cin, cin, g))
+        self.mid = nn.Sequential(ResBlock(cin, cin, g), _attn(cin, g), ResBlock(cin, cin, g))
         blocks: list[nn.Module] = []
         for level in reversed(range(len(cfg.ch_mult))):
             cout = cfg.ch * cfg.ch_mult[level]
@@ -67,7 +71,7 @@ class Decoder(nn.Module):
                 blocks.append(ResBlock(cin, cout, g))
                 cin = cout
                 if res in cfg.attn_resolutions:
-                    blocks.append(SpatialAttention(cin, g))
+                    blocks.append(_attn(cin, g))
         self.up = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# Query blocks of the auto-encoder's attention in exported graphs.  Its middle blocks attend
+# over every latent cell (T = h * w tokens): in one block ONNX Runtime would hold a T x T
+# score matrix (27 GiB for a 250 x 240 LR image); in 32 blocks it holds T x T / 32 at a time.
+# The U-Net attends at downsampled resolutions and keeps one block (fewer graph nodes).
+AE_GRAPH_ATTENTION_BLOCKS = 32
+
+
 @dataclass(frozen=True)
 class AutoencoderConfig:
     in_channels: int = 3                   # image channels (RGB)

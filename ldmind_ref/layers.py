@@ -30,19 +30,30 @@ def norm(channels: int, groups: int) -> GroupNorm32:
 ATTN_CHUNK = 2048
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, graph_blocks: int = 1) -> torch.Tensor:
     """Scaled dot-product attention over tokens: q, k, v [N, T, d] -> [N, T, d], in fp32.
 
-    Softmax rows are independent, so eager mode processes the queries in blocks; an
-    exported graph (traced) holds the plain MatMul-Softmax-MatMul for any T."""
+    Softmax rows are independent, so the queries can be processed in blocks: eager mode
+    uses blocks of ATTN_CHUNK rows; a traced graph (ONNX export) uses ``graph_blocks``
+    blocks of ceil(T / graph_blocks) rows with bounds computed from the traced T, so the
+    graph stays dynamic and ONNX Runtime holds one block's scores at a time."""
     scale = 1.0 / math.sqrt(q.shape[-1])
     q, kt, vf = q.float() * scale, k.float().transpose(1, 2), v.float()
     T = q.shape[1]
-    if torch.jit.is_tracing() or T <= ATTN_CHUNK:
-        out = torch.bmm(torch.softmax(torch.bmm(q, kt), dim=-1), vf)           # [N, T, d]
+
+    def block(a, b):
+        return torch.bmm(torch.softmax(torch.bmm(q[:, a:b], kt), dim=-1), vf)   # [N, b - a, d]
+
+    if torch.jit.is_tracing():
+        if graph_blocks == 1:
+            out = block(0, T)
+        else:
+            rows = (T + graph_blocks - 1) // graph_blocks  # traced: follows the input's T
+            out = torch.cat([block(i * rows, (i + 1) * rows) for i in range(graph_blocks)], dim=1)
+    elif T <= ATTN_CHUNK:
+        out = block(0, T)
     else:
-        out = torch.cat([torch.bmm(torch.softmax(torch.bmm(q[:, i:i + ATTN_CHUNK], kt), dim=-1), vf)
-                         for i in range(0, T, ATTN_CHUNK)], dim=1)
+        out = torch.cat([block(i, i + ATTN_CHUNK) for i in range(0, T, ATTN_CHUNK)], dim=1)
     return out.to(v.dtype)
 
 
@@ -74,9 +85,11 @@ class SpatialAttention(nn.Module):
 
     ``head_channels`` 0 means one head (the auto-encoder's AttnBlock)."""
 
-    def __init__(self, channels: int, groups: int, head_channels: int = 0, zero_out: bool = False):
+    def __init__(self, channels: int, groups: int, head_channels: int = 0, zero_out: bool = False,
+                 graph_blocks: int = 1):
         super().__init__()
         self.heads = channels // head_channels if head_channels else 1
+        self.graph_blocks = graph_blocks  # query blocks in exported graphs (see attention())
         self.norm = norm(channels, groups)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
@@ -89,7 +102,7 @@ class SpatialAttention(nn.Module):
         qkv = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W)
         # -> three [B*heads, T, d] token matrices
         q, k, v = (qkv[:, i].reshape(B * self.heads, C // self.heads, H * W).transpose(1, 2) for i in range(3))
-        out = attention(q, k, v).transpose(1, 2).reshape(B, C, H, W)
+        out = attention(q, k, v, self.graph_blocks).transpose(1, 2).reshape(B, C, H, W)
         return x + self.proj(out)
 
 

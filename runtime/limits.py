@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from ldmind_ref.config import AE_GRAPH_ATTENTION_BLOCKS
+
 from .errors import InputError
 
 GiB = 1024 ** 3
@@ -60,20 +62,25 @@ def attention_bytes(config: dict, batch: int, h: int, w: int) -> int:
     """Rough peak bytes of the attention score matrices for a latent of h x w.
 
     The exported graphs compute attention as MatMul -> Softmax -> MatMul, so each layer
-    holds [B, heads, tokens, tokens] scores and their softmax (x2, float32: x4) for a
+    holds [B, heads, tokens, tokens] scores, their softmax and a temporary (x3, float32: x4) for a
     moment; ONNX Runtime frees them before the next layer, so the peak is the largest layer.
     Auto-encoder: one head in the middle block (latent resolution) and at its listed
-    resolutions; U-Net: channels / num_head_channels heads at each listed downsample factor
-    and in the middle."""
+    resolutions, its queries in AE_GRAPH_ATTENTION_BLOCKS blocks (one block's scores at a
+    time); U-Net: channels / num_head_channels heads at each listed downsample factor and in
+    the middle, one block."""
     ae, un = config.get("autoencoder") or {}, config.get("unet") or {}
+
+    def ae_layer(t: int) -> int:
+        return 3 * batch * t * -(-t // AE_GRAPH_ATTENTION_BLOCKS) * 4
+
     tokens = h * w
-    layers = [2 * batch * tokens ** 2 * 4]
+    layers = [ae_layer(tokens)]
     # encoder attention at nominal resolutions r: image-space downsample resolution / r
     f = 2 ** max(0, len(ae.get("ch_mult") or (1,)) - 1)
     for r in ae.get("attn_resolutions") or ():
         ds = max(1, int(ae.get("resolution", r)) // int(r))
         t = (h * f // ds) * (w * f // ds)
-        layers.append(2 * batch * t ** 2 * 4)
+        layers.append(ae_layer(t))
     mult = list(un.get("channel_mult") or ())
     if mult:
         mc, hc = int(un.get("model_channels", 0)), max(1, int(un.get("num_head_channels", 32)))
@@ -83,7 +90,7 @@ def attention_bytes(config: dict, batch: int, h: int, w: int) -> int:
             ds = 2 ** level
             if ds in levels or ds == deepest:
                 t = (h // ds) * (w // ds)
-                layers.append(2 * batch * max(1, mc * m // hc) * t ** 2 * 4)
+                layers.append(3 * batch * max(1, mc * m // hc) * t ** 2 * 4)
     return max(layers)
 
 

@@ -154,10 +154,10 @@ def test_bad_numbers(args, pattern, sr, lr_png, tmp_path, capsys):
 
 def test_input_too_large_for_attention(sr, tmp_path, capsys):
     big = tmp_path / "big.png"
-    Image.new("RGB", (300, 300), (10, 20, 30)).save(big)
+    Image.new("RGB", (600, 600), (10, 20, 30)).save(big)
     out = tmp_path / "out.png"
     assert_refused(["upscale", big, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys,
-                   r"300x300 input image is too large for this model", out)
+                   r"600x600 input image is too large for this model", out)
 
 
 # -- bad outputs ---------------------------------------------------------------------------------
