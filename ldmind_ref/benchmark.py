@@ -10,7 +10,9 @@ Protocol (LIIF's): the HR image is cropped to a multiple of the scale, LR = PIL 
 downsampling, PSNR and SSIM on the Y channel with ``shave = scale`` pixels cut from every
 border.  SelfSSIM: one latent of the 4x LR rendered at 4x and at 8x, the 8x render bicubic-
 downsampled to the 4x size, SSIM-Y between the two.  Diversity: mean per-pixel standard
-deviation (0..255) over 4 samples at 8x.  Sampling uses the CLI defaults unless overridden.
+deviation (0..255) over 4 samples at 8x.  Sampling uses the CLI defaults unless overridden,
+back-projection onto the LR included (``consistency.py``); ``raw_psnr`` is the same sample
+without it (the diffusion model's own output).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import metrics
+from . import consistency, metrics
 
 DIVERSITY_SCALE, DIVERSITY_SAMPLES = 8, 4
 SELF_SSIM_SCALES = (4, 8)
@@ -49,10 +51,11 @@ def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_image(sampler, hr: np.ndarray, scales, steps: int, eta: float, seed: int,
-                   refusals: tuple[type[Exception], ...] = ()) -> dict:
+                   refusals: tuple[type[Exception], ...] = (),
+                   backproject: int = consistency.DEFAULT_ITERATIONS) -> dict:
     """Metrics of one HR image at every scale.  A sampler error of a type in ``refusals``
     (the runtime refusing an input too large for memory) records None for that scale."""
-    out: dict = {"psnr": {}, "ssim": {}, "bicubic_psnr": {}, "bicubic_ssim": {}, "refused": {}}
+    out: dict = {"psnr": {}, "ssim": {}, "raw_psnr": {}, "bicubic_psnr": {}, "bicubic_ssim": {}, "refused": {}}
     for s in scales:
         hr_s, lr = make_lr(hr, s)
         H, W = hr_s.shape[:2]
@@ -60,7 +63,7 @@ def evaluate_image(sampler, hr: np.ndarray, scales, steps: int, eta: float, seed
         try:
             z = sampler.upscale_latents(lr, steps=steps, eta=eta, seed=seed, num_samples=n)
         except refusals as e:
-            for key in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim"):
+            for key in ("psnr", "ssim", "raw_psnr", "bicubic_psnr", "bicubic_ssim"):
                 out[key][s] = None
             out["refused"][s] = str(e)
             continue
@@ -69,6 +72,10 @@ def evaluate_image(sampler, hr: np.ndarray, scales, steps: int, eta: float, seed
             k = SELF_SSIM_SCALES[1] // SELF_SSIM_SCALES[0]
             sizes.append((H * k, W * k))
         renders = sampler.render(z, sizes)
+        out["raw_psnr"][s] = metrics.psnr_y(renders[0][0], hr_s, s)
+        for per_size in renders:
+            for img in per_size:
+                consistency.apply_inplace(img, lr, backproject)
         ours = renders[0][0]
         bic = bicubic(lr, W, H)
         out["psnr"][s] = metrics.psnr_y(ours, hr_s, s)
@@ -106,13 +113,16 @@ def figure(rows: list[tuple[str, tuple]], path: Path, tile: int = 192) -> None:
 
 
 def table(results: dict, scales, labels: list[str], meta: dict) -> str:
+    bp = meta.get("backproject", 0)
     lines = [f"Measured {meta['date']} on {meta['machine']}; {meta['steps']} DDIM steps, eta {meta['eta']}, "
-             f"seed {meta['seed']}. PSNR/SSIM on the Y channel, shave = scale, LR by PIL bicubic.", ""]
+             f"seed {meta['seed']}, {bp} back-projection iterations. PSNR/SSIM on the Y channel, "
+             f"shave = scale, LR by PIL bicubic. *raw*: the same sample without back-projection.", ""]
     for ds, per_label in results.items():
         lines.append(f"### {ds}")
         lines.append("")
-        head = "| scale | bicubic PSNR / SSIM | " + " | ".join(f"{l} PSNR / SSIM" for l in labels) + " |"
-        lines += [head, "|" + "---|" * (2 + len(labels))]
+        head = "| scale | bicubic PSNR / SSIM | " + " | ".join(f"{l} PSNR / SSIM | {l} raw PSNR"
+                                                             for l in labels) + " |"
+        lines += [head, "|" + "---|" * (2 + 2 * len(labels))]
         any_label = per_label[labels[0]]
         for s in scales:
             # only the images every model ran at this scale, so the columns stay comparable
@@ -123,7 +133,8 @@ def table(results: dict, scales, labels: list[str], meta: dict) -> str:
                   f"{mean(r['bicubic_ssim'][s] for r in pick(any_label)):.4f} |"
             for l in labels:
                 rs = pick(per_label[l])
-                row += f" {mean(r['psnr'][s] for r in rs):.2f} / {mean(r['ssim'][s] for r in rs):.4f} |"
+                raw = mean(r.get("raw_psnr", {}).get(s) for r in rs)
+                row += f" {mean(r['psnr'][s] for r in rs):.2f} / {mean(r['ssim'][s] for r in rs):.4f} | {raw:.2f} |"
             lines.append(row)
         for l in labels:
             rs = per_label[l]
@@ -143,6 +154,8 @@ def parser(prog: str, what: str) -> argparse.ArgumentParser:
     p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4, 6, 8, 12])
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (the CLI default)")
     p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (the CLI default)")
+    p.add_argument("--backproject", type=int, default=consistency.DEFAULT_ITERATIONS,
+                   help=f"back-projection iterations (the CLI default, {consistency.DEFAULT_ITERATIONS})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="images per set (0: all)")
     p.add_argument("--figure-images", type=int, default=3)
@@ -167,7 +180,8 @@ def run(args: argparse.Namespace, open_sampler: Callable[[str], object],
         for d in sets:
             files = sorted(f for f in d.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
             for f in files[: args.limit or None]:
-                r = evaluate_image(sampler, load_hr(f), args.scales, args.steps, args.eta, args.seed, refusals)
+                r = evaluate_image(sampler, load_hr(f), args.scales, args.steps, args.eta, args.seed, refusals,
+                                   args.backproject)
                 fig = r.pop("_figure", None)
                 if label == models[0][0] and fig is not None and len(fig_rows) < args.figure_images:
                     fig_rows.append((f.name, fig))
@@ -178,7 +192,7 @@ def run(args: argparse.Namespace, open_sampler: Callable[[str], object],
                                f"{s}x {r['psnr'][s]:.2f} (bic {r['bicubic_psnr'][s]:.2f})" for s in args.scales),
                       file=sys.stderr, flush=True)
     meta = {"date": date.today().isoformat(), "machine": args.machine, "steps": args.steps, "eta": args.eta,
-            "seed": args.seed, "models": dict(models), "seconds": round(time.time() - t0, 1)}
+            "seed": args.seed, "backproject": args.backproject, "models": dict(models), "seconds": round(time.time() - t0, 1)}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     md = table(results, args.scales, [label for label, _ in models], meta)
     (out / "results.md").write_text(md + "\n")

@@ -7,7 +7,8 @@ return float32 [num_samples, *shape] (stream 0 = z_T, stream k = k-th executed s
 SR pipeline (as the official code): pad the LR image to what the U-Net's downsamplings
 accept, nearest-resize it by ``cond_scale``, encode -> ``cond``; DDIM from z_T with
 ``cond`` concatenated at every step; crop the latent back to the LR area; render through
-D_phi + f_theta at round(s*h) x round(s*w) (or the given size).
+D_phi + f_theta at round(s*h) x round(s*w) (or the given size); back-project the render
+onto the LR (``consistency.py``, ``backproject`` iterations; 0 keeps the raw sample).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import coords, diffusion, images, liif, noise as rng
+from . import consistency, coords, diffusion, images, liif, noise as rng
 from .model import LDMind
 
 NoiseFn = Callable[[int, tuple], np.ndarray]
@@ -101,13 +102,15 @@ def render(model: LDMind, z: torch.Tensor, sizes: list[tuple[int, int]]) -> list
 
 def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int] | None = None,
             steps: int = 50, eta: float = 1.0, seed: int = 0, noise: NoiseFn | None = None,
-            num_samples: int = 1) -> list[np.ndarray]:
+            num_samples: int = 1, backproject: int = consistency.DEFAULT_ITERATIONS) -> list[np.ndarray]:
     """Super-resolve ``lr`` by ``scale`` (round(s*h) x round(s*w)) or to ``size`` = (W, H).
     Returns ``num_samples`` uint8 arrays [H_out, W_out, 3]."""
     lr = as_uint8_rgb(lr)
+    backproject = consistency.iterations_arg(backproject)
     H, W = coords.output_size(lr.shape[0], lr.shape[1], scale=scale, size=size)
     z = upscale_latents(model, lr, steps, eta, seed, noise, num_samples)
-    return list(render(model, z, [(H, W)])[0])
+    return [consistency.apply_inplace(np.ascontiguousarray(img), lr, backproject)
+            for img in render(model, z, [(H, W)])[0]]
 
 
 def generate(model: LDMind, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,

@@ -14,6 +14,10 @@ stages 2/3), ``state.safetensors`` (raw weights, EMA, optimiser, step) and ``log
 ``--resume`` continues from ``state.safetensors`` exactly as an uninterrupted run, because
 every random draw of step k is seeded by (seed, stage, rank, k).  Multi-process training:
 ``torchrun --nproc_per_node N -m ldmind_ref.train ...`` (gloo on CPU, NCCL on CUDA).
+
+``--lr`` overrides the stage's learning rate from the config and ``--decay`` lowers it
+linearly to zero at step ``--steps`` (a continuation run's cool-down); both are run
+arguments, not model config, so a resumed run must be given the same ones.
 """
 from __future__ import annotations
 
@@ -101,6 +105,11 @@ def make_optimizer(cfg: ModelConfig, stage: str, params) -> torch.optim.Optimize
     return torch.optim.Adam(params, lr=t.align_lr)
 
 
+def learning_rate(base: float, step: int, steps: int, decay: bool) -> float:
+    """LR of optimisation step ``step`` (0-based) of a run of ``steps`` steps."""
+    return base * (1.0 - step / steps) if decay else base
+
+
 def batch_for(data: ImageFolder, cfg: ModelConfig, stage: str, g: torch.Generator, split="train"):
     return (autoencoder_batch if stage == "autoencoder" else sr_batch)(data, g, cfg, split)
 
@@ -141,6 +150,7 @@ class Trainer:
         self.cfg = cfg
         self.params = trainable(self.model, self.stage)
         self.opt = make_optimizer(cfg, self.stage, self.params)
+        self.base_lr = args.lr if args.lr is not None else self.opt.param_groups[0]["lr"]
         self.ema = ({k: v.detach().clone() for k, v in self.model.unet.state_dict().items()}
                     if self.stage != "autoencoder" else None)
         self.step = 0
@@ -234,6 +244,8 @@ class Trainer:
                 raise SystemExit(f"non-finite loss at step {self.step}")
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            for group in self.opt.param_groups:
+                group["lr"] = learning_rate(self.base_lr, self.step, steps, self.args.decay)
             if tc.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.params, tc.grad_clip)
             self.opt.step()
@@ -264,6 +276,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--steps", type=int, default=1000, help="total optimisation steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's for the stage)")
+    p.add_argument("--decay", action="store_true", help="decay the learning rate linearly to 0 at --steps")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -273,6 +287,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.lr is not None and not args.lr > 0:
+        raise SystemExit("--lr must be positive")
     if args.threads:
         torch.set_num_threads(args.threads)
     trainer = Trainer(args)

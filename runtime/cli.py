@@ -1,7 +1,7 @@
 """``python -m runtime``: upscale, generate, info.
 
     python -m runtime upscale IN [--engines DIR] (--scale S | --size WxH) [-n K] [--steps N]
-                      [--eta E] [--seed S] [--backend B] [--tile Q] [--threads T] [--quiet] -o OUT
+                      [--eta E] [--seed S] [--backproject K] [--backend B] [--tile Q] [--threads T] [--quiet] -o OUT
     python -m runtime generate [--engines DIR] --size WxH [-n K] ... -o DIR
     python -m runtime info ENGINES [--json] [--no-verify]
 
@@ -17,6 +17,8 @@ import math
 import os
 import sys
 from pathlib import Path
+
+from ldmind_ref.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT
 
 from .errors import InputError, LdmindError
 
@@ -73,6 +75,16 @@ def _eta(text: str) -> float:
     return v
 
 
+def _backproject(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--backproject must be an integer, got {text!r}") from None
+    if not 0 <= v <= 100:
+        raise argparse.ArgumentTypeError(f"--backproject must be in 0..100, got {v}")
+    return v
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", default=DEFAULT_ENGINES,
                    help=f"engine directory written by `python -m export` (default {DEFAULT_ENGINES})")
@@ -98,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--scale", type=_scale, help="scale factor s: output round(s*h) x round(s*w)")
     what.add_argument("--size", type=_size, help="output size WIDTHxHEIGHT")
     up.add_argument("-o", "--output", required=True, help="output image; with -n K: NAME_0.EXT ... NAME_{K-1}.EXT")
+    up.add_argument("--backproject", type=_backproject, default=DEFAULT_BACKPROJECT,
+                    help=f"iterations of back-projection onto the input, so that the output shrunk "
+                         f"by PIL bicubic gives the input back (default {DEFAULT_BACKPROJECT}; 0: raw sample)")
     _common(up)
     gen = sub.add_parser("generate", help="sample new images (generation models)")
     gen.add_argument("--size", type=_size, required=True, help="output size WIDTHxHEIGHT")
@@ -135,7 +150,7 @@ def cmd_upscale(args) -> int:
     lr = load_image(args.input)
     pipe, progress = _load(args)
     images = pipe.upscale(lr, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
-                          num_samples=args.num_samples, progress=progress)
+                          num_samples=args.num_samples, progress=progress, backproject=args.backproject)
     for img, o in zip(images, outs):
         print(save_image(img, o))
     return 0

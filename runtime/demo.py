@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ldmind_ref import consistency
+
 from .errors import EngineError, LdmindError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         # are the same picture at different resolutions (the method's scale consistency)
         z = sr.upscale_latents(lr, steps=a.steps, eta=1.0, seed=a.seed, progress=progress)
         sizes = [sr.output_size(lr.shape[0], lr.shape[1], scale=s) for s in SCALES]
-        ups = [r[0] for r in sr.render(z, sizes, progress=progress)]
+        # and each is back-projected onto the input, as `upscale` does by default
+        ups = [consistency.apply_inplace(r[0], lr) for r in sr.render(z, sizes, progress=progress)]
         for s, img in zip(SCALES, ups):
             print(save_image(img, out / f"upscaled_x{s:g}.png"))
         gen = Pipeline.load(gen_dir)
@@ -143,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 + [(f"x{s:g} {img.shape[1]}x{img.shape[0]}", Image.fromarray(img)) for s, img in zip(SCALES, ups)],
                 [(f"generated {j} (seed {a.seed + j})", Image.fromarray(g)) for j, g in enumerate(gens)]]
         sheet = _sheet(rows, f"upscaling: {sr_note}; generation: tiny-gen, RANDOM weights; "
-                             f"{a.steps} DDIM steps, eta 1, seed {a.seed}")
+                             f"{a.steps} DDIM steps, eta 1, seed {a.seed}, "
+                             f"{consistency.DEFAULT_ITERATIONS} back-projection iterations")
         print(save_image(sheet, out / "contact_sheet.png"))
     except LdmindError as e:
         print(f"python -m runtime.demo: error: {e}", file=sys.stderr)

@@ -5,7 +5,9 @@ Method, step for step the reference sampler (``ldmind_ref/sampler.py``):
     upscale:  LR uint8 -> [-1, 1] -> mirror-pad to ``images.lr_pad_unit(cond_scale,
               ae_downsample, unet_multiple)`` -> encoder -> cond; DDIM from z_T with cond at
               every step; crop the latent to (h * cond_scale // ae_downsample, ...);
-              decoder -> features; LIIF queries at ``coords.output_size`` -> uint8.
+              decoder -> features; LIIF queries at ``coords.output_size`` -> uint8;
+              back-projection onto the LR (``ldmind_ref/consistency.py``), row block by
+              row block.
     generate: DDIM from z_T at the manifest's ``generation_latent``; decoder; LIIF.
     DDIM:     ``diffusion.ddim_schedule(alpha_bar from the manifest, steps, eta)``; noise by
               the RNG contract (``ldmind_ref/noise.py``): sample j uses seed + j, stream 0 is
@@ -25,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ldmind_ref import coords, diffusion, images, noise as rng
+from ldmind_ref import consistency, coords, diffusion, images, noise as rng
 
 from . import engine as _engine, limits, tiling
 from .bundle import Bundle, load_bundle
@@ -76,17 +78,27 @@ class Pipeline:
     # -- public API --------------------------------------------------------------------------
     def upscale(self, image, scale: float | None = None, size: tuple[int, int] | None = None,
                 steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
-                tile: int | None = None, progress: Progress | None = None, output: str = "auto") -> list:
+                tile: int | None = None, progress: Progress | None = None, output: str = "auto",
+                backproject: int = consistency.DEFAULT_ITERATIONS) -> list:
         """Super-resolve ``image`` (PIL image or uint8 array) by ``scale`` or to ``size`` = (W, H).
         Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``), else
-        uint8 arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one."""
+        uint8 arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  ``backproject``:
+        iterations of back-projection onto the input (0: the raw diffusion sample)."""
         self._need_conditional(True)
         lr = to_rgb_array(image, "input image")
+        try:
+            backproject = consistency.iterations_arg(backproject)
+        except ValueError as e:
+            raise InputError(str(e)) from None
         H, W = self.output_size(lr.shape[0], lr.shape[1], scale, size)
         n = _count(num_samples)
         limits.check_output(n, H, W)
         z = self.upscale_latents(lr, steps, eta, seed, n, progress)
         out = self.render(z, [(H, W)], tile, progress)[0]
+        for k, img in enumerate(out, start=1):
+            consistency.apply_inplace(img, lr, backproject)
+            if progress and backproject:
+                progress("back-project", k, len(out))
         return _convert(list(out), output, isinstance(image, Image.Image))
 
     def generate(self, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,

@@ -85,7 +85,8 @@ def test_refused_scales_are_left_out_and_counted(tmp_path, runtime_exports):
         Image.fromarray((rng.random((side, side, 3)) * 255).astype(np.uint8)).save(data / name)
     ckpt = str(runtime_exports["sr"]["ckpt"])
     args = argparse.Namespace(model=[f"m={ckpt}"], data=str(tmp_path / "data"), scales=[2, 4], steps=1, eta=1.0,
-                              seed=0, limit=0, figure_images=0, machine="test", out=str(tmp_path / "a"))
+                              seed=0, limit=0, figure_images=0, machine="test", out=str(tmp_path / "a"),
+                              backproject=2)
     benchmark.run(args, Refusing, (TooLarge,))
     res = json.loads((tmp_path / "a" / "results.json").read_text())["results"]["SetB"]["m"]
     big = next(r for r in res if r["image"] == "big.png")
@@ -93,6 +94,7 @@ def test_refused_scales_are_left_out_and_counted(tmp_path, runtime_exports):
     assert big["psnr"]["4"] is not None                                      # 12 rows at 4x
     md = (tmp_path / "a" / "results.md").read_text()
     assert "| 2x (1 of 2 images) |" in md and "| 4x |" in md
+    assert big["raw_psnr"]["4"] is not None and "m raw PSNR" in md and "2 back-projection iterations" in md
     args.scales, args.out = [3], str(tmp_path / "b")
     benchmark.run(args, Refusing, (TooLarge,))
     merged = benchmark.merge([str(tmp_path / "a" / "results.json"), str(tmp_path / "b" / "results.json")],

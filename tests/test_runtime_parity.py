@@ -130,3 +130,21 @@ def test_noise_streams_follow_contract(gen):
             "alpha_bar_prev": np.array([st.alpha_bar_prev], np.float32), "sigma_t": np.array([0.0], np.float32),
             "noise": np.full_like(z, 123.0)})["z_prev"]            # sigma 0: the noise input must not matter
     np.testing.assert_array_equal(z0, z)
+
+
+def test_backprojection_is_applied_after_the_raw_sample(sr, lr):
+    """``backproject=0`` is the raw render of the sampled latent in both implementations;
+    the default back-projects it, which brings its bicubic shrink closer to the input."""
+    model, pipe = sr
+    H, W = 2 * lr.shape[0], 2 * lr.shape[1]
+    z = pipe.upscale_latents(lr, steps=STEPS, eta=1.0, seed=4)
+    raw = pipe.render(z, [(H, W)])[0][0]
+    [out0] = pipe.upscale(lr, scale=2, steps=STEPS, eta=1.0, seed=4, backproject=0)
+    [ref0] = sampler.upscale(model, lr, scale=2, steps=STEPS, eta=1.0, seed=4, backproject=0)
+    np.testing.assert_array_equal(out0, raw)
+    assert psnr(ref0, raw) >= 50
+    [out] = pipe.upscale(lr, scale=2, steps=STEPS, eta=1.0, seed=4)
+    shrink = lambda a: np.asarray(Image.fromarray(a).resize((lr.shape[1], lr.shape[0]), Image.BICUBIC))  # noqa: E731
+    err = lambda a: np.abs(shrink(a).astype(float) - lr).mean()  # noqa: E731
+    assert not np.array_equal(out, raw)
+    assert err(out) < 0.5 * err(raw), (err(out), err(raw))

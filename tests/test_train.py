@@ -101,3 +101,22 @@ def test_ddp_two_gloo_processes(train_dir, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3]  # rank 0 logs alone
     assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
+def test_learning_rate_schedule():
+    from ldmind_ref.train import learning_rate
+    assert learning_rate(2e-4, 0, 100, False) == learning_rate(2e-4, 99, 100, False) == 2e-4
+    assert learning_rate(2e-4, 0, 100, True) == 2e-4
+    assert learning_rate(2e-4, 50, 100, True) == pytest.approx(1e-4)
+    assert learning_rate(2e-4, 99, 100, True) == pytest.approx(2e-6)
+
+
+def test_lr_override_reaches_the_optimiser(train_dir, tmp_path):
+    from ldmind_ref.train import Trainer, parse_args
+    t = Trainer(parse_args(["autoencoder", "--config", "tiny", "--data", str(train_dir), "--out", str(tmp_path),
+                            "--lr", "0.5", "--decay", "--quiet"]))
+    t.run(2)
+    assert t.opt.param_groups[0]["lr"] == pytest.approx(0.25)   # step index 1 of 2
+    with pytest.raises(SystemExit, match="--lr must be positive"):
+        from ldmind_ref.train import main
+        main(["autoencoder", "--config", "tiny", "--data", str(train_dir), "--out", str(tmp_path), "--lr", "0"])
