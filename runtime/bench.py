@@ -35,7 +35,7 @@ def _best(fn, repeat: int) -> float:
 def run(engines: str, backend: str, repeat: int) -> dict:
     import onnxruntime as ort
 
-    from ldmind_ref import coords, noise
+    from ldmind_ref import consistency, coords, noise
 
     from .pipeline import Pipeline
 
@@ -48,7 +48,8 @@ def run(engines: str, backend: str, repeat: int) -> dict:
     res: dict = {"engines": engines, "model": b.name, "backend": pipe.backend, "precision": b.precision,
                  "onnxruntime": ort.__version__, "cpus": os.cpu_count(), "machine": platform.machine(),
                  "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-                 "load_seconds": round(load_s, 3), "graphs": {}, "liif_queries_per_second": {}, "upscale": []}
+                 "load_seconds": round(load_s, 3), "graphs": {}, "liif_queries_per_second": {}, "upscale": [],
+                 "backproject": []}
     g = res["graphs"]
     if b.conditional:
         lr_side = lat * b.ae_downsample // b.cond_scale
@@ -74,6 +75,16 @@ def run(engines: str, backend: str, repeat: int) -> dict:
             pipe.upscale(lr_img, scale=scale, steps=20, eta=1.0)
             res["upscale"].append({"lr": [24, 24], "scale": scale, "steps": 20,
                                    "seconds": round(time.perf_counter() - t0, 3)})
+        # back-projection alone (default iterations) on random pixels: model-independent
+        rs = np.random.RandomState(1)
+        for lr_side, out_side in ((256, 512), (256, 2048), (48, 3072)):
+            small = (rs.rand(lr_side, lr_side, 3) * 255).astype(np.uint8)
+            big = (rs.rand(out_side, out_side, 3) * 255).astype(np.uint8)
+            t0 = time.perf_counter()
+            consistency.apply_inplace(big, small)
+            res["backproject"].append({"lr": lr_side, "output": out_side,
+                                       "iterations": consistency.DEFAULT_ITERATIONS,
+                                       "seconds": round(time.perf_counter() - t0, 3)})
     else:
         for side in (64, 256):
             t0 = time.perf_counter()
@@ -102,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {k:<28} {v:9.2f} ms")
     for k, v in res["liif_queries_per_second"].items():
         print(f"  liif, tile {k:<17} {v / 1e6:9.3f} M queries/s")
-    for u in res["upscale"]:
-        print(f"  {json.dumps({k: v for k, v in u.items() if k != 'seconds'}):<45} {u['seconds']:8.2f} s")
+    for u in res["upscale"] + res["backproject"]:
+        what = ("back-project " if "iterations" in u else "") + json.dumps({k: v for k, v in u.items() if k != "seconds"})
+        print(f"  {what:<45} {u['seconds']:8.2f} s")
     if not a.no_memory:
         r = subprocess.run([sys.executable, "-m", "runtime.bench_memory", "--engines", a.engines],
                            capture_output=True, text=True)

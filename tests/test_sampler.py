@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ldmind_ref import sampler
+from ldmind_ref import consistency, sampler
 from ldmind_ref.config import preset
 from ldmind_ref.model import random_model
 
@@ -61,8 +61,11 @@ def test_render_several_sizes_from_one_latent(tiny, lr):
     assert z.shape == (1, 3, 13, 17)  # cropped back to the LR area
     small, big = sampler.render(tiny, z, [(26, 34), (104, 136)])
     assert small.shape == (1, 26, 34, 3) and big.shape == (1, 104, 136, 3)
-    direct = sampler.upscale(tiny, lr, scale=2, steps=2, seed=0)[0]
+    direct = sampler.upscale(tiny, lr, scale=2, steps=2, seed=0, backproject=0)[0]
     assert np.array_equal(small[0], direct)
+    # the default back-projects that same render onto the LR
+    projected = sampler.upscale(tiny, lr, scale=2, steps=2, seed=0)[0]
+    assert np.array_equal(projected, consistency.apply_inplace(small[0].copy(), lr))
 
 
 def test_generate():
