@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 DEFAULT_ITERATIONS = 10  # back-projection passes of ``upscale`` (0 = the raw diffusion sample)
+MAX_ITERATIONS = 100     # largest count the APIs and CLIs accept
 _BICUBIC_A = -0.5        # PIL's bicubic kernel (Keys, a = -0.5)
 _BICUBIC_SUPPORT = 2.0
 
@@ -69,13 +70,25 @@ class Resampler:
         return np.moveaxis(out, 0, axis)
 
     def dense(self, in_start: int = 0, in_stop: int | None = None) -> np.ndarray:
-        """Columns [in_start, in_stop) of the matrix, float64 [n_out, in_stop - in_start]."""
+        """Columns [in_start, in_stop) of the matrix, float64 [n_out, in_stop - in_start].
+        Only the output rows whose band meets those columns are visited (``start`` is
+        non-decreasing), so a thin column block costs its own size, not the whole band."""
         in_stop = self.n_in if in_stop is None else in_stop
+        k = self.weights.shape[1]
+        i0 = int(np.searchsorted(self.start + k, in_start, side="right"))
+        i1 = int(np.searchsorted(self.start, in_stop, side="left"))
         m = np.zeros((self.n_out, in_stop - in_start))
-        rows = np.repeat(np.arange(self.n_out), self.weights.shape[1])
-        cols = (self.start[:, None] + np.arange(self.weights.shape[1])[None, :]).ravel()
+        cols = self.taps[i0:i1]
         keep = (cols >= in_start) & (cols < in_stop)
-        np.add.at(m, (rows[keep], cols[keep] - in_start), self.weights.ravel()[keep])
+        rows = np.broadcast_to(np.arange(i0, i1)[:, None], cols.shape)
+        np.add.at(m, (rows[keep], cols[keep] - in_start), self.weights[i0:i1][keep])
+        return m
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """Rows [r0, r1) of the matrix, float64 [r1 - r0, n_in]."""
+        m = np.zeros((r1 - r0, self.n_in))
+        for k in range(self.weights.shape[1]):
+            np.add.at(m, (np.arange(r1 - r0), self.taps[r0:r1, k]), self.weights[r0:r1, k])
         return m
 
 
@@ -111,7 +124,7 @@ class BackProjection:
         step = max(1, (1 << 22) // max(1, n_lr))
         for a in range(0, n_big, step):
             b = min(a + step, n_big)
-            out += resample_down.dense(a, b) @ self._rows(resample_up, a, b)
+            out += resample_down.dense(a, b) @ resample_up.rows(a, b)
         return out
 
     def solve(self) -> np.ndarray:
@@ -128,16 +141,8 @@ class BackProjection:
 
     def correction(self, r0: int, r1: int) -> np.ndarray:
         """U c for output rows [r0, r1), [r1 - r0, W, 3]."""
-        tall = self._rows(self.up_y, r0, r1)                              # [n, h]
+        tall = self.up_y.rows(r0, r1)                              # [n, h]
         return self.up_x.apply(np.tensordot(tall, self.c, axes=1), axis=1)
-
-    @staticmethod
-    def _rows(r: Resampler, r0: int, r1: int) -> np.ndarray:
-        """Rows [r0, r1) of a resampling matrix, float64 [r1 - r0, n_in]."""
-        m = np.zeros((r1 - r0, r.n_in))
-        for k in range(r.weights.shape[1]):
-            np.add.at(m, (np.arange(r1 - r0), r.taps[r0:r1, k]), r.weights[r0:r1, k])
-        return m
 
 
 def block_rows(W: int, pixels: int = 1 << 18) -> int:
@@ -165,7 +170,7 @@ def apply_inplace(out: np.ndarray, lr: np.ndarray, iterations: int = DEFAULT_ITE
 
 def iterations_arg(v) -> int:
     """Validate an iteration count (shared by the CLIs and APIs)."""
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= 100:
-        raise ValueError(f"back-projection iterations must be an integer in 0..100, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= MAX_ITERATIONS:
+        raise ValueError(f"back-projection iterations must be an integer in 0..{MAX_ITERATIONS}, got {v!r}")
     return int(v)
 

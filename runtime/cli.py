@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from ldmind_ref.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT
+from ldmind_ref.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT, MAX_ITERATIONS
 
 from .errors import InputError, LdmindError
 
@@ -80,8 +80,8 @@ def _backproject(text: str) -> int:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--backproject must be an integer, got {text!r}") from None
-    if not 0 <= v <= 100:
-        raise argparse.ArgumentTypeError(f"--backproject must be in 0..100, got {v}")
+    if not 0 <= v <= MAX_ITERATIONS:
+        raise argparse.ArgumentTypeError(f"--backproject must be in 0..{MAX_ITERATIONS}, got {v}")
     return v
 
 

@@ -118,5 +118,4 @@ def test_lr_override_reaches_the_optimiser(train_dir, tmp_path):
     t.run(2)
     assert t.opt.param_groups[0]["lr"] == pytest.approx(0.25)   # step index 1 of 2
     with pytest.raises(SystemExit, match="--lr must be positive"):
-        from ldmind_ref.train import main
         main(["autoencoder", "--config", "tiny", "--data", str(train_dir), "--out", str(tmp_path), "--lr", "0"])
