@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import torch
 
-from ldmind_ref import diffusion
+from ldmind_ref import costs, diffusion
 from ldmind_ref.model import LDMind
 
 from . import feeds, graphs, manifest as mf, trt_engines
@@ -97,7 +97,9 @@ def _producer(opset: int) -> dict[str, Any]:
 def build_manifest(model: LDMind, precision: str, opset: int, graph_entries: dict[str, Any],
                    tensorrt: dict[str, Any] | None, source: str) -> dict[str, Any]:
     cfg, ae, d = model.cfg, model.cfg.autoencoder, model.cfg.diffusion
-    n = cfg.train.crop // ae.downsample
+    n = cfg.train_latent
+    for name, cost in costs.graph_costs(model).items():   # what tiling and memory checks need
+        graph_entries[name]["cost"] = cost
     return {
         "format_version": MANIFEST_VERSION,
         "model": {"name": cfg.name, "config": cfg.to_dict(), "source": source},
@@ -105,7 +107,10 @@ def build_manifest(model: LDMind, precision: str, opset: int, graph_entries: dic
         "latent": {"z_channels": ae.z_channels, "feature_channels": ae.feature_channels,
                    "ae_downsample": ae.downsample, "cond_scale": cfg.cond_scale,
                    "unet_multiple": model.unet.size_multiple, "conditional": cfg.unet.conditional,
-                   "generation_latent": [n, n]},
+                   "generation_latent": [n, n],
+                   # the latent the model was trained on (default tiles are a few times it) and
+                   # the multiple every tile start and size keeps (U-Net levels, whole LR pixels)
+                   "train_latent": n, "tile_align": cfg.tile_align},
         "schedule": {"name": d.schedule, "timesteps": d.timesteps, "linear_start": d.linear_start,
                      "linear_end": d.linear_end, "cosine_s": d.cosine_s,
                      "alpha_bar": [float(v) for v in diffusion.alpha_bar_for(d)]},

@@ -10,12 +10,14 @@ Layout (``format_version`` = ``specs.MANIFEST_VERSION``)::
     model           {name, config (ModelConfig.to_dict()), source}
     scale_factor    float
     latent          {z_channels, feature_channels, ae_downsample, cond_scale, unet_multiple,
-                     conditional, generation_latent [h, w]}
+                     conditional, generation_latent [h, w], train_latent, tile_align}
     schedule        {name, timesteps, linear_start, linear_end, cosine_s, alpha_bar [T floats]}
     liif            {query_chunk}
     precision       "fp32" | "fp16"
-    graphs          {name: {file, sha256, precision, inputs, outputs, profile}}
-                    inputs/outputs: [{name, dtype, shape}], symbolic dims as strings
+    graphs          {name: {file, sha256, precision, inputs, outputs, profile, [cost]}}
+                    inputs/outputs: [{name, dtype, shape}], symbolic dims as strings;
+                    cost (encoder, unet_step, decoder): {macs_per_cell, attention: [{stride,
+                    channels, heads, blocks}]} as measured by ``ldmind_ref.costs``
     producer        {ldmind, torch, onnx, opset}
     tensorrt        null, or {version, gpu, compute_capability, timing_cache,
                               engines: {name: {file, sha256, precision, profiles}}}
@@ -40,7 +42,7 @@ _REQUIRED = {
          "graphs", "producer", "tensorrt"),
     "model": ("name", "config"),
     "latent": ("z_channels", "feature_channels", "ae_downsample", "cond_scale", "unet_multiple",
-               "conditional", "generation_latent"),
+               "conditional", "generation_latent", "train_latent", "tile_align"),
     "schedule": ("name", "timesteps", "linear_start", "linear_end", "cosine_s", "alpha_bar"),
     "liif": ("query_chunk",),
     "producer": ("ldmind", "torch", "onnx", "opset"),
@@ -102,6 +104,23 @@ def _check_file(directory: Path, entry: dict[str, Any], where: str, what: str, v
                                 f"export; re-export with `python -m export`")
 
 
+def _is_number(v: Any, positive: bool = False) -> bool:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+    return ok and (v > 0 if positive else v >= 0)
+
+
+def _check_cost(cost: Any, where: str, name: str) -> None:
+    """A graph's measured cost (see ``ldmind_ref.costs``): what tiling and memory checks read."""
+    what = f"graph '{name}' cost"
+    _need(cost, ("macs_per_cell", "attention"), where, what)
+    if not _is_number(cost["macs_per_cell"]) or not isinstance(cost["attention"], list):
+        raise ManifestError(f"{where}: {what} must hold macs_per_cell >= 0 and an attention list")
+    for a in cost["attention"]:
+        _need(a, ("stride", "channels", "heads", "blocks"), where, f"{what} attention layer")
+        if not all(_is_number(a[k], positive=True) for k in ("stride", "channels", "heads", "blocks")):
+            raise ManifestError(f"{where}: {what}: attention stride/channels/heads/blocks must be positive numbers")
+
+
 def validate(manifest: dict[str, Any], directory: str | os.PathLike, verify: bool = True,
              where: str | None = None) -> None:
     """Raise ManifestError unless ``manifest`` describes a usable export in ``directory``:
@@ -135,7 +154,12 @@ def validate(manifest: dict[str, Any], directory: str | os.PathLike, verify: boo
             if g[io] != want:
                 raise ManifestError(f"{where}: graph '{name}' {io} {g[io]} differ from the declared "
                                     f"{want} (export/specs.py)")
+        if name != "liif":
+            _check_cost(g.get("cost"), where, name)
         _check_file(directory, g, where, f"graph '{name}'", verify)
+    for key in ("train_latent", "tile_align"):
+        if not _is_number(lat[key], positive=True) or not isinstance(lat[key], int):
+            raise ManifestError(f"{where}: latent.{key} must be a positive integer, got {lat[key]!r}")
 
     trt = manifest["tensorrt"]
     if trt is not None:

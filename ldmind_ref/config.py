@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,22 @@ class ModelConfig:
     def unet_in_channels(self) -> int:
         z = self.autoencoder.z_channels
         return 2 * z if self.unet.conditional else z
+
+    @property
+    def latent_per_lr_pixel(self) -> int:
+        """Latent cells per LR pixel along each side (cond_scale / downsample; 1 for generation)."""
+        return max(1, self.cond_scale // self.autoencoder.downsample) if self.unet.conditional else 1
+
+    @property
+    def tile_align(self) -> int:
+        """Every latent tile start and size is a multiple of this: the U-Net's size multiple
+        (2 ** its downsamplings) and whole LR pixels."""
+        return math.lcm(2 ** (len(self.unet.channel_mult) - 1), self.latent_per_lr_pixel)
+
+    @property
+    def train_latent(self) -> int:
+        """Side of the latent the model was trained on (crop / downsample)."""
+        return self.train.crop // self.autoencoder.downsample
 
     def latent_size_for_lr(self, h: int, w: int) -> tuple[int, int]:
         """Latent (h, w) of the conditioning for an LR image of h x w pixels."""

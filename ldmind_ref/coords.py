@@ -49,6 +49,22 @@ def grid_coords(H: int, W: int, row_start: int = 0, row_stop: int | None = None,
     return np.stack([yy.ravel(), xx.ravel()], axis=-1).astype(np.float32)
 
 
+def flat_coords(H: int, W: int, start: int, stop: int) -> np.ndarray:
+    """Pixel centres of the row-major flat indices [start, stop) of an H x W image, float32
+    [stop - start, 2], bit-identical to ``grid_coords(H, W)[start:stop]`` without building
+    the whole grid: the range is a partial first row, whole rows, a partial last row."""
+    r0, c0 = divmod(start, W)
+    r1, c1 = divmod(stop, W)
+    if r0 == r1:
+        return grid_coords(H, W, r0, r0 + 1, c0, c1)
+    parts = [grid_coords(H, W, r0, r0 + 1, c0, W)]
+    if r1 > r0 + 1:
+        parts.append(grid_coords(H, W, r0 + 1, r1))
+    if c1:
+        parts.append(grid_coords(H, W, r1, r1 + 1, 0, c1))
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
 def cells(H: int, W: int, n: int) -> np.ndarray:
     """Cell size (2/H, 2/W) repeated for n queries, float32 [n, 2]."""
     return np.broadcast_to(np.array([2.0 / H, 2.0 / W], dtype=np.float32), (n, 2)).copy()

@@ -9,6 +9,10 @@ accept, nearest-resize it by ``cond_scale``, encode -> ``cond``; DDIM from z_T w
 ``cond`` concatenated at every step; crop the latent back to the LR area; render through
 D_phi + f_theta at round(s*h) x round(s*w) (or the given size); back-project the render
 onto the LR (``consistency.py``, ``backproject`` iterations; 0 keeps the raw sample).
+
+Every network runs on the latent tiles of ``latent_tiles.choose`` (the runtime's plan) and
+the whole sequence is ``tiled_sampling``'s, shared with the runtime: a latent that fits in
+one tile is sampled exactly as without tiling.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import consistency, coords, diffusion, images, liif, noise as rng
+from . import consistency, coords, costs, diffusion, images, latent_tiles, liif, noise as rng, tiled_sampling
 from .model import LDMind
 
 NoiseFn = Callable[[int, tuple], np.ndarray]
@@ -42,90 +46,132 @@ def contract_noise(seed: int, num_samples: int) -> NoiseFn:
     return lambda stream, shape: rng.batch_gaussian(seed, stream, num_samples, tuple(shape))
 
 
+def plan(model: LDMind, h: int, w: int, steps: int, latent_tile: int | None = None,
+         latent_overlap: int | None = None, graphs: tuple[str, ...] | None = None,
+         align: int | None = None) -> latent_tiles.TilePlan:
+    """The tile plan of an h x w latent, chosen as the runtime chooses it
+    (``latent_tiles.choose`` on the costs measured from this model; no memory limit here)."""
+    cfg = model.cfg
+    measured = {k: v for k, v in costs.graph_costs(model).items() if graphs is None or k in graphs}
+    return latent_tiles.choose(h, w, align or cfg.tile_align, cfg.train_latent, measured, steps,
+                               latent_tile, latent_overlap)
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.float().cpu().numpy()
+
+
 @torch.no_grad()
-def sample_latents(model: LDMind, cond: torch.Tensor | None, latent_shape: tuple[int, int, int],
+def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[int, int, int],
                    steps: int, eta: float, noise: NoiseFn, num_samples: int,
-                   progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """DDIM from z_T = noise(0) to z_0: [num_samples, c, h, w]. ``cond`` [1, c, h, w] or None."""
+                   p: latent_tiles.TilePlan | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """DDIM from z_T = noise(0) to z_0 over the tiles of ``p``: float32 [num_samples, c, h, w].
+    ``cond`` [1, c, h, w] or None."""
     device, dtype = _device_dtype(model)
     schedule = diffusion.ddim_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta)
-    z = torch.from_numpy(noise(0, latent_shape)).to(device, dtype)
-    if cond is not None:
-        cond = cond.expand(num_samples, -1, -1, -1)
-    zeros = torch.zeros_like(z)
-    for k, st in enumerate(schedule, start=1):
-        eps_noise = torch.from_numpy(noise(k, latent_shape)).to(device, dtype) if st.sigma_t > 0 else zeros
-        t = torch.full((num_samples,), st.t, dtype=torch.int64, device=device)
-        coef = lambda v: torch.tensor([v], dtype=dtype, device=device)  # noqa: E731
-        z, _ = model.unet_step(z, cond, t, coef(st.alpha_bar_t), coef(st.alpha_bar_prev),
-                               coef(st.sigma_t), eps_noise)
-        if progress:
-            progress(k, len(schedule))
-    return z
+    p = p or plan(model, latent_shape[1], latent_shape[2], steps)
+    tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device, dtype)  # noqa: E731
+
+    def make_step(cond_tiles, _n):
+        c = None if cond_tiles is None else tensor(cond_tiles)
+
+        def step(z_t, st, eps_noise):
+            t = torch.full((z_t.shape[0],), st.t, dtype=torch.int64, device=device)
+            coef = lambda v: torch.tensor([v], dtype=dtype, device=device)  # noqa: E731
+            z, _ = model.unet_step(tensor(z_t), c, t, coef(st.alpha_bar_t), coef(st.alpha_bar_prev),
+                                   coef(st.sigma_t), tensor(eps_noise))
+            return _np(z)
+        return step
+
+    tick = (lambda _s, k, n: progress(k, n)) if progress else None
+    return tiled_sampling.denoise(make_step, cond, num_samples, latent_shape[0], schedule, noise, p, 1, tick)
 
 
 @torch.no_grad()
-def encode_lr(model: LDMind, lr: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-    """uint8 LR [h, w, 3] -> (cond [1, c, H', W'] of the padded LR, latent (h', w') of the LR itself)."""
+def encode_lr(model: LDMind, lr: np.ndarray, latent_tile: int | None = None, latent_overlap: int | None = None,
+              steps: int = 50) -> tuple[np.ndarray, tuple[int, int], latent_tiles.TilePlan]:
+    """uint8 LR [h, w, 3] -> (cond [1, c, H', W'] of the padded LR, latent (h', w') of the LR
+    itself, the tile plan of the padded latent), the encoder run tile by tile."""
     cfg = model.cfg
     device, dtype = _device_dtype(model)
     x = images.to_float(lr)
     unit = images.lr_pad_unit(cfg.cond_scale, cfg.autoencoder.downsample, model.unet.size_multiple)
-    x = images.pad_lr(x, unit)
-    cond = model.encode_lr(torch.from_numpy(x)[None].to(device, dtype))
-    return cond, cfg.latent_size_for_lr(lr.shape[0], lr.shape[1])
+    x = images.pad_lr(x, unit)[None]
+    r = cfg.latent_per_lr_pixel
+    p = plan(model, x.shape[2] * r, x.shape[3] * r, steps, latent_tile, latent_overlap)
+    cond = tiled_sampling.encode(lambda t: _np(model.encode_lr(torch.from_numpy(t).to(device, dtype))), x, p, r)
+    return cond, cfg.latent_size_for_lr(lr.shape[0], lr.shape[1]), p
 
 
 def upscale_latents(model: LDMind, lr, steps: int = 50, eta: float = 1.0, seed: int = 0,
-                    noise: NoiseFn | None = None, num_samples: int = 1) -> torch.Tensor:
+                    noise: NoiseFn | None = None, num_samples: int = 1, latent_tile: int | None = None,
+                    latent_overlap: int | None = None) -> np.ndarray:
     """Sampled latents of an LR image, cropped to the LR area: [num_samples, c, h', w']."""
     if not model.cfg.unet.conditional:
         raise ValueError("this model is unconditional (generation): use generate()")
     lr = as_uint8_rgb(lr)
-    cond, (lh, lw) = encode_lr(model, lr)
+    cond, (lh, lw), p = encode_lr(model, lr, latent_tile, latent_overlap, steps)
     shape = (model.cfg.autoencoder.z_channels, cond.shape[2], cond.shape[3])
-    z = sample_latents(model, cond, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples)
-    return z[:, :, :lh, :lw]
+    z = sample_latents(model, cond, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples, p)
+    return np.ascontiguousarray(z[:, :, :lh, :lw])
 
 
 @torch.no_grad()
-def render(model: LDMind, z: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
-    """Render latents at several (H, W): one uint8 array [N, H, W, 3] per size.
-    The decoder runs once; only the queries depend on the size."""
-    features = model.decode(z)
+def render(model: LDMind, z, sizes: list[tuple[int, int]], latent_tile: int | None = None,
+           latent_overlap: int | None = None) -> list[np.ndarray]:
+    """Render latents [N, c, h, w] at several (H, W): one uint8 array [N, H, W, 3] per size.
+    The decoder runs once, over the tiles of its own plan (any size: align 1; tiled unless
+    one piece is estimated cheaper); the queries go band by band as the runtime's
+    (``tiled_sampling.queries``)."""
+    device, dtype = _device_dtype(model)
+    z = _np(z) if isinstance(z, torch.Tensor) else np.asarray(z, dtype=np.float32)
+    N, _, h, w = z.shape
+    p = plan(model, h, w, 0, latent_tile, latent_overlap, graphs=("decoder",), align=1)
+    features = torch.from_numpy(tiled_sampling.decode(
+        lambda t: _np(model.decode(torch.from_numpy(t).to(device, dtype))), z, p)).to(device, dtype)
+    band = latent_tiles.render_band(p)
     out = []
     for H, W in sizes:
-        img = liif.render(model.liif, features, H, W, model.cfg.liif.query_chunk)
-        out.append(images.to_uint8(img.float().cpu().numpy()))
+        img = np.empty((N, H * W, 3), dtype=np.float32)
+        for window, start, stop, coord, cell in tiled_sampling.queries(H, W, h, band, model.cfg.liif.query_chunk):
+            c = torch.from_numpy(coord).to(device).unsqueeze(0).expand(N, -1, -1)
+            s = torch.from_numpy(np.ascontiguousarray(cell)).to(device).unsqueeze(0).expand(N, -1, -1)
+            img[:, start:stop] = _np(liif.query(model.liif, features[:, :, window], c, s))
+        out.append(images.to_uint8(img.reshape(N, H, W, 3).transpose(0, 3, 1, 2)))
     return out
 
 
 def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int] | None = None,
             steps: int = 50, eta: float = 1.0, seed: int = 0, noise: NoiseFn | None = None,
-            num_samples: int = 1, backproject: int = consistency.DEFAULT_ITERATIONS) -> list[np.ndarray]:
+            num_samples: int = 1, backproject: int = consistency.DEFAULT_ITERATIONS,
+            latent_tile: int | None = None, latent_overlap: int | None = None) -> list[np.ndarray]:
     """Super-resolve ``lr`` by ``scale`` (round(s*h) x round(s*w)) or to ``size`` = (W, H).
     Returns ``num_samples`` uint8 arrays [H_out, W_out, 3]."""
     lr = as_uint8_rgb(lr)
     backproject = consistency.iterations_arg(backproject)
     H, W = coords.output_size(lr.shape[0], lr.shape[1], scale=scale, size=size)
-    z = upscale_latents(model, lr, steps, eta, seed, noise, num_samples)
+    z = upscale_latents(model, lr, steps, eta, seed, noise, num_samples, latent_tile, latent_overlap)
     return [consistency.apply_inplace(np.ascontiguousarray(img), lr, backproject)
-            for img in render(model, z, [(H, W)])[0]]
+            for img in render(model, z, [(H, W)], latent_tile, latent_overlap)[0]]
 
 
 def generate(model: LDMind, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
              noise: NoiseFn | None = None, num_samples: int = 1,
-             latent_size: tuple[int, int] | None = None) -> list[np.ndarray]:
+             latent_size: tuple[int, int] | None = None, latent_tile: int | None = None,
+             latent_overlap: int | None = None) -> list[np.ndarray]:
     """Unconditional samples rendered at ``size`` = (W, H); the latent is the training
-    latent size (crop / downsample) unless ``latent_size`` = (h, w) is given."""
+    latent size (crop / downsample) unless ``latent_size`` = (h, w) is given (sampled in
+    tiles when large)."""
     if model.cfg.unet.conditional:
         raise ValueError("this model is conditional (super-resolution): use upscale()")
     H, W = coords.output_size(1, 1, size=size)
-    n = model.cfg.train.crop // model.cfg.autoencoder.downsample
+    n = model.cfg.train_latent
     lh, lw = latent_size or (n, n)
-    m = model.unet.size_multiple
+    m = model.cfg.tile_align
     if lh % m or lw % m:
         raise ValueError(f"latent size must be a multiple of {m}, got {lh}x{lw}")
     shape = (model.cfg.autoencoder.z_channels, lh, lw)
-    z = sample_latents(model, None, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples)
-    return list(render(model, z, [(H, W)])[0])
+    p = plan(model, lh, lw, steps, latent_tile, latent_overlap)
+    z = sample_latents(model, None, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples, p)
+    return list(render(model, z, [(H, W)], latent_tile, latent_overlap)[0])

@@ -32,6 +32,8 @@ class Bundle:
     cond_scale: int
     unet_multiple: int
     generation_latent: tuple[int, int] | None
+    train_latent: int          # latent side the model was trained on (default tiles: a few times it)
+    tile_align: int            # every latent tile start and size is a multiple of this
     alpha_bar: np.ndarray      # float64 [T], straight from the manifest
     query_chunk: int
     precision: str
@@ -41,6 +43,12 @@ class Bundle:
     @property
     def timesteps(self) -> int:
         return len(self.alpha_bar)
+
+    @property
+    def costs(self) -> dict[str, dict[str, Any]]:
+        """Measured cost of each network graph (``ldmind_ref.costs``): {graph: {macs_per_cell,
+        attention: [{stride, channels, heads, blocks}]}}, what tiling and memory checks read."""
+        return {k: g["cost"] for k, g in self.graphs.items() if "cost" in g}
 
     @property
     def config(self) -> dict[str, Any]:
@@ -110,6 +118,8 @@ def _bundle_from(root: Path, m: dict[str, Any], mpath: Path) -> Bundle:
             unet_multiple=_positive_int(lat["unet_multiple"], "latent.unet_multiple", mpath),
             generation_latent=(tuple(_positive_int(v, "latent.generation_latent", mpath) for v in gen)
                                if gen else None),
+            train_latent=_positive_int(lat["train_latent"], "latent.train_latent", mpath),
+            tile_align=_positive_int(lat["tile_align"], "latent.tile_align", mpath),
             alpha_bar=alpha_bar,
             query_chunk=_positive_int(m.get("liif", {}).get("query_chunk", 65536), "liif.query_chunk", mpath),
             precision=str(m.get("precision", "fp32")),

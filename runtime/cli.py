@@ -1,7 +1,8 @@
 """``python -m runtime``: upscale, generate, info.
 
     python -m runtime upscale IN [--engines DIR] (--scale S | --size WxH) [-n K] [--steps N]
-                      [--eta E] [--seed S] [--backproject K] [--backend B] [--tile Q] [--threads T] [--quiet] -o OUT
+                      [--eta E] [--seed S] [--backproject K] [--backend B] [--tile Q]
+                      [--latent-tile N] [--latent-overlap N] [--threads T] [--quiet] -o OUT
     python -m runtime generate [--engines DIR] --size WxH [-n K] ... -o DIR
     python -m runtime info ENGINES [--json] [--no-verify]
 
@@ -18,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from ldmind_ref import latent_tiles
 from ldmind_ref.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT, MAX_ITERATIONS
 
 from .errors import InputError, LdmindError
@@ -96,6 +98,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="graph backend (default auto: the fastest available)")
     p.add_argument("--tile", type=_int_at_least(1, "--tile"), default=None,
                    help="output pixels per LIIF query (default: the manifest's query_chunk)")
+    p.add_argument("--latent-tile", type=_int_at_least(1, "--latent-tile"), default=None,
+                   help="latent tile side in cells (default: from the model, see docs/RUNTIME.md)")
+    p.add_argument("--latent-overlap", type=_int_at_least(0, "--latent-overlap"), default=None,
+                   help="overlap of neighbouring latent tiles in cells (default: a quarter of the tile)")
     p.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0,
                    help="CPU threads per graph (default 0: ONNX Runtime decides)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -150,7 +156,8 @@ def cmd_upscale(args) -> int:
     lr = load_image(args.input)
     pipe, progress = _load(args)
     images = pipe.upscale(lr, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
-                          num_samples=args.num_samples, progress=progress, backproject=args.backproject)
+                          num_samples=args.num_samples, progress=progress, backproject=args.backproject,
+                          latent_tile=args.latent_tile, latent_overlap=args.latent_overlap)
     for img, o in zip(images, outs):
         print(save_image(img, o))
     return 0
@@ -167,7 +174,8 @@ def cmd_generate(args) -> int:
             raise InputError(f"{out}: parent folder {out.parent} does not exist")
     pipe, progress = _load(args)
     images = pipe.generate(args.size, steps=args.steps, eta=args.eta, seed=args.seed,
-                           num_samples=args.num_samples, progress=progress)
+                           num_samples=args.num_samples, progress=progress, latent_tile=args.latent_tile,
+                           latent_overlap=args.latent_overlap)
     out.mkdir(exist_ok=True)
     for j, img in enumerate(images):
         print(save_image(img, out / f"sample_seed{args.seed + j}.png"))
@@ -186,7 +194,8 @@ def summary(engines: str, verify: bool = True) -> dict:
         "directory": str(b.root), "model": b.name, "source": m["model"].get("source"),
         "kind": "super-resolution" if b.conditional else "generation", "precision": b.precision,
         "format_version": m["format_version"], "scale_factor": m.get("scale_factor"),
-        "latent": m["latent"], "schedule": {k: v for k, v in m["schedule"].items() if k != "alpha_bar"},
+        "latent": {**m["latent"], "default_tile": list(latent_tiles.default_geometry(
+            m["latent"]["train_latent"], m["latent"]["tile_align"]))}, "schedule": {k: v for k, v in m["schedule"].items() if k != "alpha_bar"},
         "alpha_bar": [float(b.alpha_bar[0]), float(b.alpha_bar[-1])], "query_chunk": b.query_chunk,
         "graphs": {k: {"file": g["file"], "bytes": (b.root / g["file"]).stat().st_size,
                        "sha256": g["sha256"], "precision": g.get("precision")} for k, g in b.graphs.items()},
@@ -209,6 +218,9 @@ def cmd_info(args) -> int:
         f"{lat['cond_scale']}, U-Net multiple {lat['unet_multiple']}, generation latent "
         f"{lat['generation_latent'][0]}x{lat['generation_latent'][1]}, scale factor {s['scale_factor']:.4g}",
         f"  schedule:  {sch['name']}, T = {sch['timesteps']}, alpha_bar {s['alpha_bar'][0]:.6g} .. {s['alpha_bar'][1]:.6g}",
+        f"  tiles:     latent tiles of {lat['default_tile'][0]} cells, overlap {lat['default_tile'][1]} "
+        f"(trained on {lat['train_latent']}x{lat['train_latent']}; starts multiples of {lat['tile_align']}); "
+        f"one piece when it fits and is cheaper",
         f"  queries:   {s['query_chunk']} per LIIF call",
         "  graphs:    " + ", ".join(f"{g['file']} {g['bytes'] / 2 ** 20:.1f} MiB" for g in s["graphs"].values())
         + f" (checksums {s['checksums']})",

@@ -1,14 +1,20 @@
 """The sampling pipeline on exported graphs: ``Pipeline.load(dir).upscale(...)``.
 
-Method, step for step the reference sampler (``ldmind_ref/sampler.py``):
+Method, step for step the reference sampler (``ldmind_ref/sampler.py``): both run the
+sequence of ``ldmind_ref/tiled_sampling.py`` over the tile plan of ``ldmind_ref/latent_tiles.py``.
 
     upscale:  LR uint8 -> [-1, 1] -> mirror-pad to ``images.lr_pad_unit(cond_scale,
-              ae_downsample, unet_multiple)`` -> encoder -> cond; DDIM from z_T with cond at
-              every step; crop the latent to (h * cond_scale // ae_downsample, ...);
-              decoder -> features; LIIF queries at ``coords.output_size`` -> uint8;
-              back-projection onto the LR (``ldmind_ref/consistency.py``), row block by
-              row block.
-    generate: DDIM from z_T at the manifest's ``generation_latent``; decoder; LIIF.
+              ae_downsample, unet_multiple)`` -> tile plan of the latent -> encoder on LR
+              tiles, blended -> cond; DDIM from z_T with cond at every step, the U-Net on
+              latent tiles blended each step; crop the latent to (h * cond_scale //
+              ae_downsample, ...); decoder on tiles, blended -> features; LIIF queries at
+              ``coords.output_size`` band by band -> uint8; back-projection onto the LR
+              (``ldmind_ref/consistency.py``), row block by row block.
+    generate: DDIM from z_T at the manifest's ``generation_latent`` (or any latent size,
+              tiled); decoder; LIIF.
+    tiles:    a few times the training latent with >= 25 % overlap, unless the whole latent
+              fits in memory and is estimated faster (``Pipeline.plan``); a latent that fits
+              in one tile is sampled exactly as without tiling.
     DDIM:     ``diffusion.ddim_schedule(alpha_bar from the manifest, steps, eta)``; noise by
               the RNG contract (``ldmind_ref/noise.py``): sample j uses seed + j, stream 0 is
               z_T, stream k the k-th executed step, drawn only when sigma_t > 0.
@@ -27,7 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ldmind_ref import consistency, coords, diffusion, images, noise as rng
+from ldmind_ref import consistency, coords, diffusion, images, latent_tiles, noise as rng, tiled_sampling
 
 from . import engine as _engine, limits, tiling
 from .bundle import Bundle, load_bundle
@@ -36,6 +42,10 @@ from .io import to_rgb_array
 
 Progress = Callable[[str, int, int], None]
 MAX_SAMPLES = 1024
+# latent cells per graph call when tiles are batched: bounds the activations of one call (on a
+# CPU, batching tiles is no faster than one tile per call: measured 4.26 s for 4 tiles of 96 x
+# 96 through the small encoder, 1.15 s for one, with 3.5x the peak memory)
+TILE_BATCH_CELLS = 96 * 96
 
 
 class Pipeline:
@@ -79,11 +89,14 @@ class Pipeline:
     def upscale(self, image, scale: float | None = None, size: tuple[int, int] | None = None,
                 steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
                 tile: int | None = None, progress: Progress | None = None, output: str = "auto",
-                backproject: int = consistency.DEFAULT_ITERATIONS) -> list:
+                backproject: int = consistency.DEFAULT_ITERATIONS, latent_tile: int | None = None,
+                latent_overlap: int | None = None) -> list:
         """Super-resolve ``image`` (PIL image or uint8 array) by ``scale`` or to ``size`` = (W, H).
         Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``), else
         uint8 arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  ``backproject``:
-        iterations of back-projection onto the input (0: the raw diffusion sample)."""
+        iterations of back-projection onto the input (0: the raw diffusion sample).
+        ``latent_tile``/``latent_overlap``: latent tile side and overlap in cells (default:
+        chosen from the model, see ``plan``)."""
         self._need_conditional(True)
         lr = to_rgb_array(image, "input image")
         try:
@@ -92,9 +105,9 @@ class Pipeline:
             raise InputError(str(e)) from None
         H, W = self.output_size(lr.shape[0], lr.shape[1], scale, size)
         n = _count(num_samples)
-        limits.check_output(n, H, W)
-        z = self.upscale_latents(lr, steps, eta, seed, n, progress)
-        out = self.render(z, [(H, W)], tile, progress)[0]
+        limits.check_output(n, H, W, extra=self._working_bytes(n, *self._lr_latent(lr.shape[:2])))
+        z = self._upscale_latents(lr, steps, eta, seed, n, progress, latent_tile, latent_overlap)
+        out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap)[0]
         for k, img in enumerate(out, start=1):
             consistency.apply_inplace(img, lr, backproject)
             if progress and backproject:
@@ -103,25 +116,50 @@ class Pipeline:
 
     def generate(self, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
                  num_samples: int = 1, tile: int | None = None, progress: Progress | None = None,
-                 output: str = "array", latent_size: tuple[int, int] | None = None) -> list:
+                 output: str = "array", latent_size: tuple[int, int] | None = None,
+                 latent_tile: int | None = None, latent_overlap: int | None = None) -> list:
         """Unconditional samples rendered at ``size`` = (W, H), from the manifest's
-        generation latent (or ``latent_size`` = (h, w))."""
+        generation latent (or ``latent_size`` = (h, w): larger latents are sampled in tiles)."""
         self._need_conditional(False)
         H, W = self.output_size(1, 1, size=size)
         n = _count(num_samples)
-        limits.check_output(n, H, W)
         lh, lw = latent_size or self.bundle.generation_latent or (0, 0)
-        m = self.bundle.unet_multiple
-        if lh < 1 or lw < 1 or lh % m or lw % m:
+        m = self.bundle.tile_align
+        if isinstance(lh, bool) or isinstance(lw, bool) or not isinstance(lh, numbers.Integral) \
+                or not isinstance(lw, numbers.Integral) or lh < 1 or lw < 1 or lh % m or lw % m:
             raise InputError(f"latent size must be positive multiples of {m}, got {lh}x{lw}")
-        z = self.sample_latents(None, (self.bundle.z_channels, lh, lw), steps, eta, seed, n, progress)
-        out = self.render(z, [(H, W)], tile, progress)[0]
+        limits.check_output(n, H, W, extra=self._working_bytes(n, lh, lw))
+        p = self.plan(lh, lw, steps, n, latent_tile, latent_overlap)
+        z = self.sample_latents(None, (self.bundle.z_channels, lh, lw), steps, eta, seed, n, progress, p)
+        out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap)[0]
         return _convert(list(out), output, False)
 
+    def plan(self, h: int, w: int, steps: int = 50, num_samples: int = 1, latent_tile: int | None = None,
+             latent_overlap: int | None = None, graphs: tuple[str, ...] | None = None, align: int | None = None):
+        """The latent tile plan (``ldmind_ref.latent_tiles.choose``) of an h x w latent: tiles of
+        a few times the training latent, unless the whole latent fits in memory and is
+        estimated faster; ``latent_tile``/``latent_overlap`` override."""
+        b = self.bundle
+        for v, what in ((latent_tile, "latent tile"), (latent_overlap, "latent overlap")):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0):
+                raise InputError(f"{what} must be a non-negative integer, got {v}")
+        costs = {k: v for k, v in b.costs.items() if graphs is None or k in graphs}
+        batch = self._batch(num_samples)
+        fits = limits.attention_bytes(costs, batch, h, w) + limits.HEADROOM <= limits.available_memory()
+        try:
+            p = latent_tiles.choose(h, w, align or b.tile_align, b.train_latent, costs, steps, latent_tile,
+                                    latent_overlap, untiled_fits=fits)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        limits.check_latent(costs, batch * min(len(p), self._tile_batch(p, batch)), p.th, p.tw)
+        return p
+
     def render(self, z: np.ndarray, sizes: Sequence[tuple[int, int]], tile: int | None = None,
-               progress: Progress | None = None) -> list[np.ndarray]:
+               progress: Progress | None = None, latent_tile: int | None = None,
+               latent_overlap: int | None = None) -> list[np.ndarray]:
         """Latents [N, c, h, w] at several (H, W): one uint8 array [N, H, W, 3] per size.
-        The decoder runs once; each size is queried tile by tile into its uint8 array."""
+        The decoder runs once (in latent tiles when the plan says so); each size is queried
+        chunk by chunk into its uint8 array."""
         z = np.asarray(z)
         c = self.bundle.z_channels
         if z.ndim != 4 or z.shape[1] != c or min(z.shape) < 1:
@@ -131,55 +169,57 @@ class Pipeline:
         z = np.ascontiguousarray(z, dtype=np.float32)
         sizes = [(_positive(H, "height"), _positive(W, "width")) for H, W in sizes]
         for H, W in sizes:
-            limits.check_output(z.shape[0], H, W)
-        limits.check_latent(self.bundle.config, self._batch(z.shape[0]), z.shape[2], z.shape[3])
-        tile = self.tile if tile is None else _positive(tile, "tile")
-        features = [self._finite("decoder", self.engines["decoder"]({"z": z[a:b]})["features"])
-                    for a, b in self._batches(z.shape[0])]
-        results = []
-        for H, W in sizes:
-            out = np.empty((z.shape[0], H, W, 3), dtype=np.uint8)
-            for (a, b), f in zip(self._batches(z.shape[0]), features):
-                query = self.engines["liif"].bind({"features": f})
-                tiling.render_into(out[a:b], lambda co, ce: query({"coord": co, "cell": ce})["rgb"], tile,
-                                   progress, f"render {W}x{H}")
-            results.append(out)
-        return results
+            limits.check_output(z.shape[0], H, W, extra=self._working_bytes(z.shape[0], z.shape[2], z.shape[3]))
+        return self._render(z, sizes, tile, progress, latent_tile, latent_overlap)
 
     def upscale_latents(self, image, steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
-                        progress: Progress | None = None) -> np.ndarray:
+                        progress: Progress | None = None, latent_tile: int | None = None,
+                        latent_overlap: int | None = None) -> np.ndarray:
         """Sampled latents of an LR image cropped to the LR area: float32 [N, c, h', w']."""
         self._need_conditional(True)
-        b = self.bundle
         lr = to_rgb_array(image, "input image")
-        n = _count(num_samples)
-        unit = images.lr_pad_unit(b.cond_scale, b.ae_downsample, b.unet_multiple)
-        x = images.pad_lr(images.to_float(lr), unit)[None]
-        ch, cw = x.shape[2] * b.cond_scale // b.ae_downsample, x.shape[3] * b.cond_scale // b.ae_downsample
-        limits.check_latent(b.config, self._batch(n), ch, cw, lr_size=lr.shape[:2])
-        self._schedule(steps, eta)           # refuse bad steps/eta before the encoder runs
-        cond = self._finite("encoder", self.engines["encoder"]({"lr": np.ascontiguousarray(x)})["cond"])
-        z = self.sample_latents(cond, (b.z_channels, cond.shape[2], cond.shape[3]), steps, eta, seed, n, progress)
-        lh, lw = lr.shape[0] * b.cond_scale // b.ae_downsample, lr.shape[1] * b.cond_scale // b.ae_downsample
-        return np.ascontiguousarray(z[:, :, :lh, :lw])
+        return self._upscale_latents(lr, steps, eta, seed, _count(num_samples), progress, latent_tile,
+                                     latent_overlap)
 
     def sample_latents(self, cond: np.ndarray | None, shape: tuple[int, int, int], steps: int, eta: float,
-                       seed: int, num_samples: int, progress: Progress | None = None) -> np.ndarray:
-        """DDIM from z_T to z_0: float32 [num_samples, *shape]; ``cond`` [1, c, h, w] or None."""
+                       seed: int, num_samples: int, progress: Progress | None = None, plan=None) -> np.ndarray:
+        """DDIM from z_T to z_0: float32 [num_samples, *shape]; ``cond`` [1, c, h, w] or None;
+        over the tiles of ``plan`` (default: ``self.plan``)."""
         schedule = self._schedule(steps, eta)
         seed = _seed(seed)
         n = _count(num_samples)
+        p = plan or self.plan(shape[1], shape[2], steps, n)
         batches = list(self._batches(n))
         done = [0]
+        total = len(schedule) * len(batches)
         if progress:
-            progress("denoise", 0, len(schedule) * len(batches))
+            progress("denoise", 0, total)
 
         def tick(_stage, _k, _total):
             done[0] += 1
             if progress:
-                progress("denoise", done[0], len(schedule) * len(batches))
+                progress("denoise", done[0], total)
 
-        return np.concatenate([self._ddim(cond, shape, schedule, seed + a, b - a, tick) for a, b in batches])
+        unet = self.engines["unet_step"]
+
+        def make_step(cond_tiles, ntiles):
+            run = unet.bind({"cond": cond_tiles} if cond_tiles is not None else {})
+
+            def step(z_t, st, noise):
+                nb = z_t.shape[0]
+                z = run({"z_t": z_t, "timestep": np.full((nb,), st.t, dtype=np.int64),
+                         "alpha_bar_t": np.array([st.alpha_bar_t], dtype=np.float32),
+                         "alpha_bar_prev": np.array([st.alpha_bar_prev], dtype=np.float32),
+                         "sigma_t": np.array([st.sigma_t], dtype=np.float32), "noise": noise})["z_prev"]
+                return self._finite("unet_step", z, f" at t={st.t}")
+            return step
+
+        out = []
+        for a, b in batches:
+            noise = (lambda s0, nb: lambda stream, shp: rng.batch_gaussian(s0, stream, nb, shp))(seed + a, b - a)
+            out.append(tiled_sampling.denoise(make_step, cond, b - a, shape[0], schedule, noise, p,
+                                              self._tile_batch(p, b - a), tick))
+        return np.concatenate(out)
 
     def output_size(self, h: int, w: int, scale: float | None = None,
                     size: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -203,21 +243,65 @@ class Pipeline:
             raise InputError(str(e)) from None
 
     # -- internals ---------------------------------------------------------------------------
-    def _ddim(self, cond, shape, schedule, seed: int, nb: int, tick) -> np.ndarray:
-        step = self.engines["unet_step"].bind(
-            {"cond": np.ascontiguousarray(np.broadcast_to(cond, (nb,) + cond.shape[1:]))} if cond is not None else {})
-        z = rng.batch_gaussian(seed, 0, nb, shape)
-        zeros = np.zeros_like(z)
-        for k, st in enumerate(schedule, start=1):
-            # the contract draws stream k only for steps that add noise (sigma_t > 0)
-            eps = rng.batch_gaussian(seed, k, nb, shape) if st.sigma_t > 0 else zeros
-            z = step({"z_t": z, "timestep": np.full((nb,), st.t, dtype=np.int64),
-                      "alpha_bar_t": np.array([st.alpha_bar_t], dtype=np.float32),
-                      "alpha_bar_prev": np.array([st.alpha_bar_prev], dtype=np.float32),
-                      "sigma_t": np.array([st.sigma_t], dtype=np.float32), "noise": eps})["z_prev"]
-            self._finite("unet_step", z, f" at step {k} (t={st.t})")
-            tick("denoise", k, len(schedule))
-        return z
+    def _lr_latent(self, hw) -> tuple[int, int]:
+        b = self.bundle
+        return hw[0] * b.cond_scale // b.ae_downsample, hw[1] * b.cond_scale // b.ae_downsample
+
+    def _working_bytes(self, n: int, h: int, w: int) -> int:
+        """Full-size float32 arrays besides the output: decoder features and a few latents
+        (z, z_prev, noise, cond) of an h x w latent."""
+        b = self.bundle
+        return 4 * h * w * (n * b.feature_channels + 4 * n * b.z_channels + b.z_channels)
+
+    def _tile_batch(self, p, n: int) -> int:
+        """Tiles per graph call: at most TILE_BATCH_CELLS latent cells (times samples) and what
+        the backend's batch limit allows."""
+        t = max(1, TILE_BATCH_CELLS // max(1, p.th * p.tw * n))
+        if self.max_batch:
+            t = min(t, max(1, self.max_batch // n))
+        return t
+
+    def _upscale_latents(self, lr: np.ndarray, steps, eta, seed, n: int, progress, latent_tile, latent_overlap):
+        """Latents cropped to the LR area [n, c, h', w']."""
+        b = self.bundle
+        unit = images.lr_pad_unit(b.cond_scale, b.ae_downsample, b.unet_multiple)
+        x = images.pad_lr(images.to_float(lr), unit)[None]
+        ch, cw = self._lr_latent(x.shape[2:])
+        self._schedule(steps, eta)           # refuse bad steps/eta before the encoder runs
+        p = self.plan(ch, cw, steps, n, latent_tile, latent_overlap)
+        encoder = self.engines["encoder"]
+        r = max(1, b.cond_scale // b.ae_downsample)
+        cond = tiled_sampling.encode(lambda t: self._finite("encoder", encoder({"lr": t})["cond"]), x, p, r,
+                                     self._tile_batch(p, 1), progress)
+        z = self.sample_latents(cond, (b.z_channels, ch, cw), steps, eta, seed, n, progress, p)
+        lh, lw = self._lr_latent(lr.shape[:2])
+        return np.ascontiguousarray(z[:, :, :lh, :lw])
+
+    def _render(self, z: np.ndarray, sizes, tile, progress, latent_tile, latent_overlap) -> list[np.ndarray]:
+        tile = self.tile if tile is None else _positive(tile, "tile")
+        # the decoder has no downsampling: any tile size (align 1), its plan chosen for it alone
+        p = self.plan(z.shape[2], z.shape[3], 0, z.shape[0], latent_tile, latent_overlap, graphs=("decoder",),
+                      align=1)
+        decoder, liif = self.engines["decoder"], self.engines["liif"]
+        features = [tiled_sampling.decode(lambda t: self._finite("decoder", decoder({"z": t})["features"]),
+                                          z[a:b], p, self._tile_batch(p, b - a), progress)
+                    for a, b in self._batches(z.shape[0])]
+        band = latent_tiles.render_band(p)
+        results = []
+        for H, W in sizes:
+            out = np.empty((z.shape[0], H, W, 3), dtype=np.uint8)
+            for (a, b), f in zip(self._batches(z.shape[0]), features):
+                bound = {}
+
+                def query(window, co, ce, f=f, bound=bound):
+                    key = (window.start, window.stop)
+                    if key not in bound:          # one binding per band: the features stay put
+                        bound.clear()
+                        bound[key] = liif.bind({"features": np.ascontiguousarray(f[:, :, window])})
+                    return bound[key]({"coord": co, "cell": ce})["rgb"]
+                tiling.render_into(out[a:b], query, z.shape[2], band, tile, progress, f"render {W}x{H}")
+            results.append(out)
+        return results
 
     def _schedule(self, steps, eta) -> list:
         T = self.bundle.timesteps

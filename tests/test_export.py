@@ -262,7 +262,13 @@ def test_manifest_contents(fp32_dir, tiny):
     lat = manifest["latent"]
     assert lat == {"z_channels": 3, "feature_channels": 8, "ae_downsample": 4, "cond_scale": 4,
                    "unet_multiple": tiny.unet.size_multiple, "conditional": True,
-                   "generation_latent": [8, 8]}
+                   "generation_latent": [8, 8], "train_latent": 8, "tile_align": 2}
+    # measured costs: tiny's U-Net attends at /2 and in the middle, the auto-encoder at latent size
+    costs = {k: g["cost"] for k, g in manifest["graphs"].items() if "cost" in g}
+    assert sorted(costs) == ["decoder", "encoder", "unet_step"]
+    assert {a["stride"] for a in costs["unet_step"]["attention"]} == {2.0}
+    assert {(a["stride"], a["blocks"]) for a in costs["decoder"]["attention"]} == {(1.0, 32)}
+    assert all(c["macs_per_cell"] > 0 for c in costs.values())
     sched = manifest["schedule"]
     np.testing.assert_array_equal(np.array(sched["alpha_bar"]), diffusion.alpha_bar_for(tiny.cfg.diffusion))
     assert (sched["name"], sched["timesteps"]) == ("linear", 1000)

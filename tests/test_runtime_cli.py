@@ -154,12 +154,25 @@ def test_bad_numbers(args, pattern, sr, lr_png, tmp_path, capsys):
     assert_refused(["upscale", lr_png, "--engines", sr, "-o", out, *args], capsys, pattern, out)
 
 
-def test_input_too_large_for_attention(sr, tmp_path, capsys):
+def test_forced_latent_tile_too_large_for_attention(sr, tmp_path, capsys):
+    """Tiling keeps attention bounded; only a user's forced whole-image tile can exceed memory."""
     big = tmp_path / "big.png"
     Image.new("RGB", (600, 600), (10, 20, 30)).save(big)
     out = tmp_path / "out.png"
-    assert_refused(["upscale", big, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys,
-                   r"600x600 input image is too large for this model", out)
+    assert_refused(["upscale", big, "--engines", sr, "--scale", "2", "--latent-tile", "600", "-o", out, *FAST],
+                   capsys, r"600x600 latent tiles needs about .* for attention", out)
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--latent-tile", "7"], r"latent tile must be a positive multiple of 2 cells, got 7"),
+    (["--latent-tile", "16", "--latent-overlap", "10"], r"latent overlap must be a multiple of 2 in 0..8"),
+    (["--latent-tile", "0"], r"--latent-tile must be >= 1"),
+    (["--latent-overlap", "-2"], r"--latent-overlap must be >= 0"),
+])
+def test_bad_latent_tiles(args, pattern, sr, lr_png, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", out, *args, *FAST], capsys,
+                   pattern, out)
 
 
 # -- bad outputs ---------------------------------------------------------------------------------

@@ -8,21 +8,17 @@ import pytest
 
 from ldmind_ref import coords, noise
 from runtime import Pipeline
-from runtime.tiling import render_into, rgb_to_uint8, tile_coords, tiles
+from runtime.tiling import render_into, rgb_to_uint8
 from ldmind_ref import images
 
 
 @pytest.mark.parametrize("H,W", [(1, 1), (1, 7), (7, 1), (5, 9), (37, 23)])
-def test_tile_coords_are_the_grid_slices(H, W):
+def test_flat_coords_are_the_grid_slices(H, W):
     full = coords.grid_coords(H, W)
     rs = np.random.RandomState(H * 100 + W)
     ranges = [(0, H * W)] + [tuple(sorted(rs.randint(0, H * W + 1, 2))) for _ in range(20)]
     for a, b in ranges:
-        np.testing.assert_array_equal(tile_coords(H, W, a, b), full[a:b])   # bit-identical
-    for tile in (1, 3, W, W + 1, H * W, 10 ** 6):
-        spans = list(tiles(H, W, tile))
-        assert spans[0][0] == 0 and spans[-1][1] == H * W
-        assert all(s[1] == t[0] for s, t in zip(spans, spans[1:]))
+        np.testing.assert_array_equal(coords.flat_coords(H, W, a, b), full[a:b])   # bit-identical
 
 
 def test_rgb_to_uint8_is_the_reference_rounding():
@@ -75,7 +71,7 @@ def test_no_float_array_of_the_output_size(pipe):
 def test_render_into_reports_nan_position():
     out = np.zeros((1, 3, 4, 3), np.uint8)
 
-    def query(c, s):
+    def query(window, c, s):
         r = np.zeros(c.shape[:2] + (3,), np.float32)
         if c.shape[1] and np.isclose(c[0, :, 0], coords.pixel_centres(3)[1]).any():
             r[0, np.argmax(np.isclose(c[0, :, 0], coords.pixel_centres(3)[1])), 1] = np.nan
@@ -83,4 +79,4 @@ def test_render_into_reports_nan_position():
 
     from runtime.errors import NumericalError
     with pytest.raises(NumericalError, match=r"x=0, y=1"):
-        render_into(out, query, tile=5)
+        render_into(out, query, h=2, band=2, tile=5)

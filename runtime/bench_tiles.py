@@ -1,0 +1,268 @@
+"""Large-input benchmark of latent tiling: time, memory and seams on real photos.
+
+    python -m runtime.bench_tiles large --engines engines/small --photo PHOTO [--steps 20]
+                                        [--case 512x384:4 --case 1024x768:2 ...] [--json OUT]
+    python -m runtime.bench_tiles quality --engines engines/small --data ../shared/data/val
+                                          [--scales 4 8] [--tile 72] [--steps 20] [--json OUT]
+
+``large``: each case (LR WxH : scale) is the photo resized (PIL bicubic) to the LR size and
+upscaled in a fresh process, so that its peak RSS (VmHWM) is its own; prints seconds,
+seconds per input megapixel and peak RSS against the budget output bytes + 2 GiB.
+``quality``: Set5/Set14 (LIIF protocol: bicubic LR, PSNR-Y with shave = scale) untiled and
+with forced small latent tiles, same seed and noise, plus the seam score of the tiled image:
+the mean absolute difference between neighbouring rows (columns) across tile and band borders
+over the mean across all other rows (columns); 1 means no seam.
+Programs, never tests: numbers are printed and saved, nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+GiB = 1024 ** 3
+DEFAULT_CASES = ("512x384:4", "1024x768:2", "2048x1536:2")
+
+
+def _case(engines: str, photo: str, lr_size: tuple[int, int], scale: float, steps: int, threads: int,
+          latent_tile: int | None) -> dict:
+    from .bench_memory import peak_rss
+    from .pipeline import Pipeline
+
+    lr = np.asarray(Image.open(photo).convert("RGB").resize(lr_size, Image.BICUBIC))
+    pipe = Pipeline.load(engines, backend="cpu", threads=threads)
+    h, w = lr.shape[:2]
+    b = pipe.bundle
+    p = pipe.plan(*pipe._lr_latent(images_padded(b, h, w)), steps, 1, latent_tile)
+    t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+    last = [t0]
+
+    def progress(stage, done, total):
+        if done == total:
+            now = time.perf_counter()
+            key = stage.split()[0]
+            stages[key] = stages.get(key, 0.0) + now - last[0]
+            last[0] = now
+
+    [out] = pipe.upscale(lr, scale=scale, steps=steps, seed=0, progress=progress, latent_tile=latent_tile)
+    seconds = time.perf_counter() - t0
+    peak = peak_rss()
+    return {"model": b.name, "lr": [w, h], "scale": scale, "output": [out.shape[1], out.shape[0]],
+            "steps": steps, "tiles": len(p), "tile": [p.th, p.tw], "overlap": p.overlap,
+            "seconds": round(seconds, 2), "seconds_per_input_mpx": round(seconds / (w * h / 1e6), 2),
+            "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+            "output_bytes": int(out.nbytes), "peak_rss_bytes": peak,
+            "budget_bytes": int(out.nbytes) + 2 * GiB, "within_budget": peak <= out.nbytes + 2 * GiB}
+
+
+def images_padded(bundle, h: int, w: int) -> tuple[int, int]:
+    from ldmind_ref import images
+    u = images.lr_pad_unit(bundle.cond_scale, bundle.ae_downsample, bundle.unet_multiple)
+    return -(-h // u) * u, -(-w // u) * u
+
+
+def run_large(args) -> list[dict]:
+    rows = []
+    for case in args.case or DEFAULT_CASES:
+        size, scale = case.split(":")
+        cmd = [sys.executable, "-m", "runtime.bench_tiles", "_case", "--engines", args.engines, "--photo", args.photo,
+               "--lr", size, "--scale", scale, "--steps", str(args.steps), "--threads", str(args.threads)]
+        if args.tile:
+            cmd += ["--tile", str(args.tile)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"{case}: failed\n{r.stderr}", file=sys.stderr)
+            rows.append({"case": case, "error": r.stderr.strip().splitlines()[-1:]})
+            continue
+        row = json.loads(r.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{row['model']:<10} LR {row['lr'][0]}x{row['lr'][1]} x{row['scale']} -> {row['output'][0]}x"
+              f"{row['output'][1]}  {row['tiles']} tiles of {row['tile'][0]}x{row['tile'][1]}  {row['seconds']:8.1f} s"
+              f"  {row['seconds_per_input_mpx']:8.1f} s/Mpx  peak {row['peak_rss_bytes'] / GiB:.2f} GiB"
+              f" (budget {row['budget_bytes'] / GiB:.2f})  {row['stage_seconds']}", flush=True)
+    return rows
+
+
+def seam_score(img: np.ndarray, rows: list[int], cols: list[int], ref_rows: list[int] | None = None,
+               ref_cols: list[int] | None = None) -> float:
+    """Mean |difference| across the given row/column borders (border k lies between k - 1 and
+    k) over the mean across all others (or across ``ref_rows``/``ref_cols`` only), rows and
+    columns pooled."""
+    x = img.astype(np.float64)
+    gy = np.abs(np.diff(x, axis=0)).mean(axis=(1, 2))       # gy[k - 1]: between rows k - 1 and k
+    gx = np.abs(np.diff(x, axis=1)).mean(axis=(0, 2))
+    ry = sorted({k - 1 for k in rows if 0 < k < img.shape[0]})
+    rx = sorted({k - 1 for k in cols if 0 < k < img.shape[1]})
+    if not ry and not rx:
+        return float("nan")
+    on = np.concatenate([gy[ry], gx[rx]])
+    if ref_rows is None:
+        off = np.concatenate([np.delete(gy, ry), np.delete(gx, rx)])
+    else:
+        fy = sorted({k - 1 for k in ref_rows if 0 < k < img.shape[0]} - set(ry))
+        fx = sorted({k - 1 for k in ref_cols if 0 < k < img.shape[1]} - set(rx))
+        off = np.concatenate([gy[fy], gx[fx]])
+    return float(on.mean() / off.mean())
+
+
+def cell_borders(H: int, W: int, h: int, w: int) -> tuple[list[int], list[int]]:
+    """First output row (column) of every latent cell: tile borders always fall on these, and
+    the decoder's per-cell features make them differ from rows inside a cell."""
+    from ldmind_ref import latent_tiles as lt
+    return ([lt.band_rows(H, h, a, h)[0] for a in range(1, h)], [lt.band_rows(W, w, a, w)[0] for a in range(1, w)])
+
+
+def borders(pipe, h: int, w: int, H: int, W: int, steps: int, tile: int) -> tuple[list[int], list[int]]:
+    """Output rows/columns where a tile of the sampling or decoding plan starts or ends, and
+    where a render band starts: the places a seam would show."""
+    from ldmind_ref import latent_tiles as lt
+    ys, xs = set(), set()
+    for p, hh, ww in ((pipe.plan(*_up(h, w, pipe.bundle.tile_align), steps, 1, tile), h, w),
+                      (pipe.plan(h, w, 0, 1, tile, graphs=("decoder",), align=1), h, w)):
+        if not p.tiled:
+            continue
+        for s in p.ys:
+            ys.update({s, s + p.th})
+        for s in p.xs:
+            xs.update({s, s + p.tw})
+        ys.update(range(0, hh, lt.render_band(p)))
+    rows = [lt.band_rows(H, h, a, h)[0] for a in ys if 0 < a < h]
+    cols = [lt.band_rows(W, w, a, w)[0] for a in xs if 0 < a < w]
+    return rows, cols
+
+
+def _up(h, w, m):
+    return -(-h // m) * m, -(-w // m) * m
+
+
+def run_quality(args) -> list[dict]:
+    from ldmind_ref import benchmark, metrics
+
+    from .pipeline import Pipeline
+
+    pipe = Pipeline.load(args.engines, backend="cpu", threads=args.threads)
+    rows = []
+    files = sorted(p for d in ("Set5", "Set14") for p in (Path(args.data) / d).glob("*.png"))
+    for f in files:
+        hr = np.asarray(Image.open(f).convert("RGB"))
+        for s in args.scales:
+            hr_s, lr = benchmark.make_lr(hr, s)
+            H, W = hr_s.shape[:2]
+            h, w = lr.shape[:2]
+            row = {"set": f.parent.name, "image": f.stem, "scale": s, "lr": [w, h]}
+            for name, tile in (("untiled", None), ("tiled", args.tile)):
+                t0 = time.perf_counter()
+                try:
+                    [raw] = pipe.upscale(lr, size=(W, H), steps=args.steps, seed=0, backproject=0, latent_tile=tile)
+                except Exception as e:     # the untiled run can be refused for memory
+                    row[name] = {"error": str(e)}
+                    continue
+                out = raw.copy()
+                from ldmind_ref import consistency
+                consistency.apply_inplace(out, lr)
+                row[name] = {"psnr": metrics.psnr_y(out, hr_s, s), "raw_psnr": metrics.psnr_y(raw, hr_s, s),
+                             "seconds": round(time.perf_counter() - t0, 2)}
+                if tile is not None:
+                    p = pipe.plan(*_up(h, w, pipe.bundle.tile_align), args.steps, 1, tile)
+                    row[name]["tiles"] = len(p)
+                    rb, cb = borders(pipe, h, w, H, W, args.steps, tile)
+                    row[name]["seam"] = seam_score(out, rb, cb) if len(p) > 1 else None
+                    row[name]["seam_raw"] = seam_score(raw, rb, cb) if len(p) > 1 else None
+                    # control: the untiled image scored at the same rows/columns (what the
+                    # content alone gives there)
+                    row[name]["seam_control"] = seam_score(untiled, rb, cb) if len(p) > 1 else None
+                    # against the other latent-cell borders only (same phase of the LIIF grid)
+                    cr, cc = cell_borders(H, W, h, w)
+                    row[name]["seam_cells"] = seam_score(out, rb, cb, cr, cc) if len(p) > 1 else None
+                    row[name]["seam_cells_control"] = seam_score(untiled, rb, cb, cr, cc) if len(p) > 1 else None
+                else:
+                    untiled = out
+            rows.append(row)
+            t = row.get("tiled", {})
+            print(f"{row['set']:<6} {row['image']:<12} x{s:<3} LR {w}x{h}: untiled {row['untiled'].get('psnr', 0):6.2f}"
+                  f"  tiled {t.get('psnr', 0):6.2f} dB ({t.get('tiles')} tiles, seam {t.get('seam')}, "
+                  f"untiled at the same borders {t.get('seam_control')}; vs other cell borders {t.get('seam_cells')}, "
+                  f"untiled {t.get('seam_cells_control')})", flush=True)
+    return rows
+
+
+def summarise_quality(rows: list[dict]) -> dict:
+    out = {}
+    for s in sorted({r["scale"] for r in rows}):
+        for st in ("Set5", "Set14"):
+            rs = [r for r in rows if r["scale"] == s and r["set"] == st and "psnr" in r.get("untiled", {})]
+            tiled = [r for r in rs if r["tiled"].get("tiles", 1) > 1]
+            seams = [r["tiled"]["seam"] for r in tiled if r["tiled"]["seam"] is not None]
+            out[f"{st} x{s}"] = {
+                "images": len(rs), "tiled_images": len(tiled),
+                "psnr_untiled": float(np.mean([r["untiled"]["psnr"] for r in rs])),
+                "psnr_tiled": float(np.mean([r["tiled"]["psnr"] for r in rs])),
+                "raw_psnr_untiled": float(np.mean([r["untiled"]["raw_psnr"] for r in rs])),
+                "raw_psnr_tiled": float(np.mean([r["tiled"]["raw_psnr"] for r in rs])),
+                "seam_mean": float(np.mean(seams)) if seams else None,
+                "seam_max": float(np.max(seams)) if seams else None,
+                "seam_raw_mean": float(np.mean([r["tiled"]["seam_raw"] for r in tiled])) if tiled else None,
+                "seam_control_mean": float(np.mean([r["tiled"]["seam_control"] for r in tiled])) if tiled else None,
+                "seam_cells_mean": float(np.mean([r["tiled"]["seam_cells"] for r in tiled])) if tiled else None,
+                "seam_cells_max": float(np.max([r["tiled"]["seam_cells"] for r in tiled])) if tiled else None,
+                "seam_cells_control_mean": float(np.mean([r["tiled"]["seam_cells_control"] for r in tiled]))
+                if tiled else None,
+            }
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m runtime.bench_tiles", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("large", "quality", "_case"):
+        q = sub.add_parser(name)
+        q.add_argument("--engines", required=True)
+        q.add_argument("--steps", type=int, default=20)
+        q.add_argument("--threads", type=int, default=0)
+        q.add_argument("--tile", type=int, default=None, help="latent tile (large: default from the model; "
+                                                            "quality: the forced tile, default 3x the training latent)")
+        q.add_argument("--json", default=None)
+        if name == "large":
+            q.add_argument("--photo", required=True)
+            q.add_argument("--case", action="append", help="LR WxH:scale (repeatable)")
+        if name == "quality":
+            q.add_argument("--data", required=True)
+            q.add_argument("--scales", type=int, nargs="+", default=[4, 8])
+        if name == "_case":
+            q.add_argument("--photo", required=True)
+            q.add_argument("--lr", required=True)
+            q.add_argument("--scale", type=float, required=True)
+    args = p.parse_args(argv)
+    if args.cmd == "_case":
+        w, h = (int(v) for v in args.lr.split("x"))
+        print(json.dumps(_case(args.engines, args.photo, (w, h), args.scale, args.steps, args.threads, args.tile)))
+        return 0
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "load_average": os.getloadavg(), "command": "python -m runtime.bench_tiles " + " ".join(argv or sys.argv[1:])}
+    if args.cmd == "large":
+        result = {**meta, "rows": run_large(args)}
+    else:
+        if args.tile is None:
+            from .bundle import load_bundle
+            b = load_bundle(args.engines)
+            args.tile = 3 * b.train_latent
+        rows = run_quality(args)
+        result = {**meta, "tile": args.tile, "summary": summarise_quality(rows), "rows": rows}
+        print(json.dumps(result["summary"], indent=1))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
