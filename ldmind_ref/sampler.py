@@ -45,10 +45,12 @@ def contract_noise(seed: int, num_samples: int) -> NoiseFn:
 @torch.no_grad()
 def sample_latents(model: LDMind, cond: torch.Tensor | None, latent_shape: tuple[int, int, int],
                    steps: int, eta: float, noise: NoiseFn, num_samples: int,
-                   progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """DDIM from z_T = noise(0) to z_0: [num_samples, c, h, w]. ``cond`` [1, c, h, w] or None."""
+                   progress: Callable[[int, int], None] | None = None,
+                   schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> torch.Tensor:
+    """DDIM from z_T = noise(0) to z_0: [num_samples, c, h, w]. ``cond`` [1, c, h, w] or None.
+    ``schedule``: "full" or "paper" (``diffusion.DDIM_SCHEDULES``)."""
     device, dtype = _device_dtype(model)
-    schedule = diffusion.ddim_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta)
+    schedule = diffusion.ddim_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta, schedule)
     z = torch.from_numpy(noise(0, latent_shape)).to(device, dtype)
     if cond is not None:
         cond = cond.expand(num_samples, -1, -1, -1)
@@ -77,14 +79,16 @@ def encode_lr(model: LDMind, lr: np.ndarray) -> tuple[torch.Tensor, tuple[int, i
 
 
 def upscale_latents(model: LDMind, lr, steps: int = 50, eta: float = 1.0, seed: int = 0,
-                    noise: NoiseFn | None = None, num_samples: int = 1) -> torch.Tensor:
+                    noise: NoiseFn | None = None, num_samples: int = 1,
+                    schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> torch.Tensor:
     """Sampled latents of an LR image, cropped to the LR area: [num_samples, c, h', w']."""
     if not model.cfg.unet.conditional:
         raise ValueError("this model is unconditional (generation): use generate()")
     lr = as_uint8_rgb(lr)
     cond, (lh, lw) = encode_lr(model, lr)
     shape = (model.cfg.autoencoder.z_channels, cond.shape[2], cond.shape[3])
-    z = sample_latents(model, cond, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples)
+    z = sample_latents(model, cond, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples,
+                       schedule=schedule)
     return z[:, :, :lh, :lw]
 
 
@@ -102,20 +106,22 @@ def render(model: LDMind, z: torch.Tensor, sizes: list[tuple[int, int]]) -> list
 
 def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int] | None = None,
             steps: int = 50, eta: float = 1.0, seed: int = 0, noise: NoiseFn | None = None,
-            num_samples: int = 1, backproject: int = consistency.DEFAULT_ITERATIONS) -> list[np.ndarray]:
+            num_samples: int = 1, backproject: int = consistency.DEFAULT_ITERATIONS,
+            schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list[np.ndarray]:
     """Super-resolve ``lr`` by ``scale`` (round(s*h) x round(s*w)) or to ``size`` = (W, H).
     Returns ``num_samples`` uint8 arrays [H_out, W_out, 3]."""
     lr = as_uint8_rgb(lr)
     backproject = consistency.iterations_arg(backproject)
     H, W = coords.output_size(lr.shape[0], lr.shape[1], scale=scale, size=size)
-    z = upscale_latents(model, lr, steps, eta, seed, noise, num_samples)
+    z = upscale_latents(model, lr, steps, eta, seed, noise, num_samples, schedule)
     return [consistency.apply_inplace(np.ascontiguousarray(img), lr, backproject)
             for img in render(model, z, [(H, W)])[0]]
 
 
 def generate(model: LDMind, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
              noise: NoiseFn | None = None, num_samples: int = 1,
-             latent_size: tuple[int, int] | None = None) -> list[np.ndarray]:
+             latent_size: tuple[int, int] | None = None,
+             schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list[np.ndarray]:
     """Unconditional samples rendered at ``size`` = (W, H); the latent is the training
     latent size (crop / downsample) unless ``latent_size`` = (h, w) is given."""
     if model.cfg.unet.conditional:
@@ -127,5 +133,6 @@ def generate(model: LDMind, size: tuple[int, int], steps: int = 50, eta: float =
     if lh % m or lw % m:
         raise ValueError(f"latent size must be a multiple of {m}, got {lh}x{lw}")
     shape = (model.cfg.autoencoder.z_channels, lh, lw)
-    z = sample_latents(model, None, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples)
+    z = sample_latents(model, None, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples,
+                       schedule=schedule)
     return list(render(model, z, [(H, W)])[0])

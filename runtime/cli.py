@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ldmind_ref.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT, MAX_ITERATIONS
+from ldmind_ref.diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE
 
 from .errors import InputError, LdmindError
 
@@ -91,6 +92,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--num-samples", type=_int_at_least(1, "-n"), default=1, help="samples (default 1)")
     p.add_argument("--steps", type=_int_at_least(1, "--steps"), default=50, help="DDIM steps (default 50)")
     p.add_argument("--eta", type=_eta, default=1.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default 1)")
+    p.add_argument("--schedule", choices=DDIM_SCHEDULES, default=DEFAULT_DDIM_SCHEDULE,
+                   help=f"DDIM steps executed: full (all N) or paper (the paper's code: the noisiest "
+                        f"step dropped, N - 1 run; default {DEFAULT_DDIM_SCHEDULE})")
     p.add_argument("--seed", type=int, default=0, help="sample j uses seed + j (default 0)")
     p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "ort-trt", "tensorrt"],
                    help="graph backend (default auto: the fastest available)")
@@ -150,7 +154,8 @@ def cmd_upscale(args) -> int:
     lr = load_image(args.input)
     pipe, progress = _load(args)
     images = pipe.upscale(lr, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
-                          num_samples=args.num_samples, progress=progress, backproject=args.backproject)
+                          num_samples=args.num_samples, progress=progress, backproject=args.backproject,
+                          schedule=args.schedule)
     for img, o in zip(images, outs):
         print(save_image(img, o))
     return 0
@@ -167,7 +172,7 @@ def cmd_generate(args) -> int:
             raise InputError(f"{out}: parent folder {out.parent} does not exist")
     pipe, progress = _load(args)
     images = pipe.generate(args.size, steps=args.steps, eta=args.eta, seed=args.seed,
-                           num_samples=args.num_samples, progress=progress)
+                           num_samples=args.num_samples, progress=progress, schedule=args.schedule)
     out.mkdir(exist_ok=True)
     for j, img in enumerate(images):
         print(save_image(img, out / f"sample_seed{args.seed + j}.png"))

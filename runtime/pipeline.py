@@ -79,11 +79,13 @@ class Pipeline:
     def upscale(self, image, scale: float | None = None, size: tuple[int, int] | None = None,
                 steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
                 tile: int | None = None, progress: Progress | None = None, output: str = "auto",
-                backproject: int = consistency.DEFAULT_ITERATIONS) -> list:
+                backproject: int = consistency.DEFAULT_ITERATIONS,
+                schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list:
         """Super-resolve ``image`` (PIL image or uint8 array) by ``scale`` or to ``size`` = (W, H).
         Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``), else
         uint8 arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  ``backproject``:
-        iterations of back-projection onto the input (0: the raw diffusion sample)."""
+        iterations of back-projection onto the input (0: the raw diffusion sample).
+        ``schedule``: "full" or "paper" (``diffusion.DDIM_SCHEDULES``)."""
         self._need_conditional(True)
         lr = to_rgb_array(image, "input image")
         try:
@@ -93,7 +95,7 @@ class Pipeline:
         H, W = self.output_size(lr.shape[0], lr.shape[1], scale, size)
         n = _count(num_samples)
         limits.check_output(n, H, W)
-        z = self.upscale_latents(lr, steps, eta, seed, n, progress)
+        z = self.upscale_latents(lr, steps, eta, seed, n, progress, schedule=schedule)
         out = self.render(z, [(H, W)], tile, progress)[0]
         for k, img in enumerate(out, start=1):
             consistency.apply_inplace(img, lr, backproject)
@@ -103,7 +105,8 @@ class Pipeline:
 
     def generate(self, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
                  num_samples: int = 1, tile: int | None = None, progress: Progress | None = None,
-                 output: str = "array", latent_size: tuple[int, int] | None = None) -> list:
+                 output: str = "array", latent_size: tuple[int, int] | None = None,
+                 schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list:
         """Unconditional samples rendered at ``size`` = (W, H), from the manifest's
         generation latent (or ``latent_size`` = (h, w))."""
         self._need_conditional(False)
@@ -114,7 +117,8 @@ class Pipeline:
         m = self.bundle.unet_multiple
         if lh < 1 or lw < 1 or lh % m or lw % m:
             raise InputError(f"latent size must be positive multiples of {m}, got {lh}x{lw}")
-        z = self.sample_latents(None, (self.bundle.z_channels, lh, lw), steps, eta, seed, n, progress)
+        z = self.sample_latents(None, (self.bundle.z_channels, lh, lw), steps, eta, seed, n, progress,
+                                schedule=schedule)
         out = self.render(z, [(H, W)], tile, progress)[0]
         return _convert(list(out), output, False)
 
@@ -147,7 +151,8 @@ class Pipeline:
         return results
 
     def upscale_latents(self, image, steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
-                        progress: Progress | None = None) -> np.ndarray:
+                        progress: Progress | None = None,
+                        schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
         """Sampled latents of an LR image cropped to the LR area: float32 [N, c, h', w']."""
         self._need_conditional(True)
         b = self.bundle
@@ -157,16 +162,18 @@ class Pipeline:
         x = images.pad_lr(images.to_float(lr), unit)[None]
         ch, cw = x.shape[2] * b.cond_scale // b.ae_downsample, x.shape[3] * b.cond_scale // b.ae_downsample
         limits.check_latent(b.config, self._batch(n), ch, cw, lr_size=lr.shape[:2])
-        self._schedule(steps, eta)           # refuse bad steps/eta before the encoder runs
+        self._schedule(steps, eta, schedule)  # refuse bad steps/eta before the encoder runs
         cond = self._finite("encoder", self.engines["encoder"]({"lr": np.ascontiguousarray(x)})["cond"])
-        z = self.sample_latents(cond, (b.z_channels, cond.shape[2], cond.shape[3]), steps, eta, seed, n, progress)
+        z = self.sample_latents(cond, (b.z_channels, cond.shape[2], cond.shape[3]), steps, eta, seed, n, progress,
+                                schedule=schedule)
         lh, lw = lr.shape[0] * b.cond_scale // b.ae_downsample, lr.shape[1] * b.cond_scale // b.ae_downsample
         return np.ascontiguousarray(z[:, :, :lh, :lw])
 
     def sample_latents(self, cond: np.ndarray | None, shape: tuple[int, int, int], steps: int, eta: float,
-                       seed: int, num_samples: int, progress: Progress | None = None) -> np.ndarray:
+                       seed: int, num_samples: int, progress: Progress | None = None,
+                       schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
         """DDIM from z_T to z_0: float32 [num_samples, *shape]; ``cond`` [1, c, h, w] or None."""
-        schedule = self._schedule(steps, eta)
+        schedule = self._schedule(steps, eta, schedule)
         seed = _seed(seed)
         n = _count(num_samples)
         batches = list(self._batches(n))
@@ -219,13 +226,16 @@ class Pipeline:
             tick("denoise", k, len(schedule))
         return z
 
-    def _schedule(self, steps, eta) -> list:
+    def _schedule(self, steps, eta, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list:
         T = self.bundle.timesteps
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
             raise InputError(f"steps must be an integer in 1..{T}, got {steps}")
         if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or eta < 0:
             raise InputError(f"eta must be a finite number >= 0, got {eta}")
-        return diffusion.ddim_schedule(self.bundle.alpha_bar, int(steps), float(eta))
+        try:
+            return diffusion.ddim_schedule(self.bundle.alpha_bar, int(steps), float(eta), schedule)
+        except ValueError as e:   # an eta the schedule cannot take, an unknown schedule name
+            raise InputError(str(e)) from None
 
     def _batch(self, n: int) -> int:
         return min(n, self.max_batch) if self.max_batch else n
