@@ -27,7 +27,6 @@ by the next write into the same folder.
 """
 from __future__ import annotations
 
-import errno
 import io
 import os
 import re
@@ -323,7 +322,6 @@ def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike) -> Path
             except OSError:
                 pass
         if isinstance(e, OSError):
-            why = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-            raise InputError(f"{p}: cannot write ({why})") from None
+            raise InputError(f"{p}: cannot write ({e.strerror or e})") from None
         raise
     return p
