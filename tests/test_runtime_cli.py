@@ -570,3 +570,17 @@ def test_paper_schedule_option(sr, lr_png, tmp_path, capsys):
                                "--schedule", "paper", "-o", b], capsys)
     assert code == 0 and "denoise: 3 steps" in err_paper
     assert not np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_memory_check_counts_every_sample(sr, lr_png, tmp_path, capsys, monkeypatch):
+    """One 480x400 output fits the memory, four do not: -n 4 is refused up front, -n 1 runs."""
+    from runtime.limits import HEADROOM
+
+    one = 400 * 480 * 3
+    monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 2 * one))
+    out = tmp_path / "o.png"
+    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "40", "-n", "4", "-o", out, *FAST], capsys,
+                   r"4 images of 480x400 output needs .* of memory but only .* is available", out)
+    code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "40", "-q", "-o", out, "--steps", "1",
+                         "--backproject", "0"], capsys)
+    assert code == 0 and out.is_file(), err
