@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -37,19 +38,157 @@ class ManifestError(ValueError):
     """An export directory that cannot be used; the message names the offending file."""
 
 
-_REQUIRED = {
-    "": ("format_version", "model", "scale_factor", "latent", "schedule", "liif", "precision",
-         "graphs", "producer", "tensorrt"),
-    "model": ("name", "config"),
-    "latent": ("z_channels", "feature_channels", "ae_downsample", "cond_scale", "unet_multiple",
-               "conditional", "generation_latent", "train_latent", "tile_align"),
-    "schedule": ("name", "timesteps", "linear_start", "linear_end", "cosine_s", "alpha_bar"),
-    "liif": ("query_chunk",),
-    "producer": ("ldmind", "torch", "onnx", "opset"),
-}
-_GRAPH_KEYS = ("file", "sha256", "precision", "inputs", "outputs", "profile")
-_TRT_KEYS = ("version", "gpu", "compute_capability", "engines")
-_ENGINE_KEYS = ("file", "sha256", "profiles")
+# -- the manifest's schema, declared once ----------------------------------------------------
+# Every reader goes through ``validate``, which walks this declaration: a field of the wrong
+# type or range is refused with one line naming it (never a TypeError deep in a reader).
+# Objects list their required keys; extra keys are allowed (a newer exporter may add some).
+class _Spec:
+    what = "?"
+
+    def problem(self, value: Any) -> str | None:      # None when ``value`` conforms
+        raise NotImplementedError
+
+
+class _Int(_Spec):
+    def __init__(self, lo: int | None = None):
+        self.lo = lo
+        self.what = "an integer" if lo is None else f"an integer >= {lo}"
+
+    def problem(self, v):
+        ok = isinstance(v, int) and not isinstance(v, bool) and (self.lo is None or v >= self.lo)
+        return None if ok else self.what
+
+
+class _Number(_Spec):
+    def __init__(self, positive: bool = False):
+        self.positive = positive
+        self.what = "a finite number" + (" > 0" if positive else "")
+
+    def problem(self, v):
+        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+              and (not self.positive or v > 0))
+        return None if ok else self.what
+
+
+class _Is(_Spec):
+    def __init__(self, types: tuple, what: str, test=None):
+        self.types, self.what, self.test = types, what, test
+
+    def problem(self, v):
+        # bool is an int to Python, never to a manifest
+        ok = isinstance(v, self.types) and not (isinstance(v, bool) and int in self.types)
+        return None if ok and (self.test is None or self.test(v)) else self.what
+
+
+class _OneOf(_Spec):
+    def __init__(self, *values):
+        self.values = values
+        self.what = "one of " + ", ".join(repr(v) for v in values)
+
+    def problem(self, v):
+        return None if any(v == x and type(v) is type(x) for x in self.values) else self.what
+
+
+class _Nullable(_Spec):
+    def __init__(self, spec):
+        self.spec = spec
+        self.what = f"null or {spec.what}"
+
+
+class _List(_Spec):
+    def __init__(self, item, length: int | None = None, min_length: int = 0):
+        self.item, self.length, self.min_length = item, length, min_length
+        self.what = "a list" + (f" of {length}" if length is not None else "")
+
+    def problem(self, v):
+        if not isinstance(v, list):
+            return self.what
+        if self.length is not None and len(v) != self.length:
+            return self.what
+        return None if len(v) >= self.min_length else f"a list of at least {self.min_length}"
+
+
+class _Map(_Spec):
+    """An object whose keys are names (graphs, engines) and whose values follow one spec."""
+    def __init__(self, value):
+        self.value = value
+        self.what = "an object"
+
+
+class _Object(_Spec):
+    def __init__(self, fields: dict[str, Any]):
+        self.fields = fields
+        self.what = "an object"
+
+
+_ANY = _Is((object,), "anything")
+_STR = _Is((str,), "a string")
+_BOOL = _Is((bool,), "true or false")
+_POS = _Int(1)
+_SHA256 = _Is((str,), "64 hexadecimal digits",
+              lambda v: len(v) == 64 and all(c in "0123456789abcdef" for c in v.lower()))
+_FILE = _Is((str,), "a plain file name (no folder)", lambda v: v not in ("", ".", "..") and Path(v).name == v)
+_TENSOR = _Object({"name": _STR, "dtype": _STR,
+                   "shape": _List(_Is((int, str), "an integer or a symbol name"))})
+_GRAPH = _Object({"file": _FILE, "sha256": _SHA256, "precision": _STR, "inputs": _List(_TENSOR),
+                  "outputs": _List(_TENSOR), "profile": _Map(_List(_Int(0), length=3))})
+# what ``ldmind_ref.costs`` measured (encoder, unet_step, decoder): tiling and memory checks read it
+_COST = _Object({"macs_per_cell": _Number(positive=True),
+                 "attention": _List(_Object({"stride": _Number(positive=True), "channels": _POS, "heads": _POS,
+                                             "blocks": _POS}))})
+_ENGINE = _Object({"file": _FILE, "sha256": _SHA256, "profiles": _List(_ANY)})
+
+MANIFEST_SCHEMA = _Object({
+    "format_version": _Int(),
+    "model": _Object({"name": _STR, "config": _Map(_ANY)}),
+    "scale_factor": _Number(positive=True),
+    "latent": _Object({"z_channels": _POS, "feature_channels": _POS, "ae_downsample": _POS, "cond_scale": _POS,
+                       "unet_multiple": _POS, "conditional": _BOOL,
+                       "generation_latent": _Nullable(_List(_POS, length=2)),
+                       "train_latent": _POS, "tile_align": _POS}),
+    "schedule": _Object({"name": _STR, "timesteps": _POS, "linear_start": _Number(), "linear_end": _Number(),
+                         "cosine_s": _Number(), "alpha_bar": _List(_Number(positive=True), min_length=1)}),
+    "liif": _Object({"query_chunk": _POS}),
+    "precision": _OneOf("fp32", "fp16"),
+    "graphs": _Map(_GRAPH),
+    "producer": _Object({"ldmind": _ANY, "torch": _ANY, "onnx": _ANY, "opset": _ANY}),
+    "tensorrt": _Nullable(_Object({"version": _STR, "gpu": _STR, "compute_capability": _Is((str, int, float), "a version"),
+                                   "engines": _Map(_ENGINE)})),
+})
+
+
+def _short(v: Any) -> str:
+    text = repr(v) if not isinstance(v, (dict, list)) else type(v).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_schema(value: Any, spec: _Spec, where: str, path: str = "") -> None:
+    """Raise ManifestError naming ``path`` (e.g. ``graphs.liif.sha256``) where ``value``
+    does not follow ``spec``."""
+    name = path or "the manifest"
+    if isinstance(spec, _Nullable):
+        if value is not None:
+            check_schema(value, spec.spec, where, path)
+        return
+    if isinstance(spec, (_Object, _Map)):
+        if not isinstance(value, dict):
+            raise ManifestError(f"{where}: {name} must be an object, got {_short(value)}")
+        if isinstance(spec, _Map):
+            for key, v in value.items():
+                check_schema(v, spec.value, where, f"{path}.{key}" if path else key)
+            return
+        missing = [k for k in spec.fields if k not in value]
+        if missing:
+            raise ManifestError(f"{where}: {name} lacks key(s) {missing}")
+        for key, sub in spec.fields.items():
+            check_schema(value[key], sub, where, f"{path}.{key}" if path else key)
+        return
+    why = spec.problem(value)
+    if why is not None:
+        raise ManifestError(f"{where}: {name} must be {why}, got {_short(value)}")
+    if isinstance(spec, _List):
+        for i, v in enumerate(value):
+            check_schema(v, spec.item, where, f"{path}[{i}]")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -80,19 +219,8 @@ def write_manifest(directory: str | os.PathLike, manifest: dict[str, Any]) -> Pa
     return path
 
 
-def _need(d: Any, keys, where: str, what: str) -> None:
-    if not isinstance(d, dict):
-        raise ManifestError(f"{where}: {what} must be an object, got {type(d).__name__}")
-    missing = [k for k in keys if k not in d]
-    if missing:
-        raise ManifestError(f"{where}: {what} lacks key(s) {missing}")
-
-
 def _check_file(directory: Path, entry: dict[str, Any], where: str, what: str, verify: bool) -> None:
-    name = entry["file"]
-    if not isinstance(name, str) or Path(name).name != name:
-        # a plain file name: a manifest must not point outside its directory
-        raise ManifestError(f"{where}: {what} file must be a plain file name, got {name!r}")
+    name = entry["file"]       # a plain file name (the schema): never outside its directory
     path = directory / name
     if not path.is_file():
         raise ManifestError(f"{path}: missing ({what} listed in {where})")
@@ -104,23 +232,6 @@ def _check_file(directory: Path, entry: dict[str, Any], where: str, what: str, v
                                 f"export; re-export with `python -m export`")
 
 
-def _is_number(v: Any, positive: bool = False) -> bool:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
-    return ok and (v > 0 if positive else v >= 0)
-
-
-def _check_cost(cost: Any, where: str, name: str) -> None:
-    """A graph's measured cost (see ``ldmind_ref.costs``): what tiling and memory checks read."""
-    what = f"graph '{name}' cost"
-    _need(cost, ("macs_per_cell", "attention"), where, what)
-    if not _is_number(cost["macs_per_cell"]) or not isinstance(cost["attention"], list):
-        raise ManifestError(f"{where}: {what} must hold macs_per_cell >= 0 and an attention list")
-    for a in cost["attention"]:
-        _need(a, ("stride", "channels", "heads", "blocks"), where, f"{what} attention layer")
-        if not all(_is_number(a[k], positive=True) for k in ("stride", "channels", "heads", "blocks")):
-            raise ManifestError(f"{where}: {what}: attention stride/channels/heads/blocks must be positive numbers")
-
-
 def validate(manifest: dict[str, Any], directory: str | os.PathLike, verify: bool = True,
              where: str | None = None) -> None:
     """Raise ManifestError unless ``manifest`` describes a usable export in ``directory``:
@@ -128,16 +239,13 @@ def validate(manifest: dict[str, Any], directory: str | os.PathLike, verify: boo
     listed file present and (``verify``) with its sha256."""
     directory = Path(directory)
     where = where or str(directory / MANIFEST_NAME)
-    _need(manifest, _REQUIRED[""], where, "the manifest")
-    version = manifest["format_version"]
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{where}: the manifest must be an object, got {_short(manifest)}")
+    version = manifest.get("format_version")
     if version != MANIFEST_VERSION:
         raise ManifestError(f"{where}: format_version {version!r}, this code reads {MANIFEST_VERSION}; "
                             f"re-export with the matching `python -m export`")
-    for key, keys in _REQUIRED.items():
-        if key:
-            _need(manifest[key], keys, where, f"'{key}'")
-    if manifest["precision"] not in ("fp32", "fp16"):
-        raise ManifestError(f"{where}: precision must be 'fp32' or 'fp16', got {manifest['precision']!r}")
+    check_schema(manifest, MANIFEST_SCHEMA, where)
     lat = manifest["latent"]
     if len(manifest["schedule"]["alpha_bar"]) != manifest["schedule"]["timesteps"]:
         raise ManifestError(f"{where}: schedule.alpha_bar has {len(manifest['schedule']['alpha_bar'])} "
@@ -145,28 +253,25 @@ def validate(manifest: dict[str, Any], directory: str | os.PathLike, verify: boo
 
     expected = graph_specs(lat["z_channels"], lat["feature_channels"], lat["conditional"])
     graphs = manifest["graphs"]
-    _need(graphs, expected, where, "'graphs'")
+    missing = [k for k in expected if k not in graphs]
+    if missing:
+        raise ManifestError(f"{where}: 'graphs' lacks key(s) {missing}")
     for name, spec in expected.items():
         g = graphs[name]
-        _need(g, _GRAPH_KEYS, where, f"graph '{name}'")
         for io in ("inputs", "outputs"):
             want = tensors_to_json(getattr(spec, io))
             if g[io] != want:
                 raise ManifestError(f"{where}: graph '{name}' {io} {g[io]} differ from the declared "
                                     f"{want} (export/specs.py)")
         if name != "liif":
-            _check_cost(g.get("cost"), where, name)
+            if "cost" not in g:
+                raise ManifestError(f"{where}: graph '{name}' lacks its measured cost; re-export with `python -m export`")
+            check_schema(g["cost"], _COST, where, f"graphs.{name}.cost")
         _check_file(directory, g, where, f"graph '{name}'", verify)
-    for key in ("train_latent", "tile_align"):
-        if not _is_number(lat[key], positive=True) or not isinstance(lat[key], int):
-            raise ManifestError(f"{where}: latent.{key} must be a positive integer, got {lat[key]!r}")
 
     trt = manifest["tensorrt"]
     if trt is not None:
-        _need(trt, _TRT_KEYS, where, "'tensorrt'")
-        _need(trt["engines"], (), where, "'tensorrt.engines'")
         for name, e in trt["engines"].items():
-            _need(e, _ENGINE_KEYS, where, f"engine '{name}'")
             _check_file(directory, e, where, f"engine '{name}'", verify)
 
 
@@ -180,6 +285,8 @@ def load_manifest(directory: str | os.PathLike, verify: bool = True) -> dict[str
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ManifestError(f"{path}: not readable JSON ({e})") from None
+    except RecursionError:   # e.g. [[[[...]]]] 200,000 levels deep: json recurses per level
+        raise ManifestError(f"{path}: not a manifest (JSON nested too deeply to read)") from None
     validate(manifest, path.parent, verify, where=str(path))
     return manifest
 

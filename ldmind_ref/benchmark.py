@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import consistency, metrics
+from . import consistency, diffusion, metrics
 
 DIVERSITY_SCALE, DIVERSITY_SAMPLES = 8, 4
 SELF_SSIM_SCALES = (4, 8)
@@ -52,7 +52,8 @@ def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate_image(sampler, hr: np.ndarray, scales, steps: int, eta: float, seed: int,
                    refusals: tuple[type[Exception], ...] = (),
-                   backproject: int = consistency.DEFAULT_ITERATIONS) -> dict:
+                   backproject: int = consistency.DEFAULT_ITERATIONS,
+                   schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> dict:
     """Metrics of one HR image at every scale.  A sampler error of a type in ``refusals``
     (the runtime refusing an input too large for memory) records None for that scale."""
     out: dict = {"psnr": {}, "ssim": {}, "raw_psnr": {}, "bicubic_psnr": {}, "bicubic_ssim": {}, "refused": {}}
@@ -61,7 +62,7 @@ def evaluate_image(sampler, hr: np.ndarray, scales, steps: int, eta: float, seed
         H, W = hr_s.shape[:2]
         n = DIVERSITY_SAMPLES if s == DIVERSITY_SCALE else 1
         try:
-            z = sampler.upscale_latents(lr, steps=steps, eta=eta, seed=seed, num_samples=n)
+            z = sampler.upscale_latents(lr, steps=steps, eta=eta, seed=seed, num_samples=n, schedule=schedule)
         except refusals as e:
             for key in ("psnr", "ssim", "raw_psnr", "bicubic_psnr", "bicubic_ssim"):
                 out[key][s] = None
@@ -114,7 +115,8 @@ def figure(rows: list[tuple[str, tuple]], path: Path, tile: int = 192) -> None:
 
 def table(results: dict, scales, labels: list[str], meta: dict) -> str:
     bp = meta.get("backproject", 0)
-    lines = [f"Measured {meta['date']} on {meta['machine']}; {meta['steps']} DDIM steps, eta {meta['eta']}, "
+    lines = [f"Measured {meta['date']} on {meta['machine']}; {meta['steps']} DDIM steps "
+             f"(schedule {meta.get('schedule', 'full')}), eta {meta['eta']}, "
              f"seed {meta['seed']}, {bp} back-projection iterations. PSNR/SSIM on the Y channel, "
              f"shave = scale, LR by PIL bicubic. *raw*: the same sample without back-projection.", ""]
     for ds, per_label in results.items():
@@ -154,6 +156,9 @@ def parser(prog: str, what: str) -> argparse.ArgumentParser:
     p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4, 6, 8, 12])
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (the CLI default)")
     p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (the CLI default)")
+    p.add_argument("--schedule", choices=diffusion.DDIM_SCHEDULES, default=diffusion.DEFAULT_DDIM_SCHEDULE,
+                   help=f"DDIM steps executed: full, or paper (the noisiest dropped; default "
+                        f"{diffusion.DEFAULT_DDIM_SCHEDULE})")
     p.add_argument("--backproject", type=int, default=consistency.DEFAULT_ITERATIONS,
                    help=f"back-projection iterations (the CLI default, {consistency.DEFAULT_ITERATIONS})")
     p.add_argument("--seed", type=int, default=0)
@@ -181,7 +186,7 @@ def run(args: argparse.Namespace, open_sampler: Callable[[str], object],
             files = sorted(f for f in d.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
             for f in files[: args.limit or None]:
                 r = evaluate_image(sampler, load_hr(f), args.scales, args.steps, args.eta, args.seed, refusals,
-                                   args.backproject)
+                                   args.backproject, args.schedule)
                 fig = r.pop("_figure", None)
                 if label == models[0][0] and fig is not None and len(fig_rows) < args.figure_images:
                     fig_rows.append((f.name, fig))
@@ -192,6 +197,7 @@ def run(args: argparse.Namespace, open_sampler: Callable[[str], object],
                                f"{s}x {r['psnr'][s]:.2f} (bic {r['bicubic_psnr'][s]:.2f})" for s in args.scales),
                       file=sys.stderr, flush=True)
     meta = {"date": date.today().isoformat(), "machine": args.machine, "steps": args.steps, "eta": args.eta,
+            "schedule": args.schedule,
             "seed": args.seed, "backproject": args.backproject, "models": dict(models), "seconds": round(time.time() - t0, 1)}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     md = table(results, args.scales, [label for label, _ in models], meta)

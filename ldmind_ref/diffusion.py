@@ -70,11 +70,39 @@ def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
     """The N timesteps DDIM visits, ascending: 1, 1 + c, 1 + 2c, ... with c = T // N.
 
     As the official (latent-diffusion "uniform") discretisation, shifted by one so that the
-    last step lands next to the data, and always exactly N entries.
+    last step lands next to the data, and always exactly N distinct entries.  The shifted grid
+    would reach index T (past the end of alpha_bar, indices 0..T-1) only for N = T; there
+    each entry is clipped to stay below T with room for the ones after it
+    (t_k = min(1 + k c, T - N + k)), so N = T visits every timestep 0..T-1.  For every
+    N < T the clip never binds and the grid is exactly 1, 1 + c, ...
     """
     if not 1 <= steps <= timesteps:
         raise ValueError(f"steps must be in 1..{timesteps}, got {steps}")
-    return np.arange(steps, dtype=np.int64) * (timesteps // steps) + 1
+    k = np.arange(steps, dtype=np.int64)
+    return np.minimum(k * (timesteps // steps) + 1, timesteps - steps + k)
+
+
+# How many of the N timesteps the sampler executes:
+# - "full": all N, the first at the noisiest timestep (the latent-diffusion DDIMSampler
+#   called with its defaults by the upstream scripts, and diffusers);
+# - "paper": the sampler published with the paper (its DDIM ``sample()`` never passes
+#   ``t_start``, and ``ddim_sampling`` defaults to ``t_start=-1``, i.e.
+#   ``ddim_timesteps[:-1]``): the noisiest timestep is dropped, so N requested steps run N - 1,
+#   starting one grid step lower (50 steps: 49 from t = 961 instead of 981; 10: 9 from 801).
+#   The coefficients of the remaining steps are those of the full schedule.
+DDIM_SCHEDULES = ("full", "paper")
+DEFAULT_DDIM_SCHEDULE = "full"
+
+
+def ddim_executed_timesteps(timesteps: int, steps: int, schedule: str = DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
+    """The timesteps actually executed, ascending (see ``DDIM_SCHEDULES``)."""
+    if schedule not in DDIM_SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(DDIM_SCHEDULES)}, got {schedule!r}")
+    if schedule == "paper" and steps < 2:
+        raise ValueError(f"the paper schedule drops the noisiest of the requested steps: steps must be "
+                         f"in 2..{timesteps}, got {steps}")
+    ts = ddim_timesteps(timesteps, steps)
+    return ts[:-1] if schedule == "paper" else ts
 
 
 @dataclass(frozen=True)
@@ -86,17 +114,28 @@ class DDIMStep:
     sigma_t: float          # noise scale: eta * sqrt((1 - ab_prev)/(1 - ab_t) * (1 - ab_t/ab_prev))
 
 
-def ddim_schedule(alpha_bar: np.ndarray, steps: int, eta: float) -> list[DDIMStep]:
-    """The sampling steps in execution order (t descending)."""
+def ddim_schedule(alpha_bar: np.ndarray, steps: int, eta: float,
+                  schedule: str = DEFAULT_DDIM_SCHEDULE) -> list[DDIMStep]:
+    """The sampling steps in execution order (t descending); ``schedule`` "full" or
+    "paper" (``DDIM_SCHEDULES``).  Raises ValueError for an eta whose sigma_t would exceed
+    what the step allows (1 - alpha_bar_prev - sigma_t^2 < 0: the square root of a negative
+    direction term), naming the largest eta that works."""
     if not np.isfinite(eta) or eta < 0:
         raise ValueError(f"eta must be a finite number >= 0, got {eta}")
+    alpha_bar = np.asarray(alpha_bar, dtype=np.float64)
     ts = ddim_timesteps(len(alpha_bar), steps)
     ab = alpha_bar[ts]
     # the step that starts at ts[0] lands on alpha_bar[0], as the official sampler
     ab_prev = np.concatenate([alpha_bar[:1], alpha_bar[ts[:-1]]])
     sigma = eta * np.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
+    n = len(ddim_executed_timesteps(len(alpha_bar), steps, schedule))
+    if np.any(1 - ab_prev[:n] - sigma[:n] ** 2 < -1e-12):
+        ratio = (1 - ab[:n] / ab_prev[:n]) / (1 - ab[:n])     # sigma_t^2 / (eta^2 (1 - ab_prev))
+        largest = float(np.sqrt(1 / ratio.max()))
+        raise ValueError(f"eta {eta:g} is too large for {steps} steps: sigma_t^2 would exceed "
+                         f"1 - alpha_bar_prev; this schedule allows eta up to {largest:.4g}")
     out = [DDIMStep(int(t), float(a), float(p), float(s)) for t, a, p, s in zip(ts, ab, ab_prev, sigma)]
-    return out[::-1]
+    return out[:n][::-1]
 
 
 def ddim_step(z_t, eps, alpha_bar_t, alpha_bar_prev, sigma_t, noise):

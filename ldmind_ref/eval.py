@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from . import sampler
+from . import diffusion, sampler
 from .benchmark import parser, run
 from .checkpoint import load_model
 
@@ -21,8 +21,8 @@ class ReferenceSampler:
         self.model = load_model(path)
 
     @torch.no_grad()
-    def upscale_latents(self, lr, steps, eta, seed, num_samples):
-        return sampler.upscale_latents(self.model, lr, steps, eta, seed, num_samples=num_samples)
+    def upscale_latents(self, lr, steps, eta, seed, num_samples, schedule=diffusion.DEFAULT_DDIM_SCHEDULE):
+        return sampler.upscale_latents(self.model, lr, steps, eta, seed, num_samples=num_samples, schedule=schedule)
 
     def render(self, z, sizes):
         return sampler.render(self.model, z, sizes)

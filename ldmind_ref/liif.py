@@ -11,6 +11,19 @@ For each query the four latent cells around it (nearest cell after shifting the 
 [their feature, relative coordinate * (h, w), cell * (h, w)], and the predictions are
 blended by bilinear-like weights.  Mixed precision: the coordinate math and the ensemble
 weights always run in the dtype of ``coord`` (fp32), only the MLP runs in the head's dtype.
+
+Border behaviour (where this differs from the original LIIF code).  Near the image border a
+shifted neighbour falls outside the latent and is clamped onto the last cell, so on that
+axis both neighbours are the same cell.  LIIF's area weights |rel_y * rel_x| then carry a
+common factor |rel| of that axis, which cancels in the normalisation -- except where it is
+exactly 0: a query exactly at the centre of the last latent row or column (at 1x, at some
+integer scales).  There every area is 0, only EPS_AREA is left, and the original code
+returns a flat average of the four predictions instead of the bilinear blend it returns an
+ulp away; whether a query is "exactly" there depends on float rounding of its coordinate.
+Here an axis whose two neighbours are the same cell contributes the factor 1 instead of
+|rel| (the limit of the original as the query approaches the centre): the blend is bilinear
+on the other axis with the clamped neighbour, continuous in the coordinate, and so
+independent of its rounding.  Everywhere else the weights are the original LIIF weights.
 """
 from __future__ import annotations
 
@@ -63,7 +76,11 @@ def neighbours(coord: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, t
     idx = torch.minimum(torch.maximum(idx, torch.zeros_like(size)), size - 1)  # [4, B, Q, 2]
     centre = -1 + (2 * idx + 1) / size
     rel = (coord.unsqueeze(0) - centre) * size                                  # [4, B, Q, 2]
-    area = (rel[..., 0] * rel[..., 1]).abs() + EPS_AREA                         # [4, B, Q]
+    # an axis whose -shift and +shift neighbours are one (clamped) cell: factor 1, not |rel|
+    # (see the module doc: the original's flat average at exact ties, decided by rounding)
+    collapsed = idx[0] == idx[3]                                                # [B, Q, 2]
+    side = torch.where(collapsed.unsqueeze(0), torch.ones_like(rel), rel.abs())  # [4, B, Q, 2]
+    area = side[..., 0] * side[..., 1] + EPS_AREA                               # [4, B, Q]
     # Diagonal swap: a neighbour's weight is the area of the rectangle between the query and
     # the *opposite* neighbour, so the closest cell gets the largest weight (bilinear-like).
     weights = area.flip(0) / area.sum(0, keepdim=True)

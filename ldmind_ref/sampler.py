@@ -65,11 +65,12 @@ def _np(x: torch.Tensor) -> np.ndarray:
 def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[int, int, int],
                    steps: int, eta: float, noise: NoiseFn, num_samples: int,
                    p: latent_tiles.TilePlan | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                   progress: Callable[[int, int], None] | None = None,
+                   schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
     """DDIM from z_T = noise(0) to z_0 over the tiles of ``p``: float32 [num_samples, c, h, w].
-    ``cond`` [1, c, h, w] or None."""
+    ``cond`` [1, c, h, w] or None.  ``schedule``: "full" or "paper" (``diffusion.DDIM_SCHEDULES``)."""
     device, dtype = _device_dtype(model)
-    schedule = diffusion.ddim_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta)
+    schedule = diffusion.ddim_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta, schedule)
     p = p or plan(model, latent_shape[1], latent_shape[2], steps)
     tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device, dtype)  # noqa: E731
 
@@ -106,14 +107,16 @@ def encode_lr(model: LDMind, lr: np.ndarray, latent_tile: int | None = None, lat
 
 def upscale_latents(model: LDMind, lr, steps: int = 50, eta: float = 1.0, seed: int = 0,
                     noise: NoiseFn | None = None, num_samples: int = 1, latent_tile: int | None = None,
-                    latent_overlap: int | None = None) -> np.ndarray:
+                    latent_overlap: int | None = None,
+                    schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
     """Sampled latents of an LR image, cropped to the LR area: [num_samples, c, h', w']."""
     if not model.cfg.unet.conditional:
         raise ValueError("this model is unconditional (generation): use generate()")
     lr = as_uint8_rgb(lr)
     cond, (lh, lw), p = encode_lr(model, lr, latent_tile, latent_overlap, steps)
     shape = (model.cfg.autoencoder.z_channels, cond.shape[2], cond.shape[3])
-    z = sample_latents(model, cond, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples, p)
+    z = sample_latents(model, cond, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples, p,
+                       schedule=schedule)
     return np.ascontiguousarray(z[:, :, :lh, :lw])
 
 
@@ -145,13 +148,14 @@ def render(model: LDMind, z, sizes: list[tuple[int, int]], latent_tile: int | No
 def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int] | None = None,
             steps: int = 50, eta: float = 1.0, seed: int = 0, noise: NoiseFn | None = None,
             num_samples: int = 1, backproject: int = consistency.DEFAULT_ITERATIONS,
-            latent_tile: int | None = None, latent_overlap: int | None = None) -> list[np.ndarray]:
+            latent_tile: int | None = None, latent_overlap: int | None = None,
+            schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list[np.ndarray]:
     """Super-resolve ``lr`` by ``scale`` (round(s*h) x round(s*w)) or to ``size`` = (W, H).
     Returns ``num_samples`` uint8 arrays [H_out, W_out, 3]."""
     lr = as_uint8_rgb(lr)
     backproject = consistency.iterations_arg(backproject)
     H, W = coords.output_size(lr.shape[0], lr.shape[1], scale=scale, size=size)
-    z = upscale_latents(model, lr, steps, eta, seed, noise, num_samples, latent_tile, latent_overlap)
+    z = upscale_latents(model, lr, steps, eta, seed, noise, num_samples, latent_tile, latent_overlap, schedule)
     return [consistency.apply_inplace(np.ascontiguousarray(img), lr, backproject)
             for img in render(model, z, [(H, W)], latent_tile, latent_overlap)[0]]
 
@@ -159,7 +163,8 @@ def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int]
 def generate(model: LDMind, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
              noise: NoiseFn | None = None, num_samples: int = 1,
              latent_size: tuple[int, int] | None = None, latent_tile: int | None = None,
-             latent_overlap: int | None = None) -> list[np.ndarray]:
+             latent_overlap: int | None = None,
+             schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list[np.ndarray]:
     """Unconditional samples rendered at ``size`` = (W, H); the latent is the training
     latent size (crop / downsample) unless ``latent_size`` = (h, w) is given (sampled in
     tiles when large)."""
@@ -173,5 +178,6 @@ def generate(model: LDMind, size: tuple[int, int], steps: int = 50, eta: float =
         raise ValueError(f"latent size must be a multiple of {m}, got {lh}x{lw}")
     shape = (model.cfg.autoencoder.z_channels, lh, lw)
     p = plan(model, lh, lw, steps, latent_tile, latent_overlap)
-    z = sample_latents(model, None, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples, p)
+    z = sample_latents(model, None, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples, p,
+                       schedule=schedule)
     return list(render(model, z, [(H, W)], latent_tile, latent_overlap)[0])

@@ -6,26 +6,62 @@
     python -m runtime generate [--engines DIR] --size WxH [-n K] ... -o DIR
     python -m runtime info ENGINES [--json] [--no-verify]
 
-Exit status: 0 done; 2 bad input, engines or options (one line on stderr, no traceback, no
-output file); 1 an internal error (a bug: set LDMIND_DEBUG=1 for the traceback); 130
-interrupted.  Output images are written under a temporary name and renamed when complete.
+Exit status: 0 done; 2 bad input, engines or options, or out of memory (one line on stderr,
+no traceback, no output file); 1 an internal error (a bug: set LDMIND_DEBUG=1 for the
+traceback); 130 interrupted (SIGINT), 143 terminated (SIGTERM), one line either way.
+Output images are written under a temporary name and renamed when complete; an interrupt
+removes the temporary.  Once the images are written the job has succeeded: a closed or full
+stdout/stderr (``| head -0``, ``>/dev/full``) no longer changes the exit status.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
 from ldmind_ref import latent_tiles
 from ldmind_ref.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT, MAX_ITERATIONS
+from ldmind_ref.diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE
 
 from .errors import InputError, LdmindError
 
 PROG = "python -m runtime"
 DEFAULT_ENGINES = "engines/small"
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that every ``finally``/cleanup runs."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _say(text: str, stream=None) -> None:
+    """Print to stdout (or ``stream``); a reader that went away (BrokenPipe) or a full device
+    (ENOSPC) is ignored: this output is informative, the work is done.  The stream is then
+    pointed at /dev/null so that Python's final flush does not fail either."""
+    stream = stream or sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except OSError as e:
+        if not isinstance(e, BrokenPipeError) and e.errno not in (errno.ENOSPC, errno.EPIPE, errno.EIO):
+            raise
+        _silence(stream)
+
+
+def _silence(stream) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +129,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--num-samples", type=_int_at_least(1, "-n"), default=1, help="samples (default 1)")
     p.add_argument("--steps", type=_int_at_least(1, "--steps"), default=50, help="DDIM steps (default 50)")
     p.add_argument("--eta", type=_eta, default=1.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default 1)")
+    p.add_argument("--schedule", choices=DDIM_SCHEDULES, default=DEFAULT_DDIM_SCHEDULE,
+                   help=f"DDIM steps executed: full (all N) or paper (the paper's code: the noisiest "
+                        f"step dropped, N - 1 run; default {DEFAULT_DDIM_SCHEDULE})")
     p.add_argument("--seed", type=int, default=0, help="sample j uses seed + j (default 0)")
     p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "ort-trt", "tensorrt"],
                    help="graph backend (default auto: the fastest available)")
@@ -116,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--scale", type=_scale, help="scale factor s: output round(s*h) x round(s*w)")
     what.add_argument("--size", type=_size, help="output size WIDTHxHEIGHT")
     up.add_argument("-o", "--output", required=True, help="output image; with -n K: NAME_0.EXT ... NAME_{K-1}.EXT")
+    up.add_argument("--overwrite", action="store_true", help="allow -o to be the input image itself (replaced)")
     up.add_argument("--backproject", type=_backproject, default=DEFAULT_BACKPROJECT,
                     help=f"iterations of back-projection onto the input, so that the output shrunk "
                          f"by PIL bicubic gives the input back (default {DEFAULT_BACKPROJECT}; 0: raw sample)")
@@ -152,14 +192,14 @@ def cmd_upscale(args) -> int:
 
     outs = _outputs(args.output, args.num_samples)
     for o in outs:
-        check_output_path(o)
+        check_output_path(o, inputs=(args.input,), overwrite_input=args.overwrite)
     lr = load_image(args.input)
     pipe, progress = _load(args)
     images = pipe.upscale(lr, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
                           num_samples=args.num_samples, progress=progress, backproject=args.backproject,
-                          latent_tile=args.latent_tile, latent_overlap=args.latent_overlap)
+                          latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule)
     for img, o in zip(images, outs):
-        print(save_image(img, o))
+        _say(str(save_image(img, o)))
     return 0
 
 
@@ -175,10 +215,10 @@ def cmd_generate(args) -> int:
     pipe, progress = _load(args)
     images = pipe.generate(args.size, steps=args.steps, eta=args.eta, seed=args.seed,
                            num_samples=args.num_samples, progress=progress, latent_tile=args.latent_tile,
-                           latent_overlap=args.latent_overlap)
+                           latent_overlap=args.latent_overlap, schedule=args.schedule)
     out.mkdir(exist_ok=True)
     for j, img in enumerate(images):
-        print(save_image(img, out / f"sample_seed{args.seed + j}.png"))
+        _say(str(save_image(img, out / f"sample_seed{args.seed + j}.png")))
     return 0
 
 
@@ -187,6 +227,8 @@ def summary(engines: str, verify: bool = True) -> dict:
     from .bundle import load_bundle
 
     b = load_bundle(engines, verify=verify)
+    if verify:
+        engine.verify_graphs(b)    # a swapped graph file with its checksum fixed up
     m = b.manifest
     backends = {name: engine.unavailable_reason(name, b) or "available" for name in engine.BACKENDS}
     auto = next((n for n in engine.AUTO_ORDER if backends[n] == "available"), None)
@@ -208,7 +250,7 @@ def summary(engines: str, verify: bool = True) -> dict:
 def cmd_info(args) -> int:
     s = summary(args.engines, verify=not args.no_verify)
     if args.json:
-        print(json.dumps(s, indent=2))
+        _say(json.dumps(s, indent=2))
         return 0
     lat, sch = s["latent"], s["schedule"]
     lines = [
@@ -232,26 +274,38 @@ def cmd_info(args) -> int:
         *[f"    {k:<9} {v}" for k, v in s["backends"].items()],
         f"  auto picks: {s['auto']}",
     ]
-    print("\n".join(lines))
+    _say("\n".join(lines))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = None
+    try:
+        # SIGTERM as SIGINT: an exception, so the temporary output is removed (main thread only)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        pass
     try:
         return {"upscale": cmd_upscale, "generate": cmd_generate, "info": cmd_info}[args.command](args)
     except LdmindError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        _say(f"{PROG}: error: {e}", sys.stderr)
         return 2
     except MemoryError:
-        print(f"{PROG}: error: out of memory; ask for a smaller output or fewer samples", file=sys.stderr)
+        _say(f"{PROG}: error: the machine ran out of memory; ask for a smaller output, fewer samples or a "
+             f"smaller input, or free memory", sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        _say(f"{PROG}: interrupted (SIGINT)", sys.stderr)
         return 130
+    except Terminated:
+        _say(f"{PROG}: terminated (SIGTERM)", sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as e:  # noqa: BLE001 - a bug: say so in one line unless debugging
         if os.environ.get("LDMIND_DEBUG"):
             raise
-        print(f"{PROG}: internal error: {type(e).__name__}: {e} (set LDMIND_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        _say(f"{PROG}: internal error: {type(e).__name__}: {e} (set LDMIND_DEBUG=1 for the traceback)", sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

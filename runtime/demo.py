@@ -12,7 +12,6 @@ model ships, so generation always uses a random ``tiny-gen`` (engines/tiny-gen-r
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -55,22 +54,20 @@ def _export(out: Path, source: list[str], stale_if_older_than: Path | None = Non
     return out
 
 
-def _sample_image() -> tuple[np.ndarray, str]:
-    """A 48 x 48 LR crop of a Set5 picture (bicubic / 4, as the benchmarks make LR images),
-    or a synthetic picture when the data folder is not there."""
-    data = Path(os.environ.get("LDMIND_DATA", ROOT.parent / "shared" / "data"))
-    candidates = sorted((data / "val" / "Set5").glob("*.png")) if (data / "val" / "Set5").is_dir() else []
-    if candidates:
-        from .io import load_image
+DEMO_PHOTO = Path(__file__).resolve().parent / "data" / "demo_photo.png"
 
-        path = next((p for p in candidates if "butterfly" in p.name), candidates[0])
-        hr = Image.fromarray(load_image(path))
-        lr = hr.resize((hr.width // 4, hr.height // 4), Image.BICUBIC)
-        left, top = (lr.width - LR_SIDE) // 2, (lr.height - LR_SIDE) // 2
-        return np.asarray(lr.crop((left, top, left + LR_SIDE, top + LR_SIDE))), f"{path.name}, bicubic /4, centre crop"
-    y, x = np.mgrid[0:LR_SIDE, 0:LR_SIDE] / LR_SIDE
-    rgb = np.stack([np.sin(6 * x) * 0.5 + 0.5, (x + y) / 2, ((x - 0.5) ** 2 + (y - 0.5) ** 2 < 0.08) * 0.8], -1)
-    return (rgb * 255).astype(np.uint8), "synthetic (no ../shared/data/val/Set5 found)"
+
+def _sample_image() -> tuple[np.ndarray, str]:
+    """A 48 x 48 LR picture made from the real photo shipped with the runtime
+    (``runtime/data/demo_photo.png``, 192 x 192, scikit-image's ``chelsea``, public domain)
+    by bicubic / 4, as the benchmarks make LR images."""
+    from .io import load_image
+
+    hr = Image.fromarray(load_image(DEMO_PHOTO))
+    lr = hr.resize((hr.width // 4, hr.height // 4), Image.BICUBIC)
+    left, top = (lr.width - LR_SIDE) // 2, (lr.height - LR_SIDE) // 2
+    return (np.asarray(lr.crop((left, top, left + LR_SIDE, top + LR_SIDE))),
+            f"{DEMO_PHOTO.name} (skimage chelsea), bicubic /4")
 
 
 def _sheet(rows: list[list[tuple[str, Image.Image]]], footer: str, cell: int = 240) -> Image.Image:

@@ -76,19 +76,95 @@ class Engine:
 
     def _error(self, e: Exception) -> EngineError:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if out_of_memory(msg):
+            return EngineError(f"the machine ran out of memory while running the {self.graph} graph "
+                               f"({self.backend}); ask for a smaller output, fewer samples or a smaller input, "
+                               f"or free memory")
         return EngineError(f"{self.graph} ({self.backend}): {msg}")
 
     def close(self) -> None:
         pass
 
 
+def out_of_memory(message: str) -> bool:
+    """Whether a backend's error text is an allocation failure (ORT: std::bad_alloc, "Failed to
+    allocate memory"; CUDA: "out of memory")."""
+    m = message.lower()
+    return "bad_alloc" in m or "failed to allocate" in m or "out of memory" in m
+
+
 # -- ONNX Runtime ------------------------------------------------------------------------------
+# ORT's own log lines ("[E:onnxruntime:...] ... bad_alloc", "[W:onnxruntime:...] telemetry ...")
+# would break the one-line contract: only fatal messages, no telemetry.  Errors still reach us
+# as exceptions, which the CLI reports in one line.
+ORT_LOG_SEVERITY = 4   # 0 verbose, 1 info, 2 warning, 3 error, 4 fatal
+
+
 def _ort():
     try:
         import onnxruntime as ort
     except ImportError as e:
         raise EngineError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from None
+    if not getattr(_ort, "configured", False):
+        ort.set_default_logger_severity(ORT_LOG_SEVERITY)
+        if hasattr(ort, "disable_telemetry_events"):
+            ort.disable_telemetry_events()
+        _ort.configured = True
     return ort
+
+
+_ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "int64": "tensor(int64)",
+              "int32": "tensor(int32)"}
+
+
+def io_mismatch(session, declared: dict) -> str | None:
+    """How an ORT session's inputs/outputs differ from a manifest graph entry's declared
+    ``inputs``/``outputs`` ([{name, dtype, shape}]; None: they agree).  Names and dtypes must
+    match; shapes must have the same rank and the same fixed sizes (symbolic axes: any)."""
+    for io, got in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        want = {t["name"]: t for t in declared.get(io) or []}
+        have = {t.name: t for t in got}
+        if sorted(have) != sorted(want):
+            return f"{io} {sorted(have)}, the manifest declares {sorted(want)}"
+        for name, t in have.items():
+            w = want[name]
+            if t.type != _ORT_TYPES.get(w["dtype"], w["dtype"]):
+                return f"{io[:-1]} {name!r} is {t.type}, the manifest declares {w['dtype']}"
+            shape = list(t.shape)
+            if len(shape) != len(w["shape"]) or any(isinstance(d, int) and not isinstance(d, bool) and g != d
+                                                   for d, g in zip(w["shape"], shape)):
+                return f"{io[:-1]} {name!r} has shape {shape}, the manifest declares {w['shape']}"
+    return None
+
+
+def _io_error(path: Path, graph: str, why: str) -> EngineError:
+    return EngineError(f"{path}: graph {graph!r} does not match the manifest ({why}): the file was swapped "
+                       f"or replaced; re-export with `python -m export`")
+
+
+def verify_graphs(bundle: Bundle) -> None:
+    """Open every graph of ``bundle`` on the CPU (no optimisation: cheap) and check its
+    inputs/outputs against the manifest (``io_mismatch``); ``EngineError`` naming the file."""
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.log_severity_level = ORT_LOG_SEVERITY
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for g in graphs_of(bundle):
+        path = bundle.graph_path(g)
+        try:
+            session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+            raise _load_error(path, e) from None
+        why = io_mismatch(session, bundle.graphs[g])
+        if why:
+            raise _io_error(path, g, why)
+
+
+def _load_error(path: Path, e: Exception) -> EngineError:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if out_of_memory(msg):
+        return EngineError(f"the machine ran out of memory while loading {path.name}; free memory and retry")
+    return EngineError(f"{path}: onnxruntime cannot load this graph ({msg})")
 
 
 class OrtEngine(Engine):
@@ -96,16 +172,20 @@ class OrtEngine(Engine):
 
     backend = "cpu"
 
-    def __init__(self, path: Path, graph: str, providers: list, threads: int = 0):
+    def __init__(self, path: Path, graph: str, providers: list, threads: int = 0, declared: dict | None = None):
         ort = _ort()
         so = ort.SessionOptions()
-        so.log_severity_level = 3               # warnings would break the one-line CLI contract
+        so.log_severity_level = ORT_LOG_SEVERITY  # log lines would break the one-line CLI contract
         if threads:
             so.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
-            raise EngineError(f"{path}: onnxruntime cannot load this graph ({str(e).strip().splitlines()[0]})") from None
+            raise _load_error(path, e) from None
+        if declared is not None:
+            why = io_mismatch(self.session, declared)
+            if why:
+                raise _io_error(path, graph, why)
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if wanted not in self.session.get_providers():
             # ORT falls back to the CPU silently when a GPU provider fails to initialise
@@ -222,7 +302,8 @@ def create_engines(bundle: Bundle, backend: str, threads: int = 0) -> dict[str, 
         from . import trt_native
         return trt_native.create_engines(bundle)
     cls = {"cpu": OrtEngine, "cuda": OrtCudaEngine, "ort-trt": OrtTensorRTEngine}[backend]
-    return {g: cls(bundle.graph_path(g), g, _ort_providers(backend, bundle, g), threads) for g in graphs_of(bundle)}
+    return {g: cls(bundle.graph_path(g), g, _ort_providers(backend, bundle, g), threads, bundle.graphs[g])
+            for g in graphs_of(bundle)}
 
 
 def select(bundle: Bundle, backend: str = "auto", threads: int = 0

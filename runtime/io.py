@@ -12,20 +12,30 @@ they are converted when the conversion is unambiguous:
 - EXIF orientation is applied (a phone photo comes out the way it is shown);
 - animated files: the first frame;
 - decompression bombs (more than MAX_INPUT_PIXELS pixels) are refused from the header,
-  before any pixel is decoded.
+  before any pixel is decoded;
+- a PNG may carry an ICC profile or text chunks up to 64 MiB (Pillow's default refuses
+  more than 1 MiB decompressed, which a camera's profile can exceed); the profile is not
+  applied (as before: pixels are taken as sRGB);
+- a JPEG missing only its end-of-image marker is read, as viewers do and as a PNG missing
+  its IEND chunk is; a JPEG whose entropy-coded (pixel) data is cut short is refused.
 
 Outputs are written to a temporary name in the destination folder and renamed, so a
-crash or a full disk never leaves a half-written image behind.
+crash or a full disk never leaves a half-written image behind.  The temporary name is
+short (``.ldmind-<pid>-<hex>.tmp``), so any output name the file system allows works;
+temporaries of this pattern whose process is gone (a SIGKILL, a power cut) are removed
+by the next write into the same folder.
 """
 from __future__ import annotations
 
+import io
 import os
+import re
 import secrets
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import InputError
 
@@ -36,6 +46,18 @@ MAX_INPUT_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 _CONVERTIBLE = {"1", "L", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGB"}
 _WITH_ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
 _SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}
+
+# A large ICC profile (iCCP) or text chunk is not corruption; Pillow's per-chunk default
+# (1 MiB decompressed) refuses a valid 4 MiB profile.  The total stays bounded by
+# PngImagePlugin.MAX_TEXT_MEMORY (64 MiB).
+PNG_MAX_CHUNK = 64 * 1024 ** 2
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_MAX_CHUNK)
+
+# The output formats, one list: what ``output_format`` accepts is what its message names.
+OUTPUT_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
+                     ".tiff": "TIFF", ".bmp": "BMP"}
+
+_JPEG_EOI = b"\xff\xd9"
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -60,7 +82,13 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 if w * h > MAX_INPUT_PIXELS:
                     raise InputError(_bomb(p, w, h))
                 img.seek(0)
-                img.load()
+                try:
+                    img.load()
+                except OSError:
+                    repaired = _jpeg_without_eoi(p) if img.format == "JPEG" else None
+                    if repaired is None:
+                        raise
+                    return pil_to_rgb(repaired, str(p))
                 return pil_to_rgb(img, str(p))
     except InputError:
         raise
@@ -75,6 +103,29 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         # Pillow reports truncation and corruption through all of these
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{p}: truncated or corrupt image file ({msg})") from None
+
+
+def _decode(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def _jpeg_without_eoi(p: Path) -> Image.Image | None:
+    """A JPEG that Pillow found short: decoded when only its end marker (FF D9) is missing,
+    else None (truncated pixel data).  Test: libjpeg fills data cut short with zero
+    bits, so a truncated scan decodes differently when filler bytes precede the end marker,
+    while a complete one ignores bytes after its last scan."""
+    data = p.read_bytes()
+    if data.endswith(_JPEG_EOI):
+        return None
+    body = data[:-1] if data.endswith(b"\xff") else data    # FF of a half-written marker
+    try:
+        closed = _decode(body + _JPEG_EOI)
+        padded = _decode(body + b"\x55" * 256 + _JPEG_EOI)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return closed if np.array_equal(np.asarray(closed), np.asarray(padded)) else None
 
 
 def _bomb(p, w: int, h: int) -> str:
@@ -155,54 +206,121 @@ def to_rgb_array(image, name: str = "image") -> np.ndarray:
 
 
 # -- output ----------------------------------------------------------------------------------
-def output_format(path: str | os.PathLike) -> str:
-    """Pillow format name for ``path``'s extension, or ``InputError``."""
-    ext = Path(path).suffix.lower()
+def output_extensions() -> list[str]:
+    """The output extensions this Pillow can write (``OUTPUT_EXTENSIONS`` it supports)."""
     Image.init()
-    fmt = Image.registered_extensions().get(ext)
-    if not ext or fmt is None or fmt not in Image.SAVE:
+    return [ext for ext, fmt in OUTPUT_EXTENSIONS.items() if fmt in Image.SAVE]
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """Pillow format name for ``path``'s extension, or ``InputError`` listing the accepted ones."""
+    ext = Path(path).suffix.lower()
+    accepted = output_extensions()
+    if ext not in accepted:
         raise InputError(f"{path}: cannot tell the output format from the extension {ext or '(none)'!r}; "
-                         f"use .png, .jpg, .webp, .tif or .bmp")
-    return fmt
+                         f"use {', '.join(accepted)}")
+    return OUTPUT_EXTENSIONS[ext]
 
 
-def check_output_path(path: str | os.PathLike) -> None:
-    """Refuse an output path before any work is done: bad extension, missing or
-    unwritable folder, or a directory in the way."""
+def name_max(folder: Path) -> int:
+    """Longest file name (bytes) the file system of ``folder`` allows."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def check_output_path(path: str | os.PathLike, inputs: tuple = (), overwrite_input: bool = False) -> None:
+    """Refuse an output path before any work is done: bad extension, a name too long for the
+    file system, missing or unwritable folder, a directory in the way, or one of ``inputs``
+    (the user's original) unless ``overwrite_input``."""
     p = Path(path)
     output_format(p)
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"{p}: output folder {parent} does not exist")
+    limit = name_max(parent)
+    if len(os.fsencode(p.name)) > limit:
+        raise InputError(f"{p.name[:40]}...: output file name is {len(os.fsencode(p.name))} bytes long, "
+                         f"the file system allows {limit}")
     if not os.access(parent, os.W_OK):
         raise InputError(f"{p}: output folder {parent} is not writable")
     if p.is_dir():
         raise InputError(f"{p}: is a directory; give an image file name")
+    for src in inputs:
+        if not overwrite_input and _same_file(p, Path(src)):
+            raise InputError(f"{p}: is the input image; refusing to replace it (add --overwrite to replace "
+                             f"the original)")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# our temporaries: ".ldmind-<pid>-<8 hex>.tmp", short whatever the output name
+_TMP_PATTERN = re.compile(r"\.ldmind-(\d+)-[0-9a-f]{8}\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True     # not a pid we wrote: leave it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:     # EPERM: another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete our temporaries (``_TMP_PATTERN``) in ``folder`` whose writing process is dead
+    (killed by SIGKILL or a power cut); returns them.  Only that pattern, only dead pids, so
+    another run's file in progress and anything else are never touched."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TMP_PATTERN.fullmatch(name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed.append(Path(folder) / name)
+            except OSError:
+                pass
+    return removed
 
 
 def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike) -> Path:
-    """Write atomically: a temporary file beside ``path``, then an atomic rename."""
+    """Write atomically: a temporary file beside ``path``, then an atomic rename.  An
+    interrupt (SIGINT, SIGTERM raised as an exception) at any point removes the temporary."""
     p = Path(path)
     fmt = output_format(p)
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8), "RGB")
+    folder = p.parent if str(p.parent) else Path(".")
+    remove_stale_temporaries(folder)
     # O_EXCL with a random name rather than mkstemp: mkstemp's 0600 would survive the
     # rename, while this honours the umask like any other new file
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = folder / f".ldmind-{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
+        # created inside the try: an interrupt right after the open still removes it
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as e:
-        raise InputError(f"{p}: cannot write ({e.strerror or e})") from None
-    try:
         with os.fdopen(fd, "wb") as f:
             img.save(f, format=fmt)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if not isinstance(e, FileExistsError):   # never delete a file that is not ours
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         if isinstance(e, OSError):
             raise InputError(f"{p}: cannot write ({e.strerror or e})") from None
         raise

@@ -34,7 +34,7 @@ def available_memory() -> int:
     """Bytes the OS can give us now (MemAvailable on Linux; physical memory elsewhere)."""
     override = os.environ.get("LDMIND_MEMORY_LIMIT")   # tests and containers
     if override:
-        return int(float(override))
+        return memory_limit_env(override)
     avail = proc_bytes("/proc/meminfo", "MemAvailable")
     if avail is not None:
         return avail
@@ -42,6 +42,17 @@ def available_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 1 << 62   # unknown: do not refuse
+
+
+def memory_limit_env(text: str) -> int:
+    """LDMIND_MEMORY_LIMIT: a number of bytes (``8e9`` works), or ``InputError``."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v) or v < 0:
+        raise InputError(f"LDMIND_MEMORY_LIMIT must be a number of bytes >= 0 (e.g. 8e9), got {text!r}")
+    return int(v)
 
 
 def _fmt(n: float) -> str:

@@ -90,13 +90,14 @@ class Pipeline:
                 steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
                 tile: int | None = None, progress: Progress | None = None, output: str = "auto",
                 backproject: int = consistency.DEFAULT_ITERATIONS, latent_tile: int | None = None,
-                latent_overlap: int | None = None) -> list:
+                latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list:
         """Super-resolve ``image`` (PIL image or uint8 array) by ``scale`` or to ``size`` = (W, H).
         Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``), else
         uint8 arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  ``backproject``:
         iterations of back-projection onto the input (0: the raw diffusion sample).
         ``latent_tile``/``latent_overlap``: latent tile side and overlap in cells (default:
-        chosen from the model, see ``plan``)."""
+        chosen from the model, see ``plan``).  ``schedule``: "full" or "paper"
+        (``diffusion.DDIM_SCHEDULES``)."""
         self._need_conditional(True)
         lr = to_rgb_array(image, "input image")
         try:
@@ -106,7 +107,7 @@ class Pipeline:
         H, W = self.output_size(lr.shape[0], lr.shape[1], scale, size)
         n = _count(num_samples)
         limits.check_output(n, H, W, extra=self._working_bytes(n, *self._lr_latent(lr.shape[:2])))
-        z = self._upscale_latents(lr, steps, eta, seed, n, progress, latent_tile, latent_overlap)
+        z = self._upscale_latents(lr, steps, eta, seed, n, progress, latent_tile, latent_overlap, schedule)
         out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap)[0]
         for k, img in enumerate(out, start=1):
             consistency.apply_inplace(img, lr, backproject)
@@ -117,7 +118,7 @@ class Pipeline:
     def generate(self, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
                  num_samples: int = 1, tile: int | None = None, progress: Progress | None = None,
                  output: str = "array", latent_size: tuple[int, int] | None = None,
-                 latent_tile: int | None = None, latent_overlap: int | None = None) -> list:
+                 latent_tile: int | None = None, latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list:
         """Unconditional samples rendered at ``size`` = (W, H), from the manifest's
         generation latent (or ``latent_size`` = (h, w): larger latents are sampled in tiles)."""
         self._need_conditional(False)
@@ -129,8 +130,10 @@ class Pipeline:
                 or not isinstance(lw, numbers.Integral) or lh < 1 or lw < 1 or lh % m or lw % m:
             raise InputError(f"latent size must be positive multiples of {m}, got {lh}x{lw}")
         limits.check_output(n, H, W, extra=self._working_bytes(n, lh, lw))
+        self._schedule(steps, eta, schedule)      # refuse bad steps/eta before any work
         p = self.plan(lh, lw, steps, n, latent_tile, latent_overlap)
-        z = self.sample_latents(None, (self.bundle.z_channels, lh, lw), steps, eta, seed, n, progress, p)
+        z = self.sample_latents(None, (self.bundle.z_channels, lh, lw), steps, eta, seed, n, progress, p,
+                                schedule)
         out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap)[0]
         return _convert(list(out), output, False)
 
@@ -174,18 +177,19 @@ class Pipeline:
 
     def upscale_latents(self, image, steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
                         progress: Progress | None = None, latent_tile: int | None = None,
-                        latent_overlap: int | None = None) -> np.ndarray:
+                        latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
         """Sampled latents of an LR image cropped to the LR area: float32 [N, c, h', w']."""
         self._need_conditional(True)
         lr = to_rgb_array(image, "input image")
         return self._upscale_latents(lr, steps, eta, seed, _count(num_samples), progress, latent_tile,
-                                     latent_overlap)
+                                     latent_overlap, schedule)
 
     def sample_latents(self, cond: np.ndarray | None, shape: tuple[int, int, int], steps: int, eta: float,
-                       seed: int, num_samples: int, progress: Progress | None = None, plan=None) -> np.ndarray:
+                       seed: int, num_samples: int, progress: Progress | None = None, plan=None,
+                       schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
         """DDIM from z_T to z_0: float32 [num_samples, *shape]; ``cond`` [1, c, h, w] or None;
         over the tiles of ``plan`` (default: ``self.plan``)."""
-        schedule = self._schedule(steps, eta)
+        schedule = self._schedule(steps, eta, schedule)
         seed = _seed(seed)
         n = _count(num_samples)
         p = plan or self.plan(shape[1], shape[2], steps, n)
@@ -261,19 +265,20 @@ class Pipeline:
             t = min(t, max(1, self.max_batch // n))
         return t
 
-    def _upscale_latents(self, lr: np.ndarray, steps, eta, seed, n: int, progress, latent_tile, latent_overlap):
+    def _upscale_latents(self, lr: np.ndarray, steps, eta, seed, n: int, progress, latent_tile, latent_overlap,
+                         schedule: str):
         """Latents cropped to the LR area [n, c, h', w']."""
         b = self.bundle
         unit = images.lr_pad_unit(b.cond_scale, b.ae_downsample, b.unet_multiple)
         x = images.pad_lr(images.to_float(lr), unit)[None]
         ch, cw = self._lr_latent(x.shape[2:])
-        self._schedule(steps, eta)           # refuse bad steps/eta before the encoder runs
+        self._schedule(steps, eta, schedule)  # refuse bad steps/eta before the encoder runs
         p = self.plan(ch, cw, steps, n, latent_tile, latent_overlap)
         encoder = self.engines["encoder"]
         r = max(1, b.cond_scale // b.ae_downsample)
         cond = tiled_sampling.encode(lambda t: self._finite("encoder", encoder({"lr": t})["cond"]), x, p, r,
                                      self._tile_batch(p, 1), progress)
-        z = self.sample_latents(cond, (b.z_channels, ch, cw), steps, eta, seed, n, progress, p)
+        z = self.sample_latents(cond, (b.z_channels, ch, cw), steps, eta, seed, n, progress, p, schedule)
         lh, lw = self._lr_latent(lr.shape[:2])
         return np.ascontiguousarray(z[:, :, :lh, :lw])
 
@@ -303,13 +308,16 @@ class Pipeline:
             results.append(out)
         return results
 
-    def _schedule(self, steps, eta) -> list:
+    def _schedule(self, steps, eta, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list:
         T = self.bundle.timesteps
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
             raise InputError(f"steps must be an integer in 1..{T}, got {steps}")
         if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or eta < 0:
             raise InputError(f"eta must be a finite number >= 0, got {eta}")
-        return diffusion.ddim_schedule(self.bundle.alpha_bar, int(steps), float(eta))
+        try:
+            return diffusion.ddim_schedule(self.bundle.alpha_bar, int(steps), float(eta), schedule)
+        except ValueError as e:   # an eta the schedule cannot take, an unknown schedule name
+            raise InputError(str(e)) from None
 
     def _batch(self, n: int) -> int:
         return min(n, self.max_batch) if self.max_batch else n

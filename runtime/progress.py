@@ -47,5 +47,11 @@ class Progress:
                 self._write(f"{stage}: done in {now - self._t0:.1f} s\n")
 
     def _write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+        if self.quiet:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            # stderr closed or full: progress is informative, the job goes on silently
+            self.quiet = True

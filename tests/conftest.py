@@ -1,22 +1,28 @@
 """Shared fixtures. Engineers append their own fixtures below; keep sections labelled."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Real photos live beside the checkout (../shared/data), also in CI.
-DATA = Path(os.environ.get("LDMIND_DATA", ROOT.parent / "shared" / "data"))
+# Real photos shipped with the repository (downscaled, licences in tests/data/README.md):
+# the suite never reaches outside the checkout.  ../shared/data (LDMIND_DATA) is only for
+# training and evaluation runs.
+TEST_DATA = ROOT / "tests" / "data"
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def shipped_photos() -> list[Path]:
+    return sorted(p for p in TEST_DATA.iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS)
 
 
 @pytest.fixture(scope="session")
 def train_dir() -> Path:
-    d = DATA / "train"
-    if not d.is_dir():
-        pytest.fail(f"training photos not found at {d} (set LDMIND_DATA)")
-    return d
+    """The shipped test photos (a training-data folder for the tiny presets' 32 px crops)."""
+    if len(shipped_photos()) < 4:
+        pytest.fail(f"the shipped test photos are missing from {TEST_DATA}")
+    return TEST_DATA
 
 
 # -- runtime (issue 4): tiny exports shared by tests/test_runtime*.py --------------------------

@@ -73,10 +73,10 @@ def test_refused_scales_are_left_out_and_counted(tmp_path, runtime_exports):
         pass
 
     class Refusing(ReferenceSampler):
-        def upscale_latents(self, lr, steps, eta, seed, num_samples):
+        def upscale_latents(self, lr, steps, eta, seed, num_samples, **kw):
             if lr.shape[0] > 12:
                 raise TooLarge(f"{lr.shape[0]} rows is too many")
-            return super().upscale_latents(lr, steps, eta, seed, num_samples)
+            return super().upscale_latents(lr, steps, eta, seed, num_samples, **kw)
 
     data = tmp_path / "data" / "SetB"
     data.mkdir(parents=True)

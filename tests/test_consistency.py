@@ -87,3 +87,30 @@ def test_zero_iterations_is_identity_and_bad_counts_are_refused():
     for bad in (-1, 101, 2.0, True, "3"):
         with pytest.raises(ValueError):
             consistency.iterations_arg(bad)
+
+
+# -- issue 10: pinned against the textbook iteration and a direct rounding ----------------------
+@pytest.mark.parametrize("iterations", [1, 2, 5])
+def test_iteration_count_is_honoured_against_the_textbook_loop(iterations):
+    """apply_inplace with k iterations = the textbook loop out + U(lr - D out), k times (PIL
+    bicubic in the test), rounded halves up and clipped; k = 10 (the default) is far off."""
+    rng = np.random.default_rng(iterations)
+    out = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    lr = rng.integers(0, 256, (10, 9, 3), dtype=np.uint8)
+    ours = apply_inplace(out.copy(), lr, iterations).astype(int)
+    textbook = np.floor(np.clip(naive_ibp(out, lr.astype(np.float64), iterations), 0, 255) + 0.5).astype(int)
+    default = np.floor(np.clip(naive_ibp(out, lr.astype(np.float64), 10), 0, 255) + 0.5).astype(int)
+    diff = np.abs(ours - textbook)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01        # float32 PIL vs float64: at most 1 LSB, rarely
+    assert np.abs(default - textbook).mean() > 1.0             # another count is visibly another result
+
+
+def test_final_rounding_is_half_up_and_clipped(monkeypatch):
+    """The last step, computed directly: uint8(floor(clip(out + correction, 0, 255) + 0.5)).
+    Exact halves separate half-up from half-to-even (np.round) and from truncation."""
+    out = np.array([[[100, 101, 100], [98, 255, 0], [7, 7, 7]]], dtype=np.uint8)          # [1, 3, 3]
+    corr = np.array([[[0.5, 0.5, 1.5], [0.5, 3.0, -3.0], [-0.5, 0.49, -0.51]]])
+    monkeypatch.setattr(BackProjection, "solve", lambda self: None)
+    monkeypatch.setattr(BackProjection, "correction", lambda self, r0, r1: corr[r0:r1])
+    got = apply_inplace(out.copy(), np.zeros((1, 1, 3), np.uint8), iterations=3)
+    np.testing.assert_array_equal(got, [[[101, 102, 102], [99, 255, 0], [7, 7, 6]]])

@@ -103,3 +103,77 @@ def test_noise_contract_pinned_and_gaussian():
     batch = noise.batch_gaussian(10, 2, 3, (2, 5))
     assert np.array_equal(batch[2], noise.gaussian(12, 2, (2, 5)))
     assert not np.array_equal(noise.gaussian(1, 0, (8,)), noise.gaussian(1, 1, (8,)))
+
+
+# -- issue 10: the steps = T edge, the paper's schedule, impossible eta, ddim_step with noise ----
+def test_ddim_timesteps_at_and_below_T_hand_computed():
+    # steps = T: the shifted grid 1..T would index alpha_bar[T]; clipped, it visits 0..T-1
+    assert d.ddim_timesteps(1000, 1000).tolist() == list(range(1000))
+    assert d.ddim_timesteps(10, 10).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    # every N < T keeps the grid 1, 1 + c, ... (c = T // N): results stay what they were
+    assert d.ddim_timesteps(1000, 999).tolist() == list(range(1, 1000))
+    assert d.ddim_timesteps(10, 9).tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert d.ddim_timesteps(10, 4).tolist() == [1, 3, 5, 7]
+    assert d.ddim_timesteps(10, 3).tolist() == [1, 4, 7]
+    assert d.ddim_timesteps(1000, 500).tolist()[-2:] == [997, 999]
+    assert d.ddim_timesteps(1000, 50).tolist()[:3] == [1, 21, 41] and d.ddim_timesteps(1000, 50)[-1] == 981
+    assert d.ddim_timesteps(1, 1).tolist() == [0]
+    for n in (1, 2, 3, 7, 333, 501, 999, 1000):
+        ts = d.ddim_timesteps(1000, n)
+        assert len(ts) == n and len(set(ts.tolist())) == n and ts.max() <= 999 and ts.min() >= 0
+
+
+def test_ddim_schedule_steps_equal_T_runs():
+    ab = d.alpha_bar_for(preset("div2k-sr").diffusion)
+    s = d.ddim_schedule(ab, 1000, 1.0)
+    assert [st.t for st in s] == list(range(999, -1, -1))
+    assert all(np.isfinite(st.sigma_t) for st in s)
+    # the last step starts at t = 0 and lands on alpha_bar_0: sigma 0, a no-op on z
+    assert s[-1].t == 0 and s[-1].alpha_bar_prev == ab[0] and s[-1].sigma_t == 0.0
+    assert s[0].alpha_bar_t == ab[999] and s[0].alpha_bar_prev == ab[998]
+
+
+def test_paper_schedule_drops_the_noisiest_step():
+    """The paper's DDIM sample() runs ddim_timesteps[:-1] (t_start=-1): 50 -> 49 steps from
+    t = 961, 10 -> 9 from t = 801, with the full schedule's coefficients."""
+    ab = d.alpha_bar_for(preset("div2k-sr").diffusion)
+    full = d.ddim_schedule(ab, 50, 1.0)
+    paper = d.ddim_schedule(ab, 50, 1.0, "paper")
+    assert len(full) == 50 and full[0].t == 981
+    assert len(paper) == 49 and paper[0].t == 961 and paper[-1].t == 1
+    assert paper == full[1:]
+    assert paper[0].alpha_bar_prev == ab[941]
+    p10 = d.ddim_schedule(ab, 10, 0.0, "paper")
+    assert [st.t for st in p10] == [801, 701, 601, 501, 401, 301, 201, 101, 1]
+    assert d.ddim_executed_timesteps(1000, 10, "full").tolist()[-1] == 901
+    with pytest.raises(ValueError, match="paper schedule"):
+        d.ddim_schedule(ab, 1, 1.0, "paper")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        d.ddim_schedule(ab, 10, 1.0, "fast")
+
+
+def test_impossible_eta_refused_by_the_schedule():
+    """sigma_t^2 > 1 - alpha_bar_prev makes the direction term the square root of a negative
+    number; such an eta is refused with the largest one that works."""
+    ab = d.alpha_bar_for(preset("div2k-sr").diffusion)
+    with pytest.raises(ValueError, match=r"eta 100 is too large .* allows eta up to 1\.046"):
+        d.ddim_schedule(ab, 50, 100.0)
+    # up to eta = 1 every schedule works (sigma^2 <= 1 - ab_prev algebraically)
+    for n in (1, 2, 10, 50, 999, 1000):
+        for st in d.ddim_schedule(ab, n, 1.0):
+            assert 1 - st.alpha_bar_prev - st.sigma_t ** 2 >= -1e-12
+    d.ddim_schedule(ab, 50, 1.04)  # below the bound: accepted
+
+
+def test_ddim_step_with_noise_hand_computed():
+    """z_prev = sqrt(ab_prev) z0 + sqrt(1 - ab_prev - sigma^2) eps + sigma noise, by hand:
+    z_t 0.5, eps 0.2, ab_t 0.25, ab_prev 0.64, sigma 0.3, noise -1.5:
+    z0 = (0.5 - sqrt(0.75) * 0.2) / 0.5 = 0.65358983848622454
+    z_prev = 0.8 z0 + sqrt(0.27) * 0.2 - 0.45 = 0.52287187078897963 + 0.10392304845413264 - 0.45."""
+    z_prev, z0 = d.ddim_step(np.array([0.5]), np.array([0.2]), 0.25, 0.64, 0.3, np.array([-1.5]))
+    assert z0[0] == pytest.approx(0.65358983848622454, abs=1e-15)
+    assert z_prev[0] == pytest.approx(0.17679491924311227, abs=1e-15)
+    # sigma enters both the direction term and the noise term: another sigma, another value
+    z2, _ = d.ddim_step(np.array([0.5]), np.array([0.2]), 0.25, 0.64, 0.5, np.array([-1.5]))
+    # 0.8 z0 + sqrt(0.11) * 0.2 - 0.75
+    assert z2[0] == pytest.approx(0.52287187078897963 + 0.066332495807107997 - 0.75, abs=1e-15)

@@ -340,3 +340,260 @@ def test_info(sr, capsys):
     code = main(["info", str(sr), "--json"])
     s = json.loads(capsys.readouterr().out)
     assert s["auto"] == "cpu" and s["latent"]["cond_scale"] == 4 and s["backends"]["cpu"] == "available"
+
+
+# -- issue 10: reliability findings, each at the CLI --------------------------------------------
+def _cli_proc(argv, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **kw.pop("env", {})}
+    return subprocess.run([sys.executable, "-m", "runtime", *map(str, argv)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, **kw)
+
+
+def _one_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_steps_equal_T_runs_upscale_and_generate(sr, gen, lr_png, tmp_path, capsys):
+    """Finding 1: --steps 1000 (= T, accepted by validation) used to index alpha_bar[1000]."""
+    out = tmp_path / "t.png"
+    code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2", "--steps", "1000", "-q", "-o", out],
+                        capsys)
+    assert code == 0 and out.is_file(), err
+    code, err = run_cli(["generate", "--engines", gen, "--size", "8x8", "--steps", "1000", "-q",
+                         "-o", tmp_path / "g"], capsys)
+    assert code == 0 and (tmp_path / "g" / "sample_seed0.png").is_file(), err
+
+
+def _nested(d: Path) -> None:
+    (d / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+
+
+@pytest.mark.parametrize("command", ["upscale", "info"])
+@pytest.mark.parametrize("kind,pattern", [
+    ("nested", r"nested too deeply"),                                            # finding 2
+    ("scale-abc", r"scale_factor must be a finite number > 0, got 'abc'"),       # finding 3
+    ("scale-null", r"scale_factor must be a finite number > 0, got None"),
+    ("sha-null", r"graphs\.decoder\.sha256 must be 64 hexadecimal digits, got None"),   # finding 4
+    ("timesteps-str", r"schedule\.timesteps must be an integer >= 1, got '1000'"),
+    ("latent-bool", r"latent\.z_channels must be an integer >= 1, got True"),
+    ("swapped", r"encoder\.onnx: graph 'encoder' does not match the manifest .*inputs \['z'\]"),  # finding 11
+])
+def test_broken_manifests_exit_2(command, kind, pattern, sr, lr_png, tmp_path, capsys):
+    eng = tmp_path / "engines"
+
+    def swap(d):
+        import hashlib
+        shutil.copy(d / "decoder.onnx", d / "encoder.onnx")       # another graph, checksum fixed up
+        sha = hashlib.sha256((d / "encoder.onnx").read_bytes()).hexdigest()
+        _rewrite_manifest(d, lambda m: m["graphs"]["encoder"].__setitem__("sha256", sha))
+
+    mutate = {
+        "nested": _nested,
+        "scale-abc": lambda d: _rewrite_manifest(d, lambda m: m.__setitem__("scale_factor", "abc")),
+        "scale-null": lambda d: _rewrite_manifest(d, lambda m: m.__setitem__("scale_factor", None)),
+        "sha-null": lambda d: _rewrite_manifest(d, lambda m: m["graphs"]["decoder"].__setitem__("sha256", None)),
+        "timesteps-str": lambda d: _rewrite_manifest(d, lambda m: m["schedule"].__setitem__("timesteps", "1000")),
+        "latent-bool": lambda d: _rewrite_manifest(d, lambda m: m["latent"].__setitem__("z_channels", True)),
+        "swapped": swap,
+    }[kind]
+    _variant(sr, eng, mutate)
+    out = tmp_path / "out.png"
+    argv = ["info", eng] if command == "info" else ["upscale", lr_png, "--engines", eng, "--scale", "2", "-o", out,
+                                                    *FAST]
+    assert_refused(argv, capsys, pattern, out if command == "upscale" else None)
+
+
+def test_memory_limit_variable_must_be_a_number(sr, lr_png, tmp_path, capsys, monkeypatch):
+    """Finding 5: LDMIND_MEMORY_LIMIT=abc."""
+    out = tmp_path / "out.png"
+    for bad in ("abc", "-5", "nan"):
+        monkeypatch.setenv("LDMIND_MEMORY_LIMIT", bad)
+        assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys,
+                       r"LDMIND_MEMORY_LIMIT must be a number of bytes", out)
+
+
+def test_closed_or_full_stdout_after_the_image_is_written(sr, lr_png, tmp_path):
+    """Finding 6: `| head -0` and `>/dev/full` after a finished job: exit 0, image complete."""
+    out = tmp_path / "a.png"
+    argv = [sys.executable, "-m", "runtime", "upscale", str(lr_png), "--engines", str(sr), "--scale", "2",
+            "-o", str(out), *FAST]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    p.stdout.close()                                # the reader is gone before anything is printed
+    err = p.stderr.read().decode()
+    assert p.wait() == 0, err
+    assert "Error" not in err and "Traceback" not in err
+    with Image.open(out) as im:
+        im.load()
+        assert im.size == (24, 20)
+    out.unlink()
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "Exception" not in r.stderr, r.stderr
+    assert out.is_file()
+    with open("/dev/full", "w") as full:             # progress on a full stderr too
+        r = subprocess.run(argv, stdout=full, stderr=full, env=env, cwd=ROOT)
+    assert r.returncode == 0
+
+
+def test_out_of_memory_says_so_without_onnxruntime_log(sr, lr_png, tmp_path):
+    """Finding 7: under an address-space cap ONNX Runtime's bad_alloc came with its own log
+    line and no word about memory."""
+    import resource
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (400 * 2 ** 20, 400 * 2 ** 20))
+
+    out = tmp_path / "big.png"
+    r = _cli_proc(["upscale", lr_png, "--engines", sr, "--scale", "40", "-q", "-o", out, "--steps", "2"],
+                  preexec_fn=cap)
+    assert r.returncode == 2, r.stderr
+    line = _one_line(r.stderr)
+    assert "ran out of memory" in line and "onnxruntime" not in r.stderr.lower()
+    assert not out.exists() and not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_no_onnxruntime_lines_with_unwritable_home(sr, lr_png, tmp_path):
+    """Finding 8: ORT's telemetry warning on every run when HOME is not writable."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o500)
+    out = tmp_path / "a.png"
+    r = _cli_proc(["upscale", lr_png, "--engines", sr, "--scale", "2", "-q", "-o", out, *FAST],
+                  env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache")})
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = _cli_proc(["info", sr], env={"HOME": str(home)})
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_long_output_names(sr, lr_png, tmp_path, capsys):
+    """Finding 9: a legal 250-character name works (the temporary name is short); a name the
+    file system cannot hold is refused before any work."""
+    out = tmp_path / ("x" * 246 + ".png")
+    code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys)
+    assert code == 0 and out.is_file(), err
+    too_long = tmp_path / ("y" * 252 + ".png")
+    line = assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", too_long, *FAST], capsys,
+                          r"output file name is 256 bytes long, the file system allows 255")
+    # with -n 2 the names get _0/_1: 250 + 2 + 4 bytes, too long as well
+    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-n", "2", "-o",
+                    tmp_path / ("z" * 250 + ".png"), *FAST], capsys, r"256 bytes long")
+    assert "y" * 40 in line
+
+
+def test_sigterm_while_writing_exits_143_and_leaves_nothing(sr, lr_png, tmp_path, capsys, monkeypatch):
+    """Finding 10: SIGTERM during the write: one line, exit 143, no temporary, and an
+    existing output stays as it was."""
+    import signal as _signal
+
+    out = tmp_path / "o.png"
+    out.write_bytes(b"previous result")
+    real_save = Image.Image.save
+
+    def save_then_term(self, fp, *a, **k):
+        real_save(self, fp, *a, **k)
+        os.kill(os.getpid(), _signal.SIGTERM)        # the handler raises at the next bytecode
+
+    monkeypatch.setattr(Image.Image, "save", save_then_term)
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(["upscale", str(lr_png), "--engines", str(sr), "--scale", "2", "-q", "-o", str(out),
+                               *FAST]))
+    err = capsys.readouterr().err
+    assert exc.value.code == 143 and _one_line(err).endswith("terminated (SIGTERM)")
+    assert out.read_bytes() == b"previous result"
+    assert sorted(os.listdir(tmp_path)) == ["lr.png", "o.png"]
+    assert _signal.getsignal(_signal.SIGTERM) is not None   # restored after main
+
+
+def test_sigterm_from_outside_and_sigint(sr, lr_png, tmp_path):
+    """A real process: SIGTERM mid-run exits 143 with one line, SIGINT 130; nothing left."""
+    import signal as _signal
+    import time
+
+    for sig, code, text in ((_signal.SIGTERM, 143, "terminated (SIGTERM)"), (_signal.SIGINT, 130, "interrupted")):
+        out = tmp_path / f"o{code}.png"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        p = subprocess.Popen([sys.executable, "-m", "runtime", "upscale", str(lr_png), "--engines", str(sr),
+                              "--scale", "2", "--steps", "1000", "-o", str(out)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        first = p.stderr.readline()                 # the progress header: the work has started
+        assert "backend" in first, first
+        time.sleep(0.3)
+        p.send_signal(sig)
+        rest = p.stderr.read()
+        assert p.wait() == code, rest
+        last = [ln for ln in rest.splitlines() if ln.strip()][-1]
+        assert text in last and "Traceback" not in rest
+        assert not out.exists() and not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_impossible_eta_refused_before_any_work(sr, gen, lr_png, tmp_path, capsys):
+    """Finding 12: --eta 100 failed only after the encoder and a U-Net step (no -q: a
+    started job would print its progress header first)."""
+    out = tmp_path / "o.png"
+    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "--eta", "100", "-o", out], capsys,
+                   r"eta 100 is too large for 50 steps.*allows eta up to 1\.0\d+", out)
+    assert_refused(["generate", "--engines", gen, "--size", "8x8", "--eta", "100", "-o", tmp_path / "g"], capsys,
+                   r"eta 100 is too large")
+    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "--steps", "1", "--schedule", "paper",
+                    "-o", out], capsys, r"paper schedule drops the noisiest", out)
+
+
+def test_output_extensions_agree_with_the_message(sr, lr_png, tmp_path, capsys):
+    """Finding 13: .pdf was written while the message listed png/jpg/webp/tif/bmp."""
+    from runtime.io import output_extensions
+
+    out = tmp_path / "o.pdf"
+    line = assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys,
+                          r"cannot tell the output format from the extension '\.pdf'", out)
+    listed = line.split("; use ")[1].split(", ")
+    assert listed == output_extensions() and {".png", ".jpg", ".tif", ".bmp"} <= set(listed)
+    for ext in listed:                               # every extension the message lists is written
+        o = tmp_path / f"ok{ext}"
+        code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "1", "-q", "-o", o, "--steps", "1"],
+                            capsys)
+        assert code == 0, err
+        with Image.open(o) as im:
+            assert im.size == (12, 10)
+
+
+def test_output_equal_to_input_needs_overwrite(sr, lr_png, tmp_path, capsys):
+    """Finding 15: -o IN silently replaced the original."""
+    before = lr_png.read_bytes()
+    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", lr_png, *FAST], capsys,
+                   r"is the input image; refusing to replace it \(add --overwrite")
+    assert lr_png.read_bytes() == before
+    # another spelling of the same file
+    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o",
+                    tmp_path / "." / ".." / tmp_path.name / "lr.png", *FAST], capsys, r"is the input image")
+    code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2", "--overwrite", "-q", "-o", lr_png,
+                         *FAST], capsys)
+    assert code == 0, err
+    with Image.open(lr_png) as im:
+        assert im.size == (24, 20)
+
+
+def test_paper_schedule_option(sr, lr_png, tmp_path, capsys):
+    """--schedule paper runs N - 1 steps (the progress says so) and gives another sample."""
+    a, b = tmp_path / "full.png", tmp_path / "paper.png"
+    code, err_full = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2", "--steps", "4", "-o", a], capsys)
+    assert code == 0 and "denoise: 4 steps" in err_full
+    code, err_paper = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2", "--steps", "4",
+                               "--schedule", "paper", "-o", b], capsys)
+    assert code == 0 and "denoise: 3 steps" in err_paper
+    assert not np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_memory_check_counts_every_sample(sr, lr_png, tmp_path, capsys, monkeypatch):
+    """One 480x400 output fits the memory, four do not: -n 4 is refused up front, -n 1 runs."""
+    from runtime.limits import HEADROOM
+
+    one = 400 * 480 * 3
+    monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 2 * one))
+    out = tmp_path / "o.png"
+    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "40", "-n", "4", "-o", out, *FAST], capsys,
+                   r"4 images of 480x400 output needs .* of memory but only .* is available", out)
+    code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "40", "-q", "-o", out, "--steps", "1",
+                         "--backproject", "0"], capsys)
+    assert code == 0 and out.is_file(), err

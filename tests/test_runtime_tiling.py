@@ -80,3 +80,17 @@ def test_render_into_reports_nan_position():
     from runtime.errors import NumericalError
     with pytest.raises(NumericalError, match=r"x=0, y=1"):
         render_into(out, query, h=2, band=2, tile=5)
+
+
+def test_output_check_multiplies_by_the_sample_count(monkeypatch):
+    """limits.check_output: N x H x W x 3 bytes + HEADROOM against the limit (hand-computed)."""
+    from runtime.errors import InputError
+    from runtime.limits import HEADROOM, check_output
+
+    monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 3 * 100 * 200 * 3))
+    check_output(1, 100, 200)
+    check_output(3, 100, 200)                       # exactly at the limit
+    with pytest.raises(InputError, match="4 images of 200x100 output"):
+        check_output(4, 100, 200)
+    with pytest.raises(InputError, match="a 600x301 output needs"):
+        check_output(1, 301, 600)

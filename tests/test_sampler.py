@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ldmind_ref import consistency, sampler
+from ldmind_ref import consistency, noise, sampler
 from ldmind_ref.config import preset
 from ldmind_ref.model import random_model
 
@@ -17,11 +17,46 @@ def lr():
     return (np.random.default_rng(0).random((13, 17, 3)) * 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("scale", [1.5, 2, 3.7, 8])
-def test_upscale_output_size(tiny, lr, scale):
+def _smooth_lr():
+    from PIL import Image
+
+    base = np.random.default_rng(0).uniform(60, 190, (4, 4, 3)).astype(np.float32)
+    up = [np.asarray(Image.fromarray(base[..., c], "F").resize((17, 13), Image.BICUBIC)) for c in range(3)]
+    return np.clip(np.stack(up, -1), 0, 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("scale,size", [(1.5, (20, 26)), (2, (26, 34)), (3.7, (48, 63)), (8, (104, 136))])
+def test_upscale_output_size(tiny, scale, size):
+    """Sizes hand-computed (floor(s * n + 0.5) of 13 x 17), and values: the output shrinks
+    back (PIL bicubic) onto the LR -- a wrong size, orientation or garbage would not."""
+    from PIL import Image
+
+    lr = _smooth_lr()
     (out,) = sampler.upscale(tiny, lr, scale=scale, steps=3, seed=0)
-    assert out.dtype == np.uint8
-    assert out.shape == (int(np.floor(scale * 13 + 0.5)), int(np.floor(scale * 17 + 0.5)), 3)
+    assert out.dtype == np.uint8 and out.shape == (*size, 3)
+    shrunk = np.asarray(Image.fromarray(out).resize((17, 13), Image.BICUBIC)).astype(int)
+    assert np.abs(shrunk - lr).mean() < 0.5
+    (raw,) = sampler.upscale(tiny, lr, scale=scale, steps=3, seed=0, backproject=0)
+    assert np.abs(np.asarray(Image.fromarray(raw).resize((17, 13), Image.BICUBIC)).astype(int) - lr).mean() > 5
+
+
+def test_steps_equal_T_and_paper_schedule(tiny):
+    """steps = T (1000) runs (it indexed alpha_bar[T]); the paper schedule runs N - 1 steps,
+    drawing one noise stream fewer."""
+    calls = []
+
+    def fn(stream, shape):
+        calls.append(stream)
+        return noise.batch_gaussian(0, stream, 1, shape)
+
+    cond = np.zeros((1, 3, 4, 4), np.float32)
+    z = sampler.sample_latents(tiny, cond, (3, 4, 4), 1000, 1.0, fn, 1)
+    assert np.isfinite(z).all() and calls[0] == 0
+    # the last step (t = 0 onto alpha_bar_0) has sigma 0: 999 noise streams after z_T
+    assert calls[1:] == list(range(1, 1000))
+    calls.clear()
+    sampler.sample_latents(tiny, cond, (3, 4, 4), 5, 1.0, fn, 1, schedule="paper")
+    assert calls == [0, 1, 2, 3, 4]
 
 
 def test_upscale_to_size_non_square(tiny, lr):
