@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from .diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE
+
 
 def _model(args):
     from .checkpoint import load_model
@@ -49,7 +51,7 @@ def cmd_upscale(args) -> int:
     lr = Image.open(args.input)
     size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
     outs = sampler.upscale(model, lr, scale=args.scale, size=size, steps=args.steps, eta=args.eta,
-                           seed=args.seed, num_samples=args.num_samples)
+                           seed=args.seed, num_samples=args.num_samples, schedule=args.schedule)
     for i, img in enumerate(outs):
         path = args.output if len(outs) == 1 else args.output.replace(".png", f"_{i}.png")
         Image.fromarray(img).save(path)
@@ -75,6 +77,8 @@ def main(argv=None) -> int:
     g.add_argument("--size", help="WxH")
     u.add_argument("--steps", type=int, default=50)
     u.add_argument("--eta", type=float, default=1.0)
+    u.add_argument("--schedule", choices=DDIM_SCHEDULES, default=DEFAULT_DDIM_SCHEDULE,
+                   help="DDIM steps executed: full (all N) or paper (the paper's code: N - 1)")
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("-n", "--num-samples", type=int, default=1)
     u.add_argument("--device", default="cpu")

@@ -173,6 +173,7 @@ def run(args: argparse.Namespace, open_sampler: Callable[[str], object],
         refusals: tuple[type[Exception], ...] = ()) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    schedule = getattr(args, "schedule", diffusion.DEFAULT_DDIM_SCHEDULE)   # callers building their own args
     models = [tuple(spec.split("=", 1)) for spec in args.model]
     if any(len(m) != 2 for m in models):
         raise SystemExit("--model takes LABEL=PATH")
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace, open_sampler: Callable[[str], object],
             files = sorted(f for f in d.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
             for f in files[: args.limit or None]:
                 r = evaluate_image(sampler, load_hr(f), args.scales, args.steps, args.eta, args.seed, refusals,
-                                   args.backproject, args.schedule)
+                                   args.backproject, schedule)
                 fig = r.pop("_figure", None)
                 if label == models[0][0] and fig is not None and len(fig_rows) < args.figure_images:
                     fig_rows.append((f.name, fig))
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace, open_sampler: Callable[[str], object],
                                f"{s}x {r['psnr'][s]:.2f} (bic {r['bicubic_psnr'][s]:.2f})" for s in args.scales),
                       file=sys.stderr, flush=True)
     meta = {"date": date.today().isoformat(), "machine": args.machine, "steps": args.steps, "eta": args.eta,
-            "schedule": args.schedule,
+            "schedule": schedule,
             "seed": args.seed, "backproject": args.backproject, "models": dict(models), "seconds": round(time.time() - t0, 1)}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     md = table(results, args.scales, [label for label, _ in models], meta)

@@ -446,13 +446,23 @@ def test_out_of_memory_says_so_without_onnxruntime_log(sr, lr_png, tmp_path):
     def cap():
         resource.setrlimit(resource.RLIMIT_AS, (400 * 2 ** 20, 400 * 2 ** 20))
 
-    out = tmp_path / "big.png"
-    r = _cli_proc(["upscale", lr_png, "--engines", sr, "--scale", "40", "-q", "-o", out, "--steps", "2"],
-                  preexec_fn=cap)
-    assert r.returncode == 2, r.stderr
-    line = _one_line(r.stderr)
-    assert "ran out of memory" in line and "onnxruntime" not in r.stderr.lower()
-    assert not out.exists() and not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    # where exactly memory runs out (ONNX Runtime's bad_alloc in a graph, numpy's MemoryError)
+    # varies with the machine: every request must end in exit 0 with a complete image or in
+    # the one-line out-of-memory error, and at least one must hit the cap
+    refused = 0
+    for extra in (["--scale", "40"], ["--scale", "80"], ["--size", "3000x3000", "--tile", "1000000", "--backproject", "0"]):
+        out = tmp_path / "big.png"
+        r = _cli_proc(["upscale", lr_png, "--engines", sr, "-q", "-o", out, "--steps", "2", *extra], preexec_fn=cap)
+        assert r.returncode in (0, 2) and "onnxruntime" not in r.stderr.lower(), (extra, r.returncode, r.stderr)
+        if r.returncode == 2:
+            refused += 1
+            assert "ran out of memory" in _one_line(r.stderr)
+            assert not out.exists()
+        else:
+            assert r.stderr == "" and out.is_file()
+            out.unlink()
+        assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert refused >= 1
 
 
 def test_no_onnxruntime_lines_with_unwritable_home(sr, lr_png, tmp_path):
