@@ -178,6 +178,12 @@ class OrtEngine(Engine):
         so.log_severity_level = ORT_LOG_SEVERITY  # log lines would break the one-line CLI contract
         if threads:
             so.intra_op_num_threads = threads
+        if providers[0] == "CPUExecutionProvider":
+            # No CPU arena: with it each session keeps its largest activations for good (the
+            # encoder's while the decoder runs); without it a 96 x 96 tile through encoder, U-Net
+            # and decoder peaked at 312 MiB instead of 527 and held 170 MiB instead of 527,
+            # at the same speed (measured, small model).
+            so.enable_cpu_mem_arena = False
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types

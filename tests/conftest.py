@@ -53,3 +53,13 @@ def runtime_exports(tmp_path_factory) -> dict:
         if p.returncode != 0:
             pytest.fail(f"python -m export failed:\n{log}")
     return out
+
+
+@pytest.fixture(scope="module")
+def sr(runtime_exports):
+    """The tiny SR export as (reference model from its checkpoint, CPU pipeline on its graphs)."""
+    from ldmind_ref.checkpoint import load_model
+    from runtime import Pipeline
+
+    e = runtime_exports["sr"]
+    return load_model(e["ckpt"]), Pipeline.load(e["engines"], backend="cpu")

@@ -143,19 +143,11 @@ def test_graph_cost_formula():
 
 # -- the pipelines on tiles ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def sr(runtime_exports):
-    e = runtime_exports["sr"]
-    return load_model(e["ckpt"]), Pipeline.load(e["engines"], backend="cpu")
-
-
-@pytest.fixture(scope="module")
 def lr() -> np.ndarray:
     # 37 x 45 LR (odd: padded to the U-Net multiple, latent cropped back); tiny trains on an
     # 8-cell latent, so forced 16-cell tiles make a 3 x 4 plan
-    rs = np.random.RandomState(8)
-    y, x = np.mgrid[0:37, 0:45]
-    smooth = np.stack([y * 6, x * 5, (x + y) * 3], -1)
-    return np.clip(smooth + rs.randint(-25, 25, (37, 45, 3)), 0, 255).astype(np.uint8)
+    ramp = np.add.outer(np.arange(37) * 6.0, np.arange(45) * 2.0)[..., None] * np.array([1.0, 0.6, 0.3])
+    return np.clip(ramp + np.random.RandomState(8).normal(0, 15, (37, 45, 3)), 0, 255).astype(np.uint8)
 
 
 def test_tiled_runtime_matches_tiled_reference(sr, lr):

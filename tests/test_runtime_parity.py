@@ -23,12 +23,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def sr(runtime_exports):
-    e = runtime_exports["sr"]
-    return load_model(e["ckpt"]), Pipeline.load(e["engines"], backend="cpu")
-
-
-@pytest.fixture(scope="module")
 def gen(runtime_exports):
     e = runtime_exports["gen"]
     return load_model(e["ckpt"]), Pipeline.load(e["engines"], backend="cpu")
