@@ -16,6 +16,7 @@ one tile is sampled exactly as without tiling.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -46,13 +47,24 @@ def contract_noise(seed: int, num_samples: int) -> NoiseFn:
     return lambda stream, shape: rng.batch_gaussian(seed, stream, num_samples, tuple(shape))
 
 
+# costs depend on the architecture only: measured once per model, not on every call (each
+# measurement runs the networks on a probe latent)
+_COSTS: "weakref.WeakKeyDictionary[LDMind, dict]" = weakref.WeakKeyDictionary()
+
+
+def _costs(model: LDMind) -> dict:
+    if model not in _COSTS:
+        _COSTS[model] = costs.graph_costs(model)
+    return _COSTS[model]
+
+
 def plan(model: LDMind, h: int, w: int, steps: int, latent_tile: int | None = None,
          latent_overlap: int | None = None, graphs: tuple[str, ...] | None = None,
          align: int | None = None) -> latent_tiles.TilePlan:
     """The tile plan of an h x w latent, chosen as the runtime chooses it
     (``latent_tiles.choose`` on the costs measured from this model; no memory limit here)."""
     cfg = model.cfg
-    measured = {k: v for k, v in costs.graph_costs(model).items() if graphs is None or k in graphs}
+    measured = {k: v for k, v in _costs(model).items() if graphs is None or k in graphs}
     return latent_tiles.choose(h, w, align or cfg.tile_align, cfg.train_latent, measured, steps,
                                latent_tile, latent_overlap)
 

@@ -66,12 +66,9 @@ def denoise(make_step: Callable[[np.ndarray | None, int], Step], cond: np.ndarra
     steps = [make_step(None if cond is None else np.repeat(gather(cond, p, ks), N, axis=0), len(ks))
              for ks in gs]
     z = noise(0, shape)
-    zeros = None
+    zeros = np.zeros_like(z)
     for k, st in enumerate(schedule, start=1):
-        if st.sigma_t > 0:
-            eps = noise(k, shape)
-        else:
-            eps = zeros = np.zeros_like(z) if zeros is None else zeros
+        eps = noise(k, shape) if st.sigma_t > 0 else zeros
         z_prev = np.zeros_like(z)
         for step, ks in zip(steps, gs):
             out = step(gather(z, p, ks), st, gather(eps, p, ks))

@@ -41,7 +41,7 @@ def _case(engines: str, photo: str, lr_size: tuple[int, int], scale: float, step
     pipe = Pipeline.load(engines, backend="cpu", threads=threads)
     h, w = lr.shape[:2]
     b = pipe.bundle
-    p = pipe.plan(*pipe._lr_latent(images_padded(b, h, w)), steps, 1, latent_tile)
+    p = pipe.plan(*pipe.sampling_latent(h, w), steps, 1, latent_tile)
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
     last = [t0]
@@ -62,12 +62,6 @@ def _case(engines: str, photo: str, lr_size: tuple[int, int], scale: float, step
             "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
             "output_bytes": int(out.nbytes), "peak_rss_bytes": peak,
             "budget_bytes": int(out.nbytes) + 2 * GiB, "within_budget": peak <= out.nbytes + 2 * GiB}
-
-
-def images_padded(bundle, h: int, w: int) -> tuple[int, int]:
-    from ldmind_ref import images
-    u = images.lr_pad_unit(bundle.cond_scale, bundle.ae_downsample, bundle.unet_multiple)
-    return -(-h // u) * u, -(-w // u) * u
 
 
 def run_large(args) -> list[dict]:
@@ -126,7 +120,7 @@ def borders(pipe, h: int, w: int, H: int, W: int, steps: int, tile: int) -> tupl
     where a render band starts: the places a seam would show."""
     from ldmind_ref import latent_tiles as lt
     ys, xs = set(), set()
-    for p, hh, ww in ((pipe.plan(*_up(h, w, pipe.bundle.tile_align), steps, 1, tile), h, w),
+    for p, hh, ww in ((pipe.plan(*pipe.sampling_latent(h, w), steps, 1, tile), h, w),
                       (pipe.plan(h, w, 0, 1, tile, graphs=("decoder",), align=1), h, w)):
         if not p.tiled:
             continue
@@ -140,12 +134,8 @@ def borders(pipe, h: int, w: int, H: int, W: int, steps: int, tile: int) -> tupl
     return rows, cols
 
 
-def _up(h, w, m):
-    return -(-h // m) * m, -(-w // m) * m
-
-
 def run_quality(args) -> list[dict]:
-    from ldmind_ref import benchmark, metrics
+    from ldmind_ref import benchmark, consistency, metrics
 
     from .pipeline import Pipeline
 
@@ -167,12 +157,11 @@ def run_quality(args) -> list[dict]:
                     row[name] = {"error": str(e)}
                     continue
                 out = raw.copy()
-                from ldmind_ref import consistency
                 consistency.apply_inplace(out, lr)
                 row[name] = {"psnr": metrics.psnr_y(out, hr_s, s), "raw_psnr": metrics.psnr_y(raw, hr_s, s),
                              "seconds": round(time.perf_counter() - t0, 2)}
                 if tile is not None:
-                    p = pipe.plan(*_up(h, w, pipe.bundle.tile_align), args.steps, 1, tile)
+                    p = pipe.plan(*pipe.sampling_latent(h, w), args.steps, 1, tile)
                     row[name]["tiles"] = len(p)
                     rb, cb = borders(pipe, h, w, H, W, args.steps, tile)
                     row[name]["seam"] = seam_score(out, rb, cb) if len(p) > 1 else None

@@ -247,6 +247,13 @@ class Pipeline:
             raise InputError(str(e)) from None
 
     # -- internals ---------------------------------------------------------------------------
+    def sampling_latent(self, h: int, w: int) -> tuple[int, int]:
+        """Latent (h', w') that ``upscale`` samples for an h x w LR image: the LR mirror-padded to
+        multiples of ``images.lr_pad_unit``, times cond_scale / ae_downsample."""
+        b = self.bundle
+        u = images.lr_pad_unit(b.cond_scale, b.ae_downsample, b.unet_multiple)
+        return self._lr_latent((-(-h // u) * u, -(-w // u) * u))
+
     def _lr_latent(self, hw) -> tuple[int, int]:
         b = self.bundle
         return hw[0] * b.cond_scale // b.ae_downsample, hw[1] * b.cond_scale // b.ae_downsample
