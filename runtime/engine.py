@@ -23,6 +23,8 @@ calls on its one execution context with a lock.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 from typing import Callable
@@ -30,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from .bundle import Bundle
-from .errors import EngineError
+from .errors import EngineError, OutOfMemory
 
 BACKENDS = ("cpu", "cuda", "ort-trt", "tensorrt")
 AUTO_ORDER = ("tensorrt", "ort-trt", "cuda", "cpu")   # fastest first
@@ -77,7 +79,7 @@ class Engine:
     def _error(self, e: Exception) -> EngineError:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if out_of_memory(msg):
-            return EngineError(f"the machine ran out of memory while running the {self.graph} graph "
+            return OutOfMemory(f"the machine ran out of memory while running the {self.graph} graph "
                                f"({self.backend}); ask for a smaller output, fewer samples or a smaller input, "
                                f"or free memory")
         return EngineError(f"{self.graph} ({self.backend}): {msg}")
@@ -88,9 +90,11 @@ class Engine:
 
 def out_of_memory(message: str) -> bool:
     """Whether a backend's error text is an allocation failure (ORT: std::bad_alloc, "Failed to
-    allocate memory"; CUDA: "out of memory")."""
+    allocate memory", a thread it could not create: "error code: 12" = ENOMEM; CUDA: "out of
+    memory")."""
     m = message.lower()
-    return "bad_alloc" in m or "failed to allocate" in m or "out of memory" in m
+    return ("bad_alloc" in m or "failed to allocate" in m or "out of memory" in m
+            or "cannot allocate memory" in m)
 
 
 # -- ONNX Runtime ------------------------------------------------------------------------------
@@ -152,7 +156,7 @@ def verify_graphs(bundle: Bundle) -> None:
     for g in graphs_of(bundle):
         path = bundle.graph_path(g)
         try:
-            session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+            session = _session(path, so, ["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
             raise _load_error(path, e) from None
         why = io_mismatch(session, bundle.graphs[g])
@@ -160,10 +164,19 @@ def verify_graphs(bundle: Bundle) -> None:
             raise _io_error(path, g, why)
 
 
+def _session(path: Path, so, providers: list):
+    """``ort.InferenceSession`` without its console output: when a provider fails to start (a
+    thread it cannot create for lack of memory, say) ORT's Python wrapper *prints* an "EP Error"
+    banner to stdout and retries on the CPU.  stdout carries only the output path, so the
+    banner is swallowed; the retry's own failure, if any, is raised as usual."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _ort().InferenceSession(str(path), sess_options=so, providers=providers)
+
+
 def _load_error(path: Path, e: Exception) -> EngineError:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if out_of_memory(msg):
-        return EngineError(f"the machine ran out of memory while loading {path.name}; free memory and retry")
+        return OutOfMemory(f"the machine ran out of memory while loading {path.name}; free memory and retry")
     return EngineError(f"{path}: onnxruntime cannot load this graph ({msg})")
 
 
@@ -185,7 +198,7 @@ class OrtEngine(Engine):
             # at the same speed (measured, small model).
             so.enable_cpu_mem_arena = False
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+            self.session = _session(path, so, providers)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
             raise _load_error(path, e) from None
         if declared is not None:
@@ -318,12 +331,15 @@ def select(bundle: Bundle, backend: str = "auto", threads: int = 0
     if backend != "auto":
         return backend, create_engines(bundle, backend, threads), {}
     skipped: dict[str, str] = {}
+    last: EngineError | None = None
     for name in AUTO_ORDER:
         why = unavailable_reason(name, bundle)
         if why is None:
             try:
                 return name, create_engines(bundle, name, threads), skipped
             except EngineError as e:
-                why = str(e)
+                why, last = str(e), e
         skipped[name] = why
+    if isinstance(last, OutOfMemory):
+        raise last      # the slowest backend failed for memory: that is the user's answer
     raise EngineError("no backend can run these graphs: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))

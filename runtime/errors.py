@@ -20,5 +20,10 @@ class EngineError(LdmindError):
     """A missing or invalid engine directory, manifest, graph file or backend."""
 
 
+class OutOfMemory(EngineError):
+    """A graph or its session could not get memory: the request or the machine is too small,
+    not the backend (so ``auto`` reports it instead of trying the next backend)."""
+
+
 class NumericalError(LdmindError):
     """A graph produced NaN or infinity: an error, never a black image."""

@@ -95,3 +95,25 @@ def check_latent(costs: dict, batch: int, h: int, w: int, lr_size: tuple[int, in
         src = f"a {lr_size[1]}x{lr_size[0]} input image" if lr_size else "this request"
         raise InputError(f"{src} with {w}x{h} latent tiles needs about {_fmt(need)} for attention, "
                          f"{_fmt(avail)} is available; use smaller latent tiles (or fewer samples)")
+
+
+_blas_reserved = False
+
+
+def reserve_blas_buffers() -> None:
+    """Make numpy's BLAS take its work buffers now, while memory is still free.
+
+    OpenBLAS allocates one work buffer per thread (about 32 MiB each) the first time a
+    matrix product runs, keeps them for the life of the process, and when that first
+    allocation fails it prints its own line and *exits the process* (status 1): no
+    exception, no cleanup of the temporary output.  Back-projection's products come after
+    the output and the graphs hold their memory, so on a tight machine that is where it
+    happened.  One product over all threads at load moves the allocation to a point where
+    nothing is half-done; a shortage later then surfaces as numpy's ``MemoryError`` or the
+    graph's error, which the CLI reports as one line.  Costs a few milliseconds, once."""
+    global _blas_reserved
+    if not _blas_reserved:
+        import numpy as np
+        a = np.ones((512, 512))     # 512^3 multiply-adds: above OpenBLAS's threshold for all threads
+        np.dot(a, a)
+        _blas_reserved = True

@@ -66,6 +66,7 @@ class Pipeline:
         """Open an engine directory.  ``backend``: auto (the fastest that works here, see
         ``backend_reason``), cpu, cuda, ort-trt or tensorrt."""
         bundle = load_bundle(path, verify=verify)
+        limits.reserve_blas_buffers()
         name, engines, skipped = _engine.select(bundle, backend, threads)
         return cls(bundle, engines, name, skipped, tile, requested=backend)
 
