@@ -64,7 +64,9 @@ def _case(engines: str, photo: str, lr_size: tuple[int, int], scale: float, step
             "budget_bytes": int(out.nbytes) + 2 * GiB, "within_budget": peak <= out.nbytes + 2 * GiB}
 
 
-def run_large(args) -> list[dict]:
+def run_large(args, save) -> list[dict]:
+    """Each case in its own process; ``save(rows)`` after each, so a long run keeps what it
+    measured if it is stopped."""
     rows = []
     for case in args.case or DEFAULT_CASES:
         size, scale = case.split(":")
@@ -78,7 +80,9 @@ def run_large(args) -> list[dict]:
             rows.append({"case": case, "error": r.stderr.strip().splitlines()[-1:]})
             continue
         row = json.loads(r.stdout.strip().splitlines()[-1])
+        row["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
         rows.append(row)
+        save(rows)
         print(f"{row['model']:<10} LR {row['lr'][0]}x{row['lr'][1]} x{row['scale']} -> {row['output'][0]}x"
               f"{row['output'][1]}  {row['tiles']} tiles of {row['tile'][0]}x{row['tile'][1]}  {row['seconds']:8.1f} s"
               f"  {row['seconds_per_input_mpx']:8.1f} s/Mpx  peak {row['peak_rss_bytes'] / GiB:.2f} GiB"
@@ -237,8 +241,13 @@ def main(argv=None) -> int:
         return 0
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "load_average": os.getloadavg(), "command": "python -m runtime.bench_tiles " + " ".join(argv or sys.argv[1:])}
+    def save(result):
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
     if args.cmd == "large":
-        result = {**meta, "rows": run_large(args)}
+        result = {**meta, "rows": run_large(args, lambda rows: save({**meta, "rows": rows}))}
     else:
         if args.tile is None:
             from .bundle import load_bundle
@@ -247,9 +256,7 @@ def main(argv=None) -> int:
         rows = run_quality(args)
         result = {**meta, "tile": args.tile, "summary": summarise_quality(rows), "rows": rows}
         print(json.dumps(result["summary"], indent=1))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    save(result)
     return 0
 
 
