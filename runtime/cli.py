@@ -223,21 +223,22 @@ def cmd_generate(args) -> int:
 
 
 def summary(engines: str, verify: bool = True) -> dict:
-    from . import engine
+    from . import engine, limits
     from .bundle import load_bundle
 
     b = load_bundle(engines, verify=verify)
     if verify:
         engine.verify_graphs(b)    # a swapped graph file with its checksum fixed up
     m = b.manifest
+    tile = latent_tiles.default_geometry(m["latent"]["train_latent"], m["latent"]["tile_align"])
     backends = {name: engine.unavailable_reason(name, b) or "available" for name in engine.BACKENDS}
     auto = next((n for n in engine.AUTO_ORDER if backends[n] == "available"), None)
     return {
         "directory": str(b.root), "model": b.name, "source": m["model"].get("source"),
         "kind": "super-resolution" if b.conditional else "generation", "precision": b.precision,
         "format_version": m["format_version"], "scale_factor": m.get("scale_factor"),
-        "latent": {**m["latent"], "default_tile": list(latent_tiles.default_geometry(
-            m["latent"]["train_latent"], m["latent"]["tile_align"]))}, "schedule": {k: v for k, v in m["schedule"].items() if k != "alpha_bar"},
+        "latent": {**m["latent"], "default_tile": list(tile),
+                   "default_tile_working_bytes": limits.graph_bytes(b.costs, 1, tile[0], tile[0])}, "schedule": {k: v for k, v in m["schedule"].items() if k != "alpha_bar"},
         "alpha_bar": [float(b.alpha_bar[0]), float(b.alpha_bar[-1])], "query_chunk": b.query_chunk,
         "graphs": {k: {"file": g["file"], "bytes": (b.root / g["file"]).stat().st_size,
                        "sha256": g["sha256"], "precision": g.get("precision")} for k, g in b.graphs.items()},
@@ -248,6 +249,8 @@ def summary(engines: str, verify: bool = True) -> dict:
 
 
 def cmd_info(args) -> int:
+    from . import limits
+
     s = summary(args.engines, verify=not args.no_verify)
     if args.json:
         _say(json.dumps(s, indent=2))
@@ -261,8 +264,10 @@ def cmd_info(args) -> int:
         f"{lat['generation_latent'][0]}x{lat['generation_latent'][1]}, scale factor {s['scale_factor']:.4g}",
         f"  schedule:  {sch['name']}, T = {sch['timesteps']}, alpha_bar {s['alpha_bar'][0]:.6g} .. {s['alpha_bar'][1]:.6g}",
         f"  tiles:     latent tiles of {lat['default_tile'][0]} cells, overlap {lat['default_tile'][1]} "
-        f"(trained on {lat['train_latent']}x{lat['train_latent']}; starts multiples of {lat['tile_align']}); "
-        f"one piece when it fits and is cheaper",
+        f"(trained on {lat['train_latent']}x{lat['train_latent']}; starts multiples of {lat['tile_align']}), "
+        f"about {lat['default_tile_working_bytes'] / 2 ** 20:.0f} MiB per graph call; one piece when it is "
+        f"cheaper and a call on it fits {limits.GRAPH_MEMORY_BUDGET / 2 ** 30:g} GiB, smaller tiles when one "
+        f"does not",
         f"  queries:   {s['query_chunk']} per LIIF call",
         "  graphs:    " + ", ".join(f"{g['file']} {g['bytes'] / 2 ** 20:.1f} MiB" for g in s["graphs"].values())
         + f" (checksums {s['checksums']})",

@@ -149,10 +149,11 @@ class Pipeline:
                 raise InputError(f"{what} must be a non-negative integer, got {v}")
         costs = {k: v for k, v in b.costs.items() if graphs is None or k in graphs}
         batch = self._batch(num_samples)
-        fits = limits.attention_bytes(costs, batch, h, w) + limits.HEADROOM <= limits.available_memory()
+        budget = limits.graph_budget()
         try:
             p = latent_tiles.choose(h, w, align or b.tile_align, b.train_latent, costs, steps, latent_tile,
-                                    latent_overlap, untiled_fits=fits)
+                                    latent_overlap, fits=lambda th, tw: limits.graph_bytes(costs, batch, th, tw)
+                                    <= budget)
         except ValueError as e:
             raise InputError(str(e)) from None
         limits.check_latent(costs, batch * min(len(p), self._tile_batch(p, batch)), p.th, p.tw)
@@ -266,9 +267,11 @@ class Pipeline:
         return 4 * h * w * (n * b.feature_channels + 4 * n * b.z_channels + b.z_channels)
 
     def _tile_batch(self, p, n: int) -> int:
-        """Tiles per graph call: at most TILE_BATCH_CELLS latent cells (times samples) and what
-        the backend's batch limit allows."""
+        """Tiles per graph call: at most TILE_BATCH_CELLS latent cells (times samples), within
+        the working-memory budget of a call, and what the backend's batch limit allows."""
         t = max(1, TILE_BATCH_CELLS // max(1, p.th * p.tw * n))
+        one = limits.graph_bytes(self.bundle.costs, n, p.th, p.tw)
+        t = max(1, min(t, limits.graph_budget() // max(1, one)))
         if self.max_batch:
             t = min(t, max(1, self.max_batch // n))
         return t

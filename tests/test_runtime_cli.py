@@ -160,7 +160,7 @@ def test_forced_latent_tile_too_large_for_attention(sr, tmp_path, capsys):
     Image.new("RGB", (600, 600), (10, 20, 30)).save(big)
     out = tmp_path / "out.png"
     assert_refused(["upscale", big, "--engines", sr, "--scale", "2", "--latent-tile", "600", "-o", out, *FAST],
-                   capsys, r"600x600 latent tiles needs about .* for attention", out)
+                   capsys, r"600x600 latent tiles needs about .* of working memory", out)
 
 
 @pytest.mark.parametrize("args, pattern", [
@@ -340,6 +340,10 @@ def test_info(sr, capsys):
     code = main(["info", str(sr), "--json"])
     s = json.loads(capsys.readouterr().out)
     assert s["auto"] == "cpu" and s["latent"]["cond_scale"] == 4 and s["backends"]["cpu"] == "available"
+    from runtime.bundle import load_bundle
+    from runtime.limits import graph_bytes
+    assert s["latent"]["default_tile"] == [32, 8]
+    assert s["latent"]["default_tile_working_bytes"] == graph_bytes(load_bundle(sr).costs, 1, 32, 32) > 0
 
 
 # -- issue 10: reliability findings, each at the CLI --------------------------------------------
