@@ -3,11 +3,13 @@
     python -m runtime upscale IN [--engines DIR] (--scale S | --size WxH) [-n K] [--steps N]
                       [--eta E] [--seed S] [--backproject K] [--backend B] [--tile Q]
                       [--latent-tile N] [--latent-overlap N] [--threads T] [--quiet] -o OUT
+    python -m runtime upscale DIR ... [--recursive] [--skip-existing] [--ext EXT] -o OUTDIR
     python -m runtime generate [--engines DIR] --size WxH [-n K] ... -o DIR
     python -m runtime info ENGINES [--json] [--no-verify]
 
 Exit status: 0 done; 2 bad input, engines or options, or out of memory (one line on stderr,
-no traceback, no output file); 1 an internal error (a bug: set LDMIND_DEBUG=1 for the
+no traceback, no output file); 1 a folder run in which some image failed (one line each, and
+a summary), or an internal error (a bug: set LDMIND_DEBUG=1 for the
 traceback); 130 interrupted (SIGINT), 143 terminated (SIGTERM), one line either way.
 Output images are written under a temporary name and renamed when complete; an interrupt
 removes the temporary.  Once the images are written the job has succeeded: a closed or full
@@ -150,12 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Arbitrary-scale upsampling and generation on exported ldmind graphs.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     up = sub.add_parser("upscale", help="super-resolve an image to any scale or size")
-    up.add_argument("input", help="input image (PNG, JPEG, WebP, TIFF, BMP, ...)")
+    up.add_argument("input", help="input image (PNG, JPEG, WebP, TIFF, BMP, ...), or a folder of them")
     what = up.add_mutually_exclusive_group(required=True)
     what.add_argument("--scale", type=_scale, help="scale factor s: output round(s*h) x round(s*w)")
     what.add_argument("--size", type=_size, help="output size WIDTHxHEIGHT")
-    up.add_argument("-o", "--output", required=True, help="output image; with -n K: NAME_0.EXT ... NAME_{K-1}.EXT")
+    up.add_argument("-o", "--output", required=True, help="output image (a folder when IN is one); with -n K: "
+                                                             "NAME_0.EXT ... NAME_{K-1}.EXT")
     up.add_argument("--overwrite", action="store_true", help="allow -o to be the input image itself (replaced)")
+    up.add_argument("--recursive", action="store_true", help="folder input: also its subfolders (mirrored)")
+    up.add_argument("--skip-existing", action="store_true",
+                    help="folder input: skip images whose outputs exist (resume an interrupted run)")
+    up.add_argument("--ext", default=None, help="folder input: output format by extension, e.g. png "
+                                               "(default: the input's, or png)")
     up.add_argument("--backproject", type=_backproject, default=DEFAULT_BACKPROJECT,
                     help=f"iterations of back-projection onto the input, so that the output shrunk "
                          f"by PIL bicubic gives the input back (default {DEFAULT_BACKPROJECT}; 0: raw sample)")
@@ -190,6 +198,11 @@ def _load(args):
 def cmd_upscale(args) -> int:
     from .io import check_output_path, load_image, save_image
 
+    if Path(args.input).is_dir():
+        return _upscale_folder(args)
+    if args.recursive or args.skip_existing or args.ext is not None:
+        raise InputError(f"{args.input}: --recursive, --skip-existing and --ext apply to a folder input, "
+                         f"and this is not a folder")
     outs = _outputs(args.output, args.num_samples)
     for o in outs:
         check_output_path(o, inputs=(args.input,), overwrite_input=args.overwrite)
@@ -201,6 +214,32 @@ def cmd_upscale(args) -> int:
     for img, o in zip(images, outs):
         _say(str(save_image(img, o)))
     return 0
+
+
+def _upscale_folder(args) -> int:
+    from .batch import Summary, file_progress, plan_folder, run_folder
+
+    src, out = Path(args.input), Path(args.output)
+    jobs = plan_folder(src, out, args.recursive, args.ext, args.num_samples, args.overwrite)
+    pipe, progress = _load(args)
+    if not args.quiet:
+        _say(f"{progress.header}; {len(jobs)} images from {src}", sys.stderr)
+    out.mkdir(exist_ok=True)
+
+    def upscale(lr):
+        return pipe.upscale(lr, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
+                            num_samples=args.num_samples, backproject=args.backproject,
+                            latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule)
+
+    summary = Summary()
+    try:
+        run_folder(jobs, upscale, args.skip_existing, _say, lambda line: _say(f"{PROG}: failed: {line}", sys.stderr),
+                   file_progress(quiet=args.quiet), summary)
+    except (KeyboardInterrupt, Terminated) as e:
+        e.add_note(f"{summary.line()} before it; --skip-existing resumes")   # main's one line says it
+        raise
+    _say(f"{PROG}: {summary.line()}", sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def cmd_generate(args) -> int:
@@ -283,6 +322,10 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _notes(e: BaseException) -> str:
+    return "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = None
@@ -300,11 +343,11 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"{PROG}: error: the machine ran out of memory; ask for a smaller output, fewer samples or a "
              f"smaller input, or free memory", sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        _say(f"{PROG}: interrupted (SIGINT)", sys.stderr)
+    except KeyboardInterrupt as e:
+        _say(f"{PROG}: interrupted (SIGINT){_notes(e)}", sys.stderr)
         return 130
-    except Terminated:
-        _say(f"{PROG}: terminated (SIGTERM)", sys.stderr)
+    except Terminated as e:
+        _say(f"{PROG}: terminated (SIGTERM){_notes(e)}", sys.stderr)
         return 128 + signal.SIGTERM
     except Exception as e:  # noqa: BLE001 - a bug: say so in one line unless debugging
         if os.environ.get("LDMIND_DEBUG"):
