@@ -21,7 +21,7 @@ from typing import Callable
 from PIL import Image
 
 from .errors import InputError, LdmindError
-from .io import OUTPUT_EXTENSIONS, check_output_path, load_image, output_extensions, save_image
+from .io import OUTPUT_EXTENSIONS, check_output_path, load_image_meta, output_extensions
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,11 @@ class Summary:
         return f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f} s"
 
 
-def run_folder(jobs: list[Job], upscale: Callable, skip_existing: bool, say: Callable[[str], None],
+def run_folder(jobs: list[Job], upscale: Callable, save: Callable, skip_existing: bool, say: Callable[[str], None],
                report: Callable[[str], None], progress: Callable[[int, int, float], None],
                s: Summary | None = None) -> Summary:
-    """Upscale each job with ``upscale(lr) -> [images]``; ``say`` each output path (stdout),
+    """Upscale each job with ``upscale(lr) -> [images]``, write each with ``save(image, path,
+    metadata) -> path`` (``runtime.io.save_image``); ``say`` each output path (stdout),
     ``report`` one line per failed file (stderr), ``progress(done, total, eta)`` after each.
     Counts go into ``s`` as they happen (an interrupted run's caller still has them)."""
     s = s if s is not None else Summary()
@@ -108,9 +109,9 @@ def run_folder(jobs: list[Job], upscale: Callable, skip_existing: bool, say: Cal
                 for o in job.outputs:
                     o.parent.mkdir(parents=True, exist_ok=True)
                     check_output_path(o)
-                images = upscale(load_image(job.src))
-                for img, o in zip(images, job.outputs):
-                    say(str(save_image(img, o)))
+                lr, meta = load_image_meta(job.src)
+                for img, o in zip(upscale(lr), job.outputs):
+                    say(str(save(img, o, meta)))
                 s.done += 1
             except LdmindError as e:
                 s.failed += 1

@@ -125,6 +125,16 @@ def _backproject(text: str) -> int:
     return v
 
 
+def _quality(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--quality must be an integer, got {text!r}") from None
+    if not 1 <= v <= 100:
+        raise argparse.ArgumentTypeError(f"--quality must be in 1..100, got {v}")
+    return v
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", default=DEFAULT_ENGINES,
                    help=f"engine directory written by `python -m export` (default {DEFAULT_ENGINES})")
@@ -145,6 +155,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="overlap of neighbouring latent tiles in cells (default: a quarter of the tile)")
     p.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0,
                    help="CPU threads per graph (default 0: ONNX Runtime decides)")
+    p.add_argument("--quality", type=_quality, default=None,
+                   help="JPEG and lossy WebP output quality 1..100 (default 95)")
+    p.add_argument("--webp-lossless", action="store_true", help="WebP output without loss")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -159,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-o", "--output", required=True, help="output image (a folder when IN is one); with -n K: "
                                                              "NAME_0.EXT ... NAME_{K-1}.EXT")
     up.add_argument("--overwrite", action="store_true", help="allow -o to be the input image itself (replaced)")
+    up.add_argument("--strip-metadata", action="store_true",
+                    help="do not carry the input's ICC colour profile and EXIF to the output")
     up.add_argument("--recursive", action="store_true", help="folder input: also its subfolders (mirrored)")
     up.add_argument("--skip-existing", action="store_true",
                     help="folder input: skip images whose outputs exist (resume an interrupted run)")
@@ -195,8 +210,17 @@ def _load(args):
     return pipe, Progress(quiet=args.quiet, header=f"{pipe.bundle.name}: backend {pipe.backend} ({how})")
 
 
+def _saver(args):
+    """``save(image, path, metadata)`` with the command's output options."""
+    from .io import save_image
+
+    strip = getattr(args, "strip_metadata", False)
+    return lambda img, path, meta=None: save_image(img, path, None if strip else meta, args.quality,
+                                                   args.webp_lossless)
+
+
 def cmd_upscale(args) -> int:
-    from .io import check_output_path, load_image, save_image
+    from .io import check_output_path, load_image_meta
 
     if Path(args.input).is_dir():
         return _upscale_folder(args)
@@ -206,13 +230,14 @@ def cmd_upscale(args) -> int:
     outs = _outputs(args.output, args.num_samples)
     for o in outs:
         check_output_path(o, inputs=(args.input,), overwrite_input=args.overwrite)
-    lr = load_image(args.input)
+    lr, meta = load_image_meta(args.input)
     pipe, progress = _load(args)
     images = pipe.upscale(lr, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
                           num_samples=args.num_samples, progress=progress, backproject=args.backproject,
                           latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule)
+    save = _saver(args)
     for img, o in zip(images, outs):
-        _say(str(save_image(img, o)))
+        _say(str(save(img, o, meta)))
     return 0
 
 
@@ -233,7 +258,7 @@ def _upscale_folder(args) -> int:
 
     summary = Summary()
     try:
-        run_folder(jobs, upscale, args.skip_existing, _say, lambda line: _say(f"{PROG}: failed: {line}", sys.stderr),
+        run_folder(jobs, upscale, _saver(args), args.skip_existing, _say, lambda line: _say(f"{PROG}: failed: {line}", sys.stderr),
                    file_progress(quiet=args.quiet), summary)
     except (KeyboardInterrupt, Terminated) as e:
         e.add_note(f"{summary.line()} before it; --skip-existing resumes")   # main's one line says it
@@ -243,8 +268,6 @@ def _upscale_folder(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .io import save_image
-
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; -o wants a folder for generated images")
@@ -256,8 +279,9 @@ def cmd_generate(args) -> int:
                            num_samples=args.num_samples, progress=progress, latent_tile=args.latent_tile,
                            latent_overlap=args.latent_overlap, schedule=args.schedule)
     out.mkdir(exist_ok=True)
+    save = _saver(args)
     for j, img in enumerate(images):
-        _say(str(save_image(img, out / f"sample_seed{args.seed + j}.png")))
+        _say(str(save(img, out / f"sample_seed{args.seed + j}.png")))
     return 0
 
 

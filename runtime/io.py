@@ -32,6 +32,7 @@ import os
 import re
 import secrets
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,61 @@ OUTPUT_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "W
 _JPEG_EOI = b"\xff\xd9"
 
 
+@dataclass(frozen=True)
+class Metadata:
+    """What an output carries over from its input: the ICC colour profile (the pixels are
+    passed through in the input's colour space, so its profile still describes them) and
+    the EXIF block (camera, date, ...) with its orientation set to 1, since the pixels were
+    already turned upright when read."""
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.icc_profile is None and self.exif is None
+
+
+_ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0xA002, 0xA003
+
+
+def read_metadata(img: Image.Image) -> Metadata:
+    """The ICC profile and EXIF (orientation reset) of an opened image; a broken EXIF block
+    is dropped rather than refused (the pixels are what matters)."""
+    icc = img.info.get("icc_profile") or None
+    if not isinstance(icc, bytes) or icc[16:20] != b"RGB ":
+        icc = None      # a CMYK or grey profile does not describe the RGB pixels we write
+    exif = None
+    try:
+        e = img.getexif()
+        if len(e):
+            if _ORIENTATION in e:
+                e[_ORIENTATION] = 1
+            exif = e.tobytes()
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds on malformed EXIF
+        exif = None
+    return Metadata(icc, exif)
+
+
+def _exif_for(exif: bytes, width: int, height: int) -> bytes:
+    """EXIF bytes with the pixel dimensions (where the block has them) set to the output's."""
+    try:
+        e = Image.Exif()
+        e.load(exif)
+        ifd = e.get_ifd(_EXIF_IFD)
+        if _PIXEL_X in ifd or _PIXEL_Y in ifd:
+            ifd[_PIXEL_X], ifd[_PIXEL_Y] = width, height
+        return e.tobytes()
+    except Exception:  # noqa: BLE001
+        return exif
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB [H, W, 3] or raise ``InputError`` naming ``path``."""
+    return load_image_meta(path)[0]
+
+
+def load_image_meta(path: str | os.PathLike) -> tuple[np.ndarray, Metadata]:
+    """``load_image`` and the file's ``Metadata``."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
@@ -88,8 +142,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                     repaired = _jpeg_without_eoi(p) if img.format == "JPEG" else None
                     if repaired is None:
                         raise
-                    return pil_to_rgb(repaired, str(p))
-                return pil_to_rgb(img, str(p))
+                    return pil_to_rgb(repaired, str(p)), read_metadata(repaired)
+                return pil_to_rgb(img, str(p)), read_metadata(img)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -296,12 +350,40 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike) -> Path:
+DEFAULT_QUALITY = 95    # JPEG and lossy WebP (Pillow's own default, 75, visibly softens an upscale)
+
+
+def save_options(fmt: str, width: int, height: int, metadata: Metadata | None, quality: int | None = None,
+                 lossless: bool = False) -> dict:
+    """Pillow ``save`` keywords: the metadata where the format can hold it (BMP cannot), the
+    quality of JPEG and lossy WebP, WebP's lossless mode."""
+    kw: dict = {}
+    if metadata is not None and fmt != "BMP":
+        if metadata.icc_profile:
+            kw["icc_profile"] = metadata.icc_profile
+        if metadata.exif:
+            kw["exif"] = _exif_for(metadata.exif, width, height)
+    if fmt in ("JPEG", "WEBP"):
+        kw["quality"] = DEFAULT_QUALITY if quality is None else quality
+    if fmt == "WEBP" and lossless:
+        kw["lossless"] = True
+    return kw
+
+
+def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, metadata: Metadata | None = None,
+               quality: int | None = None, lossless: bool = False) -> Path:
     """Write atomically: a temporary file beside ``path``, then an atomic rename.  An
-    interrupt (SIGINT, SIGTERM raised as an exception) at any point removes the temporary."""
+    interrupt (SIGINT, SIGTERM raised as an exception) at any point removes the temporary.
+
+    ``metadata``: what to carry (``Metadata``); a PIL image returned by the API carries its
+    input's in ``info`` and that is used when ``metadata`` is None.  ``quality``: JPEG and
+    lossy WebP (default DEFAULT_QUALITY); ``lossless``: WebP only."""
     p = Path(path)
     fmt = output_format(p)
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8), "RGB")
+    if metadata is None and isinstance(image, Image.Image):
+        metadata = Metadata(image.info.get("icc_profile") or None, image.info.get("exif") or None)
+    options = save_options(fmt, img.width, img.height, metadata, quality, lossless)
     folder = p.parent if str(p.parent) else Path(".")
     remove_stale_temporaries(folder)
     # O_EXCL with a random name rather than mkstemp: mkstemp's 0600 would survive the
@@ -311,7 +393,7 @@ def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike) -> Path
         # created inside the try: an interrupt right after the open still removes it
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt)
+            img.save(f, format=fmt, **options)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)

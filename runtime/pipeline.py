@@ -38,7 +38,7 @@ from ldmind_ref import consistency, coords, diffusion, images, latent_tiles, noi
 from . import engine as _engine, limits, tiling
 from .bundle import Bundle, load_bundle
 from .errors import InputError, NumericalError
-from .io import to_rgb_array
+from .io import Metadata, read_metadata, to_rgb_array
 
 Progress = Callable[[str, int, int], None]
 MAX_SAMPLES = 1024
@@ -114,7 +114,8 @@ class Pipeline:
             consistency.apply_inplace(img, lr, backproject)
             if progress and backproject:
                 progress("back-project", k, len(out))
-        return _convert(list(out), output, isinstance(image, Image.Image))
+        return _convert(list(out), output, isinstance(image, Image.Image),
+                        read_metadata(image) if isinstance(image, Image.Image) else None)
 
     def generate(self, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
                  num_samples: int = 1, tile: int | None = None, progress: Progress | None = None,
@@ -372,9 +373,17 @@ def _seed(seed) -> int:
     return int(seed)
 
 
-def _convert(arrays: list[np.ndarray], output: str, was_pil: bool) -> list:
+def _convert(arrays: list[np.ndarray], output: str, was_pil: bool, metadata: Metadata | None = None) -> list:
+    """The API's return type; PIL outputs carry the input's ICC profile and EXIF in ``info``
+    (``runtime.io.save_image`` writes them)."""
     if output not in ("auto", "pil", "array"):
         raise InputError(f"output must be 'auto', 'pil' or 'array', got {output!r}")
     if output == "pil" or (output == "auto" and was_pil):
-        return [Image.fromarray(a, "RGB") for a in arrays]
+        images = [Image.fromarray(a, "RGB") for a in arrays]
+        for im in images:
+            if metadata is not None and metadata.icc_profile:
+                im.info["icc_profile"] = metadata.icc_profile
+            if metadata is not None and metadata.exif:
+                im.info["exif"] = metadata.exif
+        return images
     return arrays
