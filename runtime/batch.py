@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from PIL import Image
 
 from .errors import InputError, LdmindError
-from .io import OUTPUT_EXTENSIONS, check_output_path, load_image_meta, output_extensions
+from .io import OUTPUT_EXTENSIONS, check_alpha_output, check_output_path, load_image_meta, output_extensions
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ def plan_folder(src: Path, out: Path, recursive: bool, ext: str | None, n: int,
         if ext not in output_extensions():
             raise InputError(f"--ext {ext.lstrip('.')}: cannot write that format; use "
                              f"{', '.join(e.lstrip('.') for e in output_extensions())}")
+    if not out.exists() and out.suffix.lower() in OUTPUT_EXTENSIONS:
+        raise InputError(f"{src}: is a folder, so -o is the output folder, but {out} looks like an image "
+                         f"file name; give a folder")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; with a folder as input, -o is the output folder")
     if not out.exists() and not (out.parent if str(out.parent) else Path(".")).is_dir():
@@ -109,7 +113,11 @@ def run_folder(jobs: list[Job], upscale: Callable, save: Callable, skip_existing
                 for o in job.outputs:
                     o.parent.mkdir(parents=True, exist_ok=True)
                     check_output_path(o)
-                lr, meta = load_image_meta(job.src)
+                lr, alpha, meta = load_image_meta(job.src)
+                if alpha is not None:
+                    for o in job.outputs:
+                        check_alpha_output(o)
+                    lr = np.dstack((lr, alpha))
                 for img, o in zip(upscale(lr), job.outputs):
                     say(str(save(img, o, meta)))
                 s.done += 1

@@ -97,10 +97,6 @@ def _bad_image(kind: str, tmp: Path) -> Path:
     elif kind == "bomb":
         p = tmp / "bomb.png"
         _png_header_only(p, 40000, 40000)        # 1.6 Gpx declared, a few bytes of data
-    elif kind == "translucent":
-        p = tmp / "alpha.png"
-        a = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
-        Image.fromarray(a, "RGBA").save(p)
     elif kind == "float":
         p = tmp / "float.tif"
         Image.fromarray(np.random.RandomState(3).rand(20, 20).astype(np.float32), "F").save(p)
@@ -116,9 +112,8 @@ def _bad_image(kind: str, tmp: Path) -> Path:
     ("garbage", r"not a recognised image"),
     ("text", r"not a recognised image"),
     ("missing", r"no such file"),
-    ("directory", r"is a directory"),
+    ("directory", r"is a folder, so -o is the output folder, but .*out\.png looks like an image file name"),
     ("bomb", r"decompression bomb"),
-    ("translucent", r"transparent pixels"),
     ("float", r"floating-point"),
 ])
 def test_bad_image_files(kind, pattern, sr, tmp_path, capsys):
