@@ -97,8 +97,10 @@ def _producer(opset: int) -> dict[str, Any]:
 def memory_costs(model: LDMind, out_dir: Path, specs: dict[str, GraphSpec], files: dict[str, str]
                  ) -> dict[str, list[list[float]]]:
     """Working memory terms of the latent graphs as saved (``export.activations``), measured at
-    latents of 2 and 4 tile alignments."""
-    side = 2 * model.cfg.tile_align
+    latents of 32 and 64 cells (rounded up to the tile alignment): large enough that every
+    attention layer's query blocks hold several rows, so its scores grow with the square."""
+    align = model.cfg.tile_align
+    side = -(-32 // align) * align
     return {name: activations.memory_terms(out_dir / files[name], specs[name], model.cfg, side)
             for name in specs if name != "liif"}
 

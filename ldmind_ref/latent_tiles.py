@@ -184,6 +184,14 @@ def graph_cost(cost: dict, h: int, w: int) -> float:
     return macs
 
 
+def graph_memory(cost: dict, h: int, w: int) -> float:
+    """Estimated working bytes of one graph call on an h x w latent (batch 1) from its
+    manifest entry's ``memory`` terms [[a, b], ...] (measured on the graph by
+    ``export.activations``): the largest a c + b c^2, c = h w cells."""
+    c = float(h * w)
+    return max(a * c + b * c * c for a, b in cost["memory"])
+
+
 def sampling_cost(costs: dict, p: TilePlan, steps: int) -> float:
     """Estimated multiply-adds under plan p of the graphs in ``costs``: the U-Net ``steps``
     times, the encoder and decoder (where given) once."""

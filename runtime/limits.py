@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import os
 
+from ldmind_ref import latent_tiles
+
 from .errors import InputError
 
 GiB = 1024 ** 3
@@ -22,7 +24,8 @@ HEADROOM = 512 * 1024 ** 2
 # are not faster per cell on a CPU.  A user's forced --latent-tile may use more.
 GRAPH_MEMORY_BUDGET = 1 * GiB
 # the measured working-memory terms see the values of the graph, not kernel scratch space
-# or allocator slack (see ``graph_bytes``)
+# or allocator slack (``graph_bytes``); measured calls of 96^2 cells and more came to at most
+# 1.47x the terms (docs/BENCHMARKS.md)
 MEMORY_MARGIN = 1.5
 
 
@@ -84,11 +87,11 @@ def graph_bytes(costs: dict, batch: int, h: int, w: int) -> int:
     (``graphs[*].cost.memory``, see ``export.activations``): the largest a c + b c^2 over
     the terms, c = h w cells, per sample, times MEMORY_MARGIN.
 
-    The linear terms are activations; the squared ones attention scores.  Measured against
-    the peak RSS of single calls on the small model (48, 96 and 192 cells square), the
-    terms without margin came to 0.64 .. 1.35 of the real increase."""
-    c = h * w
-    need = max((a * c + b * c * c for cost in costs.values() for a, b in cost["memory"]), default=0.0)
+    The linear terms are activations; the squared ones attention scores.  What they do not
+    see (kernel scratch space, allocator slack) is what MEMORY_MARGIN covers: single calls
+    measured by ``python -m runtime.bench_graph_memory`` against the terms are in
+    docs/BENCHMARKS.md."""
+    need = max((latent_tiles.graph_memory(cost, h, w) for cost in costs.values()), default=0.0)
     return int(MEMORY_MARGIN * batch * need)
 
 

@@ -56,20 +56,24 @@ def test_bleed_by_hand():
 
 
 def test_no_dark_fringe_at_a_soft_edge(pipe):
-    """Edge pixels (alpha 10..90 %) keep the disc's colour: their mean red is at least 0.9 of
-    the opaque interior's.  Upscaling the same pixels as an opaque image (the black showing
-    through) gives the fringe this guards against, so the measure can see it."""
+    """The visible colour at the outer edge (0 < alpha < 50 %: where a fringe shows) stays the
+    disc's: alpha-weighted mean absolute error at most 2 levels.  Upscaling the same pixels
+    with the black under them (no bleeding) errs by more than 6 there: the measure sees the
+    fringe it guards against (measured: 0.8 against 11.1 levels, tiny random model, 4x)."""
     rgba = soft_disc()
     [out] = pipe.upscale(rgba, scale=4, steps=2, seed=0)
     assert out.shape == (96, 96, 4)
     np.testing.assert_array_equal(out[..., 3], ra.resize(rgba[..., 3], 96, 96))   # alpha: bicubic, not the model
-    a = out[..., 3].astype(np.float64) / 255
-    edge, inside = (a > 0.1) & (a < 0.9), a > 0.99
-    red = out[..., 0].astype(np.float64)
-    ratio = red[edge].mean() / red[inside].mean()
     [flat] = pipe.upscale(rgba[..., :3], scale=4, steps=2, seed=0)                 # black not bled
-    fringe = flat[..., 0][edge].mean() / flat[..., 0][inside].mean()
-    assert ratio >= 0.9 and fringe < 0.85, (ratio, fringe)
+
+    def edge_error(rgb):
+        a = out[..., 3].astype(np.float64) / 255
+        edge = (a > 0) & (a < 0.5)
+        err = np.abs(rgb[edge].astype(np.float64) - (230, 120, 20)).mean(axis=1)
+        return float((err * a[edge]).sum() / a[edge].sum())
+
+    bled, black = edge_error(out[..., :3]), edge_error(flat)
+    assert bled <= 2.0 and black > 6.0, (bled, black)
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])

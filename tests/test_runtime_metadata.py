@@ -20,8 +20,11 @@ def sr(runtime_exports) -> Path:
     return runtime_exports["sr"]["engines"]
 
 
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()   # once: it holds a timestamp
+
+
 def _srgb() -> bytes:
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return _SRGB
 
 
 def _photo(path: Path, fmt: str = "JPEG") -> None:
