@@ -9,8 +9,8 @@
 
 Exit status: 0 done; 2 bad input, engines or options, or out of memory (one line on stderr,
 no traceback, no output file); 1 a folder run in which some image failed (one line each, and
-a summary), or an internal error (a bug: set LDMIND_DEBUG=1 for the
-traceback); 130 interrupted (SIGINT), 143 terminated (SIGTERM), one line either way.
+a summary), or an internal error (a bug: set LDMIND_DEBUG=1 for the traceback); 130
+interrupted (SIGINT), 143 terminated (SIGTERM), one line either way.
 Output images are written under a temporary name and renamed when complete; an interrupt
 removes the temporary.  Once the images are written the job has succeeded: a closed or full
 stdout/stderr (``| head -0``, ``>/dev/full``) no longer changes the exit status.
@@ -237,7 +237,8 @@ def cmd_upscale(args) -> int:
         for o in outs:
             check_alpha_output(o)
     pipe, progress = _load(args)
-    images = pipe.upscale(lr if alpha is None else np.dstack((lr, alpha)), scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
+    image = lr if alpha is None else np.dstack((lr, alpha))
+    images = pipe.upscale(image, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
                           num_samples=args.num_samples, progress=progress, backproject=args.backproject,
                           latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule)
     save = _saver(args)
@@ -263,8 +264,8 @@ def _upscale_folder(args) -> int:
 
     summary = Summary()
     try:
-        run_folder(jobs, upscale, _saver(args), args.skip_existing, _say, lambda line: _say(f"{PROG}: failed: {line}", sys.stderr),
-                   file_progress(quiet=args.quiet), summary)
+        run_folder(jobs, upscale, _saver(args), args.skip_existing, _say,
+                   lambda line: _say(f"{PROG}: failed: {line}", sys.stderr), file_progress(quiet=args.quiet), summary)
     except (KeyboardInterrupt, Terminated) as e:
         e.add_note(f"{summary.line()} before it; --skip-existing resumes")   # main's one line says it
         raise
@@ -306,7 +307,8 @@ def summary(engines: str, verify: bool = True) -> dict:
         "kind": "super-resolution" if b.conditional else "generation", "precision": b.precision,
         "format_version": m["format_version"], "scale_factor": m.get("scale_factor"),
         "latent": {**m["latent"], "default_tile": list(tile),
-                   "default_tile_working_bytes": limits.graph_bytes(b.costs, 1, tile[0], tile[0])}, "schedule": {k: v for k, v in m["schedule"].items() if k != "alpha_bar"},
+                   "default_tile_working_bytes": limits.graph_bytes(b.costs, 1, tile[0], tile[0])},
+        "schedule": {k: v for k, v in m["schedule"].items() if k != "alpha_bar"},
         "alpha_bar": [float(b.alpha_bar[0]), float(b.alpha_bar[-1])], "query_chunk": b.query_chunk,
         "graphs": {k: {"file": g["file"], "bytes": (b.root / g["file"]).stat().st_size,
                        "sha256": g["sha256"], "precision": g.get("precision")} for k, g in b.graphs.items()},

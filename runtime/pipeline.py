@@ -96,8 +96,8 @@ class Pipeline:
         Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``), else
         uint8 arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  A translucent input
         (RGBA, LA, a palette with transparency, an [H, W, 4] array) gives RGBA / [H, W, 4]
-        outputs: colour through the model, alpha resized beside it (``runtime/alpha.py``).  ``backproject``:
-        iterations of back-projection onto the input (0: the raw diffusion sample).
+        outputs: colour through the model, alpha resized beside it (``runtime/alpha.py``).
+        ``backproject``: iterations of back-projection onto the input (0: the raw sample).
         ``latent_tile``/``latent_overlap``: latent tile side and overlap in cells (default:
         chosen from the model, see ``plan``).  ``schedule``: "full" or "paper"
         (``diffusion.DDIM_SCHEDULES``)."""
