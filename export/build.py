@@ -15,7 +15,7 @@ import torch
 from ldmind_ref import costs, diffusion
 from ldmind_ref.model import LDMind
 
-from . import feeds, graphs, manifest as mf, trt_engines
+from . import activations, feeds, graphs, manifest as mf, trt_engines
 from .onnx_export import DEFAULT_OPSET, ExportError, export_graph
 from .specs import MANIFEST_NAME, MANIFEST_VERSION, GraphSpec, graph_specs
 
@@ -94,12 +94,23 @@ def _producer(opset: int) -> dict[str, Any]:
     return {"ldmind": ldmind, "torch": torch.__version__, "onnx": onnx.__version__, "opset": opset}
 
 
+def memory_costs(model: LDMind, out_dir: Path, specs: dict[str, GraphSpec], files: dict[str, str]
+                 ) -> dict[str, list[list[float]]]:
+    """Working memory terms of the latent graphs as saved (``export.activations``), measured at
+    latents of 32 and 64 cells (rounded up to the tile alignment): large enough that every
+    attention layer's query blocks hold several rows, so its scores grow with the square."""
+    align = model.cfg.tile_align
+    side = -(-32 // align) * align
+    return {name: activations.memory_terms(out_dir / files[name], specs[name], model.cfg, side)
+            for name in specs if name != "liif"}
+
+
 def build_manifest(model: LDMind, precision: str, opset: int, graph_entries: dict[str, Any],
-                   tensorrt: dict[str, Any] | None, source: str) -> dict[str, Any]:
+                   tensorrt: dict[str, Any] | None, source: str, memory: dict[str, list]) -> dict[str, Any]:
     cfg, ae, d = model.cfg, model.cfg.autoencoder, model.cfg.diffusion
     n = cfg.train_latent
     for name, cost in costs.graph_costs(model).items():   # what tiling and memory checks need
-        graph_entries[name]["cost"] = cost
+        graph_entries[name]["cost"] = {**cost, "memory": memory[name]}
     return {
         "format_version": MANIFEST_VERSION,
         "model": {"name": cfg.name, "config": cfg.to_dict(), "source": source},
@@ -157,6 +168,10 @@ def export_model(model: LDMind, out_dir: str | Path, precision: str = "fp32", op
         errors = self_check(ref32, precision, out_dir, specs, files)
         log("  self-check (ONNX Runtime vs PyTorch fp32, sizes not traced at): "
             + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
+    t0 = time.perf_counter()
+    memory = memory_costs(net, out_dir, specs, files)
+    log(f"  working memory measured on the graphs ({time.perf_counter() - t0:.1f} s): "
+        + ", ".join(f"{k} {max(a for a, _ in v) / 1024:.1f} KiB/cell" for k, v in memory.items()))
     engines = None
     if tensorrt:
         ok, why = trt_engines.available()
@@ -165,7 +180,7 @@ def export_model(model: LDMind, out_dir: str | Path, precision: str = "fp32", op
         else:
             engines = trt_engines.build_engines(out_dir, specs, files, precision, log)
     # through JSON once, so that the returned manifest is what a reader of the file gets
-    manifest = json.loads(json.dumps(build_manifest(model, precision, opset, entries, engines, source)))
+    manifest = json.loads(json.dumps(build_manifest(model, precision, opset, entries, engines, source, memory)))
     mf.validate(manifest, out_dir)  # what the runtime will check, checked before writing
     mf.write_manifest(out_dir, manifest)
     return manifest

@@ -17,7 +17,8 @@ Layout (``format_version`` = ``specs.MANIFEST_VERSION``)::
     graphs          {name: {file, sha256, precision, inputs, outputs, profile, [cost]}}
                     inputs/outputs: [{name, dtype, shape}], symbolic dims as strings;
                     cost (encoder, unet_step, decoder): {macs_per_cell, attention: [{stride,
-                    channels, heads, blocks}]} as measured by ``ldmind_ref.costs``
+                    channels, heads, blocks}], memory: [[bytes per cell, per cell^2]]}
+                    as measured by ``ldmind_ref.costs`` and ``export.activations``
     producer        {ldmind, torch, onnx, opset}
     tensorrt        null, or {version, gpu, compute_capability, timing_cache,
                               engines: {name: {file, sha256, precision, profiles}}}
@@ -133,9 +134,11 @@ _TENSOR = _Object({"name": _STR, "dtype": _STR,
 _GRAPH = _Object({"file": _FILE, "sha256": _SHA256, "precision": _STR, "inputs": _List(_TENSOR),
                   "outputs": _List(_TENSOR), "profile": _Map(_List(_Int(0), length=3))})
 # what ``ldmind_ref.costs`` measured (encoder, unet_step, decoder): tiling and memory checks read it
+# and what ``export.activations`` measured on the graph (working memory per cell and cell^2)
 _COST = _Object({"macs_per_cell": _Number(positive=True),
                  "attention": _List(_Object({"stride": _Number(positive=True), "channels": _POS, "heads": _POS,
-                                             "blocks": _POS}))})
+                                             "blocks": _POS})),
+                 "memory": _List(_List(_Number(), length=2), min_length=1)})
 _ENGINE = _Object({"file": _FILE, "sha256": _SHA256, "profiles": _List(_ANY)})
 
 MANIFEST_SCHEMA = _Object({

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MANIFEST_VERSION = 2   # 2: latent.train_latent/tile_align and graphs[*].cost (latent tiling)
+MANIFEST_VERSION = 3   # 2: latent.train_latent/tile_align and graphs[*].cost (latent tiling); 3: cost.memory
 MANIFEST_NAME = "manifest.json"
 # ONNX opset of the graphs: 17 by default (GroupNorm as InstanceNormalization, which every
 # backend folds); the legacy exporter reaches 20, and attention (SDPA) needs 14.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -150,11 +151,17 @@ def gather(x: np.ndarray, p: TilePlan, ks: range) -> np.ndarray:
 
 
 # -- default tile size ----------------------------------------------------------------------
+def default_overlap(tile: int, align: int) -> int:
+    """The overlap of a ``tile``: at least MIN_OVERLAP_FRACTION of it, a multiple of ``align``,
+    at most half the tile."""
+    return min(_round_up(math.ceil(MIN_OVERLAP_FRACTION * tile), align), tile // 2 // align * align)
+
+
 def default_geometry(train_latent: int, align: int) -> tuple[int, int]:
-    """(tile, overlap) in latent cells: DEFAULT_TILE_FACTOR x the training latent and at
-    least MIN_OVERLAP_FRACTION of it as overlap, both multiples of ``align``."""
+    """(tile, overlap) in latent cells: DEFAULT_TILE_FACTOR x the training latent rounded up
+    to ``align``, and its ``default_overlap``."""
     tile = _round_up(DEFAULT_TILE_FACTOR * train_latent, align)
-    return tile, _round_up(math.ceil(MIN_OVERLAP_FRACTION * tile), align)
+    return tile, default_overlap(tile, align)
 
 
 def check_geometry(tile: int, overlap: int, align: int) -> None:
@@ -177,6 +184,14 @@ def graph_cost(cost: dict, h: int, w: int) -> float:
     return macs
 
 
+def graph_memory(cost: dict, h: int, w: int) -> float:
+    """Estimated working bytes of one graph call on an h x w latent (batch 1) from its
+    manifest entry's ``memory`` terms [[a, b], ...] (measured on the graph by
+    ``export.activations``): the largest a c + b c^2, c = h w cells."""
+    c = float(h * w)
+    return max(a * c + b * c * c for a, b in cost["memory"])
+
+
 def sampling_cost(costs: dict, p: TilePlan, steps: int) -> float:
     """Estimated multiply-adds under plan p of the graphs in ``costs``: the U-Net ``steps``
     times, the encoder and decoder (where given) once."""
@@ -185,22 +200,29 @@ def sampling_cost(costs: dict, p: TilePlan, steps: int) -> float:
 
 
 def choose(h: int, w: int, align: int, train_latent: int, costs: dict, steps: int,
-           tile: int | None = None, overlap: int | None = None, untiled_fits: bool = True) -> TilePlan:
+           tile: int | None = None, overlap: int | None = None,
+           fits: Callable[[int, int], bool] | None = None) -> TilePlan:
     """The plan to sample an h x w latent with.  ``tile``/``overlap`` given: that plan.
-    Otherwise the default tiles (``default_geometry``), unless the latent in one piece both
-    fits in memory (``untiled_fits``) and is estimated cheaper (``sampling_cost``)."""
-    dt, do = default_geometry(train_latent, align)
+
+    Otherwise the default tiles (``default_geometry``), shrunk in steps of ``align`` (not
+    below the training latent) while one graph call on a tile is not within memory
+    (``fits(th, tw)``; None: no limit), unless the latent in one piece both fits and is
+    estimated cheaper (``sampling_cost``)."""
     if tile is not None or overlap is not None:
-        t = dt if tile is None else tile
-        o = min(_round_up(math.ceil(MIN_OVERLAP_FRACTION * t), align), t // 2 // align * align) \
-            if overlap is None else overlap
+        t = default_geometry(train_latent, align)[0] if tile is None else tile
+        o = default_overlap(t, align) if overlap is None else overlap
         check_geometry(t, o, align)
         return plan(h, w, t, o, align)
-    tiled = plan(h, w, dt, do, align)
+    fits = fits or (lambda th, tw: True)
+    t = default_geometry(train_latent, align)[0]
+    smallest = _round_up(train_latent, align)
+    while t > smallest and not fits(min(t, h), min(t, w)):
+        t -= align
+    tiled = plan(h, w, t, default_overlap(t, align), align)
     if not tiled.tiled:
         return tiled
     one = whole(h, w)
-    if untiled_fits and sampling_cost(costs, one, steps) <= sampling_cost(costs, tiled, steps):
+    if fits(h, w) and sampling_cost(costs, one, steps) <= sampling_cost(costs, tiled, steps):
         return one
     return tiled
 

@@ -3,12 +3,14 @@
     python -m runtime upscale IN [--engines DIR] (--scale S | --size WxH) [-n K] [--steps N]
                       [--eta E] [--seed S] [--backproject K] [--backend B] [--tile Q]
                       [--latent-tile N] [--latent-overlap N] [--threads T] [--quiet] -o OUT
+    python -m runtime upscale DIR ... [--recursive] [--skip-existing] [--ext EXT] -o OUTDIR
     python -m runtime generate [--engines DIR] --size WxH [-n K] ... -o DIR
     python -m runtime info ENGINES [--json] [--no-verify]
 
 Exit status: 0 done; 2 bad input, engines or options, or out of memory (one line on stderr,
-no traceback, no output file); 1 an internal error (a bug: set LDMIND_DEBUG=1 for the
-traceback); 130 interrupted (SIGINT), 143 terminated (SIGTERM), one line either way.
+no traceback, no output file); 1 a folder run in which some image failed (one line each, and
+a summary), or an internal error (a bug: set LDMIND_DEBUG=1 for the traceback); 130
+interrupted (SIGINT), 143 terminated (SIGTERM), one line either way.
 Output images are written under a temporary name and renamed when complete; an interrupt
 removes the temporary.  Once the images are written the job has succeeded: a closed or full
 stdout/stderr (``| head -0``, ``>/dev/full``) no longer changes the exit status.
@@ -123,6 +125,16 @@ def _backproject(text: str) -> int:
     return v
 
 
+def _quality(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--quality must be an integer, got {text!r}") from None
+    if not 1 <= v <= 100:
+        raise argparse.ArgumentTypeError(f"--quality must be in 1..100, got {v}")
+    return v
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", default=DEFAULT_ENGINES,
                    help=f"engine directory written by `python -m export` (default {DEFAULT_ENGINES})")
@@ -143,6 +155,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="overlap of neighbouring latent tiles in cells (default: a quarter of the tile)")
     p.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0,
                    help="CPU threads per graph (default 0: ONNX Runtime decides)")
+    p.add_argument("--quality", type=_quality, default=None,
+                   help="JPEG and lossy WebP output quality 1..100 (default 95)")
+    p.add_argument("--webp-lossless", action="store_true", help="WebP output without loss")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -150,12 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Arbitrary-scale upsampling and generation on exported ldmind graphs.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     up = sub.add_parser("upscale", help="super-resolve an image to any scale or size")
-    up.add_argument("input", help="input image (PNG, JPEG, WebP, TIFF, BMP, ...)")
+    up.add_argument("input", help="input image (PNG, JPEG, WebP, TIFF, BMP, ...), or a folder of them")
     what = up.add_mutually_exclusive_group(required=True)
     what.add_argument("--scale", type=_scale, help="scale factor s: output round(s*h) x round(s*w)")
     what.add_argument("--size", type=_size, help="output size WIDTHxHEIGHT")
-    up.add_argument("-o", "--output", required=True, help="output image; with -n K: NAME_0.EXT ... NAME_{K-1}.EXT")
+    up.add_argument("-o", "--output", required=True, help="output image (a folder when IN is one); with -n K: "
+                                                             "NAME_0.EXT ... NAME_{K-1}.EXT")
     up.add_argument("--overwrite", action="store_true", help="allow -o to be the input image itself (replaced)")
+    up.add_argument("--strip-metadata", action="store_true",
+                    help="do not carry the input's ICC colour profile and EXIF to the output")
+    up.add_argument("--recursive", action="store_true", help="folder input: also its subfolders (mirrored)")
+    up.add_argument("--skip-existing", action="store_true",
+                    help="folder input: skip images whose outputs exist (resume an interrupted run)")
+    up.add_argument("--ext", default=None, help="folder input: output format by extension, e.g. png "
+                                               "(default: the input's, or png)")
     up.add_argument("--backproject", type=_backproject, default=DEFAULT_BACKPROJECT,
                     help=f"iterations of back-projection onto the input, so that the output shrunk "
                          f"by PIL bicubic gives the input back (default {DEFAULT_BACKPROJECT}; 0: raw sample)")
@@ -187,25 +210,70 @@ def _load(args):
     return pipe, Progress(quiet=args.quiet, header=f"{pipe.bundle.name}: backend {pipe.backend} ({how})")
 
 
-def cmd_upscale(args) -> int:
-    from .io import check_output_path, load_image, save_image
+def _saver(args):
+    """``save(image, path, metadata)`` with the command's output options."""
+    from .io import save_image
 
+    strip = getattr(args, "strip_metadata", False)
+    return lambda img, path, meta=None: save_image(img, path, None if strip else meta, args.quality,
+                                                   args.webp_lossless)
+
+
+def cmd_upscale(args) -> int:
+    import numpy as np
+
+    from .io import check_alpha_output, check_output_path, load_image_meta
+
+    if Path(args.input).is_dir():
+        return _upscale_folder(args)
+    if args.recursive or args.skip_existing or args.ext is not None:
+        raise InputError(f"{args.input}: --recursive, --skip-existing and --ext apply to a folder input, "
+                         f"and this is not a folder")
     outs = _outputs(args.output, args.num_samples)
     for o in outs:
         check_output_path(o, inputs=(args.input,), overwrite_input=args.overwrite)
-    lr = load_image(args.input)
+    lr, alpha, meta = load_image_meta(args.input)
+    if alpha is not None:
+        for o in outs:
+            check_alpha_output(o)
     pipe, progress = _load(args)
-    images = pipe.upscale(lr, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
+    image = lr if alpha is None else np.dstack((lr, alpha))
+    images = pipe.upscale(image, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
                           num_samples=args.num_samples, progress=progress, backproject=args.backproject,
                           latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule)
+    save = _saver(args)
     for img, o in zip(images, outs):
-        _say(str(save_image(img, o)))
+        _say(str(save(img, o, meta)))
     return 0
 
 
-def cmd_generate(args) -> int:
-    from .io import save_image
+def _upscale_folder(args) -> int:
+    from .batch import Summary, file_progress, plan_folder, run_folder
 
+    src, out = Path(args.input), Path(args.output)
+    jobs = plan_folder(src, out, args.recursive, args.ext, args.num_samples, args.overwrite)
+    pipe, progress = _load(args)
+    if not args.quiet:
+        _say(f"{progress.header}; {len(jobs)} images from {src}", sys.stderr)
+    out.mkdir(exist_ok=True)
+
+    def upscale(lr):
+        return pipe.upscale(lr, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
+                            num_samples=args.num_samples, backproject=args.backproject,
+                            latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule)
+
+    summary = Summary()
+    try:
+        run_folder(jobs, upscale, _saver(args), args.skip_existing, _say,
+                   lambda line: _say(f"{PROG}: failed: {line}", sys.stderr), file_progress(quiet=args.quiet), summary)
+    except (KeyboardInterrupt, Terminated) as e:
+        e.add_note(f"{summary.line()} before it; --skip-existing resumes")   # main's one line says it
+        raise
+    _say(f"{PROG}: {summary.line()}", sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def cmd_generate(args) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; -o wants a folder for generated images")
@@ -217,27 +285,30 @@ def cmd_generate(args) -> int:
                            num_samples=args.num_samples, progress=progress, latent_tile=args.latent_tile,
                            latent_overlap=args.latent_overlap, schedule=args.schedule)
     out.mkdir(exist_ok=True)
+    save = _saver(args)
     for j, img in enumerate(images):
-        _say(str(save_image(img, out / f"sample_seed{args.seed + j}.png")))
+        _say(str(save(img, out / f"sample_seed{args.seed + j}.png")))
     return 0
 
 
 def summary(engines: str, verify: bool = True) -> dict:
-    from . import engine
+    from . import engine, limits
     from .bundle import load_bundle
 
     b = load_bundle(engines, verify=verify)
     if verify:
         engine.verify_graphs(b)    # a swapped graph file with its checksum fixed up
     m = b.manifest
+    tile = latent_tiles.default_geometry(m["latent"]["train_latent"], m["latent"]["tile_align"])
     backends = {name: engine.unavailable_reason(name, b) or "available" for name in engine.BACKENDS}
     auto = next((n for n in engine.AUTO_ORDER if backends[n] == "available"), None)
     return {
         "directory": str(b.root), "model": b.name, "source": m["model"].get("source"),
         "kind": "super-resolution" if b.conditional else "generation", "precision": b.precision,
         "format_version": m["format_version"], "scale_factor": m.get("scale_factor"),
-        "latent": {**m["latent"], "default_tile": list(latent_tiles.default_geometry(
-            m["latent"]["train_latent"], m["latent"]["tile_align"]))}, "schedule": {k: v for k, v in m["schedule"].items() if k != "alpha_bar"},
+        "latent": {**m["latent"], "default_tile": list(tile),
+                   "default_tile_working_bytes": limits.graph_bytes(b.costs, 1, tile[0], tile[0])},
+        "schedule": {k: v for k, v in m["schedule"].items() if k != "alpha_bar"},
         "alpha_bar": [float(b.alpha_bar[0]), float(b.alpha_bar[-1])], "query_chunk": b.query_chunk,
         "graphs": {k: {"file": g["file"], "bytes": (b.root / g["file"]).stat().st_size,
                        "sha256": g["sha256"], "precision": g.get("precision")} for k, g in b.graphs.items()},
@@ -248,6 +319,8 @@ def summary(engines: str, verify: bool = True) -> dict:
 
 
 def cmd_info(args) -> int:
+    from . import limits
+
     s = summary(args.engines, verify=not args.no_verify)
     if args.json:
         _say(json.dumps(s, indent=2))
@@ -261,8 +334,10 @@ def cmd_info(args) -> int:
         f"{lat['generation_latent'][0]}x{lat['generation_latent'][1]}, scale factor {s['scale_factor']:.4g}",
         f"  schedule:  {sch['name']}, T = {sch['timesteps']}, alpha_bar {s['alpha_bar'][0]:.6g} .. {s['alpha_bar'][1]:.6g}",
         f"  tiles:     latent tiles of {lat['default_tile'][0]} cells, overlap {lat['default_tile'][1]} "
-        f"(trained on {lat['train_latent']}x{lat['train_latent']}; starts multiples of {lat['tile_align']}); "
-        f"one piece when it fits and is cheaper",
+        f"(trained on {lat['train_latent']}x{lat['train_latent']}; starts multiples of {lat['tile_align']}), "
+        f"about {lat['default_tile_working_bytes'] / 2 ** 20:.0f} MiB per graph call; one piece when it is "
+        f"cheaper and a call on it fits {limits.GRAPH_MEMORY_BUDGET / 2 ** 30:g} GiB, smaller tiles when one "
+        f"does not",
         f"  queries:   {s['query_chunk']} per LIIF call",
         "  graphs:    " + ", ".join(f"{g['file']} {g['bytes'] / 2 ** 20:.1f} MiB" for g in s["graphs"].values())
         + f" (checksums {s['checksums']})",
@@ -276,6 +351,10 @@ def cmd_info(args) -> int:
     ]
     _say("\n".join(lines))
     return 0
+
+
+def _notes(e: BaseException) -> str:
+    return "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,11 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"{PROG}: error: the machine ran out of memory; ask for a smaller output, fewer samples or a "
              f"smaller input, or free memory", sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        _say(f"{PROG}: interrupted (SIGINT)", sys.stderr)
+    except KeyboardInterrupt as e:
+        _say(f"{PROG}: interrupted (SIGINT){_notes(e)}", sys.stderr)
         return 130
-    except Terminated:
-        _say(f"{PROG}: terminated (SIGTERM)", sys.stderr)
+    except Terminated as e:
+        _say(f"{PROG}: terminated (SIGTERM){_notes(e)}", sys.stderr)
         return 128 + signal.SIGTERM
     except Exception as e:  # noqa: BLE001 - a bug: say so in one line unless debugging
         if os.environ.get("LDMIND_DEBUG"):

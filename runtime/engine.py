@@ -125,19 +125,19 @@ def io_mismatch(session, declared: dict) -> str | None:
     """How an ORT session's inputs/outputs differ from a manifest graph entry's declared
     ``inputs``/``outputs`` ([{name, dtype, shape}]; None: they agree).  Names and dtypes must
     match; shapes must have the same rank and the same fixed sizes (symbolic axes: any)."""
-    for io, got in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
-        want = {t["name"]: t for t in declared.get(io) or []}
+    for kind, got in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        want = {t["name"]: t for t in declared.get(kind) or []}
         have = {t.name: t for t in got}
         if sorted(have) != sorted(want):
-            return f"{io} {sorted(have)}, the manifest declares {sorted(want)}"
+            return f"{kind} {sorted(have)}, the manifest declares {sorted(want)}"
         for name, t in have.items():
             w = want[name]
             if t.type != _ORT_TYPES.get(w["dtype"], w["dtype"]):
-                return f"{io[:-1]} {name!r} is {t.type}, the manifest declares {w['dtype']}"
+                return f"{kind[:-1]} {name!r} is {t.type}, the manifest declares {w['dtype']}"
             shape = list(t.shape)
             if len(shape) != len(w["shape"]) or any(isinstance(d, int) and not isinstance(d, bool) and g != d
                                                    for d, g in zip(w["shape"], shape)):
-                return f"{io[:-1]} {name!r} has shape {shape}, the manifest declares {w['shape']}"
+                return f"{kind[:-1]} {name!r} has shape {shape}, the manifest declares {w['shape']}"
     return None
 
 

@@ -5,8 +5,9 @@ they are converted when the conversion is unambiguous:
 
 - grayscale (1, L, I;16, I) -> RGB, 16-bit scaled to 8-bit (v / 257, rounded);
 - palette (P) -> RGB, or RGBA when the palette has transparency;
-- RGBA / LA whose alpha is fully opaque -> RGB (alpha dropped); translucent ones are
-  refused: there is no background to composite on that is right for every picture;
+- RGBA / LA whose alpha is fully opaque -> RGB (alpha dropped); translucent ones keep their
+  alpha (``pil_to_rgb_alpha``; ``upscale`` renders it beside the colour, see
+  ``runtime/alpha.py``), and are written only to formats that store it (PNG, WebP, TIFF);
 - CMYK, YCbCr, LAB, HSV -> RGB by Pillow's conversion;
 - float images (F) are refused (their range is unknown);
 - EXIF orientation is applied (a phone photo comes out the way it is shown);
@@ -15,7 +16,7 @@ they are converted when the conversion is unambiguous:
   before any pixel is decoded;
 - a PNG may carry an ICC profile or text chunks up to 64 MiB (Pillow's default refuses
   more than 1 MiB decompressed, which a camera's profile can exceed); the profile is not
-  applied (as before: pixels are taken as sRGB);
+  applied but carried to the output (``Metadata``), with the EXIF block;
 - a JPEG missing only its end-of-image marker is read, as viewers do and as a PNG missing
   its IEND chunk is; a JPEG whose entropy-coded (pixel) data is cut short is refused.
 
@@ -32,6 +33,7 @@ import os
 import re
 import secrets
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +62,63 @@ OUTPUT_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "W
 _JPEG_EOI = b"\xff\xd9"
 
 
+@dataclass(frozen=True)
+class Metadata:
+    """What an output carries over from its input: the ICC colour profile (the pixels are
+    passed through in the input's colour space, so its profile still describes them) and
+    the EXIF block (camera, date, ...) with its orientation set to 1, since the pixels were
+    already turned upright when read."""
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.icc_profile is None and self.exif is None
+
+
+_ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0xA002, 0xA003
+
+
+def read_metadata(img: Image.Image) -> Metadata:
+    """The ICC profile and EXIF (orientation reset) of an opened image; a broken EXIF block
+    is dropped rather than refused (the pixels are what matters)."""
+    icc = img.info.get("icc_profile") or None
+    if not isinstance(icc, bytes) or icc[16:20] != b"RGB ":
+        icc = None      # a CMYK or grey profile does not describe the RGB pixels we write
+    exif = None
+    try:
+        e = img.getexif()
+        if len(e):
+            if _ORIENTATION in e:
+                e[_ORIENTATION] = 1
+            exif = e.tobytes()
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds on malformed EXIF
+        exif = None
+    return Metadata(icc, exif)
+
+
+def _exif_for(exif: bytes, width: int, height: int) -> bytes:
+    """EXIF bytes with the pixel dimensions (where the block has them) set to the output's."""
+    try:
+        e = Image.Exif()
+        e.load(exif)
+        ifd = e.get_ifd(_EXIF_IFD)
+        if _PIXEL_X in ifd or _PIXEL_Y in ifd:
+            ifd[_PIXEL_X], ifd[_PIXEL_Y] = width, height
+        return e.tobytes()
+    except Exception:  # noqa: BLE001
+        return exif
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8 RGB [H, W, 3] or raise ``InputError`` naming ``path``."""
+    """Read an image file as uint8 RGB [H, W, 3] or raise ``InputError`` naming ``path``
+    (translucent images too: ``load_image_meta`` keeps their alpha)."""
+    rgb, alpha, _ = load_image_meta(path)
+    return _opaque(rgb, alpha, str(path))
+
+
+def load_image_meta(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, Metadata]:
+    """An image file as (uint8 RGB [H, W, 3], uint8 alpha [H, W] or None, its ``Metadata``)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
@@ -88,8 +145,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                     repaired = _jpeg_without_eoi(p) if img.format == "JPEG" else None
                     if repaired is None:
                         raise
-                    return pil_to_rgb(repaired, str(p))
-                return pil_to_rgb(img, str(p))
+                    return (*pil_to_rgb_alpha(repaired, str(p)), read_metadata(repaired))
+                return (*pil_to_rgb_alpha(img, str(p)), read_metadata(img))
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -134,7 +191,22 @@ def _bomb(p, w: int, h: int) -> str:
 
 
 def pil_to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
-    """A PIL image in any mode -> uint8 RGB [H, W, 3] (see the module doc for the rules)."""
+    """A PIL image in any mode -> uint8 RGB [H, W, 3] (see the module doc for the rules);
+    translucent images are refused (``pil_to_rgb_alpha`` keeps their alpha)."""
+    return _opaque(*pil_to_rgb_alpha(img, name), name)
+
+
+def _opaque(rgb: np.ndarray, alpha: np.ndarray | None, name: str) -> np.ndarray:
+    if alpha is not None:
+        raise InputError(f"{name}: image has transparent pixels; here only opaque images are accepted "
+                         f"(upscale keeps transparency)")
+    return rgb
+
+
+def pil_to_rgb_alpha(img: Image.Image, name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
+    """A PIL image in any mode -> (uint8 RGB [H, W, 3], uint8 alpha [H, W] or None when the
+    image is opaque: no alpha channel, or one that is 255 everywhere).  RGB is straight (not
+    premultiplied) colour."""
     w, h = img.size
     if w < 1 or h < 1:
         raise InputError(f"{name}: empty image ({w}x{h})")
@@ -153,31 +225,34 @@ def pil_to_rgb(img: Image.Image, name: str = "image") -> np.ndarray:
             raise InputError(f"{name}: 32-bit integer image with values outside 0..65535 is not supported; "
                              f"convert it to 8-bit RGB")
         g = np.floor(a.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
-        return np.repeat(g[:, :, None], 3, axis=2)
+        return np.repeat(g[:, :, None], 3, axis=2), None
     if mode == "F" or mode.startswith("F;"):
         raise InputError(f"{name}: floating-point image (mode F) is not supported; convert it to 8-bit RGB")
     if mode in _WITH_ALPHA:
-        rgba = np.asarray(img.convert("RGBA"))
-        if rgba[:, :, 3].min() < 255:
-            raise InputError(f"{name}: image has transparent pixels ({mode}); flatten it onto a background "
-                             f"first (upscaling transparency is not supported)")
-        return np.ascontiguousarray(rgba[:, :, :3])
+        rgba = np.asarray(img.convert("RGBA"))         # premultiplied RGBa/La: un-premultiplied
+        alpha = rgba[:, :, 3]
+        return np.ascontiguousarray(rgba[:, :, :3]), (np.ascontiguousarray(alpha) if alpha.min() < 255 else None)
     if mode in _CONVERTIBLE:
         try:
             out = np.asarray(img if mode == "RGB" else img.convert("RGB"))
         except (ValueError, OSError) as e:
             raise InputError(f"{name}: cannot convert mode {mode} to RGB ({e})") from None
-        return np.ascontiguousarray(out, dtype=np.uint8)
+        return np.ascontiguousarray(out, dtype=np.uint8), None
     raise InputError(f"{name}: unsupported image mode {mode!r}; convert it to 8-bit RGB")
 
 
 def to_rgb_array(image, name: str = "image") -> np.ndarray:
-    """PIL image or array -> uint8 RGB [H, W, 3].
+    """PIL image or array -> uint8 RGB [H, W, 3]; translucent images are refused."""
+    return _opaque(*to_rgb_alpha(image, name), name)
+
+
+def to_rgb_alpha(image, name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
+    """PIL image or array -> (uint8 RGB [H, W, 3], uint8 alpha [H, W] or None if opaque).
 
     Arrays: uint8 (or uint16, scaled; or bool) shaped [H, W], [H, W, 1], [H, W, 3] or
-    [H, W, 4] (opaque alpha only)."""
+    [H, W, 4] (RGBA, straight alpha)."""
     if isinstance(image, Image.Image):
-        return pil_to_rgb(image, name)
+        return pil_to_rgb_alpha(image, name)
     if not isinstance(image, np.ndarray):
         raise InputError(f"{name}: expected a PIL image or a numpy array, got {type(image).__name__}")
     a = image
@@ -196,13 +271,14 @@ def to_rgb_array(image, name: str = "image") -> np.ndarray:
     elif a.dtype != np.uint8:
         raise InputError(f"{name}: expected uint8 pixels (0..255), got {a.dtype}; "
                          f"scale and cast, e.g. (x * 255).round().astype(np.uint8)")
+    alpha = None
     if a.shape[2] == 4:
         if a[:, :, 3].min() < 255:
-            raise InputError(f"{name}: image has transparent pixels; flatten it onto a background first")
+            alpha = np.ascontiguousarray(a[:, :, 3])
         a = a[:, :, :3]
     elif a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
-    return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a), alpha
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -296,12 +372,60 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike) -> Path:
+ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}    # of OUTPUT_EXTENSIONS' formats, those that keep alpha
+
+
+def alpha_extensions() -> list[str]:
+    return [e for e in output_extensions() if OUTPUT_EXTENSIONS[e] in ALPHA_FORMATS]
+
+
+def check_alpha_output(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output format that would lose an input's transparency."""
+    if output_format(path) not in ALPHA_FORMATS:
+        raise InputError(f"{path}: the input has transparency and {output_format(path)} cannot store it; "
+                         f"use {', '.join(alpha_extensions())}")
+
+
+DEFAULT_QUALITY = 95    # JPEG and lossy WebP (Pillow's own default, 75, visibly softens an upscale)
+
+
+def save_options(fmt: str, width: int, height: int, metadata: Metadata | None, quality: int | None = None,
+                 lossless: bool = False) -> dict:
+    """Pillow ``save`` keywords: the metadata where the format can hold it (BMP cannot), the
+    quality of JPEG and lossy WebP, WebP's lossless mode."""
+    kw: dict = {}
+    if metadata is not None and fmt != "BMP":
+        if metadata.icc_profile:
+            kw["icc_profile"] = metadata.icc_profile
+        if metadata.exif:
+            kw["exif"] = _exif_for(metadata.exif, width, height)
+    if fmt in ("JPEG", "WEBP"):
+        kw["quality"] = DEFAULT_QUALITY if quality is None else quality
+    if fmt == "WEBP" and lossless:
+        kw["lossless"] = True
+    return kw
+
+
+def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, metadata: Metadata | None = None,
+               quality: int | None = None, lossless: bool = False) -> Path:
     """Write atomically: a temporary file beside ``path``, then an atomic rename.  An
-    interrupt (SIGINT, SIGTERM raised as an exception) at any point removes the temporary."""
+    interrupt (SIGINT, SIGTERM raised as an exception) at any point removes the temporary.
+
+    ``metadata``: what to carry (``Metadata``); a PIL image returned by the API carries its
+    input's in ``info`` and that is used when ``metadata`` is None.  ``quality``: JPEG and
+    lossy WebP (default DEFAULT_QUALITY); ``lossless``: WebP only."""
     p = Path(path)
     fmt = output_format(p)
-    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8), "RGB")
+    if isinstance(image, Image.Image):
+        img = image
+    else:
+        a = np.asarray(image, dtype=np.uint8)
+        img = Image.fromarray(a, "RGBA" if a.ndim == 3 and a.shape[2] == 4 else "RGB")
+    if img.mode in ("RGBA", "LA", "PA"):
+        check_alpha_output(p)
+    if metadata is None and isinstance(image, Image.Image):
+        metadata = Metadata(image.info.get("icc_profile") or None, image.info.get("exif") or None)
+    options = save_options(fmt, img.width, img.height, metadata, quality, lossless)
     folder = p.parent if str(p.parent) else Path(".")
     remove_stale_temporaries(folder)
     # O_EXCL with a random name rather than mkstemp: mkstemp's 0600 would survive the
@@ -311,7 +435,7 @@ def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike) -> Path
         # created inside the try: an interrupt right after the open still removes it
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt)
+            img.save(f, format=fmt, **options)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)

@@ -2,20 +2,31 @@
 
 What grows with the request: the uint8 output (N x H x W x 3 bytes, the only allocation
 that grows with the scale: rendering is tiled), the full-size latents and decoder features
-(linear in the input's area), and the attention layers, whose score matrices grow with the
-square of the latent *tile* (latent tiling keeps that bounded).  All are estimated from the
-manifest and compared with the memory the OS says is available.
+(linear in the input's area), and the working memory of a graph call, which grows with the
+latent *tile* (activations with its area, attention scores with its square): latent tiling
+keeps it bounded.  All are estimated from the manifest and compared with the memory the OS
+says is available.
 """
 from __future__ import annotations
 
 import math
 import os
 
+from ldmind_ref import latent_tiles
+
 from .errors import InputError
 
 GiB = 1024 ** 3
 # what a process needs besides the estimate: ORT arenas, per-tile buffers, Python
 HEADROOM = 512 * 1024 ** 2
+# The most working memory the runtime's own tile choice lets one graph call take, whatever
+# the machine has: memory stays bounded (a service runs several pipelines) and larger calls
+# are not faster per cell on a CPU.  A user's forced --latent-tile may use more.
+GRAPH_MEMORY_BUDGET = 1 * GiB
+# the measured working-memory terms see the values of the graph, not kernel scratch space
+# or allocator slack (``graph_bytes``); measured calls of 96^2 cells and more came to at most
+# 1.47x the terms (docs/BENCHMARKS.md)
+MEMORY_MARGIN = 1.5
 
 
 def proc_bytes(path: str, key: str) -> int | None:
@@ -70,30 +81,34 @@ def check_output(num: int, H: int, W: int, what: str = "output", extra: int = 0)
                          f"available; ask for a smaller scale or size")
 
 
-def attention_bytes(costs: dict, batch: int, h: int, w: int) -> int:
-    """Rough peak bytes of the attention score matrices when a graph runs on an h x w latent
-    (tile), from the manifest's measured layers (``graphs[*].cost.attention``).
+def graph_bytes(costs: dict, batch: int, h: int, w: int) -> int:
+    """Estimated peak working memory of one graph call on ``batch`` h x w latents (tiles):
+    the largest graph's, from the terms the exporter measured on each graph
+    (``graphs[*].cost.memory``, see ``export.activations``): the largest a c + b c^2 over
+    the terms, c = h w cells, per sample, times MEMORY_MARGIN.
 
-    The exported graphs compute attention as MatMul -> Softmax -> MatMul, so each layer holds
-    [B, heads, tokens, tokens / blocks] scores, their softmax and a temporary (x3, float32:
-    x4) for a moment; ONNX Runtime frees them before the next layer, so the peak is the
-    largest layer of any graph."""
-    layers = [0]
-    for cost in costs.values():
-        for a in cost["attention"]:
-            t = math.ceil(h / a["stride"]) * math.ceil(w / a["stride"])
-            layers.append(3 * batch * int(a["heads"]) * t * -(-t // int(a["blocks"])) * 4)
-    return max(layers)
+    The linear terms are activations; the squared ones attention scores.  What they do not
+    see (kernel scratch space, allocator slack) is what MEMORY_MARGIN covers: single calls
+    measured by ``python -m runtime.bench_graph_memory`` against the terms are in
+    docs/BENCHMARKS.md."""
+    need = max((latent_tiles.graph_memory(cost, h, w) for cost in costs.values()), default=0.0)
+    return int(MEMORY_MARGIN * batch * need)
+
+
+def graph_budget() -> int:
+    """Working memory one graph call may take when the runtime picks the tiles: at most
+    GRAPH_MEMORY_BUDGET, and what is available after HEADROOM."""
+    return min(GRAPH_MEMORY_BUDGET, available_memory() - HEADROOM)
 
 
 def check_latent(costs: dict, batch: int, h: int, w: int, lr_size: tuple[int, int] | None = None) -> None:
-    """Refuse a latent tile whose attention cannot fit (with tiling only a user's forced
-    ``latent_tile`` can reach this)."""
-    need = attention_bytes(costs, batch, h, w)
+    """Refuse a latent tile whose graphs cannot fit in the memory available (the default
+    tiles always do: only a user's forced ``latent_tile`` can reach this)."""
+    need = graph_bytes(costs, batch, h, w)
     avail = available_memory()
     if need + HEADROOM > avail:
         src = f"a {lr_size[1]}x{lr_size[0]} input image" if lr_size else "this request"
-        raise InputError(f"{src} with {w}x{h} latent tiles needs about {_fmt(need)} for attention, "
+        raise InputError(f"{src} with {w}x{h} latent tiles needs about {_fmt(need)} of working memory, "
                          f"{_fmt(avail)} is available; use smaller latent tiles (or fewer samples)")
 
 

@@ -35,10 +35,10 @@ from PIL import Image
 
 from ldmind_ref import consistency, coords, diffusion, images, latent_tiles, noise as rng, tiled_sampling
 
-from . import engine as _engine, limits, tiling
+from . import alpha as _alpha, engine as _engine, limits, tiling
 from .bundle import Bundle, load_bundle
 from .errors import InputError, NumericalError
-from .io import to_rgb_array
+from .io import Metadata, read_metadata, to_rgb_alpha, to_rgb_array
 
 Progress = Callable[[str, int, int], None]
 MAX_SAMPLES = 1024
@@ -94,27 +94,36 @@ class Pipeline:
                 latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list:
         """Super-resolve ``image`` (PIL image or uint8 array) by ``scale`` or to ``size`` = (W, H).
         Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``), else
-        uint8 arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  ``backproject``:
-        iterations of back-projection onto the input (0: the raw diffusion sample).
+        uint8 arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  A translucent input
+        (RGBA, LA, a palette with transparency, an [H, W, 4] array) gives RGBA / [H, W, 4]
+        outputs: colour through the model, alpha resized beside it (``runtime/alpha.py``).
+        ``backproject``: iterations of back-projection onto the input (0: the raw sample).
         ``latent_tile``/``latent_overlap``: latent tile side and overlap in cells (default:
         chosen from the model, see ``plan``).  ``schedule``: "full" or "paper"
         (``diffusion.DDIM_SCHEDULES``)."""
         self._need_conditional(True)
-        lr = to_rgb_array(image, "input image")
+        lr, alpha = to_rgb_alpha(image, "input image")
         try:
             backproject = consistency.iterations_arg(backproject)
         except ValueError as e:
             raise InputError(str(e)) from None
         H, W = self.output_size(lr.shape[0], lr.shape[1], scale, size)
         n = _count(num_samples)
-        limits.check_output(n, H, W, extra=self._working_bytes(n, *self._lr_latent(lr.shape[:2])))
+        extra = self._working_bytes(n, *self._lr_latent(lr.shape[:2]))
+        limits.check_output(n, H, W, extra=extra + (0 if alpha is None else _alpha.working_bytes(n, H, W)))
+        if alpha is not None:
+            lr = _alpha.bleed(lr, alpha)     # no dark fringe from the colour under transparent pixels
         z = self._upscale_latents(lr, steps, eta, seed, n, progress, latent_tile, latent_overlap, schedule)
-        out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap)[0]
+        out = list(self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap)[0])
         for k, img in enumerate(out, start=1):
             consistency.apply_inplace(img, lr, backproject)
             if progress and backproject:
                 progress("back-project", k, len(out))
-        return _convert(list(out), output, isinstance(image, Image.Image))
+        if alpha is not None:
+            a = _alpha.resize(alpha, H, W)
+            out = [np.dstack((img, a)) for img in out]
+        return _convert(out, output, isinstance(image, Image.Image),
+                        read_metadata(image) if isinstance(image, Image.Image) else None)
 
     def generate(self, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
                  num_samples: int = 1, tile: int | None = None, progress: Progress | None = None,
@@ -149,10 +158,11 @@ class Pipeline:
                 raise InputError(f"{what} must be a non-negative integer, got {v}")
         costs = {k: v for k, v in b.costs.items() if graphs is None or k in graphs}
         batch = self._batch(num_samples)
-        fits = limits.attention_bytes(costs, batch, h, w) + limits.HEADROOM <= limits.available_memory()
+        budget = limits.graph_budget()
         try:
             p = latent_tiles.choose(h, w, align or b.tile_align, b.train_latent, costs, steps, latent_tile,
-                                    latent_overlap, untiled_fits=fits)
+                                    latent_overlap, fits=lambda th, tw: limits.graph_bytes(costs, batch, th, tw)
+                                    <= budget)
         except ValueError as e:
             raise InputError(str(e)) from None
         limits.check_latent(costs, batch * min(len(p), self._tile_batch(p, batch)), p.th, p.tw)
@@ -266,9 +276,11 @@ class Pipeline:
         return 4 * h * w * (n * b.feature_channels + 4 * n * b.z_channels + b.z_channels)
 
     def _tile_batch(self, p, n: int) -> int:
-        """Tiles per graph call: at most TILE_BATCH_CELLS latent cells (times samples) and what
-        the backend's batch limit allows."""
+        """Tiles per graph call: at most TILE_BATCH_CELLS latent cells (times samples), within
+        the working-memory budget of a call, and what the backend's batch limit allows."""
         t = max(1, TILE_BATCH_CELLS // max(1, p.th * p.tw * n))
+        one = limits.graph_bytes(self.bundle.costs, n, p.th, p.tw)
+        t = max(1, min(t, limits.graph_budget() // max(1, one)))
         if self.max_batch:
             t = min(t, max(1, self.max_batch // n))
         return t
@@ -369,9 +381,17 @@ def _seed(seed) -> int:
     return int(seed)
 
 
-def _convert(arrays: list[np.ndarray], output: str, was_pil: bool) -> list:
+def _convert(arrays: list[np.ndarray], output: str, was_pil: bool, metadata: Metadata | None = None) -> list:
+    """The API's return type; PIL outputs carry the input's ICC profile and EXIF in ``info``
+    (``runtime.io.save_image`` writes them)."""
     if output not in ("auto", "pil", "array"):
         raise InputError(f"output must be 'auto', 'pil' or 'array', got {output!r}")
     if output == "pil" or (output == "auto" and was_pil):
-        return [Image.fromarray(a, "RGB") for a in arrays]
+        images = [Image.fromarray(a, "RGBA" if a.shape[2] == 4 else "RGB") for a in arrays]
+        for im in images:
+            if metadata is not None and metadata.icc_profile:
+                im.info["icc_profile"] = metadata.icc_profile
+            if metadata is not None and metadata.exif:
+                im.info["exif"] = metadata.exif
+        return images
     return arrays

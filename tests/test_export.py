@@ -269,6 +269,10 @@ def test_manifest_contents(fp32_dir, tiny):
     assert {a["stride"] for a in costs["unet_step"]["attention"]} == {2.0}
     assert {(a["stride"], a["blocks"]) for a in costs["decoder"]["attention"]} == {(1.0, 32)}
     assert all(c["macs_per_cell"] > 0 for c in costs.values())
+    # working memory measured on the graphs: activations in every graph, attention scores
+    # (a squared term) where the auto-encoder attends at latent size
+    assert all(c["memory"] and min(a for a, _ in c["memory"]) > 0 for c in costs.values())
+    assert max(b for _, b in costs["decoder"]["memory"]) > 0
     sched = manifest["schedule"]
     np.testing.assert_array_equal(np.array(sched["alpha_bar"]), diffusion.alpha_bar_for(tiny.cfg.diffusion))
     assert (sched["name"], sched["timesteps"]) == ("linear", 1000)

@@ -126,7 +126,15 @@ def test_choose_defaults_and_overrides():
     assert big.tiled and (big.th, big.tw, big.overlap) == (96, 96, 24)
     # cheaper in one piece (1 x 97 .. 100 x 4: 2 tiles cost more convolution), and fits
     assert not lt.choose(100, 100, 4, 24, costs, 20).tiled
-    assert lt.choose(100, 100, 4, 24, costs, 20, untiled_fits=False).tiled
+    assert lt.choose(100, 100, 4, 24, costs, 20, fits=lambda th, tw: th * tw <= 96 * 96).tiled
+    # memory: the default tile shrinks by the alignment until one call fits, not below the
+    # training latent; the overlap follows (a quarter, rounded up to the alignment)
+    seen = []
+    small = lt.choose(512, 384, 4, 24, costs, 20, fits=lambda th, tw: seen.append((th, tw)) or th * tw <= 64 * 64)
+    assert (small.th, small.tw, small.overlap) == (64, 64, 16) and seen[:2] == [(96, 96), (92, 92)]
+    tiny = lt.choose(512, 384, 4, 24, costs, 20, fits=lambda th, tw: False)
+    assert (tiny.th, tiny.overlap) == (24, 8)
+    assert lt.default_overlap(24, 4) == 8 and lt.default_overlap(8, 4) == 4 and lt.default_overlap(4, 4) == 0
     forced = lt.choose(64, 64, 4, 24, costs, 20, tile=32)
     assert (forced.th, forced.overlap, forced.ys) == (32, 8, (0, 16, 32))   # span 32 in 2 gaps
     with pytest.raises(ValueError, match="multiple of 4"):
@@ -228,3 +236,28 @@ def test_band_render_rows_are_seamless(sr, lr):
     ratio = g[sorted(borders)].mean() / np.delete(g, sorted(borders)).mean()
     assert ratio < 1.5, ratio
     assert math.isfinite(ratio)
+
+
+def test_graph_bytes_by_hand():
+    """limits.graph_bytes: the largest a c + b c^2 of any graph's measured terms, c = h w,
+    times the batch and MEMORY_MARGIN (hand-computed)."""
+    from runtime.limits import MEMORY_MARGIN, graph_bytes
+
+    costs = {"encoder": {"memory": [[120.0, 0.0]]}, "decoder": {"memory": [[100.0, 0.0], [50.0, 0.5]]}}
+    assert graph_bytes(costs, 1, 10, 10) == int(MEMORY_MARGIN * 12000)       # encoder's 120 x 100
+    assert graph_bytes(costs, 2, 20, 20) == int(MEMORY_MARGIN * 2 * (50 * 400 + 0.5 * 400 ** 2))
+
+
+def test_default_tiles_shrink_to_the_memory_budget(sr, monkeypatch):
+    """The runtime's own tiles keep one graph call within the working-memory budget: the
+    largest aligned tile that fits, and no more tiles per call than fit."""
+    from runtime.limits import HEADROOM, graph_bytes
+
+    _, pipe = sr
+    costs = pipe.bundle.costs
+    monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + graph_bytes(costs, 1, 16, 16)))
+    p = pipe.plan(64, 64, 2)
+    assert p.tiled and (p.th, p.tw, p.overlap) == (16, 16, 4)
+    assert pipe._tile_batch(p, 1) == 1
+    monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 3 * graph_bytes(costs, 1, 16, 16)))
+    assert pipe._tile_batch(pipe.plan(64, 64, 2, latent_tile=16), 1) == 3

@@ -61,6 +61,11 @@ def test_palette_and_palette_with_transparency(tmp_path):
     im.save(q, transparency=int(np.asarray(im)[0, 0]))
     with pytest.raises(InputError, match="transparent"):
         load_image(q)
+    from runtime.io import load_image_meta
+    rgb, alpha, _ = load_image_meta(q)              # upscale's reader keeps the alpha
+    transparent = np.asarray(Image.open(q)) == np.asarray(Image.open(q))[0, 0]
+    np.testing.assert_array_equal(alpha == 0, transparent)
+    assert rgb.shape == (12, 16, 3) and (alpha[~transparent] == 255).all()
 
 
 def test_opaque_alpha_is_dropped(tmp_path):
@@ -123,6 +128,12 @@ def test_arrays():
         to_rgb_array(np.zeros((0, 4, 3), np.uint8))
     with pytest.raises(InputError, match="transparent"):
         to_rgb_array(np.zeros((2, 2, 4), np.uint8))
+    from runtime.io import to_rgb_alpha
+    rgba = np.dstack([RGB, np.arange(12 * 16).reshape(12, 16).astype(np.uint8)])
+    rgb, alpha = to_rgb_alpha(rgba)
+    np.testing.assert_array_equal(rgb, RGB)
+    np.testing.assert_array_equal(alpha, rgba[:, :, 3])
+    assert to_rgb_alpha(np.dstack([RGB, np.full((12, 16), 255, np.uint8)]))[1] is None
     with pytest.raises(InputError, match="PIL image or a numpy array"):
         to_rgb_array([[1, 2]])
 
