@@ -299,7 +299,10 @@ def summary(engines: str, verify: bool = True) -> dict:
     if verify:
         engine.verify_graphs(b)    # a swapped graph file with its checksum fixed up
     m = b.manifest
-    tile = latent_tiles.default_geometry(m["latent"]["train_latent"], m["latent"]["tile_align"])
+    # the tiles a large input gets here: the default, shrunk to the working-memory budget
+    big = latent_tiles.choose(1 << 14, 1 << 14, b.tile_align, b.train_latent, b.costs, 50,
+                              fits=limits.fits_budget(b.costs, 1))
+    tile = (big.th, big.overlap)
     backends = {name: engine.unavailable_reason(name, b) or "available" for name in engine.BACKENDS}
     auto = next((n for n in engine.AUTO_ORDER if backends[n] == "available"), None)
     return {
@@ -335,9 +338,8 @@ def cmd_info(args) -> int:
         f"  schedule:  {sch['name']}, T = {sch['timesteps']}, alpha_bar {s['alpha_bar'][0]:.6g} .. {s['alpha_bar'][1]:.6g}",
         f"  tiles:     latent tiles of {lat['default_tile'][0]} cells, overlap {lat['default_tile'][1]} "
         f"(trained on {lat['train_latent']}x{lat['train_latent']}; starts multiples of {lat['tile_align']}), "
-        f"about {lat['default_tile_working_bytes'] / 2 ** 20:.0f} MiB per graph call; one piece when it is "
-        f"cheaper and a call on it fits {limits.GRAPH_MEMORY_BUDGET / 2 ** 30:g} GiB, smaller tiles when one "
-        f"does not",
+        f"about {lat['default_tile_working_bytes'] / 2 ** 20:.0f} MiB per graph call (budget "
+        f"{limits.GRAPH_MEMORY_BUDGET / 2 ** 30:g} GiB); one piece when that fits and is cheaper",
         f"  queries:   {s['query_chunk']} per LIIF call",
         "  graphs:    " + ", ".join(f"{g['file']} {g['bytes'] / 2 ** 20:.1f} MiB" for g in s["graphs"].values())
         + f" (checksums {s['checksums']})",

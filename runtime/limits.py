@@ -24,8 +24,8 @@ HEADROOM = 512 * 1024 ** 2
 # are not faster per cell on a CPU.  A user's forced --latent-tile may use more.
 GRAPH_MEMORY_BUDGET = 1 * GiB
 # the measured working-memory terms see the values of the graph, not kernel scratch space
-# or allocator slack (``graph_bytes``); measured calls of 96^2 cells and more came to at most
-# 1.47x the terms (docs/BENCHMARKS.md)
+# or allocator slack (``graph_bytes``): single calls of 96^2 cells and more measured
+# 0.79-1.70x the terms, the calls of several hundred MiB 0.79-1.34x (docs/BENCHMARKS.md)
 MEMORY_MARGIN = 1.5
 
 
@@ -99,6 +99,13 @@ def graph_budget() -> int:
     """Working memory one graph call may take when the runtime picks the tiles: at most
     GRAPH_MEMORY_BUDGET, and what is available after HEADROOM."""
     return min(GRAPH_MEMORY_BUDGET, available_memory() - HEADROOM)
+
+
+def fits_budget(costs: dict, batch: int):
+    """``fits(th, tw)``: whether one call of every graph in ``costs`` on ``batch`` th x tw
+    tiles stays within ``graph_budget`` (what ``latent_tiles.choose`` asks)."""
+    budget = graph_budget()
+    return lambda th, tw: graph_bytes(costs, batch, th, tw) <= budget
 
 
 def check_latent(costs: dict, batch: int, h: int, w: int, lr_size: tuple[int, int] | None = None) -> None:

@@ -158,11 +158,9 @@ class Pipeline:
                 raise InputError(f"{what} must be a non-negative integer, got {v}")
         costs = {k: v for k, v in b.costs.items() if graphs is None or k in graphs}
         batch = self._batch(num_samples)
-        budget = limits.graph_budget()
         try:
             p = latent_tiles.choose(h, w, align or b.tile_align, b.train_latent, costs, steps, latent_tile,
-                                    latent_overlap, fits=lambda th, tw: limits.graph_bytes(costs, batch, th, tw)
-                                    <= budget)
+                                    latent_overlap, fits=limits.fits_budget(costs, batch))
         except ValueError as e:
             raise InputError(str(e)) from None
         limits.check_latent(costs, batch * min(len(p), self._tile_batch(p, batch)), p.th, p.tw)
