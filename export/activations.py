@@ -29,13 +29,14 @@ from . import feeds
 from .specs import GraphSpec
 
 
-def _all_values_graph(path: Path) -> tuple[bytes, list[str]]:
-    """The model with every node output also a graph output, serialised; those names."""
-    model = onnx.load(str(path))
-    existing = {o.name for o in model.graph.output}
-    names = [n for node in model.graph.node for n in node.output if n and n not in existing]
-    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
-    return model.SerializeToString(), names
+def _all_values_graph(model: onnx.ModelProto) -> bytes:
+    """A copy of ``model`` with every node output also a graph output, serialised."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    existing = {o.name for o in copy.graph.output}
+    copy.graph.output.extend(onnx.ValueInfoProto(name=n) for node in copy.graph.node for n in node.output
+                             if n and n not in existing)
+    return copy.SerializeToString()
 
 
 def _sizes(blob: bytes, feed: dict) -> dict[str, int]:
@@ -94,7 +95,8 @@ def memory_terms(path: str | Path, spec: GraphSpec, cfg, side: int) -> list[list
     one call on c latent cells (batch 1) is the largest ``a c + b c^2`` of the list (see the
     module doc).  Measured at latents of ``side`` and ``2 side`` squared; ``side`` must be a
     size every input of the graph can take (a multiple of the tile alignment)."""
-    blob, _ = _all_values_graph(Path(path))
+    model = onnx.load(str(path))
+    blob = _all_values_graph(model)
     probes = []
     for s in (side, 2 * side):
         dims = feeds.dims_for(cfg, 1, (s, s), queries=0)
@@ -110,7 +112,6 @@ def memory_terms(path: str | Path, spec: GraphSpec, cfg, side: int) -> list[list
         if small.get(n, 0) > 0 and b > small[n]:
             growth = np.log(b / small[n]) / np.log(c2 / c1)     # 1: linear, 2: quadratic
             (linear if growth < 1.5 else quadratic).add(n)
-    graph = onnx.load(str(path), load_external_data=False).graph
-    lin = live_bytes(graph, large, linear)
-    quad = live_bytes(graph, large, quadratic)
+    lin = live_bytes(model.graph, large, linear)
+    quad = live_bytes(model.graph, large, quadratic)
     return envelope([(a / c2, q / c2 ** 2) for a, q in zip(lin, quad)])

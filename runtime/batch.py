@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from PIL import Image
 
 from .errors import InputError, LdmindError
-from .io import OUTPUT_EXTENSIONS, check_alpha_output, check_output_path, load_image_meta, output_extensions
+from .io import OUTPUT_EXTENSIONS, check_output_path, load_upscale_input, output_extensions
 
 
 @dataclass(frozen=True)
@@ -113,12 +112,8 @@ def run_folder(jobs: list[Job], upscale: Callable, save: Callable, skip_existing
                 for o in job.outputs:
                     o.parent.mkdir(parents=True, exist_ok=True)
                     check_output_path(o)
-                lr, alpha, meta = load_image_meta(job.src)
-                if alpha is not None:
-                    for o in job.outputs:
-                        check_alpha_output(o)
-                    lr = np.dstack((lr, alpha))
-                for img, o in zip(upscale(lr), job.outputs):
+                image, meta = load_upscale_input(job.src, job.outputs)
+                for img, o in zip(upscale(image), job.outputs):
                     say(str(save(img, o, meta)))
                 s.done += 1
             except LdmindError as e:

@@ -220,9 +220,7 @@ def _saver(args):
 
 
 def cmd_upscale(args) -> int:
-    import numpy as np
-
-    from .io import check_alpha_output, check_output_path, load_image_meta
+    from .io import check_output_path, load_upscale_input
 
     if Path(args.input).is_dir():
         return _upscale_folder(args)
@@ -232,12 +230,8 @@ def cmd_upscale(args) -> int:
     outs = _outputs(args.output, args.num_samples)
     for o in outs:
         check_output_path(o, inputs=(args.input,), overwrite_input=args.overwrite)
-    lr, alpha, meta = load_image_meta(args.input)
-    if alpha is not None:
-        for o in outs:
-            check_alpha_output(o)
+    image, meta = load_upscale_input(args.input, outs)
     pipe, progress = _load(args)
-    image = lr if alpha is None else np.dstack((lr, alpha))
     images = pipe.upscale(image, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
                           num_samples=args.num_samples, progress=progress, backproject=args.backproject,
                           latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule)

@@ -22,7 +22,8 @@ class EngineError(LdmindError):
 
 class OutOfMemory(EngineError):
     """A graph or its session could not get memory: the request or the machine is too small,
-    not the backend (so ``auto`` reports it instead of trying the next backend)."""
+    not the backend (so when the last backend ``auto`` tries fails this way, that is what it
+    reports, rather than "no backend can run these graphs")."""
 
 
 class NumericalError(LdmindError):

@@ -71,10 +71,6 @@ class Metadata:
     icc_profile: bytes | None = None
     exif: bytes | None = None
 
-    @property
-    def empty(self) -> bool:
-        return self.icc_profile is None and self.exif is None
-
 
 _ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0xA002, 0xA003
 
@@ -115,6 +111,18 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     (translucent images too: ``load_image_meta`` keeps their alpha)."""
     rgb, alpha, _ = load_image_meta(path)
     return _opaque(rgb, alpha, str(path))
+
+
+def load_upscale_input(path: str | os.PathLike, outputs) -> tuple[np.ndarray, Metadata]:
+    """An image file as ``upscale`` takes it: uint8 [H, W, 3], or [H, W, 4] when it is
+    translucent (after checking that every one of ``outputs`` can store alpha), and its
+    ``Metadata``."""
+    rgb, alpha, meta = load_image_meta(path)
+    if alpha is None:
+        return rgb, meta
+    for o in outputs:
+        check_alpha_output(o)
+    return np.dstack((rgb, alpha)), meta
 
 
 def load_image_meta(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, Metadata]:

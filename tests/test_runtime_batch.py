@@ -101,8 +101,7 @@ def test_interrupted_folder_run_resumes(sr, tmp_path):
     proc.send_signal(signal.SIGINT)
     stdout, err = proc.communicate(timeout=300)
     finished = sorted(p.name for p in out.iterdir())
-    if proc.returncode == 0:                       # finished before the signal arrived: nothing to resume
-        pytest.skip("the run ended before the interrupt")
+    # the signal comes within 50 ms of the first image; five more take seconds: it lands mid-run
     assert proc.returncode == 130 and len(err.strip().splitlines()) == 1, err
     assert "interrupted (SIGINT)" in err and "--skip-existing resumes" in err
     assert all(n.endswith(".png") for n in finished) and 1 <= len(finished) < 6    # no temporaries
