@@ -133,41 +133,45 @@ def load_image_meta(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not an image file")
     try:
-        size = p.stat().st_size
+        data = p.read_bytes()
     except OSError as e:
         raise InputError(f"{p}: cannot read ({e.strerror})") from None
-    if size == 0:
-        raise InputError(f"{p}: empty file (0 bytes), not an image")
+    return decode_image(data, str(p))
+
+
+def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, np.ndarray | None, Metadata]:
+    """Encoded image bytes (a file's content, an upload) as (RGB, alpha or None, ``Metadata``),
+    by the rules of the module doc; ``InputError`` naming ``name`` otherwise."""
+    if len(data) == 0:
+        raise InputError(f"{name}: empty file (0 bytes), not an image")
     try:
         with warnings.catch_warnings():
             # a bomb warning would print a second line: make it the error it is
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 w, h = img.size
                 if w * h > MAX_INPUT_PIXELS:
-                    raise InputError(_bomb(p, w, h))
+                    raise InputError(_bomb(name, w, h))
                 img.seek(0)
                 try:
                     img.load()
                 except OSError:
-                    repaired = _jpeg_without_eoi(p) if img.format == "JPEG" else None
+                    repaired = _jpeg_without_eoi(data) if img.format == "JPEG" else None
                     if repaired is None:
                         raise
-                    return (*pil_to_rgb_alpha(repaired, str(p)), read_metadata(repaired))
-                return (*pil_to_rgb_alpha(img, str(p)), read_metadata(img))
+                    return (*pil_to_rgb_alpha(repaired, name), read_metadata(repaired))
+                return (*pil_to_rgb_alpha(img, name), read_metadata(img))
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{p}: refused as a possible decompression bomb (its header declares more than "
+        raise InputError(f"{name}: refused as a possible decompression bomb (its header declares more than "
                          f"{MAX_INPUT_PIXELS / 1e6:.0f} Mpx)") from None
     except UnidentifiedImageError:
-        raise InputError(f"{p}: not a recognised image file (corrupt, or not an image)") from None
-    except PermissionError as e:
-        raise InputError(f"{p}: cannot read ({e.strerror})") from None
+        raise InputError(f"{name}: not a recognised image file (corrupt, or not an image)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as e:
         # Pillow reports truncation and corruption through all of these
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{p}: truncated or corrupt image file ({msg})") from None
+        raise InputError(f"{name}: truncated or corrupt image file ({msg})") from None
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -176,12 +180,11 @@ def _decode(data: bytes) -> Image.Image:
     return img
 
 
-def _jpeg_without_eoi(p: Path) -> Image.Image | None:
+def _jpeg_without_eoi(data: bytes) -> Image.Image | None:
     """A JPEG that Pillow found short: decoded when only its end marker (FF D9) is missing,
     else None (truncated pixel data).  Test: libjpeg fills data cut short with zero
     bits, so a truncated scan decodes differently when filler bytes precede the end marker,
     while a complete one ignores bytes after its last scan."""
-    data = p.read_bytes()
     if data.endswith(_JPEG_EOI):
         return None
     body = data[:-1] if data.endswith(b"\xff") else data    # FF of a half-written marker
@@ -414,26 +417,40 @@ def save_options(fmt: str, width: int, height: int, metadata: Metadata | None, q
     return kw
 
 
-def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, metadata: Metadata | None = None,
-               quality: int | None = None, lossless: bool = False) -> Path:
-    """Write atomically: a temporary file beside ``path``, then an atomic rename.  An
-    interrupt (SIGINT, SIGTERM raised as an exception) at any point removes the temporary.
+def encode_image(image: np.ndarray | Image.Image, fmt: str, metadata: Metadata | None = None,
+                 quality: int | None = None, lossless: bool = False) -> bytes:
+    """An output image encoded in ``fmt`` (a value of ``OUTPUT_EXTENSIONS``), as bytes.
 
     ``metadata``: what to carry (``Metadata``); a PIL image returned by the API carries its
     input's in ``info`` and that is used when ``metadata`` is None.  ``quality``: JPEG and
-    lossy WebP (default DEFAULT_QUALITY); ``lossless``: WebP only."""
-    p = Path(path)
-    fmt = output_format(p)
+    lossy WebP (default DEFAULT_QUALITY); ``lossless``: WebP only.  An image with alpha is
+    refused for a format that cannot store it."""
     if isinstance(image, Image.Image):
         img = image
     else:
         a = np.asarray(image, dtype=np.uint8)
         img = Image.fromarray(a, "RGBA" if a.ndim == 3 and a.shape[2] == 4 else "RGB")
-    if img.mode in ("RGBA", "LA", "PA"):
-        check_alpha_output(p)
+    if img.mode in ("RGBA", "LA", "PA") and fmt not in ALPHA_FORMATS:
+        raise InputError(f"the image has transparency and {fmt} cannot store it; "
+                         f"use {', '.join(alpha_extensions())}")
     if metadata is None and isinstance(image, Image.Image):
         metadata = Metadata(image.info.get("icc_profile") or None, image.info.get("exif") or None)
-    options = save_options(fmt, img.width, img.height, metadata, quality, lossless)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **save_options(fmt, img.width, img.height, metadata, quality, lossless))
+    return buf.getvalue()
+
+
+def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, metadata: Metadata | None = None,
+               quality: int | None = None, lossless: bool = False) -> Path:
+    """Write ``encode_image(image, <format of path's extension>, ...)`` atomically: a
+    temporary file beside ``path``, then an atomic rename.  An interrupt (SIGINT, SIGTERM
+    raised as an exception) at any point removes the temporary."""
+    p = Path(path)
+    fmt = output_format(p)
+    if (isinstance(image, Image.Image) and image.mode in ("RGBA", "LA", "PA")) or \
+            (not isinstance(image, Image.Image) and np.ndim(image) == 3 and np.shape(image)[2] == 4):
+        check_alpha_output(p)
+    data = encode_image(image, fmt, metadata, quality, lossless)
     folder = p.parent if str(p.parent) else Path(".")
     remove_stale_temporaries(folder)
     # O_EXCL with a random name rather than mkstemp: mkstemp's 0600 would survive the
@@ -443,7 +460,7 @@ def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, metadat
         # created inside the try: an interrupt right after the open still removes it
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **options)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
