@@ -15,7 +15,8 @@ on LR-sized arrays and the output is read once (``add_rows``: accumulate D out_0
 by row block) and written once (``correction``: U c for a row block).  D and U are
 separable; each axis is a banded matrix (``Resampler``) equal to PIL's float resampling.
 
-Arrays are float64 pixel values 0..255, [rows, cols, 3] (HWC, as the uint8 images).
+Arrays are float64 pixel values (0..255 for uint8 images, 0..65535 for uint16: the method is
+linear, so it works in either unit), [rows, cols, 3] (HWC, as the images).
 """
 from __future__ import annotations
 
@@ -151,10 +152,15 @@ def block_rows(W: int, pixels: int = 1 << 18) -> int:
 
 
 def apply_inplace(out: np.ndarray, lr: np.ndarray, iterations: int = DEFAULT_ITERATIONS) -> np.ndarray:
-    """Back-project uint8 ``out`` [H, W, 3] onto uint8 ``lr`` [h, w, 3] in place (rounded
-    halves up, clipped to 0..255) and return it.  ``iterations`` 0 leaves it unchanged."""
+    """Back-project ``out`` (uint8 or uint16 [H, W, 3]) onto ``lr`` [h, w, 3] in place (in
+    float64, rounded halves up, clipped to 0..the dtype's maximum) and return it.  ``lr`` is
+    taken in ``out``'s unit: a uint8 LR for a uint16 output is scaled by 257 first (so is a
+    uint16 LR for a uint8 output, by 1/257).  ``iterations`` 0 leaves ``out`` unchanged."""
     if iterations == 0:
         return out
+    top = float(np.iinfo(out.dtype).max)
+    if lr.dtype != out.dtype and lr.dtype in (np.uint8, np.uint16):
+        lr = lr.astype(np.float64) * (top / np.iinfo(lr.dtype).max)
     H, W = out.shape[:2]
     bp = BackProjection(lr, H, W, iterations)
     n = block_rows(W)
@@ -164,7 +170,7 @@ def apply_inplace(out: np.ndarray, lr: np.ndarray, iterations: int = DEFAULT_ITE
     for r0 in range(0, H, n):
         r1 = min(r0 + n, H)
         v = out[r0:r1].astype(np.float64) + bp.correction(r0, r1)
-        out[r0:r1] = np.floor(np.clip(v, 0.0, 255.0) + 0.5).astype(np.uint8)
+        out[r0:r1] = np.floor(np.clip(v, 0.0, top) + 0.5).astype(out.dtype)
     return out
 
 

@@ -29,14 +29,15 @@ def _half(x: np.ndarray) -> np.ndarray:
 
 
 def bleed(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """uint8 RGB [h, w, 3] with every pixel whose uint8 ``alpha`` is 0 recoloured from its
-    visible surroundings (push-pull), the others unchanged.
+    """RGB [h, w, 3] with every pixel whose ``alpha`` is 0 recoloured from its visible
+    surroundings (push-pull), the others unchanged; uint8 or uint16, ``alpha`` of the same dtype.
 
     Push: premultiplied colour and coverage are averaged down a pyramid to one pixel.  Pull:
     from the top, each level's colour is its own premultiplied colour plus (1 - coverage)
     times the coarser level's colour, so holes take the colour of what is near them, from the
     finest level that sees anything."""
-    a = alpha.astype(np.float64) / 255.0
+    top = float(np.iinfo(rgb.dtype).max)
+    a = alpha.astype(np.float64) / top
     if not (a > 0).any():
         return rgb                       # nothing visible: nothing to take colour from
     levels = [(rgb.astype(np.float64) * a[:, :, None], a)]
@@ -48,16 +49,24 @@ def bleed(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     for c, cov in reversed(levels[:-1]):
         up = np.repeat(np.repeat(colour, 2, axis=0), 2, axis=1)[:c.shape[0], :c.shape[1]]
         colour = c + (1.0 - cov)[:, :, None] * up
-    filled = np.clip(np.floor(colour + 0.5), 0, 255).astype(np.uint8)
+    filled = np.clip(np.floor(colour + 0.5), 0, top).astype(rgb.dtype)
     return np.where((alpha > 0)[:, :, None], rgb, filled)
 
 
-def resize(alpha: np.ndarray, H: int, W: int) -> np.ndarray:
-    """uint8 alpha [h, w] -> [H, W] by PIL bicubic (antialiased when shrinking)."""
-    return np.asarray(Image.fromarray(alpha, "L").resize((W, H), Image.BICUBIC))
+def resize(alpha: np.ndarray, H: int, W: int, dtype=None) -> np.ndarray:
+    """alpha [h, w] -> ``dtype`` (default its own: uint8 or uint16) [H, W] by PIL bicubic
+    (antialiased when shrinking); uint16 through Pillow's float mode, which it resizes with the
+    same filter."""
+    dtype = np.dtype(dtype or alpha.dtype)
+    if alpha.dtype == np.uint8 and dtype == np.uint8:
+        return np.asarray(Image.fromarray(alpha, "L").resize((W, H), Image.BICUBIC))
+    top = float(np.iinfo(dtype).max)
+    f = alpha.astype(np.float32) * np.float32(top / np.iinfo(alpha.dtype).max)
+    big = np.asarray(Image.fromarray(f, "F").resize((W, H), Image.BICUBIC), dtype=np.float64)
+    return np.floor(np.clip(big, 0.0, top) + 0.5).astype(dtype)
 
 
-def working_bytes(num: int, H: int, W: int) -> int:
-    """Memory beyond the RGB outputs: the resized alpha (and PIL's copy of it) and each
-    sample's RGBA array."""
-    return (4 * num + 2) * H * W
+def working_bytes(num: int, H: int, W: int, itemsize: int = 1) -> int:
+    """Memory beyond the RGB outputs: the resized alpha (and PIL's copy of it, float32 for
+    16 bits) and each sample's RGBA array, at ``itemsize`` bytes per value."""
+    return (4 * num * itemsize + 2 + 8 * (itemsize > 1)) * H * W

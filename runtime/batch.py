@@ -96,7 +96,7 @@ class Summary:
 def run_folder(jobs: list[Job], upscale: Callable, save: Callable, skip_existing: bool, say: Callable[[str], None],
                report: Callable[[str], None], progress: Callable[[int, int, float], None],
                s: Summary | None = None) -> Summary:
-    """Upscale each job with ``upscale(lr) -> [images]``, write each with ``save(image, path,
+    """Upscale each job with ``upscale(lr, outputs) -> [images]``, write each with ``save(image, path,
     metadata) -> path`` (``runtime.io.save_image``); ``say`` each output path (stdout),
     ``report`` one line per failed file (stderr), ``progress(done, total, eta)`` after each.
     Counts go into ``s`` as they happen (an interrupted run's caller still has them)."""
@@ -113,7 +113,7 @@ def run_folder(jobs: list[Job], upscale: Callable, save: Callable, skip_existing
                     o.parent.mkdir(parents=True, exist_ok=True)
                     check_output_path(o)
                 image, meta = load_upscale_input(job.src, job.outputs)
-                for img, o in zip(upscale(image), job.outputs):
+                for img, o in zip(upscale(image, job.outputs), job.outputs):
                     say(str(save(img, o, meta)))
                 s.done += 1
             except LdmindError as e:

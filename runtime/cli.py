@@ -135,6 +135,14 @@ def _quality(text: str) -> int:
     return v
 
 
+def _depth(text: str):
+    if text == "auto":
+        return text
+    if text not in ("8", "16"):
+        raise argparse.ArgumentTypeError(f"--depth must be 8, 16 or auto, got {text!r}")
+    return int(text)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", default=DEFAULT_ENGINES,
                    help=f"engine directory written by `python -m export` (default {DEFAULT_ENGINES})")
@@ -179,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder input: skip images whose outputs exist (resume an interrupted run)")
     up.add_argument("--ext", default=None, help="folder input: output format by extension, e.g. png "
                                                "(default: the input's, or png)")
+    up.add_argument("--depth", type=_depth, default="auto",
+                    help="bits per value of the output, 8 or 16 (PNG, TIFF) (default auto: 16 when the input "
+                         "is a 16-bit file and the output format stores 16 bits, else 8)")
     up.add_argument("--backproject", type=_backproject, default=DEFAULT_BACKPROJECT,
                     help=f"iterations of back-projection onto the input, so that the output shrunk "
                          f"by PIL bicubic gives the input back (default {DEFAULT_BACKPROJECT}; 0: raw sample)")
@@ -186,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="sample new images (generation models)")
     gen.add_argument("--size", type=_size, required=True, help="output size WIDTHxHEIGHT")
     gen.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    gen.add_argument("--depth", type=_depth, default=8, help="bits per value of the PNG outputs, 8 or 16 "
+                                                            "(default 8)")
     _common(gen)
     info = sub.add_parser("info", help="summarise an engine directory")
     info.add_argument("engines", help="engine directory")
@@ -220,7 +233,7 @@ def _saver(args):
 
 
 def cmd_upscale(args) -> int:
-    from .io import check_output_path, load_upscale_input
+    from .io import check_output_path, load_upscale_input, output_depth
 
     if Path(args.input).is_dir():
         return _upscale_folder(args)
@@ -231,10 +244,12 @@ def cmd_upscale(args) -> int:
     for o in outs:
         check_output_path(o, inputs=(args.input,), overwrite_input=args.overwrite)
     image, meta = load_upscale_input(args.input, outs)
+    depth = output_depth(outs[0], image.dtype, args.depth)
     pipe, progress = _load(args)
     images = pipe.upscale(image, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
                           num_samples=args.num_samples, progress=progress, backproject=args.backproject,
-                          latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule)
+                          latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule,
+                          depth=depth)
     save = _saver(args)
     for img, o in zip(images, outs):
         _say(str(save(img, o, meta)))
@@ -245,16 +260,22 @@ def _upscale_folder(args) -> int:
     from .batch import Summary, file_progress, plan_folder, run_folder
 
     src, out = Path(args.input), Path(args.output)
+    from .io import output_depth
+
     jobs = plan_folder(src, out, args.recursive, args.ext, args.num_samples, args.overwrite)
+    if args.depth == 16:
+        for job in jobs:
+            output_depth(job.outputs[0], None, 16)      # a format that stores 8 bits: refused up front
     pipe, progress = _load(args)
     if not args.quiet:
         _say(f"{progress.header}; {len(jobs)} images from {src}", sys.stderr)
     out.mkdir(exist_ok=True)
 
-    def upscale(lr):
+    def upscale(lr, outputs):
         return pipe.upscale(lr, scale=args.scale, size=args.size, steps=args.steps, eta=args.eta, seed=args.seed,
                             num_samples=args.num_samples, backproject=args.backproject,
-                            latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule)
+                            latent_tile=args.latent_tile, latent_overlap=args.latent_overlap, schedule=args.schedule,
+                            depth=output_depth(outputs[0], lr.dtype, args.depth))
 
     summary = Summary()
     try:
@@ -277,7 +298,7 @@ def cmd_generate(args) -> int:
     pipe, progress = _load(args)
     images = pipe.generate(args.size, steps=args.steps, eta=args.eta, seed=args.seed,
                            num_samples=args.num_samples, progress=progress, latent_tile=args.latent_tile,
-                           latent_overlap=args.latent_overlap, schedule=args.schedule)
+                           latent_overlap=args.latent_overlap, schedule=args.schedule, depth=args.depth)
     out.mkdir(exist_ok=True)
     save = _saver(args)
     for j, img in enumerate(images):

@@ -3,7 +3,10 @@
 Inputs are refused with one line naming the file when they cannot be read faithfully;
 they are converted when the conversion is unambiguous:
 
-- grayscale (1, L, I;16, I) -> RGB, 16-bit scaled to 8-bit (v / 257, rounded);
+- grayscale (1, L, I;16, I) -> RGB;
+- 16-bit files keep their 16 bits: uint16 arrays (PNG of any colour type, RGB/RGBA TIFF are
+  read by ``runtime/depth16.py``, 16-bit grayscale by Pillow); ``load_image`` alone reduces
+  them to 8 bits (v / 257, rounded);
 - palette (P) -> RGB, or RGBA when the palette has transparency;
 - RGBA / LA whose alpha is fully opaque -> RGB (alpha dropped); translucent ones keep their
   alpha (``pil_to_rgb_alpha``; ``upscale`` renders it beside the colour, see
@@ -39,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from . import depth16
 from .errors import InputError
 
 # Pillow warns above MAX_IMAGE_PIXELS (~89 Mpx) and refuses above twice that; we refuse at
@@ -107,15 +111,17 @@ def _exif_for(exif: bytes, width: int, height: int) -> bytes:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8 RGB [H, W, 3] or raise ``InputError`` naming ``path``
-    (translucent images too: ``load_image_meta`` keeps their alpha)."""
+    """Read an image file as uint8 RGB [H, W, 3] (16-bit files reduced) or raise
+    ``InputError`` naming ``path`` (translucent images too: ``load_image_meta`` keeps their
+    alpha and 16 bits)."""
     rgb, alpha, _ = load_image_meta(path)
-    return _opaque(rgb, alpha, str(path))
+    rgb = _opaque(rgb, alpha, str(path))
+    return depth16.reduce8(rgb) if rgb.dtype == np.uint16 else rgb
 
 
 def load_upscale_input(path: str | os.PathLike, outputs) -> tuple[np.ndarray, Metadata]:
-    """An image file as ``upscale`` takes it: uint8 [H, W, 3], or [H, W, 4] when it is
-    translucent (after checking that every one of ``outputs`` can store alpha), and its
+    """An image file as ``upscale`` takes it: uint8 (uint16 for 16-bit files) [H, W, 3], or
+    [H, W, 4] when it is translucent (after checking that every one of ``outputs`` can store alpha), and its
     ``Metadata``."""
     rgb, alpha, meta = load_image_meta(path)
     if alpha is None:
@@ -126,7 +132,8 @@ def load_upscale_input(path: str | os.PathLike, outputs) -> tuple[np.ndarray, Me
 
 
 def load_image_meta(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, Metadata]:
-    """An image file as (uint8 RGB [H, W, 3], uint8 alpha [H, W] or None, its ``Metadata``)."""
+    """An image file as (RGB [H, W, 3], alpha [H, W] or None, its ``Metadata``): uint8, or
+    uint16 for a 16-bit file."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
@@ -153,6 +160,9 @@ def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, np.ndarr
                 if w * h > MAX_INPUT_PIXELS:
                     raise InputError(_bomb(name, w, h))
                 img.seek(0)
+                if depth16.is_deep(img, data):
+                    return (*_split(depth16.orient(depth16.read(img, data, name), _orientation(img)), name),
+                            read_metadata(img))
                 try:
                     img.load()
                 except OSError:
@@ -167,11 +177,33 @@ def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, np.ndarr
         raise InputError(f"{name}: refused as a possible decompression bomb (its header declares more than "
                          f"{MAX_INPUT_PIXELS / 1e6:.0f} Mpx)") from None
     except UnidentifiedImageError:
+        if depth16.is_tiff(data):          # a 16-bit layout Pillow does not open: tifffile may
+            a, icc = depth16.read_tiff(data, name, MAX_INPUT_PIXELS)
+            return (*_split(a, name), Metadata(icc if icc and icc[16:20] == b"RGB " else None, None))
         raise InputError(f"{name}: not a recognised image file (corrupt, or not an image)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as e:
         # Pillow reports truncation and corruption through all of these
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{name}: truncated or corrupt image file ({msg})") from None
+
+
+def _orientation(img: Image.Image) -> int | None:
+    try:
+        return img.getexif().get(_ORIENTATION)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unreadable
+        return None
+
+
+def _split(a: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """[H, W, C] (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA) -> (RGB, alpha or None if opaque)."""
+    w, h = a.shape[1], a.shape[0]
+    if w < 1 or h < 1:
+        raise InputError(f"{name}: empty image ({w}x{h})")
+    colour = a[:, :, :3] if a.shape[2] >= 3 else np.repeat(a[:, :, :1], 3, axis=2)
+    alpha = a[:, :, -1] if a.shape[2] in (2, 4) else None
+    if alpha is not None and alpha.min() == np.iinfo(a.dtype).max:
+        alpha = None
+    return np.ascontiguousarray(colour), (None if alpha is None else np.ascontiguousarray(alpha))
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -216,8 +248,8 @@ def _opaque(rgb: np.ndarray, alpha: np.ndarray | None, name: str) -> np.ndarray:
 
 def pil_to_rgb_alpha(img: Image.Image, name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
     """A PIL image in any mode -> (uint8 RGB [H, W, 3], uint8 alpha [H, W] or None when the
-    image is opaque: no alpha channel, or one that is 255 everywhere).  RGB is straight (not
-    premultiplied) colour."""
+    image is opaque: no alpha channel, or one that is 255 everywhere); uint16 RGB for 16-bit
+    grayscale (I;16, I).  RGB is straight (not premultiplied) colour."""
     w, h = img.size
     if w < 1 or h < 1:
         raise InputError(f"{name}: empty image ({w}x{h})")
@@ -235,8 +267,7 @@ def pil_to_rgb_alpha(img: Image.Image, name: str = "image") -> tuple[np.ndarray,
         if a.size and (a.min() < 0 or a.max() > 65535):
             raise InputError(f"{name}: 32-bit integer image with values outside 0..65535 is not supported; "
                              f"convert it to 8-bit RGB")
-        g = np.floor(a.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
-        return np.repeat(g[:, :, None], 3, axis=2), None
+        return np.repeat(a.astype(np.uint16)[:, :, None], 3, axis=2), None
     if mode == "F" or mode.startswith("F;"):
         raise InputError(f"{name}: floating-point image (mode F) is not supported; convert it to 8-bit RGB")
     if mode in _WITH_ALPHA:
@@ -253,15 +284,17 @@ def pil_to_rgb_alpha(img: Image.Image, name: str = "image") -> tuple[np.ndarray,
 
 
 def to_rgb_array(image, name: str = "image") -> np.ndarray:
-    """PIL image or array -> uint8 RGB [H, W, 3]; translucent images are refused."""
+    """PIL image or array -> RGB [H, W, 3] (uint8, or uint16 for 16-bit); translucent images
+    are refused."""
     return _opaque(*to_rgb_alpha(image, name), name)
 
 
 def to_rgb_alpha(image, name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
-    """PIL image or array -> (uint8 RGB [H, W, 3], uint8 alpha [H, W] or None if opaque).
+    """PIL image or array -> (RGB [H, W, 3], alpha [H, W] or None if opaque), uint8 or (16-bit
+    inputs) uint16.
 
-    Arrays: uint8 (or uint16, scaled; or bool) shaped [H, W], [H, W, 1], [H, W, 3] or
-    [H, W, 4] (RGBA, straight alpha)."""
+    Arrays: uint8, uint16 or bool, shaped [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] (RGBA,
+    straight alpha)."""
     if isinstance(image, Image.Image):
         return pil_to_rgb_alpha(image, name)
     if not isinstance(image, np.ndarray):
@@ -277,14 +310,12 @@ def to_rgb_alpha(image, name: str = "image") -> tuple[np.ndarray, np.ndarray | N
         raise InputError(_bomb(name, a.shape[1], a.shape[0]))
     if a.dtype == np.bool_:
         a = a.astype(np.uint8) * 255
-    elif a.dtype == np.uint16:
-        a = np.floor(a.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        raise InputError(f"{name}: expected uint8 pixels (0..255), got {a.dtype}; "
+    elif a.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"{name}: expected uint8 (0..255) or uint16 (0..65535) pixels, got {a.dtype}; "
                          f"scale and cast, e.g. (x * 255).round().astype(np.uint8)")
     alpha = None
     if a.shape[2] == 4:
-        if a[:, :, 3].min() < 255:
+        if a[:, :, 3].min() < np.iinfo(a.dtype).max:
             alpha = np.ascontiguousarray(a[:, :, 3])
         a = a[:, :, :3]
     elif a.shape[2] == 1:
@@ -417,24 +448,52 @@ def save_options(fmt: str, width: int, height: int, metadata: Metadata | None, q
     return kw
 
 
+def output_depth(path: str | os.PathLike, input_dtype, requested: str | int = "auto") -> int:
+    """Bits per value an upscale writes to ``path``: ``requested`` 8 or 16, or "auto": 16
+    when the input was 16-bit and the format stores 16 bits (PNG, TIFF), else 8.  16 for a
+    format that cannot store it is refused here, before any work."""
+    fmt = output_format(path)
+    if requested == "auto":
+        return 16 if np.dtype(input_dtype) == np.uint16 and fmt in depth16.DEEP_FORMATS else 8
+    if requested not in (8, 16):
+        raise InputError(f"depth must be 8, 16 or auto, got {requested!r}")
+    if requested == 16 and fmt not in depth16.DEEP_FORMATS:
+        deep = [e for e in output_extensions() if OUTPUT_EXTENSIONS[e] in depth16.DEEP_FORMATS]
+        raise InputError(f"{path}: {fmt} stores 8 bits per value; for 16 use {', '.join(deep)}")
+    return int(requested)
+
+
 def encode_image(image: np.ndarray | Image.Image, fmt: str, metadata: Metadata | None = None,
                  quality: int | None = None, lossless: bool = False) -> bytes:
     """An output image encoded in ``fmt`` (a value of ``OUTPUT_EXTENSIONS``), as bytes.
 
-    ``metadata``: what to carry (``Metadata``); a PIL image returned by the API carries its
-    input's in ``info`` and that is used when ``metadata`` is None.  ``quality``: JPEG and
-    lossy WebP (default DEFAULT_QUALITY); ``lossless``: WebP only.  An image with alpha is
-    refused for a format that cannot store it."""
+    A uint16 array is written with 16 bits per value to PNG and TIFF (``runtime/depth16.py``)
+    and reduced to 8 bits for the other formats.  ``metadata``: what to carry (``Metadata``);
+    a PIL image returned by the API carries its input's in ``info`` and that is used when
+    ``metadata`` is None.  ``quality``: JPEG and lossy WebP (default DEFAULT_QUALITY);
+    ``lossless``: WebP only.  An image with alpha is refused for a format that cannot store it."""
     if isinstance(image, Image.Image):
-        img = image
+        img, deep = image, None
+        alpha = image.mode in ("RGBA", "LA", "PA")
     else:
-        a = np.asarray(image, dtype=np.uint8)
-        img = Image.fromarray(a, "RGBA" if a.ndim == 3 and a.shape[2] == 4 else "RGB")
-    if img.mode in ("RGBA", "LA", "PA") and fmt not in ALPHA_FORMATS:
+        a = np.asarray(image)
+        if a.dtype == np.uint16 and fmt not in depth16.DEEP_FORMATS:
+            a = depth16.reduce8(a)
+        deep = a if a.dtype == np.uint16 else None
+        img = None if deep is not None else Image.fromarray(
+            np.asarray(a, dtype=np.uint8), "RGBA" if a.ndim == 3 and a.shape[2] == 4 else "RGB")
+        alpha = a.ndim == 3 and a.shape[2] == 4
+    if alpha and fmt not in ALPHA_FORMATS:
         raise InputError(f"the image has transparency and {fmt} cannot store it; "
                          f"use {', '.join(alpha_extensions())}")
     if metadata is None and isinstance(image, Image.Image):
         metadata = Metadata(image.info.get("icc_profile") or None, image.info.get("exif") or None)
+    if deep is not None:
+        icc = metadata.icc_profile if metadata else None
+        if fmt == "TIFF":
+            return depth16.encode_tiff(deep, icc)
+        exif = _exif_for(metadata.exif, deep.shape[1], deep.shape[0]) if metadata and metadata.exif else None
+        return depth16.encode_png(deep, icc, exif)
     buf = io.BytesIO()
     img.save(buf, format=fmt, **save_options(fmt, img.width, img.height, metadata, quality, lossless))
     return buf.getvalue()
@@ -449,7 +508,7 @@ def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, metadat
     fmt = output_format(p)
     if (isinstance(image, Image.Image) and image.mode in ("RGBA", "LA", "PA")) or \
             (not isinstance(image, Image.Image) and np.ndim(image) == 3 and np.shape(image)[2] == 4):
-        check_alpha_output(p)
+        check_alpha_output(p)      # the message names the file
     data = encode_image(image, fmt, metadata, quality, lossless)
     folder = p.parent if str(p.parent) else Path(".")
     remove_stale_temporaries(folder)

@@ -70,10 +70,10 @@ def _fmt(n: float) -> str:
     return f"{n / GiB:.1f} GiB" if n >= GiB / 10 else f"{n / 1024 ** 2:.0f} MiB"
 
 
-def check_output(num: int, H: int, W: int, what: str = "output", extra: int = 0) -> None:
-    """Refuse an output whose uint8 pixels (plus ``extra`` bytes of full-size working arrays:
-    latents and decoder features) would not fit."""
-    need = num * H * W * 3 + extra
+def check_output(num: int, H: int, W: int, what: str = "output", extra: int = 0, itemsize: int = 1) -> None:
+    """Refuse an output whose pixels (``itemsize`` bytes a value: 1 for uint8, 2 for uint16;
+    plus ``extra`` bytes of full-size working arrays: latents and decoder features) would not fit."""
+    need = num * H * W * 3 * itemsize + extra
     avail = available_memory()
     if need + HEADROOM > avail:
         count = "a" if num == 1 else f"{num} images of"

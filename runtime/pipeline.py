@@ -91,12 +91,17 @@ class Pipeline:
                 steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
                 tile: int | None = None, progress: Progress | None = None, output: str = "auto",
                 backproject: int = consistency.DEFAULT_ITERATIONS, latent_tile: int | None = None,
-                latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list:
-        """Super-resolve ``image`` (PIL image or uint8 array) by ``scale`` or to ``size`` = (W, H).
-        Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``), else
-        uint8 arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  A translucent input
+                latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
+                depth: int | None = None) -> list:
+        """Super-resolve ``image`` (PIL image, uint8 or uint16 array) by ``scale`` or to ``size``
+        = (W, H).  Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``),
+        else arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  A translucent input
         (RGBA, LA, a palette with transparency, an [H, W, 4] array) gives RGBA / [H, W, 4]
         outputs: colour through the model, alpha resized beside it (``runtime/alpha.py``).
+        ``depth``: bits per value of array outputs, 8 (uint8) or 16 (uint16); default the
+        input's.  A 16-bit input keeps its precision end to end (float into the encoder, LIIF
+        and back-projection in float, rounded once to 16 bits); PIL outputs are 8-bit (Pillow
+        has no 16-bit RGB mode).
         ``backproject``: iterations of back-projection onto the input (0: the raw sample).
         ``latent_tile``/``latent_overlap``: latent tile side and overlap in cells (default:
         chosen from the model, see ``plan``).  ``schedule``: "full" or "paper"
@@ -107,31 +112,38 @@ class Pipeline:
             backproject = consistency.iterations_arg(backproject)
         except ValueError as e:
             raise InputError(str(e)) from None
+        pil = _wants_pil(output, isinstance(image, Image.Image))
+        dtype = _depth_dtype(depth, lr.dtype, pil)
         H, W = self.output_size(lr.shape[0], lr.shape[1], scale, size)
         n = _count(num_samples)
         extra = self._working_bytes(n, *self._lr_latent(lr.shape[:2]))
-        limits.check_output(n, H, W, extra=extra + (0 if alpha is None else _alpha.working_bytes(n, H, W)))
+        if alpha is not None:
+            extra += _alpha.working_bytes(n, H, W, dtype.itemsize)
+        limits.check_output(n, H, W, extra=extra, itemsize=dtype.itemsize)
         if alpha is not None:
             lr = _alpha.bleed(lr, alpha)     # no dark fringe from the colour under transparent pixels
         z = self._upscale_latents(lr, steps, eta, seed, n, progress, latent_tile, latent_overlap, schedule)
-        out = list(self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap)[0])
+        out = list(self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap, dtype)[0])
         for k, img in enumerate(out, start=1):
             consistency.apply_inplace(img, lr, backproject)
             if progress and backproject:
                 progress("back-project", k, len(out))
         if alpha is not None:
-            a = _alpha.resize(alpha, H, W)
+            a = _alpha.resize(alpha, H, W, dtype)
             out = [np.dstack((img, a)) for img in out]
-        return _convert(out, output, isinstance(image, Image.Image),
-                        read_metadata(image) if isinstance(image, Image.Image) else None)
+        return _convert(out, pil, read_metadata(image) if isinstance(image, Image.Image) else None)
 
     def generate(self, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
                  num_samples: int = 1, tile: int | None = None, progress: Progress | None = None,
                  output: str = "array", latent_size: tuple[int, int] | None = None,
-                 latent_tile: int | None = None, latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list:
+                 latent_tile: int | None = None, latent_overlap: int | None = None,
+                 schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE, depth: int | None = None) -> list:
         """Unconditional samples rendered at ``size`` = (W, H), from the manifest's
-        generation latent (or ``latent_size`` = (h, w): larger latents are sampled in tiles)."""
+        generation latent (or ``latent_size`` = (h, w): larger latents are sampled in tiles).
+        ``depth``: 8 (uint8, the default) or 16 (uint16, arrays only)."""
         self._need_conditional(False)
+        pil = _wants_pil(output, False)
+        dtype = _depth_dtype(depth, np.uint8, pil)
         H, W = self.output_size(1, 1, size=size)
         n = _count(num_samples)
         lh, lw = latent_size or self.bundle.generation_latent or (0, 0)
@@ -139,13 +151,13 @@ class Pipeline:
         if isinstance(lh, bool) or isinstance(lw, bool) or not isinstance(lh, numbers.Integral) \
                 or not isinstance(lw, numbers.Integral) or lh < 1 or lw < 1 or lh % m or lw % m:
             raise InputError(f"latent size must be positive multiples of {m}, got {lh}x{lw}")
-        limits.check_output(n, H, W, extra=self._working_bytes(n, lh, lw))
+        limits.check_output(n, H, W, extra=self._working_bytes(n, lh, lw), itemsize=dtype.itemsize)
         self._schedule(steps, eta, schedule)      # refuse bad steps/eta before any work
         p = self.plan(lh, lw, steps, n, latent_tile, latent_overlap)
         z = self.sample_latents(None, (self.bundle.z_channels, lh, lw), steps, eta, seed, n, progress, p,
                                 schedule)
-        out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap)[0]
-        return _convert(list(out), output, False)
+        out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap, dtype)[0]
+        return _convert(list(out), pil)
 
     def plan(self, h: int, w: int, steps: int = 50, num_samples: int = 1, latent_tile: int | None = None,
              latent_overlap: int | None = None, graphs: tuple[str, ...] | None = None, align: int | None = None):
@@ -300,7 +312,8 @@ class Pipeline:
         lh, lw = self._lr_latent(lr.shape[:2])
         return np.ascontiguousarray(z[:, :, :lh, :lw])
 
-    def _render(self, z: np.ndarray, sizes, tile, progress, latent_tile, latent_overlap) -> list[np.ndarray]:
+    def _render(self, z: np.ndarray, sizes, tile, progress, latent_tile, latent_overlap,
+                dtype=np.uint8) -> list[np.ndarray]:
         tile = self.tile if tile is None else _positive(tile, "tile")
         # the decoder has no downsampling: any tile size (align 1), its plan chosen for it alone
         p = self.plan(z.shape[2], z.shape[3], 0, z.shape[0], latent_tile, latent_overlap, graphs=("decoder",),
@@ -312,7 +325,7 @@ class Pipeline:
         band = latent_tiles.render_band(p)
         results = []
         for H, W in sizes:
-            out = np.empty((z.shape[0], H, W, 3), dtype=np.uint8)
+            out = np.empty((z.shape[0], H, W, 3), dtype=dtype)
             for (a, b), f in zip(self._batches(z.shape[0]), features):
                 bound = {}
 
@@ -366,6 +379,17 @@ def _positive(v, what: str) -> int:
     return int(v)
 
 
+def _depth_dtype(depth, input_dtype, pil: bool) -> np.dtype:
+    """The output dtype: ``depth`` 8 or 16 bits, or (None) the input's, uint8 for PIL outputs."""
+    if depth is None:
+        return np.dtype(np.uint8 if pil else input_dtype)
+    if isinstance(depth, bool) or depth not in (8, 16):
+        raise InputError(f"depth must be 8 or 16 (bits per value), got {depth!r}")
+    if pil and depth == 16:
+        raise InputError("depth 16 needs output='array': Pillow has no 16-bit RGB mode")
+    return np.dtype(np.uint8 if depth == 8 else np.uint16)
+
+
 def _count(n) -> int:
     n = _positive(n, "num_samples")
     if n > MAX_SAMPLES:
@@ -379,12 +403,17 @@ def _seed(seed) -> int:
     return int(seed)
 
 
-def _convert(arrays: list[np.ndarray], output: str, was_pil: bool, metadata: Metadata | None = None) -> list:
-    """The API's return type; PIL outputs carry the input's ICC profile and EXIF in ``info``
-    (``runtime.io.save_image`` writes them)."""
+def _wants_pil(output: str, was_pil: bool) -> bool:
+    """Whether the API returns PIL images (``output`` checked here, before any work)."""
     if output not in ("auto", "pil", "array"):
         raise InputError(f"output must be 'auto', 'pil' or 'array', got {output!r}")
-    if output == "pil" or (output == "auto" and was_pil):
+    return output == "pil" or (output == "auto" and was_pil)
+
+
+def _convert(arrays: list[np.ndarray], pil: bool, metadata: Metadata | None = None) -> list:
+    """The API's return type; PIL outputs carry the input's ICC profile and EXIF in ``info``
+    (``runtime.io.save_image`` writes them)."""
+    if pil:
         images = [Image.fromarray(a, "RGBA" if a.shape[2] == 4 else "RGB") for a in arrays]
         for im in images:
             if metadata is not None and metadata.icc_profile:

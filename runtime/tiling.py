@@ -1,4 +1,4 @@
-"""Tiled coordinate queries: the image is rendered chunk by chunk straight into uint8.
+"""Tiled coordinate queries: the image is rendered chunk by chunk straight into uint8 (or uint16).
 
 The queries are ``ldmind_ref.tiled_sampling.queries``, the reference's own sequence: band by
 band of latent rows (the whole latent in one band when sampling was untiled), and in each
@@ -21,15 +21,16 @@ Progress = Callable[[str, int, int], None]
 Query = Callable[[slice, np.ndarray, np.ndarray], np.ndarray]
 
 
-def rgb_to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """[B, Q, 3] floats in [-1, 1] -> uint8 [B, Q, 3] by the shared ``images.to_uint8``
-    (viewed as a 1 x Q image so that rounding is the reference's, bit for bit)."""
-    return images.to_uint8(rgb.transpose(0, 2, 1)[:, :, None, :])[:, 0]
+def rgb_to_uint8(rgb: np.ndarray, dtype=np.uint8) -> np.ndarray:
+    """[B, Q, 3] floats in [-1, 1] -> uint8 (or ``dtype`` uint16) [B, Q, 3] by the shared
+    ``images.to_pixels`` (viewed as a 1 x Q image so that rounding is the reference's, bit
+    for bit)."""
+    return images.to_pixels(rgb.transpose(0, 2, 1)[:, :, None, :], dtype)[:, 0]
 
 
 def render_into(out: np.ndarray, query: Query, h: int, band: int, tile: int,
                 progress: Progress | None = None, label: str = "render") -> np.ndarray:
-    """Fill ``out`` (uint8 [B, H, W, 3]) from an h-row latent, querying ``tile`` pixels per call
+    """Fill ``out`` (uint8 or uint16 [B, H, W, 3]) from an h-row latent, querying ``tile`` pixels per call
     in bands of ``band`` latent rows.  NaN or infinity from the graph raises ``NumericalError``."""
     B, H, W, _ = out.shape
     if not out.flags.c_contiguous:
@@ -45,7 +46,7 @@ def render_into(out: np.ndarray, query: Query, h: int, band: int, tile: int,
             row, col = divmod(start + int(np.argwhere(~np.isfinite(rgb))[0][1]), W)
             raise NumericalError(f"the liif graph produced NaN/inf (first at output pixel x={col}, y={row}): "
                                  f"the engines are broken or the model diverged; no image was written")
-        flat[:, start:stop] = rgb_to_uint8(rgb)
+        flat[:, start:stop] = rgb_to_uint8(rgb, out.dtype)
         if progress:
             progress(label, k, total)
     return out
