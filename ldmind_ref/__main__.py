@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE
+from .diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, SAMPLERS
 
 
 def _model(args):
@@ -51,7 +51,8 @@ def cmd_upscale(args) -> int:
     lr = Image.open(args.input)
     size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
     outs = sampler.upscale(model, lr, scale=args.scale, size=size, steps=args.steps, eta=args.eta,
-                           seed=args.seed, num_samples=args.num_samples, schedule=args.schedule)
+                           seed=args.seed, num_samples=args.num_samples, schedule=args.schedule,
+                           sampler=args.sampler)
     for i, img in enumerate(outs):
         path = args.output if len(outs) == 1 else args.output.replace(".png", f"_{i}.png")
         Image.fromarray(img).save(path)
@@ -79,6 +80,8 @@ def main(argv=None) -> int:
     u.add_argument("--eta", type=float, default=1.0)
     u.add_argument("--schedule", choices=DDIM_SCHEDULES, default=DEFAULT_DDIM_SCHEDULE,
                    help="DDIM steps executed: full (all N) or paper (the paper's code: N - 1)")
+    u.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
+                   help="ddim, or dpm++2m: DPM-Solver++(2M), the same image in fewer steps (eta unused)")
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("-n", "--num-samples", type=int, default=1)
     u.add_argument("--device", default="cpu")

@@ -146,3 +146,86 @@ def ddim_step(z_t, eps, alpha_bar_t, alpha_bar_prev, sigma_t, noise):
     z0 = pred_z0(z_t, eps, alpha_bar_t)
     dir_coef = (1 - alpha_bar_prev - sigma_t ** 2) ** 0.5
     return alpha_bar_prev ** 0.5 * z0 + dir_coef * eps + sigma_t * noise, z0
+
+
+# -- multistep solver: the same image in fewer steps ------------------------------------------
+# Samplers over the one ``unet_step`` graph: "ddim" (its own z_prev, eta as given) or
+# "dpm++2m", DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling
+# of Diffusion Probabilistic Models", Algorithm 2): a deterministic (ODE) solver that reuses the
+# previous step's data prediction for second order, from the graph's ``pred_z0`` output.
+SAMPLERS = ("ddim", "dpm++2m")
+DEFAULT_SAMPLER = "ddim"
+# as diffusers' DPMSolverMultistepScheduler (lower_order_final): below this many steps the last
+# step is first order, which is stabler where the step in lambda is the longest
+LOWER_ORDER_FINAL_BELOW = 15
+
+
+@dataclass(frozen=True)
+class SolverStep:
+    """One step of a multistep solver: the U-Net runs at ``t`` (its ``pred_z0`` is D_i), then
+    z_next = c_x * z_t + c_d * D_i + c_d_prev * D_{i-1} (``solver_update``)."""
+    t: int
+    alpha_bar_t: float
+    c_x: float
+    c_d: float
+    c_d_prev: float
+    alpha_bar_prev: float = 0.0     # what the graph's own DDIM output would use; unused
+    sigma_t: float = 0.0            # no noise: the solver integrates the probability-flow ODE
+
+
+def log_snr(alpha_bar) -> np.ndarray:
+    """lambda_t = log(alpha_t / sigma_t) with alpha_t = sqrt(alpha_bar_t), sigma_t = sqrt(1 - alpha_bar_t)."""
+    ab = np.asarray(alpha_bar, dtype=np.float64)
+    return 0.5 * (np.log(ab) - np.log1p(-ab))
+
+
+def dpm_solver_schedule(alpha_bar: np.ndarray, steps: int) -> list[SolverStep]:
+    """DPM-Solver++(2M) over the DDIM grid (``ddim_timesteps``, t descending), each step
+    landing where DDIM's "full" schedule lands (the last on alpha_bar[0]).  Step i from t_i to
+    s_i, with h_i = lambda(s_i) - lambda(t_i) and r_i = h_{i-1} / h_i:
+
+        z_s = (sigma_s / sigma_t) z_t + alpha_s (1 - e^{-h_i}) D,
+        D   = D_i                                        first order (i = 0, and the last step
+                                                         below LOWER_ORDER_FINAL_BELOW steps),
+        D   = (1 + 1 / (2 r_i)) D_i - 1 / (2 r_i) D_{i-1}  second order otherwise.
+
+    First order is DDIM with eta = 0, exactly."""
+    alpha_bar = np.asarray(alpha_bar, dtype=np.float64)
+    ts = ddim_timesteps(len(alpha_bar), steps)[::-1]                     # descending
+    lands = np.concatenate([ts[1:], [0]])
+    ab_t, ab_s = alpha_bar[ts], alpha_bar[lands]
+    lam_t, lam_s = log_snr(ab_t), log_snr(ab_s)
+    h = lam_s - lam_t
+    out = []
+    for i in range(steps):
+        c_x = np.sqrt((1 - ab_s[i]) / (1 - ab_t[i]))
+        a = np.sqrt(ab_s[i]) * -np.expm1(-h[i])                            # alpha_s (1 - e^{-h})
+        first = i == 0 or (i == steps - 1 and steps < LOWER_ORDER_FINAL_BELOW)
+        if first:
+            c_d, c_p = a, 0.0
+        else:
+            r = h[i - 1] / h[i]
+            c_d, c_p = a * (1 + 1 / (2 * r)), -a / (2 * r)
+        out.append(SolverStep(int(ts[i]), float(ab_t[i]), float(c_x), float(c_d), float(c_p)))
+    return out
+
+
+def solver_update(z_t, d, d_prev, st: SolverStep):
+    """z_next = c_x z_t + c_d D_i + c_d_prev D_{i-1} (any array type; ``d_prev`` unused when
+    its coefficient is 0, so it may be None on the first step)."""
+    z = st.c_x * z_t + st.c_d * d
+    return z if st.c_d_prev == 0 else z + st.c_d_prev * d_prev
+
+
+def sampling_schedule(alpha_bar: np.ndarray, steps: int, eta: float, schedule: str = DEFAULT_DDIM_SCHEDULE,
+                      sampler: str = DEFAULT_SAMPLER) -> list:
+    """The steps a sampler executes: ``ddim_schedule`` (DDIMStep) or ``dpm_solver_schedule``
+    (SolverStep; ``eta`` and ``schedule`` are DDIM's and do not apply).  ValueError names a
+    bad sampler."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if sampler == "ddim":
+        return ddim_schedule(alpha_bar, steps, eta, schedule)
+    if not 1 <= steps <= len(alpha_bar):
+        raise ValueError(f"steps must be in 1..{len(alpha_bar)}, got {steps}")
+    return dpm_solver_schedule(alpha_bar, steps)

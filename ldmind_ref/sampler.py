@@ -78,11 +78,14 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
                    steps: int, eta: float, noise: NoiseFn, num_samples: int,
                    p: latent_tiles.TilePlan | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
-    """DDIM from z_T = noise(0) to z_0 over the tiles of ``p``: float32 [num_samples, c, h, w].
-    ``cond`` [1, c, h, w] or None.  ``schedule``: "full" or "paper" (``diffusion.DDIM_SCHEDULES``)."""
+                   schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
+                   sampler: str = diffusion.DEFAULT_SAMPLER) -> np.ndarray:
+    """From z_T = noise(0) to z_0 over the tiles of ``p``: float32 [num_samples, c, h, w].
+    ``cond`` [1, c, h, w] or None.  ``schedule``: DDIM's "full" or "paper"
+    (``diffusion.DDIM_SCHEDULES``); ``sampler``: "ddim" or "dpm++2m" (``diffusion.SAMPLERS``)."""
     device, dtype = _device_dtype(model)
-    schedule = diffusion.ddim_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta, schedule)
+    schedule = diffusion.sampling_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta, schedule,
+                                           sampler)
     p = p or plan(model, latent_shape[1], latent_shape[2], steps)
     tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device, dtype)  # noqa: E731
 
@@ -92,9 +95,9 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
         def step(z_t, st, eps_noise):
             t = torch.full((z_t.shape[0],), st.t, dtype=torch.int64, device=device)
             coef = lambda v: torch.tensor([v], dtype=dtype, device=device)  # noqa: E731
-            z, _ = model.unet_step(tensor(z_t), c, t, coef(st.alpha_bar_t), coef(st.alpha_bar_prev),
-                                   coef(st.sigma_t), tensor(eps_noise))
-            return _np(z)
+            z, z0 = model.unet_step(tensor(z_t), c, t, coef(st.alpha_bar_t), coef(st.alpha_bar_prev),
+                                    coef(st.sigma_t), tensor(eps_noise))
+            return _np(z), _np(z0)
         return step
 
     tick = (lambda _s, k, n: progress(k, n)) if progress else None
@@ -120,7 +123,8 @@ def encode_lr(model: LDMind, lr: np.ndarray, latent_tile: int | None = None, lat
 def upscale_latents(model: LDMind, lr, steps: int = 50, eta: float = 1.0, seed: int = 0,
                     noise: NoiseFn | None = None, num_samples: int = 1, latent_tile: int | None = None,
                     latent_overlap: int | None = None,
-                    schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
+                    schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
+                    sampler: str = diffusion.DEFAULT_SAMPLER) -> np.ndarray:
     """Sampled latents of an LR image, cropped to the LR area: [num_samples, c, h', w']."""
     if not model.cfg.unet.conditional:
         raise ValueError("this model is unconditional (generation): use generate()")
@@ -128,7 +132,7 @@ def upscale_latents(model: LDMind, lr, steps: int = 50, eta: float = 1.0, seed: 
     cond, (lh, lw), p = encode_lr(model, lr, latent_tile, latent_overlap, steps)
     shape = (model.cfg.autoencoder.z_channels, cond.shape[2], cond.shape[3])
     z = sample_latents(model, cond, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples, p,
-                       schedule=schedule)
+                       schedule=schedule, sampler=sampler)
     return np.ascontiguousarray(z[:, :, :lh, :lw])
 
 
@@ -161,13 +165,15 @@ def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int]
             steps: int = 50, eta: float = 1.0, seed: int = 0, noise: NoiseFn | None = None,
             num_samples: int = 1, backproject: int = consistency.DEFAULT_ITERATIONS,
             latent_tile: int | None = None, latent_overlap: int | None = None,
-            schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list[np.ndarray]:
+            schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
+            sampler: str = diffusion.DEFAULT_SAMPLER) -> list[np.ndarray]:
     """Super-resolve ``lr`` by ``scale`` (round(s*h) x round(s*w)) or to ``size`` = (W, H).
     Returns ``num_samples`` uint8 arrays [H_out, W_out, 3]."""
     lr = as_uint8_rgb(lr)
     backproject = consistency.iterations_arg(backproject)
     H, W = coords.output_size(lr.shape[0], lr.shape[1], scale=scale, size=size)
-    z = upscale_latents(model, lr, steps, eta, seed, noise, num_samples, latent_tile, latent_overlap, schedule)
+    z = upscale_latents(model, lr, steps, eta, seed, noise, num_samples, latent_tile, latent_overlap, schedule,
+                        sampler)
     return [consistency.apply_inplace(np.ascontiguousarray(img), lr, backproject)
             for img in render(model, z, [(H, W)], latent_tile, latent_overlap)[0]]
 
@@ -176,7 +182,8 @@ def generate(model: LDMind, size: tuple[int, int], steps: int = 50, eta: float =
              noise: NoiseFn | None = None, num_samples: int = 1,
              latent_size: tuple[int, int] | None = None, latent_tile: int | None = None,
              latent_overlap: int | None = None,
-             schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list[np.ndarray]:
+             schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
+             sampler: str = diffusion.DEFAULT_SAMPLER) -> list[np.ndarray]:
     """Unconditional samples rendered at ``size`` = (W, H); the latent is the training
     latent size (crop / downsample) unless ``latent_size`` = (h, w) is given (sampled in
     tiles when large)."""
@@ -191,5 +198,5 @@ def generate(model: LDMind, size: tuple[int, int], steps: int = 50, eta: float =
     shape = (model.cfg.autoencoder.z_channels, lh, lw)
     p = plan(model, lh, lw, steps, latent_tile, latent_overlap)
     z = sample_latents(model, None, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples, p,
-                       schedule=schedule)
+                       schedule=schedule, sampler=sampler)
     return list(render(model, z, [(H, W)], latent_tile, latent_overlap)[0])

@@ -21,12 +21,13 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import coords
-from .diffusion import DDIMStep
+from .diffusion import DDIMStep, SolverStep, solver_update
 from .latent_tiles import TilePlan, bands, blend, gather, window_cell, window_coords
 
 Tick = Callable[[str, int, int], None]
-# step(z_t [n*N, c, th, tw], st, noise [n*N, c, th, tw]) -> z_prev, built per group of tiles
-Step = Callable[[np.ndarray, DDIMStep, np.ndarray], np.ndarray]
+# step(z_t [n*N, c, th, tw], st, noise [n*N, c, th, tw]) -> (z_prev, pred_z0), built per group of
+# tiles (the unet_step graph's two outputs)
+Step = Callable[[np.ndarray, "DDIMStep | SolverStep", np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def groups(p: TilePlan, tile_batch: int) -> list[range]:
@@ -52,11 +53,14 @@ def encode(encode_fn: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, p: Til
 
 
 def denoise(make_step: Callable[[np.ndarray | None, int], Step], cond: np.ndarray | None,
-            num_samples: int, channels: int, schedule: list[DDIMStep],
+            num_samples: int, channels: int, schedule: list,
             noise: Callable[[int, tuple], np.ndarray], p: TilePlan, tile_batch: int = 1,
             tick: Tick | None = None) -> np.ndarray:
-    """DDIM from z_T = noise(0) to z_0 over the tiles of p: float32 [N, c, h, w].
+    """From z_T = noise(0) to z_0 over the tiles of p: float32 [N, c, h, w].
 
+    ``schedule``: DDIMStep (the graph's z_prev is blended) or SolverStep (its pred_z0 is
+    blended and the multistep update, ``diffusion.solver_update``, runs on the whole latent
+    in float64: the blend is a normalised weighted mean, so this equals updating each tile).
     ``noise(stream, (c, h, w))`` -> [N, c, h, w] is drawn for the whole latent (the RNG
     contract: stream 0 is z_T, stream k the k-th executed step, drawn only when sigma_t > 0),
     so the result does not depend on the plan's batching.  ``make_step(cond_tiles, n)`` builds
@@ -67,13 +71,20 @@ def denoise(make_step: Callable[[np.ndarray | None, int], Step], cond: np.ndarra
              for ks in gs]
     z = noise(0, shape)
     zeros = np.zeros_like(z)
+    d_prev = None
     for k, st in enumerate(schedule, start=1):
         eps = noise(k, shape) if st.sigma_t > 0 else zeros
-        z_prev = np.zeros_like(z)
+        solver = isinstance(st, SolverStep)
+        out_all = np.zeros_like(z)
         for step, ks in zip(steps, gs):
-            out = step(gather(z, p, ks), st, gather(eps, p, ks))
-            blend(z_prev, out.reshape(len(ks), N, *out.shape[1:]), p, ks.start)
-        z = z_prev
+            z_prev, pred = step(gather(z, p, ks), st, gather(eps, p, ks))
+            out = pred if solver else z_prev
+            blend(out_all, out.reshape(len(ks), N, *out.shape[1:]), p, ks.start)
+        if solver:
+            d = out_all.astype(np.float64)
+            z, d_prev = solver_update(z.astype(np.float64), d, d_prev, st).astype(np.float32), d
+        else:
+            z = out_all
         if tick:
             tick("denoise", k, len(schedule))
     return z

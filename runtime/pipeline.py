@@ -92,7 +92,7 @@ class Pipeline:
                 tile: int | None = None, progress: Progress | None = None, output: str = "auto",
                 backproject: int = consistency.DEFAULT_ITERATIONS, latent_tile: int | None = None,
                 latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
-                depth: int | None = None) -> list:
+                depth: int | None = None, sampler: str = diffusion.DEFAULT_SAMPLER) -> list:
         """Super-resolve ``image`` (PIL image, uint8 or uint16 array) by ``scale`` or to ``size``
         = (W, H).  Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``),
         else arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  A translucent input
@@ -104,8 +104,9 @@ class Pipeline:
         has no 16-bit RGB mode).
         ``backproject``: iterations of back-projection onto the input (0: the raw sample).
         ``latent_tile``/``latent_overlap``: latent tile side and overlap in cells (default:
-        chosen from the model, see ``plan``).  ``schedule``: "full" or "paper"
-        (``diffusion.DDIM_SCHEDULES``)."""
+        chosen from the model, see ``plan``).  ``schedule``: DDIM's "full" or "paper"
+        (``diffusion.DDIM_SCHEDULES``).  ``sampler``: "ddim" or "dpm++2m" (DPM-Solver++(2M):
+        deterministic, the same image in fewer steps; ``eta`` and ``schedule`` are DDIM's)."""
         self._need_conditional(True)
         lr, alpha = to_rgb_alpha(image, "input image")
         try:
@@ -122,7 +123,7 @@ class Pipeline:
         limits.check_output(n, H, W, extra=extra, itemsize=dtype.itemsize)
         if alpha is not None:
             lr = _alpha.bleed(lr, alpha)     # no dark fringe from the colour under transparent pixels
-        z = self._upscale_latents(lr, steps, eta, seed, n, progress, latent_tile, latent_overlap, schedule)
+        z = self._upscale_latents(lr, steps, eta, seed, n, progress, latent_tile, latent_overlap, schedule, sampler)
         out = list(self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap, dtype)[0])
         for k, img in enumerate(out, start=1):
             consistency.apply_inplace(img, lr, backproject)
@@ -137,7 +138,8 @@ class Pipeline:
                  num_samples: int = 1, tile: int | None = None, progress: Progress | None = None,
                  output: str = "array", latent_size: tuple[int, int] | None = None,
                  latent_tile: int | None = None, latent_overlap: int | None = None,
-                 schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE, depth: int | None = None) -> list:
+                 schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE, depth: int | None = None,
+                 sampler: str = diffusion.DEFAULT_SAMPLER) -> list:
         """Unconditional samples rendered at ``size`` = (W, H), from the manifest's
         generation latent (or ``latent_size`` = (h, w): larger latents are sampled in tiles).
         ``depth``: 8 (uint8, the default) or 16 (uint16, arrays only)."""
@@ -152,10 +154,10 @@ class Pipeline:
                 or not isinstance(lw, numbers.Integral) or lh < 1 or lw < 1 or lh % m or lw % m:
             raise InputError(f"latent size must be positive multiples of {m}, got {lh}x{lw}")
         limits.check_output(n, H, W, extra=self._working_bytes(n, lh, lw), itemsize=dtype.itemsize)
-        self._schedule(steps, eta, schedule)      # refuse bad steps/eta before any work
+        self._schedule(steps, eta, schedule, sampler)      # refuse bad steps/eta before any work
         p = self.plan(lh, lw, steps, n, latent_tile, latent_overlap)
         z = self.sample_latents(None, (self.bundle.z_channels, lh, lw), steps, eta, seed, n, progress, p,
-                                schedule)
+                                schedule, sampler)
         out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap, dtype)[0]
         return _convert(list(out), pil)
 
@@ -198,19 +200,21 @@ class Pipeline:
 
     def upscale_latents(self, image, steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
                         progress: Progress | None = None, latent_tile: int | None = None,
-                        latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
+                        latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
+                        sampler: str = diffusion.DEFAULT_SAMPLER) -> np.ndarray:
         """Sampled latents of an LR image cropped to the LR area: float32 [N, c, h', w']."""
         self._need_conditional(True)
         lr = to_rgb_array(image, "input image")
         return self._upscale_latents(lr, steps, eta, seed, _count(num_samples), progress, latent_tile,
-                                     latent_overlap, schedule)
+                                     latent_overlap, schedule, sampler)
 
     def sample_latents(self, cond: np.ndarray | None, shape: tuple[int, int, int], steps: int, eta: float,
                        seed: int, num_samples: int, progress: Progress | None = None, plan=None,
-                       schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
-        """DDIM from z_T to z_0: float32 [num_samples, *shape]; ``cond`` [1, c, h, w] or None;
-        over the tiles of ``plan`` (default: ``self.plan``)."""
-        schedule = self._schedule(steps, eta, schedule)
+                       schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
+                       sampler: str = diffusion.DEFAULT_SAMPLER) -> np.ndarray:
+        """From z_T to z_0 (DDIM or ``sampler``): float32 [num_samples, *shape]; ``cond``
+        [1, c, h, w] or None; over the tiles of ``plan`` (default: ``self.plan``)."""
+        schedule = self._schedule(steps, eta, schedule, sampler)
         seed = _seed(seed)
         n = _count(num_samples)
         p = plan or self.plan(shape[1], shape[2], steps, n)
@@ -235,8 +239,9 @@ class Pipeline:
                 z = run({"z_t": z_t, "timestep": np.full((nb,), st.t, dtype=np.int64),
                          "alpha_bar_t": np.array([st.alpha_bar_t], dtype=np.float32),
                          "alpha_bar_prev": np.array([st.alpha_bar_prev], dtype=np.float32),
-                         "sigma_t": np.array([st.sigma_t], dtype=np.float32), "noise": noise})["z_prev"]
-                return self._finite("unet_step", z, f" at t={st.t}")
+                         "sigma_t": np.array([st.sigma_t], dtype=np.float32), "noise": noise})
+                return (self._finite("unet_step", z["z_prev"], f" at t={st.t}"),
+                        self._finite("unet_step", z["pred_z0"], f" at t={st.t}"))
             return step
 
         out = []
@@ -296,19 +301,19 @@ class Pipeline:
         return t
 
     def _upscale_latents(self, lr: np.ndarray, steps, eta, seed, n: int, progress, latent_tile, latent_overlap,
-                         schedule: str):
+                         schedule: str, sampler: str = diffusion.DEFAULT_SAMPLER):
         """Latents cropped to the LR area [n, c, h', w']."""
         b = self.bundle
         unit = images.lr_pad_unit(b.cond_scale, b.ae_downsample, b.unet_multiple)
         x = images.pad_lr(images.to_float(lr), unit)[None]
         ch, cw = self._lr_latent(x.shape[2:])
-        self._schedule(steps, eta, schedule)  # refuse bad steps/eta before the encoder runs
+        self._schedule(steps, eta, schedule, sampler)  # refuse bad steps/eta before the encoder runs
         p = self.plan(ch, cw, steps, n, latent_tile, latent_overlap)
         encoder = self.engines["encoder"]
         r = max(1, b.cond_scale // b.ae_downsample)
         cond = tiled_sampling.encode(lambda t: self._finite("encoder", encoder({"lr": t})["cond"]), x, p, r,
                                      self._tile_batch(p, 1), progress)
-        z = self.sample_latents(cond, (b.z_channels, ch, cw), steps, eta, seed, n, progress, p, schedule)
+        z = self.sample_latents(cond, (b.z_channels, ch, cw), steps, eta, seed, n, progress, p, schedule, sampler)
         lh, lw = self._lr_latent(lr.shape[:2])
         return np.ascontiguousarray(z[:, :, :lh, :lw])
 
@@ -339,15 +344,16 @@ class Pipeline:
             results.append(out)
         return results
 
-    def _schedule(self, steps, eta, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> list:
+    def _schedule(self, steps, eta, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
+                  sampler: str = diffusion.DEFAULT_SAMPLER) -> list:
         T = self.bundle.timesteps
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
             raise InputError(f"steps must be an integer in 1..{T}, got {steps}")
         if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or eta < 0:
             raise InputError(f"eta must be a finite number >= 0, got {eta}")
         try:
-            return diffusion.ddim_schedule(self.bundle.alpha_bar, int(steps), float(eta), schedule)
-        except ValueError as e:   # an eta the schedule cannot take, an unknown schedule name
+            return diffusion.sampling_schedule(self.bundle.alpha_bar, int(steps), float(eta), schedule, sampler)
+        except ValueError as e:   # an eta the schedule cannot take, an unknown schedule or sampler name
             raise InputError(str(e)) from None
 
     def _batch(self, n: int) -> int:

@@ -177,3 +177,87 @@ def test_ddim_step_with_noise_hand_computed():
     z2, _ = d.ddim_step(np.array([0.5]), np.array([0.2]), 0.25, 0.64, 0.5, np.array([-1.5]))
     # 0.8 z0 + sqrt(0.11) * 0.2 - 0.75
     assert z2[0] == pytest.approx(0.52287187078897963 + 0.066332495807107997 - 0.75, abs=1e-15)
+
+
+# -- DPM-Solver++(2M) (issue 11) -----------------------------------------------------------------
+def _solve(schedule, model, z):
+    """Run a SolverStep schedule with an eps-model ``model(z, t)``; D = pred_z0."""
+    d_prev = None
+    for st in schedule:
+        x0 = d.pred_z0(z, model(z, st.t), st.alpha_bar_t)
+        z, d_prev = d.solver_update(z, x0, d_prev, st), x0
+    return z
+
+
+@pytest.mark.parametrize("steps, expected", [
+    # diffusers 0.42.1, DPMSolverMultistepScheduler(trained_betas=make_betas("linear", 1000, 0.0015,
+    # 0.0195), algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="sigma_min",
+    # lower_order_final=True, prediction_type="epsilon"), set_timesteps(timesteps=our DDIM grid),
+    # eps(x, t) = 0.3 x + 0.1 sin(t / 97), x_T = (1, -0.5, 0.25); run 2026-11-30 in a separate venv
+    (5, [4.834625908002151, -3.0907851259140453, 0.8719202303087469]),
+    (10, [9.282266348029093, -5.495451559154461, 1.893407752806854]),
+    (20, [12.892305196982887, -7.161233364214112, 2.865533637686519]),
+])
+def test_dpm_solver_matches_diffusers(steps, expected):
+    """Another library's numbers: the same solver in diffusers (which keeps alpha_bar in
+    float32, hence agreement to ~1e-7 relative, not to float64 rounding)."""
+    ab = d.alpha_bar_from_betas(d.make_betas("linear", 1000, 0.0015, 0.0195))
+    z = _solve(d.dpm_solver_schedule(ab, steps), lambda z, t: 0.3 * z + 0.1 * np.sin(t / 97.0),
+               np.array([1.0, -0.5, 0.25]))
+    np.testing.assert_allclose(z, expected, rtol=1e-6)
+
+
+def test_dpm_solver_first_order_is_ddim_eta_zero():
+    """The first step (and every step's first-order part) is DDIM with eta = 0, written from
+    DDIM's own formula (``ddim_step``): same landing points, same numbers."""
+    ab = d.alpha_bar_from_betas(d.make_betas("linear", 1000, 0.0015, 0.0195))
+    solver = d.dpm_solver_schedule(ab, 10)
+    ddim = d.ddim_schedule(ab, 10, 0.0)
+    assert [s.t for s in solver] == [s.t for s in ddim] == [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]
+    rng = np.random.default_rng(0)
+    z, eps = rng.standard_normal(5), rng.standard_normal(5)
+    for s, dd in zip(solver, ddim):
+        z_prev, z0 = d.ddim_step(z, eps, dd.alpha_bar_t, dd.alpha_bar_prev, 0.0, 0.0)
+        first = d.SolverStep(s.t, s.alpha_bar_t, s.c_x, s.c_d + s.c_d_prev, 0.0)
+        np.testing.assert_allclose(d.solver_update(z, z0, None, first), z_prev, rtol=1e-12, atol=1e-12)
+    assert solver[0].c_d_prev == 0 and solver[-1].c_d_prev == 0           # first step; last below 15 steps
+    assert all(s.c_d_prev < 0 for s in solver[1:-1])
+    assert d.dpm_solver_schedule(ab, 20)[-1].c_d_prev < 0          # 15 steps and more: second order
+
+
+def test_dpm_solver_is_second_order():
+    """Against the exact solution of the data-prediction ODE (DPM-Solver++ eq. 9) when
+    D(lambda) = cos(lambda): z_s = (sigma_s / sigma_t) z_t + sigma_s [F(lambda_s) - F(lambda_t)],
+    F = e^l (cos l + sin l) / 2.  On a schedule uniform in lambda, doubling the steps divides
+    the error by ~4 (first order: by ~2)."""
+    T = 1000
+    lam = 3 - 6 * np.arange(T) / (T - 1)
+    ab = 1 / (1 + np.exp(-2 * lam))
+    F = lambda x: np.exp(x) * (np.cos(x) + np.sin(x)) / 2     # noqa: E731
+    errors, first = [], []
+    for n in (40, 80, 160):
+        sch = d.dpm_solver_schedule(ab, n)
+        t0 = sch[0].t
+        l_t, l_s = d.log_snr(ab[t0]), d.log_snr(ab[0])
+        exact = np.sqrt((1 - ab[0]) / (1 - ab[t0])) * 0.7 + np.sqrt(1 - ab[0]) * (F(l_s) - F(l_t))
+        z, z1, d_prev = 0.7, 0.7, None
+        for st in sch:
+            x0 = np.cos(d.log_snr(st.alpha_bar_t))
+            z, d_prev = d.solver_update(z, x0, d_prev, st), x0
+            z1 = st.c_x * z1 + (st.c_d + st.c_d_prev) * x0
+        errors.append(abs(z - exact))
+        first.append(abs(z1 - exact))
+    for a, b in zip(errors, errors[1:]):
+        assert 3.3 < a / b < 4.7, errors
+    for a, b in zip(first, first[1:]):
+        assert 1.8 < a / b < 2.3, first
+
+
+def test_sampling_schedule_names():
+    ab = d.alpha_bar_from_betas(d.make_betas("linear", 100))
+    assert isinstance(d.sampling_schedule(ab, 4, 1.0)[0], d.DDIMStep)
+    assert isinstance(d.sampling_schedule(ab, 4, 1.0, sampler="dpm++2m")[0], d.SolverStep)
+    with pytest.raises(ValueError, match="sampler must be one of ddim, dpm\\+\\+2m"):
+        d.sampling_schedule(ab, 4, 1.0, sampler="euler")
+    with pytest.raises(ValueError, match="steps must be in 1..100"):
+        d.sampling_schedule(ab, 0, 1.0, sampler="dpm++2m")
