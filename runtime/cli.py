@@ -203,6 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--depth", type=_depth, default=8, help="bits per value of the PNG outputs, 8 or 16 "
                                                             "(default 8)")
     _common(gen)
+    prof = sub.add_parser("profile", help="latency of one real request, stage by stage")
+    prof.add_argument("engines", help="engine directory")
+    prof.add_argument("image", nargs="?", default=None, help="input image (super-resolution models)")
+    what = prof.add_mutually_exclusive_group()
+    what.add_argument("--scale", type=_scale, help="scale factor")
+    what.add_argument("--size", type=_size, help="output size WIDTHxHEIGHT")
+    prof.add_argument("--steps", type=_int_at_least(1, "--steps"), default=50, help="steps (default 50)")
+    prof.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER, help="ddim or dpm++2m")
+    prof.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "ort-trt", "tensorrt"])
+    prof.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0)
+    prof.add_argument("--repeat", type=_int_at_least(1, "--repeat"), default=3,
+                      help="requests measured after one warm-up (default 3); figures are medians")
+    prof.add_argument("--json", default=None, help="write the profile as JSON")
+    prof.add_argument("--plot", default=None, help="write a bar chart (PNG; needs matplotlib)")
     info = sub.add_parser("info", help="summarise an engine directory")
     info.add_argument("engines", help="engine directory")
     info.add_argument("--json", action="store_true", help="machine-readable output")
@@ -374,6 +388,29 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from . import profile
+
+    if args.image is not None and args.scale is None and args.size is None:
+        raise InputError("give --scale or --size")
+    for path in (args.json, args.plot):
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            raise InputError(f"{path}: output folder {Path(path).parent} does not exist")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InputError("--plot needs matplotlib: pip install 'ldmind[plot]'") from None
+    p = profile.profile(args.engines, args.image, args.scale, args.size, args.steps, args.sampler, args.backend,
+                        args.repeat, threads=args.threads)
+    _say(profile.table(p))
+    if args.json:
+        profile.write_json(p, args.json)
+    if args.plot:
+        profile.plot(p, args.plot)
+    return 0
+
+
 def _notes(e: BaseException) -> str:
     return "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
 
@@ -387,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         pass
     try:
-        return {"upscale": cmd_upscale, "generate": cmd_generate, "info": cmd_info}[args.command](args)
+        return {"upscale": cmd_upscale, "generate": cmd_generate, "info": cmd_info,
+                "profile": cmd_profile}[args.command](args)
     except LdmindError as e:
         _say(f"{PROG}: error: {e}", sys.stderr)
         return 2
