@@ -2,6 +2,7 @@
 
     python -m runtime.bench [--engines engines/tiny-random] [--backend auto] [--out bench_out/bench.json]
                             [--repeat 3] [--no-memory]
+    python -m runtime.bench --side-by-side ...      # eager reference vs runtime: runtime/bench_side.py
 
 Times each graph (best of ``--repeat``), LIIF query throughput per tile size, and whole
 ``upscale`` calls; then runs the memory benchmark (``runtime.bench_memory``) in a fresh
@@ -94,6 +95,10 @@ def run(engines: str, backend: str, repeat: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--side-by-side" in argv:          # the eager reference beside the runtime: bench_side.py
+        from . import bench_side
+        return bench_side.main([a for a in argv if a != "--side-by-side"])
     p = argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__.splitlines()[0])
     p.add_argument("--engines", default="engines/tiny-random")
     p.add_argument("--backend", default="auto")

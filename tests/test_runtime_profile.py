@@ -57,3 +57,18 @@ def test_profile_refusals(runtime_exports, photo, capsys, argv, says):
     code = main(["profile", str(sr), *[str(photo) if a == "IMG" else a for a in argv], "--steps", "1", "--repeat", "1"])
     err = capsys.readouterr().err
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_side_by_side_program_runs(runtime_exports, tmp_path):
+    """The side-by-side benchmark (a program, not a timing test): every stage in every column."""
+    from runtime import bench
+
+    e = runtime_exports["sr"]
+    out = tmp_path / "side.json"
+    assert bench.main(["--side-by-side", "--model", f"tiny={e['engines']}:{e['ckpt']}", "--lr", "8", "--scale", "2",
+                       "--steps", "2", "--repeat", "1", "--threads", "1", "--out", str(out)]) == 0
+    cols = json.loads(out.read_text())["models"]["tiny"]
+    assert set(cols) == {"eager fp32", "eager bf16", "runtime cpu"}
+    for t in cols.values():
+        assert all(t[s] > 0 for s in ("encoder", "unet_step", "decoder", "liif"))
+        assert t["sum"] == pytest.approx(t["encoder"] + 2 * t["unet_step"] + t["decoder"] + t["liif"], abs=2e-3)
