@@ -1,4 +1,4 @@
-"""``python -m runtime``: upscale, generate, info.
+"""``python -m runtime``: upscale, generate, info, serve.
 
     python -m runtime upscale IN [--engines DIR] (--scale S | --size WxH) [-n K] [--steps N]
                       [--eta E] [--seed S] [--backproject K] [--backend B] [--tile Q]
@@ -8,8 +8,9 @@
     python -m runtime info ENGINES [--json] [--no-verify]
     python -m runtime serve [--engines DIR] [--host H] [--port N] [--workers N] [--queue N] ...
 
-Exit status: 0 done (``serve``: stopped by SIGTERM or SIGINT after its requests finished); 2 bad input, engines or options, or out of memory (one line on stderr,
-no traceback, no output file); 1 a folder run in which some image failed (one line each, and
+Exit status: 0 done (``serve``: stopped by SIGTERM or SIGINT once its requests are answered);
+2 bad input, engines or options, or out of memory (one line on stderr, no traceback, no
+output file); 1 a folder run in which some image failed (one line each, and
 a summary), or an internal error (a bug: set LDMIND_DEBUG=1 for the traceback); 130
 interrupted (SIGINT), 143 terminated (SIGTERM), one line either way.
 Output images are written under a temporary name and renamed when complete; an interrupt
@@ -216,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve_parser(sub) -> None:
-    from .serve import Settings      # the service's defaults, stated once (no Starlette needed)
+    from .service import Settings    # the service's defaults, stated once (no Starlette needed)
 
     d = Settings()
     srv = sub.add_parser("serve", help="an HTTP upscaling service (needs the serve extra)")
@@ -410,11 +411,9 @@ def cmd_serve(args) -> int:
         import uvicorn  # noqa: F401
     except ImportError:
         raise LdmindError("the service needs Starlette and uvicorn: install the serve extra: "
-                                "pip install 'ldmind[serve]'") from None
-    import logging
-
+                          "pip install 'ldmind[serve]'") from None
     from .pipeline import Pipeline
-    from .serve import Settings, bind, create_app, log, serve
+    from .serve import Settings, serve
 
     settings = Settings(workers=args.workers, queue=args.queue, timeout_s=args.timeout,
                         max_body_bytes=max(1, round(args.max_body_mb * 2 ** 20)),
@@ -423,35 +422,10 @@ def cmd_serve(args) -> int:
                         max_steps=args.max_steps, default_steps=min(Settings.default_steps, args.max_steps),
                         shutdown_timeout_s=args.shutdown_timeout)
     pipe = Pipeline.load(args.engines, backend=args.backend, threads=args.threads)
-    try:
-        sock = bind(args.host, args.port)
-    except OSError as e:
-        raise InputError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from None
-    app = create_app(pipe, settings)
-    host, port = sock.getsockname()[:2]
-    if not args.quiet:
-        handler = logging.StreamHandler(sys.stderr)
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    _say(f"{PROG}: serving {pipe.describe()} at {url} ({settings.workers} worker(s), queue {settings.queue}, "
-         f"timeout {settings.timeout_s:g} s); SIGTERM or Ctrl+C stops after the requests in progress", sys.stderr)
-    caught: list[int] = []
-    # uvicorn handles SIGTERM/SIGINT while it serves, then restores these and raises the signal
-    # again: recorded here, so that a stop by signal is the normal end (exit 0)
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
-        except ValueError:      # not the main thread: uvicorn does not handle signals there either
-            pass
-    try:
-        counts = serve(app, sock)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    how = f" ({signal.Signals(caught[0]).name})" if caught else ""
-    _say(f"{PROG}: stopped{how}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()), sys.stderr)
+    stopped_by, counts = serve(pipe, settings, args.host, args.port, access_log=not args.quiet,
+                               say=lambda line: _say(f"{PROG}: {line}", sys.stderr))
+    _say(f"{PROG}: stopped{f' ({stopped_by})' if stopped_by else ''}: "
+         + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()), sys.stderr)
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
 import re
 import signal
 import subprocess
