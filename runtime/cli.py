@@ -1,4 +1,4 @@
-"""``python -m runtime``: upscale, generate, info.
+"""``python -m runtime``: upscale, generate, info, serve.
 
     python -m runtime upscale IN [--engines DIR] (--scale S | --size WxH) [-n K] [--steps N]
                       [--eta E] [--seed S] [--backproject K] [--backend B] [--tile Q]
@@ -6,9 +6,11 @@
     python -m runtime upscale DIR ... [--recursive] [--skip-existing] [--ext EXT] -o OUTDIR
     python -m runtime generate [--engines DIR] --size WxH [-n K] ... -o DIR
     python -m runtime info ENGINES [--json] [--no-verify]
+    python -m runtime serve [--engines DIR] [--host H] [--port N] [--workers N] [--queue N] ...
 
-Exit status: 0 done; 2 bad input, engines or options, or out of memory (one line on stderr,
-no traceback, no output file); 1 a folder run in which some image failed (one line each, and
+Exit status: 0 done (``serve``: stopped by SIGTERM or SIGINT once its requests are answered);
+2 bad input, engines or options, or out of memory (one line on stderr, no traceback, no
+output file); 1 a folder run in which some image failed (one line each, and
 a summary), or an internal error (a bug: set LDMIND_DEBUG=1 for the traceback); 130
 interrupted (SIGINT), 143 terminated (SIGTERM), one line either way.
 Output images are written under a temporary name and renamed when complete; an interrupt
@@ -143,6 +145,25 @@ def _depth(text: str):
     return int(text)
 
 
+def _port(text: str) -> int:
+    v = _int_at_least(0, "--port")(text)
+    if v > 65535:
+        raise argparse.ArgumentTypeError(f"--port must be in 0..65535, got {v}")
+    return v
+
+
+def _positive_number(what: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number > 0, got {text}")
+        return v
+    return parse
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", default=DEFAULT_ENGINES,
                    help=f"engine directory written by `python -m export` (default {DEFAULT_ENGINES})")
@@ -221,7 +242,42 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("engines", help="engine directory")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.add_argument("--no-verify", action="store_true", help="skip the checksum verification")
+    _serve_parser(sub)
     return p
+
+
+def _serve_parser(sub) -> None:
+    from .service import Settings    # the service's defaults, stated once (no Starlette needed)
+
+    d = Settings()
+    srv = sub.add_parser("serve", help="an HTTP upscaling service (needs the serve extra)")
+    srv.add_argument("--engines", default=DEFAULT_ENGINES,
+                     help=f"engine directory written by `python -m export` (default {DEFAULT_ENGINES})")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000; 0: any free port, printed)")
+    srv.add_argument("--workers", type=_int_at_least(1, "--workers"), default=d.workers,
+                     help=f"upscales running at once on the one loaded pipeline (default {d.workers})")
+    srv.add_argument("--queue", type=_int_at_least(0, "--queue"), default=d.queue,
+                     help=f"requests waiting for a worker before 503 (default {d.queue})")
+    srv.add_argument("--timeout", type=_positive_number("--timeout"), default=d.timeout_s,
+                     help=f"seconds per request, queue wait included, before 504 (default {d.timeout_s:g})")
+    srv.add_argument("--max-body-mb", type=_positive_number("--max-body-mb"), default=d.max_body_bytes / 2 ** 20,
+                     help=f"largest upload in MiB (default {d.max_body_bytes / 2 ** 20:g})")
+    srv.add_argument("--max-input-mpx", type=_positive_number("--max-input-mpx"), default=d.max_input_pixels / 1e6,
+                     help=f"largest input image in megapixels (default {d.max_input_pixels / 1e6:g})")
+    srv.add_argument("--max-output-mpx", type=_positive_number("--max-output-mpx"),
+                     default=d.max_output_pixels / 1e6,
+                     help=f"largest output image in megapixels (default {d.max_output_pixels / 1e6:g})")
+    srv.add_argument("--max-steps", type=_int_at_least(1, "--max-steps"), default=d.max_steps,
+                     help=f"most DDIM steps a request may ask for (default {d.max_steps}; "
+                          f"a request without steps gets {d.default_steps})")
+    srv.add_argument("--shutdown-timeout", type=_positive_number("--shutdown-timeout"), default=d.shutdown_timeout_s,
+                     help=f"seconds SIGTERM waits for running and waiting requests (default {d.shutdown_timeout_s:g})")
+    srv.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "ort-trt", "tensorrt"],
+                     help="graph backend (default auto: the fastest available)")
+    srv.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0,
+                     help="CPU threads per graph (default 0: ONNX Runtime decides)")
+    srv.add_argument("-q", "--quiet", action="store_true", help="no access log (one line per request on stderr)")
 
 
 def _outputs(path: str, n: int) -> list[Path]:
@@ -376,8 +432,8 @@ def cmd_info(args) -> int:
         f"  queries:   {s['query_chunk']} per LIIF call",
         "  graphs:    " + ", ".join(f"{g['file']} {g['bytes'] / 2 ** 20:.1f} MiB" for g in s["graphs"].values())
         + f" (checksums {s['checksums']})",
-        f"  producer:  " + ", ".join(f"{k} {v}" for k, v in (s["producer"] or {}).items()),
-        f"  tensorrt:  " + ("none" if not s["tensorrt"] else
+        "  producer:  " + ", ".join(f"{k} {v}" for k, v in (s["producer"] or {}).items()),
+        "  tensorrt:  " + ("none" if not s["tensorrt"] else
                             f"TensorRT {s['tensorrt']['version']} for {s['tensorrt']['gpu']} "
                             f"(sm {s['tensorrt']['compute_capability']})"),
         "  backends:",
@@ -411,6 +467,30 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise LdmindError("the service needs Starlette and uvicorn: install the serve extra: "
+                          "pip install 'ldmind[serve]'") from None
+    from .pipeline import Pipeline
+    from .serve import Settings, serve
+
+    settings = Settings(workers=args.workers, queue=args.queue, timeout_s=args.timeout,
+                        max_body_bytes=max(1, round(args.max_body_mb * 2 ** 20)),
+                        max_input_pixels=max(1, round(args.max_input_mpx * 1e6)),
+                        max_output_pixels=max(1, round(args.max_output_mpx * 1e6)),
+                        max_steps=args.max_steps, default_steps=min(Settings.default_steps, args.max_steps),
+                        shutdown_timeout_s=args.shutdown_timeout)
+    pipe = Pipeline.load(args.engines, backend=args.backend, threads=args.threads)
+    stopped_by, counts = serve(pipe, settings, args.host, args.port, access_log=not args.quiet,
+                               say=lambda line: _say(f"{PROG}: {line}", sys.stderr))
+    _say(f"{PROG}: stopped{f' ({stopped_by})' if stopped_by else ''}: "
+         + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()), sys.stderr)
+    return 0
+
+
 def _notes(e: BaseException) -> str:
     return "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
 
@@ -425,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     try:
         return {"upscale": cmd_upscale, "generate": cmd_generate, "info": cmd_info,
-                "profile": cmd_profile}[args.command](args)
+                "profile": cmd_profile, "serve": cmd_serve}[args.command](args)
     except LdmindError as e:
         _say(f"{PROG}: error: {e}", sys.stderr)
         return 2
