@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, SAMPLERS
+from .diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
 
 def _model(args):
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     g = u.add_mutually_exclusive_group(required=True)
     g.add_argument("--scale", type=float)
     g.add_argument("--size", help="WxH")
-    u.add_argument("--steps", type=int, default=50)
+    u.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     u.add_argument("--eta", type=float, default=1.0)
     u.add_argument("--schedule", choices=DDIM_SCHEDULES, default=DEFAULT_DDIM_SCHEDULE,
                    help="DDIM steps executed: full (all N) or paper (the paper's code: N - 1)")

@@ -106,7 +106,7 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
 
 @torch.no_grad()
 def encode_lr(model: LDMind, lr: np.ndarray, latent_tile: int | None = None, latent_overlap: int | None = None,
-              steps: int = 50) -> tuple[np.ndarray, tuple[int, int], latent_tiles.TilePlan]:
+              steps: int = diffusion.DEFAULT_STEPS) -> tuple[np.ndarray, tuple[int, int], latent_tiles.TilePlan]:
     """uint8 LR [h, w, 3] -> (cond [1, c, H', W'] of the padded LR, latent (h', w') of the LR
     itself, the tile plan of the padded latent), the encoder run tile by tile."""
     cfg = model.cfg
@@ -120,7 +120,7 @@ def encode_lr(model: LDMind, lr: np.ndarray, latent_tile: int | None = None, lat
     return cond, cfg.latent_size_for_lr(lr.shape[0], lr.shape[1]), p
 
 
-def upscale_latents(model: LDMind, lr, steps: int = 50, eta: float = 1.0, seed: int = 0,
+def upscale_latents(model: LDMind, lr, steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0,
                     noise: NoiseFn | None = None, num_samples: int = 1, latent_tile: int | None = None,
                     latent_overlap: int | None = None,
                     schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
@@ -162,7 +162,7 @@ def render(model: LDMind, z, sizes: list[tuple[int, int]], latent_tile: int | No
 
 
 def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int] | None = None,
-            steps: int = 50, eta: float = 1.0, seed: int = 0, noise: NoiseFn | None = None,
+            steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0, noise: NoiseFn | None = None,
             num_samples: int = 1, backproject: int = consistency.DEFAULT_ITERATIONS,
             latent_tile: int | None = None, latent_overlap: int | None = None,
             schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
@@ -178,7 +178,7 @@ def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int]
             for img in render(model, z, [(H, W)], latent_tile, latent_overlap)[0]]
 
 
-def generate(model: LDMind, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
+def generate(model: LDMind, size: tuple[int, int], steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0,
              noise: NoiseFn | None = None, num_samples: int = 1,
              latent_size: tuple[int, int] | None = None, latent_tile: int | None = None,
              latent_overlap: int | None = None,

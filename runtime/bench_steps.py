@@ -50,11 +50,12 @@ def centre_crop(hr: np.ndarray, c: int) -> np.ndarray:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """{set: {scale: {config: [raw, default, bicubic, seconds, n]}}} of means."""
+    """{set: {scale: {config: [raw, default, bicubic, seconds, diversity, n]}}} of means
+    (diversity NaN when one sample was drawn)."""
     out: dict = {}
     for r in rows:
         e = out.setdefault(r["set"], {}).setdefault(str(r["scale"]), {}).setdefault(r["config"], [])
-        e.append((r["raw_psnr"], r["psnr"], r["bicubic_psnr"], r["seconds"]))
+        e.append((r["raw_psnr"], r["psnr"], r["bicubic_psnr"], r["seconds"], r.get("diversity", float("nan"))))
     return {s: {sc: {c: [*np.mean(v, axis=0).round(4).tolist(), len(v)] for c, v in per.items()}
                 for sc, per in scales.items()} for s, scales in out.items()}
 
@@ -67,8 +68,9 @@ def table(summary: dict, configs) -> str:
             lines.append(f"\n{s} {sc}x (bicubic {bic:.2f} dB), PSNR-Y raw / default, seconds per image")
             for c in configs:
                 if c in per:
-                    raw, d, _, sec, n = per[c]
-                    lines.append(f"  {c:12s} {raw:6.2f} / {d:6.2f}   {sec:6.1f} s   (n={n})")
+                    raw, d, _, sec, div, n = per[c]
+                    extra = "" if div != div else f"   diversity {div:.2f}"
+                    lines.append(f"  {c:12s} {raw:6.2f} / {d:6.2f}   {sec:6.1f} s{extra}   (n={n})")
     return "\n".join(lines)
 
 
@@ -88,6 +90,9 @@ def plot(summary: dict, configs, path: str) -> None:
                 ax.plot([p[0] for p in pts], [p[1][0] for p in pts], style, alpha=0.45, label=f"{sampler} (raw)")
         ax.axhline(next(iter(per.values()))[2], color="grey", ls=":", label="bicubic")
         ax.set_xscale("log")
+        ticks = sorted({int(c.split(":")[1]) for c in configs})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("steps")
         ax.set_ylabel("PSNR-Y (dB)")
         ax.set_title(f"{s} {sc}x")
@@ -105,6 +110,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scales", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), help="SAMPLER:STEPS ...")
     ap.add_argument("--backproject", type=int, default=consistency.DEFAULT_ITERATIONS)
+    ap.add_argument("--samples", type=int, default=1,
+                    help="samples per image (seeds 0..K-1); K > 1 also records diversity: the mean per-pixel "
+                         "standard deviation over the K back-projected samples (the benchmark's metric)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", required=True, help="JSON (appended to, resumable)")
     ap.add_argument("--plot", default=None)
@@ -125,13 +133,17 @@ def main(argv=None) -> int:
                     continue
                 sampler, steps = c.split(":")
                 t = time.perf_counter()
-                z = pipe.upscale_latents(lr, steps=int(steps), eta=1.0, seed=0, sampler=sampler)
-                img = pipe.render(z, [(H, W)])[0][0]
+                z = pipe.upscale_latents(lr, steps=int(steps), eta=1.0, seed=0, sampler=sampler,
+                                         num_samples=args.samples)
+                imgs = pipe.render(z, [(H, W)])[0]
+                img = imgs[0]
                 raw = metrics.psnr_y(img, hr, s)
-                consistency.apply_inplace(img, lr, args.backproject)
+                for im in imgs:
+                    consistency.apply_inplace(im, lr, args.backproject)
                 state["rows"].append({"set": set_name, "image": f.name, "scale": s, "config": c,
                                       "raw_psnr": raw, "psnr": metrics.psnr_y(img, hr, s), "bicubic_psnr": bic,
-                                      "seconds": round(time.perf_counter() - t, 2)})
+                                      "seconds": round(time.perf_counter() - t, 2),
+                                      **({"diversity": metrics.diversity(list(imgs))} if args.samples > 1 else {})})
                 print(f"[{time.time() - t0:7.1f}s] {set_name}/{f.name} {s}x {c}: raw {raw:.2f}, "
                       f"default {state['rows'][-1]['psnr']:.2f} (bicubic {bic:.2f})", file=sys.stderr, flush=True)
             tmp = out.with_suffix(".tmp")

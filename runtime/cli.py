@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ldmind_ref import latent_tiles
 from ldmind_ref.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT, MAX_ITERATIONS
-from ldmind_ref.diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, SAMPLERS
+from ldmind_ref.diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
 from .errors import InputError, LdmindError
 
@@ -168,7 +168,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", default=DEFAULT_ENGINES,
                    help=f"engine directory written by `python -m export` (default {DEFAULT_ENGINES})")
     p.add_argument("-n", "--num-samples", type=_int_at_least(1, "-n"), default=1, help="samples (default 1)")
-    p.add_argument("--steps", type=_int_at_least(1, "--steps"), default=50, help="DDIM steps (default 50)")
+    p.add_argument("--steps", type=_int_at_least(1, "--steps"), default=DEFAULT_STEPS,
+                   help=f"sampler steps (default {DEFAULT_STEPS})")
     p.add_argument("--eta", type=_eta, default=1.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default 1)")
     p.add_argument("--schedule", choices=DDIM_SCHEDULES, default=DEFAULT_DDIM_SCHEDULE,
                    help=f"DDIM steps executed: full (all N) or paper (the paper's code: the noisiest "
@@ -230,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     what = prof.add_mutually_exclusive_group()
     what.add_argument("--scale", type=_scale, help="scale factor")
     what.add_argument("--size", type=_size, help="output size WIDTHxHEIGHT")
-    prof.add_argument("--steps", type=_int_at_least(1, "--steps"), default=50, help="steps (default 50)")
+    prof.add_argument("--steps", type=_int_at_least(1, "--steps"), default=DEFAULT_STEPS,
+                      help=f"steps (default {DEFAULT_STEPS})")
     prof.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER, help="ddim or dpm++2m")
     prof.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "ort-trt", "tensorrt"])
     prof.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0)

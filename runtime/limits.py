@@ -14,7 +14,7 @@ import os
 
 from ldmind_ref import latent_tiles
 
-from .errors import InputError
+from .errors import InputError, OutOfMemory
 
 GiB = 1024 ** 3
 # what a process needs besides the estimate: ORT arenas, per-tile buffers, Python
@@ -117,6 +117,34 @@ def check_latent(costs: dict, batch: int, h: int, w: int, lr_size: tuple[int, in
         src = f"a {lr_size[1]}x{lr_size[0]} input image" if lr_size else "this request"
         raise InputError(f"{src} with {w}x{h} latent tiles needs about {_fmt(need)} of working memory, "
                          f"{_fmt(avail)} is available; use smaller latent tiles (or fewer samples)")
+
+
+# Virtual memory that opening the four ONNX Runtime sessions takes beyond the graph files
+# (thread stacks, arenas, mappings): measured 336 MiB for `tiny` and 382 MiB for `small` on 2
+# CPUs (VmSize before and after `Pipeline.load`).  Per CPU: one more intra-op thread per
+# session, 8 MiB of stack each.
+LOAD_BASE = 288 * 1024 ** 2
+LOAD_PER_CPU = 4 * 8 * 1024 ** 2
+
+
+def check_address_space(graph_bytes: int) -> None:
+    """Refuse, with the out-of-memory line, to open the graphs under an address-space limit
+    (``ulimit -v``, RLIMIT_AS) that leaves less than they need: ONNX Runtime does not always
+    survive an allocation failing while it creates a session (a segmentation fault, seen at
+    400 MiB), while every later shortage is an error it reports."""
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return
+    if soft == resource.RLIM_INFINITY:
+        return
+    used = proc_bytes("/proc/self/status", "VmSize") or 0
+    need = LOAD_BASE + LOAD_PER_CPU * (os.cpu_count() or 1) + 2 * graph_bytes
+    if soft - used < need:
+        raise OutOfMemory(f"the machine ran out of memory while loading the graphs: the address-space limit "
+                          f"(ulimit -v) leaves {_fmt(max(0, soft - used))}, loading needs about {_fmt(need)}; "
+                          f"raise the limit or free memory")
 
 
 _blas_reserved = False

@@ -66,6 +66,7 @@ class Pipeline:
         """Open an engine directory.  ``backend``: auto (the fastest that works here, see
         ``backend_reason``), cpu, cuda, ort-trt or tensorrt."""
         bundle = load_bundle(path, verify=verify)
+        limits.check_address_space(sum(bundle.graph_path(g).stat().st_size for g in _engine.graphs_of(bundle)))
         limits.reserve_blas_buffers()
         name, engines, skipped = _engine.select(bundle, backend, threads)
         return cls(bundle, engines, name, skipped, tile, requested=backend)
@@ -88,7 +89,7 @@ class Pipeline:
 
     # -- public API --------------------------------------------------------------------------
     def upscale(self, image, scale: float | None = None, size: tuple[int, int] | None = None,
-                steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
+                steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
                 tile: int | None = None, progress: Progress | None = None, output: str = "auto",
                 backproject: int = consistency.DEFAULT_ITERATIONS, latent_tile: int | None = None,
                 latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
@@ -134,7 +135,7 @@ class Pipeline:
             out = [np.dstack((img, a)) for img in out]
         return _convert(out, pil, read_metadata(image) if isinstance(image, Image.Image) else None)
 
-    def generate(self, size: tuple[int, int], steps: int = 50, eta: float = 1.0, seed: int = 0,
+    def generate(self, size: tuple[int, int], steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0,
                  num_samples: int = 1, tile: int | None = None, progress: Progress | None = None,
                  output: str = "array", latent_size: tuple[int, int] | None = None,
                  latent_tile: int | None = None, latent_overlap: int | None = None,
@@ -161,7 +162,7 @@ class Pipeline:
         out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap, dtype)[0]
         return _convert(list(out), pil)
 
-    def plan(self, h: int, w: int, steps: int = 50, num_samples: int = 1, latent_tile: int | None = None,
+    def plan(self, h: int, w: int, steps: int = diffusion.DEFAULT_STEPS, num_samples: int = 1, latent_tile: int | None = None,
              latent_overlap: int | None = None, graphs: tuple[str, ...] | None = None, align: int | None = None):
         """The latent tile plan (``ldmind_ref.latent_tiles.choose``) of an h x w latent: tiles of
         a few times the training latent, unless the whole latent fits in memory and is
@@ -198,7 +199,7 @@ class Pipeline:
             limits.check_output(z.shape[0], H, W, extra=self._working_bytes(z.shape[0], z.shape[2], z.shape[3]))
         return self._render(z, sizes, tile, progress, latent_tile, latent_overlap)
 
-    def upscale_latents(self, image, steps: int = 50, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
+    def upscale_latents(self, image, steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
                         progress: Progress | None = None, latent_tile: int | None = None,
                         latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
                         sampler: str = diffusion.DEFAULT_SAMPLER) -> np.ndarray:

@@ -150,11 +150,17 @@ def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: 
     return {"wall": wall, "total": total, "graph": graph_s, "steps": rec.steps, "output": list(out[0].shape[:2])}
 
 
-def profile(engines: str, image: str | None, scale=None, size=None, steps: int = 50, sampler: str = "ddim",
-            backend: str = "auto", repeat: int = 3, seed: int = 0, threads: int = 0) -> dict:
-    """Warm-up + ``repeat`` requests; medians per stage (see the module doc)."""
+def profile(engines: str, image: str | None, scale=None, size=None, steps: int | None = None,
+            sampler: str | None = None, backend: str = "auto", repeat: int = 3, seed: int = 0,
+            threads: int = 0) -> dict:
+    """Warm-up + ``repeat`` requests; medians per stage (see the module doc).  ``steps`` and
+    ``sampler``: the defaults (``diffusion.DEFAULT_STEPS``/``DEFAULT_SAMPLER``) when None."""
+    from ldmind_ref import diffusion
+
     from .pipeline import Pipeline
 
+    steps = diffusion.DEFAULT_STEPS if steps is None else steps
+    sampler = diffusion.DEFAULT_SAMPLER if sampler is None else sampler
     if repeat < 1:
         raise InputError(f"--repeat must be at least 1, got {repeat}")
     pipe = Pipeline.load(engines, backend=backend, threads=threads)

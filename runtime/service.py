@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from PIL import Image
 
-from ldmind_ref.diffusion import DEFAULT_SAMPLER, SAMPLERS
+from ldmind_ref.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
 from . import cli, limits
 from .errors import InputError, LdmindError, OutOfMemory
@@ -63,7 +63,7 @@ class Settings:
     # Seconds from the end of the upload (checks and queue wait included) to the answer: 504 beyond.
     timeout_s: float = 300.0
     # DDIM steps when the request gives none, and the most a request may ask for.
-    default_steps: int = 50
+    default_steps: int = DEFAULT_STEPS
     max_steps: int = 200
     # On SIGTERM/SIGINT: seconds to let running and waiting requests finish.
     shutdown_timeout_s: float = 60.0

@@ -83,11 +83,11 @@ def test_ddim_eta0_is_deterministic():
         # z_T fixed; every later stream differs between the two runs
         return lambda stream, shape: noise.batch_gaussian(0 if stream == 0 else offset, stream, 1, shape)
 
-    a = sample_latents(model, cond, (3, 8, 8), 6, 0.0, noise_fn(11), 1)
-    b = sample_latents(model, cond, (3, 8, 8), 6, 0.0, noise_fn(99), 1)
+    a = sample_latents(model, cond, (3, 8, 8), 6, 0.0, noise_fn(11), 1, sampler="ddim")
+    b = sample_latents(model, cond, (3, 8, 8), 6, 0.0, noise_fn(99), 1, sampler="ddim")
     assert np.array_equal(a, b)
-    c = sample_latents(model, cond, (3, 8, 8), 6, 1.0, noise_fn(11), 1)
-    e = sample_latents(model, cond, (3, 8, 8), 6, 1.0, noise_fn(99), 1)
+    c = sample_latents(model, cond, (3, 8, 8), 6, 1.0, noise_fn(11), 1, sampler="ddim")
+    e = sample_latents(model, cond, (3, 8, 8), 6, 1.0, noise_fn(99), 1, sampler="ddim")
     assert not np.array_equal(c, e)  # with eta 1 the step noise matters
 
 
@@ -255,9 +255,21 @@ def test_dpm_solver_is_second_order():
 
 def test_sampling_schedule_names():
     ab = d.alpha_bar_from_betas(d.make_betas("linear", 100))
-    assert isinstance(d.sampling_schedule(ab, 4, 1.0)[0], d.DDIMStep)
+    assert isinstance(d.sampling_schedule(ab, 4, 1.0, sampler="ddim")[0], d.DDIMStep)
     assert isinstance(d.sampling_schedule(ab, 4, 1.0, sampler="dpm++2m")[0], d.SolverStep)
     with pytest.raises(ValueError, match="sampler must be one of ddim, dpm\\+\\+2m"):
         d.sampling_schedule(ab, 4, 1.0, sampler="euler")
     with pytest.raises(ValueError, match="steps must be in 1..100"):
         d.sampling_schedule(ab, 0, 1.0, sampler="dpm++2m")
+
+
+def test_dpm_solver_with_steps_equal_T():
+    """steps = T visits t = 0, whose step lands where it starts: an identity, no division by zero."""
+    import warnings
+
+    ab = d.alpha_bar_from_betas(d.make_betas("linear", 40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sch = d.dpm_solver_schedule(ab, 40)
+    assert (sch[-1].t, sch[-1].c_x, sch[-1].c_d, sch[-1].c_d_prev) == (0, 1.0, 0.0, 0.0)
+    assert all(np.isfinite([s.c_x, s.c_d, s.c_d_prev]).all() for s in sch)

@@ -157,7 +157,7 @@ TRUNCATED = png(LR)[:60]
     ("scale=2&steps=11", None, 400, "at most 10"),
     ("scale=2&steps=0", None, 400, "steps must be >= 1"),
     ("scale=2&eta=-1", None, 400, "eta must be"),
-    ("scale=2&eta=100&steps=5", None, 400, "eta 100 is too large"),
+    ("scale=2&eta=100&steps=5&sampler=ddim", None, 400, "eta 100 is too large"),
     ("scale=2&seed=x", None, 400, "seed must be an integer"),
     ("scale=2&backproject=101", None, 400, "backproject must be in 0..100"),
     ("scale=2&quality=0", None, 400, "quality must be in 1..100"),

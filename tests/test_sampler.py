@@ -54,12 +54,12 @@ def test_steps_equal_T_and_paper_schedule(tiny):
     cfg = preset("tiny")
     short = random_model(dataclasses.replace(cfg, diffusion=dataclasses.replace(cfg.diffusion, timesteps=40)), 1)
     cond = np.zeros((1, 3, 4, 4), np.float32)
-    z = sampler.sample_latents(short, cond, (3, 4, 4), 40, 1.0, fn, 1)        # steps = T
+    z = sampler.sample_latents(short, cond, (3, 4, 4), 40, 1.0, fn, 1, sampler="ddim")   # steps = T
     assert np.isfinite(z).all() and calls[0] == 0
     # the last step (t = 0 onto alpha_bar_0) has sigma 0: 39 noise streams after z_T
     assert calls[1:] == list(range(1, 40))
     calls.clear()
-    sampler.sample_latents(tiny, cond, (3, 4, 4), 5, 1.0, fn, 1, schedule="paper")
+    sampler.sample_latents(tiny, cond, (3, 4, 4), 5, 1.0, fn, 1, schedule="paper", sampler="ddim")
     assert calls == [0, 1, 2, 3, 4]
 
 
@@ -88,8 +88,8 @@ def test_injected_noise_reproduces_sample(tiny, lr):
         calls.append((stream, tuple(shape)))
         return noise.batch_gaussian(5, stream, 1, shape)
 
-    a = sampler.upscale(tiny, lr, scale=2, steps=3, eta=1.0, noise=fn)[0]
-    b = sampler.upscale(tiny, lr, scale=2, steps=3, eta=1.0, seed=5)[0]
+    a = sampler.upscale(tiny, lr, scale=2, steps=3, eta=1.0, noise=fn, sampler="ddim")[0]
+    b = sampler.upscale(tiny, lr, scale=2, steps=3, eta=1.0, seed=5, sampler="ddim")[0]
     assert np.array_equal(a, b)
     # LR 13x17 is padded to the U-Net multiple (2) -> latent 14x18; z_T then one stream per step
     assert calls == [(0, (3, 14, 18)), (1, (3, 14, 18)), (2, (3, 14, 18)), (3, (3, 14, 18))]
