@@ -34,6 +34,18 @@ DIVERSITY_SCALE, DIVERSITY_SAMPLES = 8, 4
 SELF_SSIM_SCALES = (4, 8)
 
 
+def median_seconds(fn, repeat: int) -> float:
+    """Median wall time of ``repeat`` calls of ``fn`` after one warm-up call (first-run
+    allocations and caches are not counted)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
 def load_hr(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))

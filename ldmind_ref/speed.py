@@ -11,23 +11,13 @@ on a CPU with bf16 instructions).
 from __future__ import annotations
 
 import contextlib
-import time
 
 import numpy as np
 import torch
 
 from . import coords, liif
+from .benchmark import median_seconds as _median
 from .model import LDMind
-
-
-def _median(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 @torch.no_grad()

@@ -22,23 +22,14 @@ import json
 import os
 import platform
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
+from ldmind_ref.benchmark import median_seconds as _median
+
 STAGES = ("encoder", "unet_step", "decoder", "liif")
-
-
-def _median(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def runtime_times(engines: str, backend: str, lr_side: int, out_side: int, repeat: int, threads: int) -> dict:

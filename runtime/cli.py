@@ -74,14 +74,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message} (see --help)\n")
 
 
-def _scale(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"scale must be a number, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"scale must be a finite number > 0, got {text}")
-    return v
+def _positive_number(what: str):
+    """A parser of finite numbers > 0 whose messages name ``what``."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number > 0, got {text}")
+        return v
+    return parse
+
+
+_scale = _positive_number("scale")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -150,18 +156,6 @@ def _port(text: str) -> int:
     if v > 65535:
         raise argparse.ArgumentTypeError(f"--port must be in 0..65535, got {v}")
     return v
-
-
-def _positive_number(what: str):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
-        if not math.isfinite(v) or v <= 0:
-            raise argparse.ArgumentTypeError(f"{what} must be a finite number > 0, got {text}")
-        return v
-    return parse
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -63,3 +63,16 @@ def sr(runtime_exports):
 
     e = runtime_exports["sr"]
     return load_model(e["ckpt"]), Pipeline.load(e["engines"], backend="cpu")
+
+
+@pytest.fixture(scope="module")
+def sr_engines(runtime_exports) -> Path:
+    """The tiny SR export's engine directory."""
+    return runtime_exports["sr"]["engines"]
+
+
+@pytest.fixture(scope="module")
+def sr_pipe(sr_engines):
+    """A CPU pipeline on the tiny SR export."""
+    from runtime import Pipeline
+    return Pipeline.load(sr_engines, backend="cpu")

@@ -15,14 +15,13 @@ FAST = ["--steps", "2", "-q"]
 
 
 @pytest.fixture(scope="module")
-def engines(runtime_exports) -> Path:
-    return runtime_exports["sr"]["engines"]
+def engines(sr_engines) -> Path:          # conftest's tiny SR export, by its short name here
+    return sr_engines
 
 
 @pytest.fixture(scope="module")
-def pipe(engines):
-    from runtime import Pipeline
-    return Pipeline.load(engines, backend="cpu")
+def pipe(sr_pipe):
+    return sr_pipe
 
 
 def soft_disc(n: int = 24) -> np.ndarray:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import png
@@ -18,22 +17,12 @@ from ldmind_ref import consistency, images
 from runtime import alpha as ra, depth16
 from runtime.cli import main
 from runtime.errors import InputError
+from runtime.bench_depth16 import gradient, shrink
 from runtime.io import Metadata, decode_image, encode_image, load_image, output_depth, to_rgb_alpha
 
 FAST = ["--steps", "2", "-q"]
 RNG = np.random.default_rng(7)
 RGB16 = RNG.integers(0, 65536, (13, 17, 3)).astype(np.uint16)
-
-
-@pytest.fixture(scope="module")
-def engines(runtime_exports) -> Path:
-    return runtime_exports["sr"]["engines"]
-
-
-@pytest.fixture(scope="module")
-def pipe(engines):
-    from runtime import Pipeline
-    return Pipeline.load(engines, backend="cpu")
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -162,27 +151,18 @@ def test_output_depth_rule():
 
 
 # -- end to end ----------------------------------------------------------------------------------
-def _gradient(h: int = 24, w: int = 32) -> np.ndarray:
-    """A smooth sky-like 16-bit ramp: 6 8-bit levels across, each 16-bit value distinct."""
-    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    ramp = np.array([30000.0, 36000, 52000]) + (x / (w - 1))[:, :, None] * [1500.0, 1200, 900] \
-        + (y / (h - 1))[:, :, None] * 300
-    return np.floor(ramp + 0.5).astype(np.uint16)
+# the benchmark's own ramp (a smooth sky-like gradient, every 16-bit value distinct) and shrink
+# (PIL's bicubic in float mode: an implementation apart from ours)
+_gradient, _down = gradient, shrink
 
 
-def _down(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    """PIL's bicubic shrink (float mode): an implementation apart from ours."""
-    return np.stack([np.asarray(Image.fromarray(img[:, :, c].astype(np.float32), "F").resize((w, h), Image.BICUBIC),
-                                np.float64) for c in range(3)], axis=-1)
-
-
-def test_smooth_gradient_without_eight_bit_banding(pipe):
+def test_smooth_gradient_without_eight_bit_banding(sr_pipe):
     """16 bits kept through the pipeline: the output shrunk back matches the 16-bit input to
     a small fraction of an 8-bit level, with thousands of distinct values; the same gradient
     through 8 bits is off by up to half a level or more and falls into a few flat bands."""
-    lr = _gradient()
-    out16, = pipe.upscale(lr, scale=3, steps=2, seed=0, backproject=20)
-    out8, = pipe.upscale(depth16.reduce8(lr), scale=3, steps=2, seed=0, backproject=20)
+    lr = _gradient(24, 32)
+    out16, = sr_pipe.upscale(lr, scale=3, steps=2, seed=0, backproject=20)
+    out8, = sr_pipe.upscale(depth16.reduce8(lr), scale=3, steps=2, seed=0, backproject=20)
     assert out16.dtype == np.uint16 and out8.dtype == np.uint8
     err16 = np.abs(_down(out16.astype(np.float64), 24, 32) - lr)
     err8 = np.abs(_down(out8.astype(np.float64) * 257, 24, 32) - lr)
@@ -190,17 +170,17 @@ def test_smooth_gradient_without_eight_bit_banding(pipe):
     assert err8.max() > 257 / 2.5, err8.max()
     assert len(np.unique(out16[:, :, 2])) > 500 and len(np.unique(out8[:, :, 2])) < 40
     # depth=8 on a 16-bit input: the 8-bit rendering, still from the 16-bit LR
-    assert pipe.upscale(lr, scale=3, steps=2, seed=0, depth=8)[0].dtype == np.uint8
+    assert sr_pipe.upscale(lr, scale=3, steps=2, seed=0, depth=8)[0].dtype == np.uint8
     with pytest.raises(InputError, match="depth must be 8 or 16"):
-        pipe.upscale(lr, scale=2, steps=1, depth=12)
+        sr_pipe.upscale(lr, scale=2, steps=1, depth=12)
 
 
-def test_sixteen_bit_alpha(pipe):
+def test_sixteen_bit_alpha(sr_pipe):
     a = np.zeros((16, 16), np.uint16)
     a[4:12, 4:12] = 65535
     a[3, 4:12] = 20000
     rgba = np.dstack([_gradient(16, 16), a])
-    out, = pipe.upscale(rgba, scale=2, steps=1, backproject=1)
+    out, = sr_pipe.upscale(rgba, scale=2, steps=1, backproject=1)
     assert out.dtype == np.uint16 and out.shape == (32, 32, 4)
     np.testing.assert_array_equal(out[:, :, 3], ra.resize(a, 32, 32))
     assert 0 < out[7, 12, 3] < 65535                                      # the soft row stays soft
@@ -209,23 +189,23 @@ def test_sixteen_bit_alpha(pipe):
     assert bled[a == 0].min() > 25000                                     # no black under transparency
 
 
-def test_cli_keeps_sixteen_bits(engines, tmp_path, capsys):
+def test_cli_keeps_sixteen_bits(sr_engines, tmp_path, capsys):
     lr = _gradient(20, 20)
     src = tmp_path / "in16.png"
     src.write_bytes(encode_image(lr, "PNG"))
-    code = main(["upscale", str(src), "--engines", str(engines), "--scale", "2", "-o", str(tmp_path / "o.png"),
+    code = main(["upscale", str(src), "--engines", str(sr_engines), "--scale", "2", "-o", str(tmp_path / "o.png"),
                  *FAST])
     assert code == 0, capsys.readouterr().err
     w, h, rows, info = png.Reader(filename=str(tmp_path / "o.png")).asDirect()
     assert (w, h, info["bitdepth"], info["planes"]) == (40, 40, 16, 3)
-    assert main(["upscale", str(src), "--engines", str(engines), "--scale", "2", "-o", str(tmp_path / "o.tif"),
+    assert main(["upscale", str(src), "--engines", str(sr_engines), "--scale", "2", "-o", str(tmp_path / "o.tif"),
                  *FAST]) == 0
     assert tifffile.imread(tmp_path / "o.tif").dtype == np.uint16
-    assert main(["upscale", str(src), "--engines", str(engines), "--scale", "2", "-o", str(tmp_path / "o.jpg"),
+    assert main(["upscale", str(src), "--engines", str(sr_engines), "--scale", "2", "-o", str(tmp_path / "o.jpg"),
                  *FAST]) == 0                                           # JPEG: 8 bits, as it stores
     assert Image.open(tmp_path / "o.jpg").mode == "RGB"
     capsys.readouterr()
-    code = main(["upscale", str(src), "--engines", str(engines), "--scale", "2", "-o", str(tmp_path / "x.webp"),
+    code = main(["upscale", str(src), "--engines", str(sr_engines), "--scale", "2", "-o", str(tmp_path / "x.webp"),
                  "--depth", "16", *FAST])
     err = capsys.readouterr().err
     assert code == 2 and "stores 8 bits" in err and len(err.strip().splitlines()) == 1
@@ -233,6 +213,6 @@ def test_cli_keeps_sixteen_bits(engines, tmp_path, capsys):
     # an 8-bit input asked for 16 bits: a 16-bit PNG
     src8 = tmp_path / "in8.png"
     Image.fromarray(depth16.reduce8(lr)).save(src8)
-    assert main(["upscale", str(src8), "--engines", str(engines), "--scale", "2", "-o", str(tmp_path / "d.png"),
+    assert main(["upscale", str(src8), "--engines", str(sr_engines), "--scale", "2", "-o", str(tmp_path / "d.png"),
                  "--depth", "16", *FAST]) == 0
     assert png.Reader(filename=str(tmp_path / "d.png")).asDirect()[3]["bitdepth"] == 16
