@@ -1,7 +1,7 @@
 """``make demo``: export the shipped model, upscale a sample at 2.5x, 4x and 7.3x, generate
 4 images, and write everything under demo_out/ with one contact sheet.
 
-    python -m runtime.demo [--out demo_out] [--steps 50] [--seed 0]
+    python -m runtime.demo [--out demo_out] [--steps N] [--seed 0]
 
 The export step shells out to ``python -m export`` (the demo's venv has torch; this module
 itself never imports it).  Engines: ``ldmind_ref/weights/small.safetensors`` -> engines/small
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ldmind_ref import consistency
+from ldmind_ref import consistency, diffusion
 
 from .errors import EngineError, LdmindError
 
@@ -91,7 +91,7 @@ def _sheet(rows: list[list[tuple[str, Image.Image]]], footer: str, cell: int = 2
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m runtime.demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "demo_out")
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=int, default=diffusion.DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     from .io import save_image
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 + [(f"x{s:g} {img.shape[1]}x{img.shape[0]}", Image.fromarray(img)) for s, img in zip(SCALES, ups)],
                 [(f"generated {j} (seed {a.seed + j})", Image.fromarray(g)) for j, g in enumerate(gens)]]
         sheet = _sheet(rows, f"upscaling: {sr_note}; generation: tiny-gen, RANDOM weights; "
-                             f"{a.steps} DDIM steps, eta 1, seed {a.seed}, "
+                             f"{a.steps} {diffusion.DEFAULT_SAMPLER} steps, seed {a.seed}, "
                              f"{consistency.DEFAULT_ITERATIONS} back-projection iterations")
         print(save_image(sheet, out / "contact_sheet.png"))
     except LdmindError as e:
