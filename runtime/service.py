@@ -217,7 +217,7 @@ class Service:
             raise Reply(413, f"a {W}x{H} output is {_mpx(H * W)}; this server makes at most "
                              f"{_mpx(s.max_output_pixels)}: ask for a smaller scale or size")
         try:
-            limits.check_output(1, H, W)
+            limits.check_output(1, H, W, itemsize=rgb.dtype.itemsize)     # uint16 for a 16-bit upload
         except InputError as e:
             raise Reply(413, str(e)) from None
         if alpha is not None and p["fmt"] not in ALPHA_FORMATS:

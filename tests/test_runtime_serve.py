@@ -327,3 +327,20 @@ def test_busy_port_is_one_line(engines, capsys):
         taken.close()
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot listen on 127.0.0.1:" in err
+
+
+def test_sixteen_bit_upload_comes_back_sixteen_bit(server, pipe):
+    """A 16-bit PNG in: a 16-bit PNG out, equal to the API's uint16 result; the DPM solver
+    chosen by name gives the API's image for the same sampler."""
+    import png as pypng
+
+    from runtime.io import encode_image
+
+    lr16 = (np.random.RandomState(3).rand(12, 12, 3) * 65535).astype(np.uint16)
+    port, _, _ = server
+    status, _, data = call(port, f"/v1/upscale?scale=2&seed=2&sampler=dpm%2B%2B2m&{FAST}", encode_image(lr16, "PNG"))
+    assert status == 200
+    w, h, rows, info = pypng.Reader(bytes=data).asDirect()
+    got = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(h, w, 3)
+    [want] = pipe.upscale(lr16, scale=2, steps=1, backproject=1, seed=2, sampler="dpm++2m")
+    assert info["bitdepth"] == 16 and want.dtype == np.uint16 and np.array_equal(got, want)
