@@ -195,7 +195,8 @@ def _orientation(img: Image.Image) -> int | None:
 
 
 def _split(a: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """[H, W, C] (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA) -> (RGB, alpha or None if opaque)."""
+    """[H, W, C] (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA) -> (RGB, alpha or None if opaque:
+    one that is the dtype's maximum everywhere).  The one rule for arrays and 16-bit files."""
     w, h = a.shape[1], a.shape[0]
     if w < 1 or h < 1:
         raise InputError(f"{name}: empty image ({w}x{h})")
@@ -313,14 +314,7 @@ def to_rgb_alpha(image, name: str = "image") -> tuple[np.ndarray, np.ndarray | N
     elif a.dtype not in (np.uint8, np.uint16):
         raise InputError(f"{name}: expected uint8 (0..255) or uint16 (0..65535) pixels, got {a.dtype}; "
                          f"scale and cast, e.g. (x * 255).round().astype(np.uint8)")
-    alpha = None
-    if a.shape[2] == 4:
-        if a[:, :, 3].min() < np.iinfo(a.dtype).max:
-            alpha = np.ascontiguousarray(a[:, :, 3])
-        a = a[:, :, :3]
-    elif a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    return np.ascontiguousarray(a), alpha
+    return _split(a, name)
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -421,11 +415,15 @@ def alpha_extensions() -> list[str]:
     return [e for e in output_extensions() if OUTPUT_EXTENSIONS[e] in ALPHA_FORMATS]
 
 
+def check_alpha_format(fmt: str, what: str) -> None:
+    """Refuse an output format that would lose transparency; ``what`` starts the message."""
+    if fmt not in ALPHA_FORMATS:
+        raise InputError(f"{what} has transparency and {fmt} cannot store it; use {', '.join(alpha_extensions())}")
+
+
 def check_alpha_output(path: str | os.PathLike) -> None:
     """Refuse, before any work, an output format that would lose an input's transparency."""
-    if output_format(path) not in ALPHA_FORMATS:
-        raise InputError(f"{path}: the input has transparency and {output_format(path)} cannot store it; "
-                         f"use {', '.join(alpha_extensions())}")
+    check_alpha_format(output_format(path), f"{path}: the input")
 
 
 DEFAULT_QUALITY = 95    # JPEG and lossy WebP (Pillow's own default, 75, visibly softens an upscale)
@@ -464,14 +462,15 @@ def output_depth(path: str | os.PathLike, input_dtype, requested: str | int = "a
 
 
 def encode_image(image: np.ndarray | Image.Image, fmt: str, metadata: Metadata | None = None,
-                 quality: int | None = None, lossless: bool = False) -> bytes:
+                 quality: int | None = None, lossless: bool = False, what: str = "the image") -> bytes:
     """An output image encoded in ``fmt`` (a value of ``OUTPUT_EXTENSIONS``), as bytes.
 
     A uint16 array is written with 16 bits per value to PNG and TIFF (``runtime/depth16.py``)
     and reduced to 8 bits for the other formats.  ``metadata``: what to carry (``Metadata``);
     a PIL image returned by the API carries its input's in ``info`` and that is used when
     ``metadata`` is None.  ``quality``: JPEG and lossy WebP (default DEFAULT_QUALITY);
-    ``lossless``: WebP only.  An image with alpha is refused for a format that cannot store it."""
+    ``lossless``: WebP only.  An image with alpha is refused for a format that cannot store it
+    (``what`` names it in the message)."""
     if isinstance(image, Image.Image):
         img, deep = image, None
         alpha = image.mode in ("RGBA", "LA", "PA")
@@ -483,9 +482,8 @@ def encode_image(image: np.ndarray | Image.Image, fmt: str, metadata: Metadata |
         img = None if deep is not None else Image.fromarray(
             np.asarray(a, dtype=np.uint8), "RGBA" if a.ndim == 3 and a.shape[2] == 4 else "RGB")
         alpha = a.ndim == 3 and a.shape[2] == 4
-    if alpha and fmt not in ALPHA_FORMATS:
-        raise InputError(f"the image has transparency and {fmt} cannot store it; "
-                         f"use {', '.join(alpha_extensions())}")
+    if alpha:
+        check_alpha_format(fmt, what)
     if metadata is None and isinstance(image, Image.Image):
         metadata = Metadata(image.info.get("icc_profile") or None, image.info.get("exif") or None)
     if deep is not None:
@@ -506,10 +504,7 @@ def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, metadat
     raised as an exception) at any point removes the temporary."""
     p = Path(path)
     fmt = output_format(p)
-    if (isinstance(image, Image.Image) and image.mode in ("RGBA", "LA", "PA")) or \
-            (not isinstance(image, Image.Image) and np.ndim(image) == 3 and np.shape(image)[2] == 4):
-        check_alpha_output(p)      # the message names the file
-    data = encode_image(image, fmt, metadata, quality, lossless)
+    data = encode_image(image, fmt, metadata, quality, lossless, what=f"{p}: the input")
     folder = p.parent if str(p.parent) else Path(".")
     remove_stale_temporaries(folder)
     # O_EXCL with a random name rather than mkstemp: mkstemp's 0600 would survive the

@@ -39,7 +39,7 @@ from ldmind_ref.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
 from . import cli, limits
 from .errors import InputError, LdmindError, OutOfMemory
-from .io import ALPHA_FORMATS, OUTPUT_EXTENSIONS, decode_image, encode_image, output_extensions
+from .io import ALPHA_FORMATS, OUTPUT_EXTENSIONS, alpha_extensions, decode_image, encode_image, output_extensions
 
 log = logging.getLogger("ldmind.serve")
 
@@ -220,9 +220,9 @@ class Service:
             limits.check_output(1, H, W, itemsize=rgb.dtype.itemsize)     # uint16 for a 16-bit upload
         except InputError as e:
             raise Reply(413, str(e)) from None
-        if alpha is not None and p["fmt"] not in ALPHA_FORMATS:
+        if alpha is not None and p["fmt"] not in ALPHA_FORMATS:      # the hint names format= values
             raise Reply(400, f"the image has transparency and {p['fmt']} cannot store it; ask for format="
-                             + ", ".join(sorted({k[1:] for k, v in OUTPUT_EXTENSIONS.items() if v in ALPHA_FORMATS})))
+                             + ", ".join(sorted(e[1:] for e in alpha_extensions())))
         try:
             self.pipe._schedule(p["steps"], p["eta"], sampler=p["sampler"])   # the pipeline's own check
         except InputError as e:

@@ -21,7 +21,7 @@ Progress = Callable[[str, int, int], None]
 Query = Callable[[slice, np.ndarray, np.ndarray], np.ndarray]
 
 
-def rgb_to_uint8(rgb: np.ndarray, dtype=np.uint8) -> np.ndarray:
+def rgb_to_pixels(rgb: np.ndarray, dtype=np.uint8) -> np.ndarray:
     """[B, Q, 3] floats in [-1, 1] -> uint8 (or ``dtype`` uint16) [B, Q, 3] by the shared
     ``images.to_pixels`` (viewed as a 1 x Q image so that rounding is the reference's, bit
     for bit)."""
@@ -46,7 +46,7 @@ def render_into(out: np.ndarray, query: Query, h: int, band: int, tile: int,
             row, col = divmod(start + int(np.argwhere(~np.isfinite(rgb))[0][1]), W)
             raise NumericalError(f"the liif graph produced NaN/inf (first at output pixel x={col}, y={row}): "
                                  f"the engines are broken or the model diverged; no image was written")
-        flat[:, start:stop] = rgb_to_uint8(rgb, out.dtype)
+        flat[:, start:stop] = rgb_to_pixels(rgb, out.dtype)
         if progress:
             progress(label, k, total)
     return out

@@ -8,7 +8,7 @@ import pytest
 
 from ldmind_ref import coords, noise
 from runtime import Pipeline
-from runtime.tiling import render_into, rgb_to_uint8
+from runtime.tiling import render_into, rgb_to_pixels
 from ldmind_ref import images
 
 
@@ -26,7 +26,7 @@ def test_rgb_to_uint8_is_the_reference_rounding():
     rgb = rs.uniform(-1.2, 1.2, (2, 50, 3)).astype(np.float32)
     rgb[0, :4, 0] = [-1.0, 1.0, 0.00392157, -0.0039215]
     ref = images.to_uint8(rgb.transpose(0, 2, 1).reshape(2, 3, 5, 10)).reshape(2, 50, 3)
-    np.testing.assert_array_equal(rgb_to_uint8(rgb), ref)
+    np.testing.assert_array_equal(rgb_to_pixels(rgb), ref)
 
 
 @pytest.fixture(scope="module")
