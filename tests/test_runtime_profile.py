@@ -31,7 +31,8 @@ def test_profile_of_an_upscale(runtime_exports, photo, tmp_path, capsys):
     p = json.loads(j.read_text())
     assert p["output"] == [32, 24] and p["unet_step_s"]["count"] == 3 and p["repeat"] == 2
     st = p["stages_s"]
-    assert sum(st.values()) == pytest.approx(p["total_s"], rel=0.05)      # "other" closes the sum
+    # the stage boundaries cover the request: what falls between them ("other") is a small part
+    assert sum(v for k, v in st.items() if k != "other") <= p["total_s"] and st["other"] < 0.5 * p["total_s"]
     for stage, graph in (("encoder", "encoder"), ("U-Net steps", "unet_step"), ("decoder", "decoder"),
                          ("LIIF queries", "liif")):
         assert 0 < p["graph_s"][graph] <= st[stage] * 1.02 + 1e-3, (stage, p["graph_s"][graph], st[stage])
