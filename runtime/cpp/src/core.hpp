@@ -1,0 +1,162 @@
+// The internals of the C++ runtime: the same functions, in the same order of floating-point
+// operations, as the Python runtime and the shared math of ldmind_ref (each declaration names
+// its Python original).  Built with -ffp-contract=off: a fused multiply-add would round
+// differently from numpy.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ldmind.h"
+
+namespace ldmind {
+
+// -- errors (runtime/errors.py) --------------------------------------------------------------
+struct Error : std::runtime_error {
+    ldmind_status code;
+    Error(ldmind_status c, const std::string& m) : std::runtime_error(m), code(c) {}
+};
+[[noreturn]] void input_error(const std::string& m);
+[[noreturn]] void engine_error(const std::string& m);
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+
+// -- the engine directory (runtime/bundle.py, export/manifest.py) ----------------------------
+struct Attention { double stride, channels; };
+struct GraphCost {
+    double macs_per_cell = 0;
+    std::vector<Attention> attention;
+    std::vector<std::pair<double, double>> memory;   // [a, b]: a c + b c^2 bytes, c cells
+};
+struct Graph { std::string file, sha256, precision; };
+
+struct Bundle {
+    std::string root, name, precision;
+    bool conditional = false;
+    int z_channels = 0, feature_channels = 0, ae_downsample = 0, cond_scale = 0, unet_multiple = 0;
+    int gen_h = 0, gen_w = 0;           // 0: no generation latent
+    int train_latent = 0, tile_align = 0, query_chunk = 65536, format_version = 0;
+    std::vector<double> alpha_bar;
+    std::map<std::string, Graph> graphs;
+    std::map<std::string, GraphCost> costs;   // graphs with a measured cost (not liif)
+    std::string graph_path(const std::string& g) const { return root + "/" + graphs.at(g).file; }
+};
+Bundle load_bundle(const std::string& dir, bool verify);
+std::string sha256_file(const std::string& path);
+
+// -- samplers (ldmind_ref/diffusion.py) --------------------------------------------------------
+struct Step {
+    bool solver = false;      // DPM-Solver++ step (SolverStep) or DDIM (DDIMStep)
+    int t = 0;
+    double alpha_bar_t = 0, alpha_bar_prev = 0, sigma_t = 0;
+    double c_x = 0, c_d = 0, c_d_prev = 0;
+};
+constexpr const char* DEFAULT_SAMPLER = "dpm++2m";
+constexpr int DEFAULT_STEPS = 10;
+// throws std::invalid_argument with the Python message
+std::vector<Step> sampling_schedule(const std::vector<double>& alpha_bar, int steps, double eta,
+                                    const std::string& schedule, const std::string& sampler);
+
+// -- the RNG contract (ldmind_ref/noise.py) ---------------------------------------------------
+void gaussian(int64_t seed, int64_t stream, size_t n, float* out);
+
+// -- the latent tile plan (ldmind_ref/latent_tiles.py) ---------------------------------------
+struct TilePlan {
+    int h = 0, w = 0, th = 0, tw = 0, tile = 0, overlap = 0;
+    std::vector<int> ys, xs;
+    std::vector<std::vector<double>> wy, wx;
+    size_t size() const { return ys.size() * xs.size(); }
+    bool tiled() const { return size() > 1; }
+    TilePlan scaled(int r) const;
+    float weight(size_t k, int y, int x) const {
+        return static_cast<float>(wy[k / xs.size()][y] * wx[k % xs.size()][x]);
+    }
+};
+TilePlan make_plan(int h, int w, int tile, int overlap, int align);
+TilePlan whole(int h, int w);
+using Fits = std::function<bool(int, int)>;
+// throws std::invalid_argument with the Python message
+TilePlan choose(int h, int w, int align, int train_latent, const std::map<std::string, GraphCost>& costs,
+                int steps, int tile, int overlap, const Fits& fits);   // tile/overlap < 0: default
+double graph_memory(const GraphCost& c, int h, int w);
+int render_band(const TilePlan& p);
+struct Band { int a, b, i0, i1; };
+std::vector<Band> bands(int H, int h, int rows);
+
+// -- memory (runtime/limits.py) ---------------------------------------------------------------
+int64_t available_memory();
+void check_output(int64_t num, int64_t H, int64_t W, int64_t extra);
+int64_t graph_bytes(const std::map<std::string, GraphCost>& costs, int64_t batch, int h, int w);
+int64_t graph_budget();
+void check_latent(const std::map<std::string, GraphCost>& costs, int64_t batch, int h, int w);
+
+// -- back-projection (ldmind_ref/consistency.py) ----------------------------------------------
+void backproject_inplace(uint8_t* out, int H, int W, const uint8_t* lr, int h, int w, int iterations);
+
+// -- graphs on ONNX Runtime (runtime/engine.py) ------------------------------------------------
+struct Tensor {
+    std::vector<int64_t> shape;
+    std::vector<float> data;
+    size_t numel() const;
+};
+struct Input {                    // a borrowed input: float32 or int64 data
+    const char* name;
+    std::vector<int64_t> shape;
+    const float* f = nullptr;
+    const int64_t* i = nullptr;
+};
+class Engine {
+  public:
+    virtual ~Engine() = default;
+    // outputs in the order of `outputs`; Error on failure
+    virtual std::vector<Tensor> run(const std::vector<Input>& in, const std::vector<const char*>& outputs) const = 0;
+};
+std::map<std::string, std::unique_ptr<Engine>> create_engines(const Bundle& b, const std::string& backend,
+                                                              int threads, std::string* chosen);
+
+// -- the pipeline (runtime/pipeline.py) -------------------------------------------------------
+struct Options {
+    int steps = DEFAULT_STEPS;
+    double eta = 1.0;
+    int64_t seed = 0;
+    int num_samples = 1;
+    int backproject = 10;
+    std::string sampler = DEFAULT_SAMPLER, schedule = "full";
+    int tile = 0, latent_tile = -1, latent_overlap = -1;
+    ldmind_progress_fn progress = nullptr;
+    void* user = nullptr;
+};
+
+class Pipeline {
+  public:
+    Pipeline(const std::string& dir, const std::string& backend, int threads, bool verify);
+    const Bundle& bundle() const { return b_; }
+    const std::string& backend() const { return backend_; }
+    void output_size(int h, int w, double scale, int W_out, int H_out, int* H, int* W) const;
+    void latent_shape(int h, int w, int* c, int* lh, int* lw) const;
+    std::vector<float> upscale_latents(const uint8_t* rgb, int h, int w, const Options& o) const;
+    void upscale(const uint8_t* rgb, int h, int w, double scale, int W_out, int H_out, const Options& o,
+                 uint8_t* out) const;
+    void generate(int W_out, int H_out, int lh, int lw, const Options& o, uint8_t* out) const;
+
+  private:
+    Bundle b_;
+    std::string backend_;
+    std::map<std::string, std::unique_ptr<Engine>> engines_;
+
+    std::vector<Step> schedule(const Options& o) const;
+    TilePlan plan(int h, int w, int steps, int n, int latent_tile, int latent_overlap, bool decoder_only,
+                  int align) const;
+    int tile_batch(const TilePlan& p, int n) const;
+    int64_t working_bytes(int64_t n, int64_t h, int64_t w) const;
+    std::vector<float> latents_padded(const uint8_t* rgb, int h, int w, const Options& o, int* ch, int* cw) const;
+    std::vector<float> sample(const std::vector<float>* cond, int c, int h, int w, const Options& o,
+                              const TilePlan& p) const;
+    void render(const std::vector<float>& z, int n, int h, int w, int H, int W, const Options& o,
+                uint8_t* out) const;
+};
+
+}  // namespace ldmind

@@ -1,0 +1,73 @@
+// Refuse work that cannot fit in memory before allocating it (runtime/limits.py, same
+// estimates, same messages).
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "core.hpp"
+
+namespace ldmind {
+
+namespace {
+constexpr double GiB = 1024.0 * 1024.0 * 1024.0;
+constexpr int64_t HEADROOM = 512LL * 1024 * 1024;
+constexpr int64_t GRAPH_MEMORY_BUDGET = 1LL << 30;
+constexpr double MEMORY_MARGIN = 1.5;
+
+std::string fmt_bytes(double n) {
+    return n >= GiB / 10 ? fmt("%.1f GiB", n / GiB) : fmt("%.0f MiB", n / (1024.0 * 1024.0));
+}
+}  // namespace
+
+int64_t available_memory() {
+    if (const char* env = std::getenv("LDMIND_MEMORY_LIMIT"); env && *env) {
+        char* end = nullptr;
+        double v = std::strtod(env, &end);
+        while (end && *end == ' ') ++end;
+        if (end == env || (end && *end) || !std::isfinite(v) || v < 0)
+            input_error(std::string("LDMIND_MEMORY_LIMIT must be a number of bytes >= 0 (e.g. 8e9), got '") + env + "'");
+        return static_cast<int64_t>(v);
+    }
+    std::ifstream f("/proc/meminfo");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind("MemAvailable:", 0) == 0) {
+            std::istringstream s(line.substr(13));
+            int64_t kb = 0;
+            s >> kb;
+            return kb * 1024;
+        }
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && size > 0 ? static_cast<int64_t>(pages) * size : (1LL << 62);
+}
+
+void check_output(int64_t num, int64_t H, int64_t W, int64_t extra) {
+    const int64_t need = num * H * W * 3 + extra, avail = available_memory();
+    if (need + HEADROOM > avail) {
+        std::string count = num == 1 ? "a" : std::to_string(num) + " images of";
+        input_error(count + " " + std::to_string(W) + "x" + std::to_string(H) + " output needs " +
+                    fmt_bytes(static_cast<double>(need)) + " of memory but only " + fmt_bytes(static_cast<double>(avail)) +
+                    " is available; ask for a smaller scale or size");
+    }
+}
+
+int64_t graph_bytes(const std::map<std::string, GraphCost>& costs, int64_t batch, int h, int w) {
+    double need = 0;
+    for (const auto& kv : costs) need = std::max(need, graph_memory(kv.second, h, w));
+    return static_cast<int64_t>(MEMORY_MARGIN * static_cast<double>(batch) * need);
+}
+
+int64_t graph_budget() { return std::min(GRAPH_MEMORY_BUDGET, available_memory() - HEADROOM); }
+
+void check_latent(const std::map<std::string, GraphCost>& costs, int64_t batch, int h, int w) {
+    const int64_t need = graph_bytes(costs, batch, h, w), avail = available_memory();
+    if (need + HEADROOM > avail)
+        input_error("this request with " + std::to_string(w) + "x" + std::to_string(h) + " latent tiles needs about " +
+                    fmt_bytes(static_cast<double>(need)) + " of working memory, " + fmt_bytes(static_cast<double>(avail)) +
+                    " is available; use smaller latent tiles (or fewer samples)");
+}
+
+}  // namespace ldmind

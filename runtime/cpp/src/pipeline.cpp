@@ -1,0 +1,415 @@
+// The sampling pipeline on exported graphs (runtime/pipeline.py over
+// ldmind_ref/tiled_sampling.py): the same tiles, blends, noise draws, query windows and
+// roundings, in the same order, so that the same seed gives the same image.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "core.hpp"
+
+namespace ldmind {
+
+namespace {
+
+constexpr int MAX_SAMPLES = 1024;
+constexpr int MAX_BACKPROJECT = 100;
+constexpr int64_t TILE_BATCH_CELLS = 96 * 96;
+
+int64_t floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q; }
+
+// Python's repr() of a float, for messages that quote a number
+std::string py_float(double v) {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    char buf[64];
+    for (int p = 1; p <= 17; ++p) {
+        std::snprintf(buf, sizeof buf, "%.*e", p - 1, v);
+        if (std::strtod(buf, nullptr) == v) break;
+    }
+    std::string s(buf), sign;
+    if (s[0] == '-') { sign = "-"; s.erase(0, 1); }
+    size_t e = s.find('e');
+    int exp = std::atoi(s.c_str() + e + 1);
+    std::string digits = s.substr(0, e);
+    digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
+    while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+    if (exp >= -4 && exp < 16) {
+        std::string out;
+        if (exp < 0) out = "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
+        else if (static_cast<int>(digits.size()) <= exp + 1) out = digits + std::string(static_cast<size_t>(exp + 1) - digits.size(), '0') + ".0";
+        else out = digits.substr(0, static_cast<size_t>(exp) + 1) + "." + digits.substr(static_cast<size_t>(exp) + 1);
+        return sign + out;
+    }
+    std::string mant = digits.size() > 1 ? digits.substr(0, 1) + "." + digits.substr(1) : digits;
+    return sign + mant + fmt("e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
+}
+
+void tick(const Options& o, const std::string& stage, int done, int total) {
+    if (o.progress && o.progress(stage.c_str(), done, total, o.user) != 0)
+        throw Error(LDMIND_ERR_CANCELLED, "cancelled by the progress callback during " + stage);
+}
+
+template <class T>
+const T& finite(const T& t, const char* graph, const std::string& where = "") {
+    for (float v : t.data)
+        if (!std::isfinite(v))
+            throw Error(LDMIND_ERR_NUMERICAL, std::string("the ") + graph + " graph produced NaN/inf" + where +
+                                                  ": the engines are broken or the model diverged; no image was written");
+    return t;
+}
+
+// tiles ks of x [B, C, h, w] stacked along the batch, tile-major: [n * B, C, th, tw]
+std::vector<float> gather(const float* x, int B, int C, int h, int w, const TilePlan& p, size_t k0, size_t k1) {
+    std::vector<float> out((k1 - k0) * static_cast<size_t>(B) * C * p.th * p.tw);
+    float* o = out.data();
+    for (size_t k = k0; k < k1; ++k) {
+        int y0 = p.ys[k / p.xs.size()], x0 = p.xs[k % p.xs.size()];
+        for (int bc = 0; bc < B * C; ++bc)
+            for (int y = 0; y < p.th; ++y) {
+                const float* src = x + (static_cast<size_t>(bc) * h + y0 + y) * w + x0;
+                std::memcpy(o, src, static_cast<size_t>(p.tw) * sizeof(float));
+                o += p.tw;
+            }
+    }
+    return out;
+}
+
+// add tiles k0, k0 + 1, ... of `tiles` [n, B, C, th, tw] into out [B, C, h, w] with their weights
+void blend(float* out, const float* tiles, int B, int C, int h, int w, const TilePlan& p, size_t k0, size_t n) {
+    (void)h;
+    for (size_t t = 0; t < n; ++t) {
+        size_t k = k0 + t;
+        int y0 = p.ys[k / p.xs.size()], x0 = p.xs[k % p.xs.size()];
+        for (int bc = 0; bc < B * C; ++bc)
+            for (int y = 0; y < p.th; ++y) {
+                const float* src = tiles + ((t * static_cast<size_t>(B * C) + bc) * p.th + y) * p.tw;
+                float* dst = out + (static_cast<size_t>(bc) * h + y0 + y) * w + x0;
+                for (int x = 0; x < p.tw; ++x) dst[x] += src[x] * p.weight(k, y, x);
+            }
+    }
+}
+
+std::vector<std::pair<size_t, size_t>> groups(const TilePlan& p, int tile_batch) {
+    std::vector<std::pair<size_t, size_t>> g;
+    size_t step = static_cast<size_t>(std::max(1, tile_batch));
+    for (size_t a = 0; a < p.size(); a += step) g.emplace_back(a, std::min(a + step, p.size()));
+    return g;
+}
+
+int count(int n) {
+    if (n < 1) input_error("num_samples must be a positive integer, got " + std::to_string(n));
+    if (n > MAX_SAMPLES) input_error(fmt("num_samples must be at most %d, got %d", MAX_SAMPLES, n));
+    return n;
+}
+
+}  // namespace
+
+Pipeline::Pipeline(const std::string& dir, const std::string& backend, int threads, bool verify)
+    : b_(load_bundle(dir, verify)) {
+    if (threads < 0) input_error("threads must be >= 0, got " + std::to_string(threads));
+    engines_ = create_engines(b_, backend, threads, &backend_);
+}
+
+void Pipeline::output_size(int h, int w, double scale, int W_out, int H_out, int* H, int* W) const {
+    const bool has_size = W_out != 0 || H_out != 0;
+    if (scale != 0 && has_size) input_error("give either a scale or a size, not both");
+    if (scale == 0 && !has_size) input_error("give a scale or a size");
+    if (has_size) {
+        for (int v : {W_out, H_out})
+            if (v < 1) input_error("output width/height must be a positive integer, got " + std::to_string(v));
+        *H = H_out;
+        *W = W_out;
+        return;
+    }
+    if (!std::isfinite(scale) || scale <= 0) input_error("scale must be a finite number > 0, got " + py_float(scale));
+    double hh = std::floor(scale * h + 0.5), ww = std::floor(scale * w + 0.5);
+    if (hh < 1 || ww < 1)
+        input_error("scale " + py_float(scale) + " gives an empty output for a " + std::to_string(w) + "x" +
+                    std::to_string(h) + " input");
+    if (hh > 1e9 || ww > 1e9) input_error("scale " + py_float(scale) + " gives an output too large to address");
+    *H = static_cast<int>(hh);
+    *W = static_cast<int>(ww);
+}
+
+std::vector<Step> Pipeline::schedule(const Options& o) const {
+    const int T = static_cast<int>(b_.alpha_bar.size());
+    if (o.steps < 1 || o.steps > T) input_error(fmt("steps must be an integer in 1..%d, got %d", T, o.steps));
+    if (!std::isfinite(o.eta) || o.eta < 0) input_error("eta must be a finite number >= 0, got " + py_float(o.eta));
+    try {
+        return sampling_schedule(b_.alpha_bar, o.steps, o.eta, o.schedule, o.sampler);
+    } catch (const std::invalid_argument& e) {
+        input_error(e.what());
+    }
+}
+
+int64_t Pipeline::working_bytes(int64_t n, int64_t h, int64_t w) const {
+    return 4 * h * w * (n * b_.feature_channels + 4 * n * b_.z_channels + b_.z_channels);
+}
+
+int Pipeline::tile_batch(const TilePlan& p, int n) const {
+    int64_t t = std::max<int64_t>(1, TILE_BATCH_CELLS / std::max<int64_t>(1, static_cast<int64_t>(p.th) * p.tw * n));
+    int64_t one = graph_bytes(b_.costs, n, p.th, p.tw);
+    t = std::max<int64_t>(1, std::min(t, floordiv(graph_budget(), std::max<int64_t>(1, one))));
+    return static_cast<int>(t);
+}
+
+TilePlan Pipeline::plan(int h, int w, int steps, int n, int latent_tile, int latent_overlap, bool decoder_only,
+                        int align) const {
+    if (latent_tile < -1) input_error("latent tile must be a non-negative integer, got " + std::to_string(latent_tile));
+    if (latent_overlap < -1)
+        input_error("latent overlap must be a non-negative integer, got " + std::to_string(latent_overlap));
+    std::map<std::string, GraphCost> costs;
+    for (const auto& [k, c] : b_.costs)
+        if (!decoder_only || k == "decoder") costs[k] = c;
+    const int64_t budget = graph_budget();
+    Fits fits = [&](int th, int tw) { return graph_bytes(costs, n, th, tw) <= budget; };
+    TilePlan p;
+    try {
+        p = choose(h, w, align, b_.train_latent, costs, steps, latent_tile, latent_overlap, fits);
+    } catch (const std::invalid_argument& e) {
+        input_error(e.what());
+    }
+    check_latent(costs, static_cast<int64_t>(n) * std::min<int64_t>(static_cast<int64_t>(p.size()), tile_batch(p, n)),
+                 p.th, p.tw);
+    return p;
+}
+
+void Pipeline::latent_shape(int h, int w, int* c, int* lh, int* lw) const {
+    if (h < 1 || w < 1) input_error("input image must be at least 1x1 pixels, got " + std::to_string(w) + "x" + std::to_string(h));
+    *c = b_.z_channels;
+    *lh = h * b_.cond_scale / b_.ae_downsample;
+    *lw = w * b_.cond_scale / b_.ae_downsample;
+}
+
+std::vector<float> Pipeline::sample(const std::vector<float>* cond, int c, int h, int w, const Options& o,
+                                    const TilePlan& p) const {
+    const std::vector<Step> sched = schedule(o);
+    const int N = count(o.num_samples);
+    const int total = static_cast<int>(sched.size());
+    tick(o, "denoise", 0, total);
+    const auto gs = groups(p, tile_batch(p, N));
+    std::vector<std::vector<float>> cond_tiles;    // per group: [n * N, c, th, tw], tile k repeated N times
+    if (cond) {
+        for (const auto& [k0, k1] : gs) {
+            std::vector<float> t = gather(cond->data(), 1, c, h, w, p, k0, k1);
+            const size_t per = static_cast<size_t>(c) * p.th * p.tw;
+            std::vector<float> rep((k1 - k0) * N * per);
+            for (size_t k = 0; k < k1 - k0; ++k)
+                for (int j = 0; j < N; ++j)
+                    std::memcpy(&rep[(k * N + j) * per], &t[k * per], per * sizeof(float));
+            cond_tiles.push_back(std::move(rep));
+        }
+    }
+    const size_t one = static_cast<size_t>(c) * h * w, all = one * N;
+    auto noise = [&](int64_t stream, std::vector<float>& out) {
+        for (int j = 0; j < N; ++j) gaussian(o.seed + j, stream, one, &out[j * one]);
+    };
+    std::vector<float> z(all), eps(all), out_all(all);
+    std::vector<double> d_prev;
+    noise(0, z);
+    const Engine& unet = *engines_.at("unet_step");
+    for (int k = 1; k <= total; ++k) {
+        const Step& st = sched[static_cast<size_t>(k) - 1];
+        if (st.sigma_t > 0) noise(k, eps);
+        else std::fill(eps.begin(), eps.end(), 0.0f);
+        std::fill(out_all.begin(), out_all.end(), 0.0f);
+        const float ab_t = static_cast<float>(st.alpha_bar_t), ab_prev = static_cast<float>(st.alpha_bar_prev),
+                    sigma = static_cast<float>(st.sigma_t);
+        for (size_t g = 0; g < gs.size(); ++g) {
+            const auto [k0, k1] = gs[g];
+            const int64_t nb = static_cast<int64_t>((k1 - k0) * N);
+            std::vector<float> zt = gather(z.data(), N, c, h, w, p, k0, k1), et = gather(eps.data(), N, c, h, w, p, k0, k1);
+            std::vector<int64_t> ts(static_cast<size_t>(nb), st.t);
+            const std::vector<int64_t> shape{nb, c, p.th, p.tw};
+            std::vector<Input> in{{"z_t", shape, zt.data()}};
+            if (cond) in.push_back({"cond", shape, cond_tiles[g].data()});
+            in.push_back({"timestep", {nb}, nullptr, ts.data()});
+            in.push_back({"alpha_bar_t", {1}, &ab_t});
+            in.push_back({"alpha_bar_prev", {1}, &ab_prev});
+            in.push_back({"sigma_t", {1}, &sigma});
+            in.push_back({"noise", shape, et.data()});
+            auto r = unet.run(in, {"z_prev", "pred_z0"});
+            const std::string at = " at t=" + std::to_string(st.t);
+            finite(r[0], "unet_step", at);
+            finite(r[1], "unet_step", at);
+            blend(out_all.data(), (st.solver ? r[1] : r[0]).data.data(), N, c, h, w, p, k0, k1 - k0);
+        }
+        if (st.solver) {
+            std::vector<double> d(out_all.begin(), out_all.end());
+            for (size_t q = 0; q < all; ++q) {
+                double v = st.c_x * static_cast<double>(z[q]) + st.c_d * d[q];
+                if (st.c_d_prev != 0) v = v + st.c_d_prev * d_prev[q];
+                z[q] = static_cast<float>(v);
+            }
+            d_prev = std::move(d);
+        } else {
+            z.swap(out_all);
+        }
+        tick(o, "denoise", k, total);
+    }
+    return z;
+}
+
+std::vector<float> Pipeline::latents_padded(const uint8_t* rgb, int h, int w, const Options& o, int* ch, int* cw) const {
+    const int unit = std::max(1, b_.unet_multiple * b_.ae_downsample / b_.cond_scale);
+    const int Hp = (h + unit - 1) / unit * unit, Wp = (w + unit - 1) / unit * unit;
+    // to_float, then mirror-pad ('symmetric') on the bottom/right: float32 [1, 3, Hp, Wp]
+    std::vector<float> x(static_cast<size_t>(3) * Hp * Wp);
+    auto mirror = [](int i, int n) { int j = i % (2 * n); return j < n ? j : 2 * n - 1 - j; };
+    for (int y = 0; y < Hp; ++y)
+        for (int xx = 0; xx < Wp; ++xx) {
+            const uint8_t* px = rgb + (static_cast<size_t>(mirror(y, h)) * w + mirror(xx, w)) * 3;
+            for (int c = 0; c < 3; ++c)
+                x[(static_cast<size_t>(c) * Hp + y) * Wp + xx] = static_cast<float>(px[c]) / 127.5f - 1.0f;
+        }
+    *ch = Hp * b_.cond_scale / b_.ae_downsample;
+    *cw = Wp * b_.cond_scale / b_.ae_downsample;
+    schedule(o);                   // refuse bad steps/eta before the encoder runs
+    const int n = count(o.num_samples);
+    const TilePlan p = plan(*ch, *cw, o.steps, n, o.latent_tile, o.latent_overlap, false, b_.tile_align);
+    const int r = std::max(1, b_.cond_scale / b_.ae_downsample);
+    const TilePlan lp = p.scaled(r);
+    const auto gs = groups(p, tile_batch(p, 1));
+    const Engine& enc = *engines_.at("encoder");
+    std::vector<float> cond(static_cast<size_t>(b_.z_channels) * p.h * p.w, 0.0f);
+    for (size_t g = 0; g < gs.size(); ++g) {
+        const auto [k0, k1] = gs[g];
+        std::vector<float> t = gather(x.data(), 1, 3, Hp, Wp, lp, k0, k1);
+        auto r_ = enc.run({{"lr", {static_cast<int64_t>(k1 - k0), 3, lp.th, lp.tw}, t.data()}}, {"cond"});
+        finite(r_[0], "encoder");
+        blend(cond.data(), r_[0].data.data(), 1, b_.z_channels, p.h, p.w, p, k0, k1 - k0);
+        tick(o, "encode", static_cast<int>(g) + 1, static_cast<int>(gs.size()));
+    }
+    return sample(&cond, b_.z_channels, p.h, p.w, o, p);
+}
+
+std::vector<float> Pipeline::upscale_latents(const uint8_t* rgb, int h, int w, const Options& o) const {
+    if (!b_.conditional)
+        input_error(b_.root + ": " + b_.name + " is a generation model (unconditional): use generate, not upscale");
+    int c, lh, lw, ch, cw;
+    latent_shape(h, w, &c, &lh, &lw);
+    std::vector<float> z = latents_padded(rgb, h, w, o, &ch, &cw);
+    const int N = o.num_samples;
+    std::vector<float> out(static_cast<size_t>(N) * c * lh * lw);
+    for (int nc = 0; nc < N * c; ++nc)
+        for (int y = 0; y < lh; ++y)
+            std::memcpy(&out[(static_cast<size_t>(nc) * lh + y) * lw], &z[(static_cast<size_t>(nc) * ch + y) * cw],
+                        static_cast<size_t>(lw) * sizeof(float));
+    return out;
+}
+
+void Pipeline::render(const std::vector<float>& z, int N, int h, int w, int H, int W, const Options& o,
+                      uint8_t* out) const {
+    if (o.tile < 0) input_error("tile must be a positive integer, got " + std::to_string(o.tile));
+    const int chunk = o.tile > 0 ? o.tile : b_.query_chunk;
+    const int c = b_.z_channels, C = b_.feature_channels;
+    const TilePlan p = plan(h, w, 0, N, o.latent_tile, o.latent_overlap, true, 1);
+    const auto gs = groups(p, tile_batch(p, N));
+    const Engine& dec = *engines_.at("decoder");
+    std::vector<float> f(static_cast<size_t>(N) * C * h * w, 0.0f);
+    for (size_t g = 0; g < gs.size(); ++g) {
+        const auto [k0, k1] = gs[g];
+        std::vector<float> t = gather(z.data(), N, c, h, w, p, k0, k1);
+        auto r = dec.run({{"z", {static_cast<int64_t>((k1 - k0) * N), c, p.th, p.tw}, t.data()}}, {"features"});
+        finite(r[0], "decoder");
+        blend(f.data(), r[0].data.data(), N, C, h, w, p, k0, k1 - k0);
+        tick(o, "decode", static_cast<int>(g) + 1, static_cast<int>(gs.size()));
+    }
+    const int band = render_band(p);
+    const auto bs = bands(H, h, band);
+    int total = 0;
+    for (const auto& bd : bs) total += static_cast<int>((static_cast<int64_t>(bd.i1 - bd.i0) * W + chunk - 1) / chunk);
+    const std::string label = "render " + std::to_string(W) + "x" + std::to_string(H);
+    tick(o, label, 0, total);
+    const Engine& liif = *engines_.at("liif");
+    const float cell_y = static_cast<float>(2.0 / H), cell_x = static_cast<float>(2.0 / W);
+    int done = 0;
+    for (const auto& bd : bs) {
+        const int rows = bd.b - bd.a;
+        std::vector<float> fw(static_cast<size_t>(N) * C * rows * w);
+        for (int nc = 0; nc < N * C; ++nc)
+            std::memcpy(&fw[static_cast<size_t>(nc) * rows * w], &f[(static_cast<size_t>(nc) * h + bd.a) * w],
+                        static_cast<size_t>(rows) * w * sizeof(float));
+        const bool whole_window = bd.a == 0 && bd.b == h;
+        const float wcell_y = whole_window ? cell_y : static_cast<float>(static_cast<double>(cell_y) * (static_cast<double>(h) / rows));
+        for (int64_t start = static_cast<int64_t>(bd.i0) * W; start < static_cast<int64_t>(bd.i1) * W; start += chunk) {
+            const int64_t stop = std::min<int64_t>(start + chunk, static_cast<int64_t>(bd.i1) * W), n = stop - start;
+            std::vector<float> coord(static_cast<size_t>(N * n * 2)), cell(static_cast<size_t>(N * n * 2));
+            for (int64_t q = 0; q < n; ++q) {
+                const int64_t i = (start + q) / W, j = (start + q) % W;
+                float y = static_cast<float>(-1.0 + (2.0 * static_cast<double>(i) + 1.0) / H);
+                const float x = static_cast<float>(-1.0 + (2.0 * static_cast<double>(j) + 1.0) / W);
+                if (!whole_window)
+                    y = static_cast<float>(((static_cast<double>(y) + 1.0) * (h / 2.0) - bd.a) * (2.0 / rows) - 1.0);
+                for (int s = 0; s < N; ++s) {
+                    float* cp = &coord[(static_cast<size_t>(s) * n + q) * 2];
+                    float* ce = &cell[(static_cast<size_t>(s) * n + q) * 2];
+                    cp[0] = y; cp[1] = x;
+                    ce[0] = wcell_y; ce[1] = cell_x;
+                }
+            }
+            auto r = liif.run({{"features", {N, C, rows, w}, fw.data()}, {"coord", {N, n, 2}, coord.data()},
+                               {"cell", {N, n, 2}, cell.data()}},
+                              {"rgb"});
+            const std::vector<float>& rgb = r[0].data;
+            for (size_t q = 0; q < rgb.size(); ++q)
+                if (!std::isfinite(rgb[q])) {
+                    const int64_t pix = start + static_cast<int64_t>((q / 3) % static_cast<size_t>(n));
+                    throw Error(LDMIND_ERR_NUMERICAL,
+                                fmt("the liif graph produced NaN/inf (first at output pixel x=%lld, y=%lld): the engines "
+                                    "are broken or the model diverged; no image was written",
+                                    static_cast<long long>(pix % W), static_cast<long long>(pix / W)));
+                }
+            for (int s = 0; s < N; ++s) {
+                uint8_t* dst = out + (static_cast<size_t>(s) * H * W + static_cast<size_t>(start)) * 3;
+                const float* src = &rgb[static_cast<size_t>(s) * n * 3];
+                for (size_t q = 0; q < static_cast<size_t>(n) * 3; ++q) {
+                    float v = (src[q] + 1.0f) * 127.5f;
+                    v = std::min(std::max(v, 0.0f), 255.0f);
+                    dst[q] = static_cast<uint8_t>(std::floor(v + 0.5f));
+                }
+            }
+            tick(o, label, ++done, total);
+        }
+    }
+}
+
+void Pipeline::upscale(const uint8_t* rgb, int h, int w, double scale, int W_out, int H_out, const Options& o,
+                       uint8_t* out) const {
+    if (!b_.conditional)
+        input_error(b_.root + ": " + b_.name + " is a generation model (unconditional): use generate, not upscale");
+    int c, lh, lw;
+    latent_shape(h, w, &c, &lh, &lw);
+    if (o.backproject < 0 || o.backproject > MAX_BACKPROJECT)
+        input_error(fmt("back-projection iterations must be an integer in 0..%d, got %d", MAX_BACKPROJECT, o.backproject));
+    int H, W;
+    output_size(h, w, scale, W_out, H_out, &H, &W);
+    const int n = count(o.num_samples);
+    check_output(n, H, W, working_bytes(n, lh, lw));
+    std::vector<float> z = upscale_latents(rgb, h, w, o);
+    render(z, n, lh, lw, H, W, o, out);
+    for (int k = 0; k < n; ++k) {
+        backproject_inplace(out + static_cast<size_t>(k) * H * W * 3, H, W, rgb, h, w, o.backproject);
+        if (o.backproject) tick(o, "back-project", k + 1, n);
+    }
+}
+
+void Pipeline::generate(int W_out, int H_out, int lh, int lw, const Options& o, uint8_t* out) const {
+    if (b_.conditional)
+        input_error(b_.root + ": " + b_.name + " is a super-resolution model: use upscale, not generate");
+    int H, W;
+    output_size(1, 1, 0, W_out, H_out, &H, &W);
+    const int n = count(o.num_samples);
+    if (lh <= 0 || lw <= 0) { lh = b_.gen_h; lw = b_.gen_w; }
+    const int m = b_.tile_align;
+    if (lh < 1 || lw < 1 || lh % m || lw % m)
+        input_error(fmt("latent size must be positive multiples of %d, got %dx%d", m, lh, lw));
+    check_output(n, H, W, working_bytes(n, lh, lw));
+    schedule(o);
+    const TilePlan p = plan(lh, lw, o.steps, n, o.latent_tile, o.latent_overlap, false, b_.tile_align);
+    std::vector<float> z = sample(nullptr, b_.z_channels, lh, lw, o, p);
+    render(z, n, lh, lw, H, W, o, out);
+}
+
+}  // namespace ldmind
