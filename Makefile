@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ldmind-installed
 
-.PHONY: test demo clean
+.PHONY: test demo cpp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +14,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[ref,export,dev,plot,serve]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# the C++ library, CLI and test driver (runtime/cpp/README.md): runtime/cpp/build/rel
+cpp: $(STAMP)
+	PYTHON=$(PY) bash runtime/cpp/build.sh rel
+
+test: $(STAMP) cpp
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
 	$(PY) -m runtime.demo
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out .pytest_cache runtime/cpp/build

@@ -76,3 +76,25 @@ def sr_pipe(sr_engines):
     """A CPU pipeline on the tiny SR export."""
     from runtime import Pipeline
     return Pipeline.load(sr_engines, backend="cpu")
+
+
+# -- C++ runtime (issue 12): one build of runtime/cpp per session ------------------------------
+def cpp_build_dir(variant: str = "rel", flags: str = "") -> Path:
+    """Build runtime/cpp (library, CLI, C test driver) into runtime/cpp/build/VARIANT with
+    ``flags`` added to the compile and link flags, by ``runtime/cpp/build.sh`` (what ``make
+    cpp`` runs; incremental: a second call only relinks what changed)."""
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run(["bash", str(ROOT / "runtime" / "cpp" / "build.sh"), variant, flags], cwd=ROOT,
+                       env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"runtime/cpp/build.sh {variant} failed:\n{(r.stdout + r.stderr)[-3000:]}")
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def cpp_build() -> Path:
+    """The C++ build directory (``ldmind``, ``ldmind_probe``, ``libldmind.so``)."""
+    return cpp_build_dir()

@@ -6,7 +6,7 @@
 
 #include "core.hpp"
 
-namespace ldmind {
+namespace ldmind::core {
 
 namespace {
 
@@ -157,4 +157,4 @@ void backproject_inplace(uint8_t* out, int H, int W, const uint8_t* lr, int h, i
     }
 }
 
-}  // namespace ldmind
+}  // namespace ldmind::core

@@ -1,4 +1,4 @@
-// The C API (include/ldmind.h): a thin layer over ldmind::Pipeline that turns every failure
+// The C API (include/ldmind.h): a thin layer over ldmind::core::Pipeline that turns every failure
 // into a status code and a one-line message kept per thread.
 #include <new>
 #include <string>
@@ -6,7 +6,7 @@
 #include "core.hpp"
 
 struct ldmind_pipeline {
-    ldmind::Pipeline impl;
+    ldmind::core::Pipeline impl;
     ldmind_pipeline(const char* dir, const char* backend, int threads, bool verify)
         : impl(dir, backend ? backend : "auto", threads, verify) {}
 };
@@ -21,7 +21,7 @@ ldmind_status guarded(F&& f) {
     try {
         f();
         return LDMIND_OK;
-    } catch (const ldmind::Error& e) {
+    } catch (const ldmind::core::Error& e) {
         last_error = e.what();
         return e.code;
     } catch (const std::bad_alloc&) {
@@ -37,15 +37,15 @@ ldmind_status guarded(F&& f) {
     }
 }
 
-ldmind::Options options(const ldmind_options* o) {
-    ldmind::Options r;
+ldmind::core::Options options(const ldmind_options* o) {
+    ldmind::core::Options r;
     if (!o) return r;
     r.steps = o->steps;
     r.eta = o->eta;
     r.seed = o->seed;
     r.num_samples = o->num_samples;
     r.backproject = o->backproject;
-    r.sampler = o->sampler ? o->sampler : ldmind::DEFAULT_SAMPLER;
+    r.sampler = o->sampler ? o->sampler : ldmind::core::DEFAULT_SAMPLER;
     r.schedule = o->schedule ? o->schedule : "full";
     r.tile = o->tile;
     r.latent_tile = o->latent_tile;
@@ -56,7 +56,7 @@ ldmind::Options options(const ldmind_options* o) {
 }
 
 void need(const void* p, const char* what) {
-    if (!p) ldmind::input_error(std::string(what) + " is NULL");
+    if (!p) ldmind::core::input_error(std::string(what) + " is NULL");
 }
 
 }  // namespace
@@ -65,13 +65,13 @@ extern "C" {
 
 void ldmind_options_init(ldmind_options* o) {
     if (!o) return;
-    const ldmind::Options d;
+    const ldmind::core::Options d;
     o->steps = d.steps;
     o->eta = d.eta;
     o->seed = d.seed;
     o->num_samples = d.num_samples;
     o->backproject = d.backproject;
-    o->sampler = ldmind::DEFAULT_SAMPLER;
+    o->sampler = ldmind::core::DEFAULT_SAMPLER;
     o->schedule = "full";
     o->tile = 0;
     o->latent_tile = -1;

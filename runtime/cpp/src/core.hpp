@@ -13,7 +13,7 @@
 
 #include "ldmind.h"
 
-namespace ldmind {
+namespace ldmind::core {
 
 // -- errors (runtime/errors.py) --------------------------------------------------------------
 struct Error : std::runtime_error {
@@ -159,4 +159,4 @@ class Pipeline {
                 uint8_t* out) const;
 };
 
-}  // namespace ldmind
+}  // namespace ldmind::core

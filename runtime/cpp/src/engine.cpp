@@ -9,7 +9,7 @@
 
 #include "core.hpp"
 
-namespace ldmind {
+namespace ldmind::core {
 
 size_t Tensor::numel() const {
     size_t n = 1;
@@ -132,4 +132,4 @@ std::map<std::string, std::unique_ptr<Engine>> create_engines(const Bundle& b, c
     return out;
 }
 
-}  // namespace ldmind
+}  // namespace ldmind::core

@@ -9,7 +9,7 @@
 
 #include "core.hpp"
 
-namespace ldmind {
+namespace ldmind::core {
 
 namespace {
 constexpr double GiB = 1024.0 * 1024.0 * 1024.0;
@@ -70,4 +70,4 @@ void check_latent(const std::map<std::string, GraphCost>& costs, int64_t batch, 
                     " is available; use smaller latent tiles (or fewer samples)");
 }
 
-}  // namespace ldmind
+}  // namespace ldmind::core

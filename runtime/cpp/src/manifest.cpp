@@ -12,7 +12,7 @@
 #include "core.hpp"
 #include "json.hpp"
 
-namespace ldmind {
+namespace ldmind::core {
 
 constexpr int MANIFEST_VERSION = 3;   // export/specs.py
 
@@ -210,4 +210,4 @@ Bundle load_bundle(const std::string& dir_in, bool verify) {
     return b;
 }
 
-}  // namespace ldmind
+}  // namespace ldmind::core

@@ -8,7 +8,7 @@
 
 #include "core.hpp"
 
-namespace ldmind {
+namespace ldmind::core {
 
 namespace {
 
@@ -412,4 +412,4 @@ void Pipeline::generate(int W_out, int H_out, int lh, int lw, const Options& o, 
     render(z, n, lh, lw, H, W, o, out);
 }
 
-}  // namespace ldmind
+}  // namespace ldmind::core

@@ -5,7 +5,7 @@
 
 #include "core.hpp"
 
-namespace ldmind {
+namespace ldmind::core {
 
 namespace {
 
@@ -118,4 +118,4 @@ void gaussian(int64_t seed, int64_t stream, size_t n, float* out) {
     }
 }
 
-}  // namespace ldmind
+}  // namespace ldmind::core

@@ -5,7 +5,7 @@
 
 #include "core.hpp"
 
-namespace ldmind {
+namespace ldmind::core {
 
 namespace {
 
@@ -180,4 +180,4 @@ std::vector<Band> bands(int H, int h, int rows) {
     return out;
 }
 
-}  // namespace ldmind
+}  // namespace ldmind::core
