@@ -23,6 +23,7 @@ struct Error : std::runtime_error {
 [[noreturn]] void input_error(const std::string& m);
 [[noreturn]] void engine_error(const std::string& m);
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string py_float(double v);   // Python's repr() of a float, for messages that quote a number
 
 // -- the engine directory (runtime/bundle.py, export/manifest.py) ----------------------------
 struct Attention { double stride, channels; };
@@ -31,7 +32,15 @@ struct GraphCost {
     std::vector<Attention> attention;
     std::vector<std::pair<double, double>> memory;   // [a, b]: a c + b c^2 bytes, c cells
 };
-struct Graph { std::string file, sha256, precision; };
+struct Graph {
+    std::string file, sha256, precision;
+    int max_batch = 0;                                                   // profile maximum of B
+    std::vector<std::pair<std::string, std::vector<int64_t>>> outputs_max; // output shapes at the profile maxima
+};
+struct TrtInfo {                      // the manifest's tensorrt block (python -m export --trt)
+    std::string version, compute_capability, gpu;
+    std::map<std::string, Graph> engines;   // file + sha256 of each serialized engine
+};
 
 struct Bundle {
     std::string root, name, precision;
@@ -42,7 +51,11 @@ struct Bundle {
     std::vector<double> alpha_bar;
     std::map<std::string, Graph> graphs;
     std::map<std::string, GraphCost> costs;   // graphs with a measured cost (not liif)
+    std::unique_ptr<TrtInfo> tensorrt;        // null: no TensorRT engines
     std::string graph_path(const std::string& g) const { return root + "/" + graphs.at(g).file; }
+    Bundle() = default;
+    Bundle(Bundle&&) = default;
+    Bundle& operator=(Bundle&&) = default;
 };
 Bundle load_bundle(const std::string& dir, bool verify);
 std::string sha256_file(const std::string& path);
@@ -113,7 +126,12 @@ class Engine {
     virtual ~Engine() = default;
     // outputs in the order of `outputs`; Error on failure
     virtual std::vector<Tensor> run(const std::vector<Input>& in, const std::vector<const char*>& outputs) const = 0;
+    virtual int max_batch() const { return 0; }    // largest B a call may carry (0: unlimited)
 };
+// native TensorRT engines (engine_trt.cpp; built only where TensorRT's headers are found):
+// the reason they cannot run here, or "" when they can
+std::string tensorrt_unavailable(const Bundle& b);
+std::unique_ptr<Engine> tensorrt_engine(const Bundle& b, const std::string& graph);
 std::map<std::string, std::unique_ptr<Engine>> create_engines(const Bundle& b, const std::string& backend,
                                                               int threads, std::string* chosen);
 
@@ -157,6 +175,12 @@ class Pipeline {
                               const TilePlan& p) const;
     void render(const std::vector<float>& z, int n, int h, int w, int H, int W, const Options& o,
                 uint8_t* out) const;
+    std::vector<float> decode(const float* z, int n, int h, int w, const TilePlan& p, const Options& o) const;
+    void query(const std::vector<float>& f, int n, int h, int w, int H, int W, int band, int chunk, const Options& o,
+               uint8_t* out) const;
+    int max_batch_ = 0;                    // largest batch every engine takes (0: unlimited)
+    int batch_of(int n) const { return max_batch_ ? std::min(n, max_batch_) : n; }
+    std::vector<std::pair<int, int>> batches(int n) const;   // [a, b) sample ranges
 };
 
 }  // namespace ldmind::core

@@ -117,6 +117,13 @@ bool has_cuda() {
 std::map<std::string, std::unique_ptr<Engine>> create_engines(const Bundle& b, const std::string& backend,
                                                               int threads, std::string* chosen) {
     std::string name = backend;
+    std::map<std::string, std::unique_ptr<Engine>> out;
+    if (backend == "tensorrt" || (backend == "auto" && tensorrt_unavailable(b).empty())) {
+        if (std::string why = tensorrt_unavailable(b); !why.empty()) engine_error("backend tensorrt: " + why);
+        for (const auto& [g, info] : b.graphs) out[g] = tensorrt_engine(b, g);
+        *chosen = "tensorrt";
+        return out;
+    }
     if (backend == "auto") {
         name = has_cuda() ? "cuda" : "cpu";
     } else if (backend == "cuda") {
@@ -124,9 +131,8 @@ std::map<std::string, std::unique_ptr<Engine>> create_engines(const Bundle& b, c
             engine_error("backend cuda: the linked ONNX Runtime has no CUDAExecutionProvider (a CPU build); "
                          "use --backend cpu or link onnxruntime-gpu");
     } else if (backend != "cpu") {
-        input_error("backend must be one of auto, cpu, cuda (this library), got '" + backend + "'");
+        input_error("backend must be one of auto, cpu, cuda, tensorrt (this library), got '" + backend + "'");
     }
-    std::map<std::string, std::unique_ptr<Engine>> out;
     for (const auto& [g, info] : b.graphs) out[g] = std::make_unique<OrtEngine>(b.graph_path(g), g, name, threads);
     *chosen = name;
     return out;

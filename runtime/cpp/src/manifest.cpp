@@ -5,7 +5,9 @@
 
 #include <cmath>
 #include <cstdarg>
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -32,6 +34,33 @@ std::string fmt(const char* f, ...) {
     return s;
 }
 
+// Python's repr() of a float, for messages that quote a number
+std::string py_float(double v) {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    char buf[64];
+    for (int p = 1; p <= 17; ++p) {
+        std::snprintf(buf, sizeof buf, "%.*e", p - 1, v);
+        if (std::strtod(buf, nullptr) == v) break;
+    }
+    std::string s(buf), sign;
+    if (s[0] == '-') { sign = "-"; s.erase(0, 1); }
+    size_t e = s.find('e');
+    int exp = std::atoi(s.c_str() + e + 1);
+    std::string digits = s.substr(0, e);
+    digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
+    while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+    if (exp >= -4 && exp < 16) {
+        std::string out;
+        if (exp < 0) out = "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
+        else if (static_cast<int>(digits.size()) <= exp + 1) out = digits + std::string(static_cast<size_t>(exp + 1) - digits.size(), '0') + ".0";
+        else out = digits.substr(0, static_cast<size_t>(exp) + 1) + "." + digits.substr(static_cast<size_t>(exp) + 1);
+        return sign + out;
+    }
+    std::string mant = digits.size() > 1 ? digits.substr(0, 1) + "." + digits.substr(1) : digits;
+    return sign + mant + fmt("e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
+}
+
 namespace {
 
 bool is_dir(const std::string& p) { struct stat st; return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode); }
@@ -50,7 +79,7 @@ std::string repr(const json::Value* v) {
     if (!v || v->kind == json::Value::Null) return "None";
     switch (v->kind) {
         case json::Value::Bool: return v->b ? "True" : "False";
-        case json::Value::Number: return v->integral ? std::to_string(v->i) : fmt("%.17g", v->num);
+        case json::Value::Number: return v->integral ? std::to_string(v->i) : py_float(v->num);
         case json::Value::String: return "'" + v->str + "'";
         case json::Value::Array: return "list";
         default: return "dict";
@@ -173,6 +202,19 @@ Bundle load_bundle(const std::string& dir_in, bool verify) {
             gr.precision = gp && gp->kind == json::Value::String ? gp->str : b.precision;
             if (gr.file.empty() || gr.file.find('/') != std::string::npos)
                 engine_error(mpath + ": graphs." + g + ".file must be a plain file name, got '" + gr.file + "'");
+            // TensorRT profiles: the largest batch, and each output at the profile maxima
+            std::map<std::string, int64_t> top;
+            if (const json::Value* prof = e.find("profile"))
+                for (const auto& [sym, mm] : prof->obj)
+                    if (mm.kind == json::Value::Array && mm.arr.size() == 3 && mm.arr[2].is_int()) top[sym] = mm.arr[2].i;
+            gr.max_batch = top.count("B") ? static_cast<int>(top["B"]) : 0;
+            if (const json::Value* outs = e.find("outputs"))
+                for (const auto& o : outs->arr) {
+                    std::vector<int64_t> shape;
+                    for (const auto& d : at(o, "shape").arr)
+                        shape.push_back(d.kind == json::Value::String ? (top.count(d.str) ? top[d.str] : 1) : d.i);
+                    gr.outputs_max.emplace_back(at(o, "name").str, shape);
+                }
             if (const json::Value* cost = e.find("cost")) {
                 GraphCost c;
                 c.macs_per_cell = number(at(*cost, "macs_per_cell"), "macs_per_cell");
@@ -196,6 +238,27 @@ Bundle load_bundle(const std::string& dir_in, bool verify) {
                                  "re-export with `python -m export`");
             }
             b.graphs[g] = gr;
+        }
+        const json::Value* trt = m.find("tensorrt");
+        if (trt && trt->kind == json::Value::Object) {
+            auto info = std::make_unique<TrtInfo>();
+            info->version = at(*trt, "version").str;
+            const auto& cc = at(*trt, "compute_capability");
+            info->compute_capability = cc.kind == json::Value::String ? cc.str : repr(&cc);
+            if (const json::Value* gpu = trt->find("gpu")) info->gpu = gpu->str;
+            for (const auto& [g, e] : at(*trt, "engines").obj) {
+                Graph eg;
+                eg.file = at(e, "file").str;
+                eg.sha256 = at(e, "sha256").str;
+                const std::string path = root + "/" + eg.file;
+                if (!is_file(path)) engine_error(path + ": missing (engine '" + g + "' listed in " + mpath + ")");
+                if (verify && sha256_file(path) != eg.sha256)
+                    engine_error(path + ": sha256 mismatch (manifest " + eg.sha256.substr(0, 16) + "..., file " +
+                                 sha256_file(path).substr(0, 16) + "...): the file was modified or belongs to another "
+                                 "export; re-export with `python -m export`");
+                info->engines[g] = eg;
+            }
+            b.tensorrt = std::move(info);
         }
     } catch (const Malformed& e) {
         engine_error(mpath + ": malformed manifest (" + e.what() + ")");

@@ -18,33 +18,6 @@ constexpr int64_t TILE_BATCH_CELLS = 96 * 96;
 
 int64_t floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q; }
 
-// Python's repr() of a float, for messages that quote a number
-std::string py_float(double v) {
-    if (std::isnan(v)) return "nan";
-    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-    char buf[64];
-    for (int p = 1; p <= 17; ++p) {
-        std::snprintf(buf, sizeof buf, "%.*e", p - 1, v);
-        if (std::strtod(buf, nullptr) == v) break;
-    }
-    std::string s(buf), sign;
-    if (s[0] == '-') { sign = "-"; s.erase(0, 1); }
-    size_t e = s.find('e');
-    int exp = std::atoi(s.c_str() + e + 1);
-    std::string digits = s.substr(0, e);
-    digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
-    while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
-    if (exp >= -4 && exp < 16) {
-        std::string out;
-        if (exp < 0) out = "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
-        else if (static_cast<int>(digits.size()) <= exp + 1) out = digits + std::string(static_cast<size_t>(exp + 1) - digits.size(), '0') + ".0";
-        else out = digits.substr(0, static_cast<size_t>(exp) + 1) + "." + digits.substr(static_cast<size_t>(exp) + 1);
-        return sign + out;
-    }
-    std::string mant = digits.size() > 1 ? digits.substr(0, 1) + "." + digits.substr(1) : digits;
-    return sign + mant + fmt("e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
-}
-
 void tick(const Options& o, const std::string& stage, int done, int total) {
     if (o.progress && o.progress(stage.c_str(), done, total, o.user) != 0)
         throw Error(LDMIND_ERR_CANCELLED, "cancelled by the progress callback during " + stage);
@@ -109,6 +82,8 @@ Pipeline::Pipeline(const std::string& dir, const std::string& backend, int threa
     : b_(load_bundle(dir, verify)) {
     if (threads < 0) input_error("threads must be >= 0, got " + std::to_string(threads));
     engines_ = create_engines(b_, backend, threads, &backend_);
+    for (const auto& kv : engines_)
+        if (int m = kv.second->max_batch(); m > 0) max_batch_ = max_batch_ ? std::min(max_batch_, m) : m;
 }
 
 void Pipeline::output_size(int h, int w, double scale, int W_out, int H_out, int* H, int* W) const {
@@ -151,6 +126,7 @@ int Pipeline::tile_batch(const TilePlan& p, int n) const {
     int64_t t = std::max<int64_t>(1, TILE_BATCH_CELLS / std::max<int64_t>(1, static_cast<int64_t>(p.th) * p.tw * n));
     int64_t one = graph_bytes(b_.costs, n, p.th, p.tw);
     t = std::max<int64_t>(1, std::min(t, floordiv(graph_budget(), std::max<int64_t>(1, one))));
+    if (max_batch_) t = std::min<int64_t>(t, std::max(1, max_batch_ / n));
     return static_cast<int>(t);
 }
 
@@ -162,15 +138,16 @@ TilePlan Pipeline::plan(int h, int w, int steps, int n, int latent_tile, int lat
     std::map<std::string, GraphCost> costs;
     for (const auto& [k, c] : b_.costs)
         if (!decoder_only || k == "decoder") costs[k] = c;
+    const int batch = batch_of(n);
     const int64_t budget = graph_budget();
-    Fits fits = [&](int th, int tw) { return graph_bytes(costs, n, th, tw) <= budget; };
+    Fits fits = [&](int th, int tw) { return graph_bytes(costs, batch, th, tw) <= budget; };
     TilePlan p;
     try {
         p = choose(h, w, align, b_.train_latent, costs, steps, latent_tile, latent_overlap, fits);
     } catch (const std::invalid_argument& e) {
         input_error(e.what());
     }
-    check_latent(costs, static_cast<int64_t>(n) * std::min<int64_t>(static_cast<int64_t>(p.size()), tile_batch(p, n)),
+    check_latent(costs, static_cast<int64_t>(batch) * std::min<int64_t>(static_cast<int64_t>(p.size()), tile_batch(p, batch)),
                  p.th, p.tw);
     return p;
 }
@@ -182,73 +159,89 @@ void Pipeline::latent_shape(int h, int w, int* c, int* lh, int* lw) const {
     *lw = w * b_.cond_scale / b_.ae_downsample;
 }
 
+std::vector<std::pair<int, int>> Pipeline::batches(int n) const {
+    const int step = batch_of(n);
+    std::vector<std::pair<int, int>> out;
+    for (int a = 0; a < n; a += step) out.emplace_back(a, std::min(a + step, n));
+    return out;
+}
+
 std::vector<float> Pipeline::sample(const std::vector<float>* cond, int c, int h, int w, const Options& o,
                                     const TilePlan& p) const {
     const std::vector<Step> sched = schedule(o);
     const int N = count(o.num_samples);
-    const int total = static_cast<int>(sched.size());
+    const auto bs = batches(N);
+    const int total = static_cast<int>(sched.size() * bs.size());
+    int done = 0;
     tick(o, "denoise", 0, total);
-    const auto gs = groups(p, tile_batch(p, N));
-    std::vector<std::vector<float>> cond_tiles;    // per group: [n * N, c, th, tw], tile k repeated N times
-    if (cond) {
-        for (const auto& [k0, k1] : gs) {
-            std::vector<float> t = gather(cond->data(), 1, c, h, w, p, k0, k1);
-            const size_t per = static_cast<size_t>(c) * p.th * p.tw;
-            std::vector<float> rep((k1 - k0) * N * per);
-            for (size_t k = 0; k < k1 - k0; ++k)
-                for (int j = 0; j < N; ++j)
-                    std::memcpy(&rep[(k * N + j) * per], &t[k * per], per * sizeof(float));
-            cond_tiles.push_back(std::move(rep));
-        }
-    }
-    const size_t one = static_cast<size_t>(c) * h * w, all = one * N;
-    auto noise = [&](int64_t stream, std::vector<float>& out) {
-        for (int j = 0; j < N; ++j) gaussian(o.seed + j, stream, one, &out[j * one]);
-    };
-    std::vector<float> z(all), eps(all), out_all(all);
-    std::vector<double> d_prev;
-    noise(0, z);
+    const size_t one = static_cast<size_t>(c) * h * w;
+    std::vector<float> result(one * N);
     const Engine& unet = *engines_.at("unet_step");
-    for (int k = 1; k <= total; ++k) {
-        const Step& st = sched[static_cast<size_t>(k) - 1];
-        if (st.sigma_t > 0) noise(k, eps);
-        else std::fill(eps.begin(), eps.end(), 0.0f);
-        std::fill(out_all.begin(), out_all.end(), 0.0f);
-        const float ab_t = static_cast<float>(st.alpha_bar_t), ab_prev = static_cast<float>(st.alpha_bar_prev),
-                    sigma = static_cast<float>(st.sigma_t);
-        for (size_t g = 0; g < gs.size(); ++g) {
-            const auto [k0, k1] = gs[g];
-            const int64_t nb = static_cast<int64_t>((k1 - k0) * N);
-            std::vector<float> zt = gather(z.data(), N, c, h, w, p, k0, k1), et = gather(eps.data(), N, c, h, w, p, k0, k1);
-            std::vector<int64_t> ts(static_cast<size_t>(nb), st.t);
-            const std::vector<int64_t> shape{nb, c, p.th, p.tw};
-            std::vector<Input> in{{"z_t", shape, zt.data()}};
-            if (cond) in.push_back({"cond", shape, cond_tiles[g].data()});
-            in.push_back({"timestep", {nb}, nullptr, ts.data()});
-            in.push_back({"alpha_bar_t", {1}, &ab_t});
-            in.push_back({"alpha_bar_prev", {1}, &ab_prev});
-            in.push_back({"sigma_t", {1}, &sigma});
-            in.push_back({"noise", shape, et.data()});
-            auto r = unet.run(in, {"z_prev", "pred_z0"});
-            const std::string at = " at t=" + std::to_string(st.t);
-            finite(r[0], "unet_step", at);
-            finite(r[1], "unet_step", at);
-            blend(out_all.data(), (st.solver ? r[1] : r[0]).data.data(), N, c, h, w, p, k0, k1 - k0);
-        }
-        if (st.solver) {
-            std::vector<double> d(out_all.begin(), out_all.end());
-            for (size_t q = 0; q < all; ++q) {
-                double v = st.c_x * static_cast<double>(z[q]) + st.c_d * d[q];
-                if (st.c_d_prev != 0) v = v + st.c_d_prev * d_prev[q];
-                z[q] = static_cast<float>(v);
+    for (const auto& [a, b] : bs) {
+        const int nb = b - a;
+        const auto gs = groups(p, tile_batch(p, nb));
+        std::vector<std::vector<float>> cond_tiles;    // per group: [n * nb, c, th, tw], tile k repeated nb times
+        if (cond) {
+            for (const auto& [k0, k1] : gs) {
+                std::vector<float> t = gather(cond->data(), 1, c, h, w, p, k0, k1);
+                const size_t per = static_cast<size_t>(c) * p.th * p.tw;
+                std::vector<float> rep((k1 - k0) * nb * per);
+                for (size_t k = 0; k < k1 - k0; ++k)
+                    for (int j = 0; j < nb; ++j)
+                        std::memcpy(&rep[(k * nb + j) * per], &t[k * per], per * sizeof(float));
+                cond_tiles.push_back(std::move(rep));
             }
-            d_prev = std::move(d);
-        } else {
-            z.swap(out_all);
         }
-        tick(o, "denoise", k, total);
+        const size_t all = one * nb;
+        auto noise = [&](int64_t stream, std::vector<float>& out) {   // sample j of the call: seed + j
+            for (int j = 0; j < nb; ++j) gaussian(o.seed + a + j, stream, one, &out[j * one]);
+        };
+        std::vector<float> z(all), eps(all), out_all(all);
+        std::vector<double> d_prev;
+        noise(0, z);
+        for (size_t k = 1; k <= sched.size(); ++k) {
+            const Step& st = sched[k - 1];
+            if (st.sigma_t > 0) noise(static_cast<int64_t>(k), eps);
+            else std::fill(eps.begin(), eps.end(), 0.0f);
+            std::fill(out_all.begin(), out_all.end(), 0.0f);
+            const float ab_t = static_cast<float>(st.alpha_bar_t), ab_prev = static_cast<float>(st.alpha_bar_prev),
+                        sigma = static_cast<float>(st.sigma_t);
+            for (size_t g = 0; g < gs.size(); ++g) {
+                const auto [k0, k1] = gs[g];
+                const int64_t rows = static_cast<int64_t>((k1 - k0) * nb);
+                std::vector<float> zt = gather(z.data(), nb, c, h, w, p, k0, k1);
+                std::vector<float> et = gather(eps.data(), nb, c, h, w, p, k0, k1);
+                std::vector<int64_t> ts(static_cast<size_t>(rows), st.t);
+                const std::vector<int64_t> shape{rows, c, p.th, p.tw};
+                std::vector<Input> in{{"z_t", shape, zt.data()}};
+                if (cond) in.push_back({"cond", shape, cond_tiles[g].data()});
+                in.push_back({"timestep", {rows}, nullptr, ts.data()});
+                in.push_back({"alpha_bar_t", {1}, &ab_t});
+                in.push_back({"alpha_bar_prev", {1}, &ab_prev});
+                in.push_back({"sigma_t", {1}, &sigma});
+                in.push_back({"noise", shape, et.data()});
+                auto r = unet.run(in, {"z_prev", "pred_z0"});
+                const std::string at = " at t=" + std::to_string(st.t);
+                finite(r[0], "unet_step", at);
+                finite(r[1], "unet_step", at);
+                blend(out_all.data(), (st.solver ? r[1] : r[0]).data.data(), nb, c, h, w, p, k0, k1 - k0);
+            }
+            if (st.solver) {      // the multistep update on the whole latent, float64 (diffusion.solver_update)
+                std::vector<double> d(out_all.begin(), out_all.end());
+                for (size_t q = 0; q < all; ++q) {
+                    double v = st.c_x * static_cast<double>(z[q]) + st.c_d * d[q];
+                    if (st.c_d_prev != 0) v = v + st.c_d_prev * d_prev[q];
+                    z[q] = static_cast<float>(v);
+                }
+                d_prev = std::move(d);
+            } else {
+                z.swap(out_all);
+            }
+            tick(o, "denoise", ++done, total);
+        }
+        std::copy(z.begin(), z.end(), result.begin() + static_cast<std::ptrdiff_t>(one * a));
     }
-    return z;
+    return result;
 }
 
 std::vector<float> Pipeline::latents_padded(const uint8_t* rgb, int h, int w, const Options& o, int* ch, int* cw) const {
@@ -303,20 +296,39 @@ void Pipeline::render(const std::vector<float>& z, int N, int h, int w, int H, i
                       uint8_t* out) const {
     if (o.tile < 0) input_error("tile must be a positive integer, got " + std::to_string(o.tile));
     const int chunk = o.tile > 0 ? o.tile : b_.query_chunk;
-    const int c = b_.z_channels, C = b_.feature_channels;
+    const int c = b_.z_channels;
     const TilePlan p = plan(h, w, 0, N, o.latent_tile, o.latent_overlap, true, 1);
+    // the decoder runs on every batch first (as the Python runtime), then each batch is queried
+    std::vector<std::vector<float>> features;
+    for (const auto& [a, b] : batches(N))
+        features.push_back(decode(&z[static_cast<size_t>(a) * c * h * w], b - a, h, w, p, o));
+    const int band = render_band(p);
+    size_t k = 0;
+    for (const auto& [a, b] : batches(N))
+        query(features[k++], b - a, h, w, H, W, band, chunk, o, out + static_cast<size_t>(a) * H * W * 3);
+}
+
+std::vector<float> Pipeline::decode(const float* z, int N, int h, int w, const TilePlan& p, const Options& o) const {
+    const int c = b_.z_channels, C = b_.feature_channels;
     const auto gs = groups(p, tile_batch(p, N));
     const Engine& dec = *engines_.at("decoder");
     std::vector<float> f(static_cast<size_t>(N) * C * h * w, 0.0f);
     for (size_t g = 0; g < gs.size(); ++g) {
         const auto [k0, k1] = gs[g];
-        std::vector<float> t = gather(z.data(), N, c, h, w, p, k0, k1);
+        std::vector<float> t = gather(z, N, c, h, w, p, k0, k1);
         auto r = dec.run({{"z", {static_cast<int64_t>((k1 - k0) * N), c, p.th, p.tw}, t.data()}}, {"features"});
         finite(r[0], "decoder");
         blend(f.data(), r[0].data.data(), N, C, h, w, p, k0, k1 - k0);
         tick(o, "decode", static_cast<int>(g) + 1, static_cast<int>(gs.size()));
     }
-    const int band = render_band(p);
+    return f;
+}
+
+// LIIF queries band by band of latent rows, `chunk` pixels per call, straight into uint8
+// (runtime/tiling.py render_into over ldmind_ref/tiled_sampling.queries)
+void Pipeline::query(const std::vector<float>& f, int N, int h, int w, int H, int W, int band, int chunk,
+                     const Options& o, uint8_t* out) const {
+    const int C = b_.feature_channels;
     const auto bs = bands(H, h, band);
     int total = 0;
     for (const auto& bd : bs) total += static_cast<int>((static_cast<int64_t>(bd.i1 - bd.i0) * W + chunk - 1) / chunk);
