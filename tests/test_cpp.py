@@ -224,3 +224,19 @@ def test_cpp_api_service_example_equals_python(cpp_build, tmp_path, sr_pipe, sr_
     for k in range(4):
         py = sr_pipe.upscale(lr, scale=2.5, steps=3, seed=9 + k, output="array")[0]
         assert np.array_equal(np.fromfile(tmp_path / f"req_{k}.raw", np.uint8).reshape(py.shape), py), k
+
+
+def test_progress_events_equal_python_and_cancel(cpp_build, tmp_path, sr_pipe, sr_engines):
+    """The progress callback sees the Python runtime's events (stage, done, total) in the same
+    order; returning non-zero cancels the call (status 5) and nothing is written."""
+    lr = lr_crop(20, 28)
+    events = []
+    sr_pipe.upscale(lr, scale=3, steps=3, output="array", latent_tile=8, latent_overlap=4,
+                    progress=lambda s, d, t: events.append(f"progress {s} {d} {t}"))
+    kw = dict(dir=sr_engines, scale=3, steps=3, lt=8, lo=4)
+    r = probe(cpp_build, "upscale", tmp_path, lr, progress=1, **kw)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == events
+    out = tmp_path / "cancelled.raw"
+    r = probe(cpp_build, "upscale", tmp_path, lr, cancel_after=len(events) // 2, out=out, **kw)
+    assert r.returncode == 10 + 5 and "cancelled" in r.stderr and not out.exists()

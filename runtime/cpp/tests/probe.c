@@ -5,6 +5,7 @@
  *   MODE upscale | latents | generate | threads | repeat
  *   keys: dir in(raw RGB file) w h scale size(WxH) steps eta seed n bp sampler schedule
  *         lt lo tile latent(HxW for generate) out(raw output file) threads count backend
+ *         progress(1: print each event) cancel_after(K: cancel at the K-th event)
  * Exit 0 on success; on failure the status code + 10 and the message on stderr. */
 #include <pthread.h>
 #include <stdio.h>
@@ -43,6 +44,16 @@ static int write_all(const char *path, const void *data, size_t n) {
     return fclose(f) != 0;
 }
 
+/* progress=1: print every event; cancel_after=K: ask to stop at the K-th event */
+typedef struct watch { int print, cancel_after, seen; } watch;
+
+static int on_progress(const char *stage, int done, int total, void *user) {
+    watch *w = user;
+    w->seen++;
+    if (w->print) printf("progress %s %d %d\n", stage, done, total);
+    return w->cancel_after > 0 && w->seen >= w->cancel_after;
+}
+
 typedef struct job {
     ldmind_pipeline *p;
     const unsigned char *rgb;
@@ -77,6 +88,12 @@ int main(int argc, char **argv) {
     o.tile = atoi(arg(argc, argv, "tile", "0"));
     o.latent_tile = atoi(arg(argc, argv, "lt", "-1"));
     o.latent_overlap = atoi(arg(argc, argv, "lo", "-1"));
+
+    watch wt = {atoi(arg(argc, argv, "progress", "0")), atoi(arg(argc, argv, "cancel_after", "0")), 0};
+    if (wt.print || wt.cancel_after) {
+        o.progress = on_progress;
+        o.user = &wt;
+    }
 
     ldmind_pipeline *p = NULL;
     ldmind_status s = ldmind_open(arg(argc, argv, "dir", "engines/small"), arg(argc, argv, "backend", "cpu"),
