@@ -12,7 +12,8 @@
    plan, a random model of the preset, fp32 and bf16, each eager and (CUDA) with the U-Net
    step replayed from a CUDA graph: stage times and the composed request of ``--steps`` steps
    per scale; then one end-to-end ``sampler.upscale`` (fp32, DDIM, eta 1, no back-projection,
-   host copies included) per scale.  Plan ``paper``: ffhq-sr at 8, 12, 30, 100, 200x of a
+   host copies included) per scale.  fp32 is PyTorch's default (TF32 in convolutions only).
+   Plan ``paper``: ffhq-sr at 8, 12, 30, 100, 200x of a
    16x16 LR and div2k-sr at 4, 8x of 48x48, 50 steps (the paper's Table 5 setting); plan
    ``tiny``: the tiny preset at small sizes and 2 steps (the dry run).  ``timing.json`` is
    rewritten after every measurement, so a run stopped at its time limit keeps what it had.
@@ -95,7 +96,12 @@ def timing(a: argparse.Namespace, out: Path, deadline: float) -> bool:
 
     plan = PLANS[a.timing]
     steps = a.steps or plan["steps"]
-    result = {"env": environment(a.device), "plan": a.timing, "steps": steps, "repeat": a.repeat,
+    # PyTorch's own defaults for "fp32" (training turned TF32 matrix products on): convolutions
+    # may use TF32 (cuDNN's default), matrix products may not; cuDNN picks its fastest kernels
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, True
+    torch.backends.cudnn.benchmark = True
+    env = environment(a.device) | {"matmul_tf32": False, "cudnn_tf32": True, "cudnn_benchmark": True}
+    result = {"env": env, "plan": a.timing, "steps": steps, "repeat": a.repeat,
               "paper_fps_rtx4090": PAPER_FPS, "rows": [], "end_to_end": [], "errors": []}
     path = out / "timing.json"
 

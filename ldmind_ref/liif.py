@@ -92,6 +92,8 @@ def query(head: LIIFHead, features: torch.Tensor, coord: torch.Tensor, cell: tor
     B, C = features.shape[0], features.shape[1]
     # (h, w) as a tensor so that exported graphs keep the latent size dynamic
     size = torch._shape_as_tensor(features)[2:].to(coord.dtype)           # [2] = (h, w)
+    if size.device != coord.device:   # the shape tensor lives on the CPU (a traced export never gets here)
+        size = size.to(coord.device)
     idx, rel, weights = neighbours(coord, size)
 
     # gather the features: flatten (b, y, x) into one row index of a [B*h*w, C] table

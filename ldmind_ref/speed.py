@@ -56,7 +56,8 @@ def stage_times(model: LDMind, lr_side: int, out_side: int | list[int], repeat: 
     out = {}
     if cfg.unet.conditional:
         out["encoder"] = _median(run(lambda: model.encode_lr(lr)), repeat)
-    step = lambda: model.unet_step(z, cond, t, coef(0.5), coef(0.6), coef(0.1), z)  # noqa: E731
+    a_t, a_prev, sigma = coef(0.5), coef(0.6), coef(0.1)   # made before any capture: no host copies inside it
+    step = lambda: model.unet_step(z, cond, t, a_t, a_prev, sigma, z)  # noqa: E731
     if graph:
         if not cuda:
             raise ValueError("CUDA graphs need a CUDA device")

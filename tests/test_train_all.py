@@ -149,3 +149,22 @@ def test_compare_on_tiny(straight, train_dir, tmp_path):
     assert (out / "generation.png").exists() and "Ship new in place of old" in (out / "verdict.md").read_text()
     with pytest.raises(SystemExit, match="exactly two"):
         compare.main(["--model", f"a={straight / 'sr.safetensors'}", "--data", str(sets.parent), "--out", str(out)])
+
+
+@pytest.mark.parametrize("stage", ["autoencoder", "ldm", "align"])
+def test_training_step_keeps_to_the_model_device(stage, train_dir):
+    """A training step and the timed stages on a device other than the CPU (meta tensors:
+    no data, but a tensor left on the CPU fails as it would on CUDA)."""
+    from ldmind_ref import speed
+    from ldmind_ref.data import step_generator
+    cfg = preset("tiny")
+    with torch.device("meta"):
+        model = LDMind(cfg)
+    obj = train.Objective(model, stage).to("meta")
+    batch = train.to_device(train.batch_for(ImageFolder(train_dir, 32), cfg, stage, step_generator(0, stage, 0, 0)), "meta")
+    loss = obj(batch)
+    loss.backward()
+    assert loss.device.type == "meta"
+    if stage == "ldm":
+        assert speed.request_times(model, 8, [2, 3], 2, repeat=1)[1]["out"] == 24
+        assert model.render(torch.zeros(1, 3, 8, 8, device="meta"), 20, 20).shape == (1, 3, 20, 20)
