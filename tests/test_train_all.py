@@ -168,3 +168,17 @@ def test_training_step_keeps_to_the_model_device(stage, train_dir):
     if stage == "ldm":
         assert speed.request_times(model, 8, [2, 3], 2, repeat=1)[1]["out"] == 24
         assert model.render(torch.zeros(1, 3, 8, 8, device="meta"), 20, 20).shape == (1, 3, 20, 20)
+
+
+def test_bf16_is_accepted_on_the_cpu(train_dir, tmp_path):
+    train.main(["align", "--init", str(_random_ckpt(tmp_path)), "--data", str(train_dir), "--out", str(tmp_path / "a"),
+                "--steps", "2", "--bf16", "--quiet", "--threads", "1"])
+    log = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2] and all(r["val_loss"] > 0 for r in log if "val_loss" in r)
+
+
+def _random_ckpt(tmp_path):
+    from ldmind_ref.model import random_model
+    path = tmp_path / "random.safetensors"
+    ckpt.save_model(path, random_model(preset("tiny"), seed=3))
+    return path
