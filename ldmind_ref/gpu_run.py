@@ -66,7 +66,8 @@ def train(a: argparse.Namespace, out: Path) -> bool:
     from . import train_all
 
     argv = ["--config", a.config, "--data", a.data, "--out", a.run, "--minutes", str(a.minutes),
-            "--device", a.device, "--threads", str(a.threads), "--workers", str(a.workers), "--quiet"] + ["--bf16"] * a.bf16
+            "--device", a.device, "--threads", str(a.threads), "--workers", str(a.workers), "--quiet"] + ["--bf16"] * a.bf16 \
+        + (["--shares", a.shares] if a.shares else [])
     if Path(a.run, "summary.json").exists():
         argv.append("--resume")
     ok = True
@@ -170,6 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="medium")
     p.add_argument("--data", default="pack/train.zip", help="photos: the pack of python -m ldmind_ref.pack")
     p.add_argument("--minutes", type=float, default=6.0, help="training budget")
+    p.add_argument("--shares", help="time shares of the training stages (default: train_all.SHARES)")
     p.add_argument("--timing-minutes", type=float, default=2.0, help="timing budget")
     p.add_argument("--timing", choices=sorted(PLANS), default="paper")
     p.add_argument("--steps", type=int, default=0, help="sampling steps of the timing (default: the plan's)")

@@ -12,7 +12,7 @@ stage command writes (``OUT/ae``, ``OUT/ldm``, ``OUT/align``, ``OUT/gen``: ``mod
 Time budget (``--minutes``, wall clock from the start of the command):
 1. *probe*: each stage runs ``--probe-steps`` steps on a random model (``OUT/probe``) and
    its steady throughput is measured (device synchronised);
-2. each stage gets the share ``SHARES`` of the time left, re-divided over the stages not yet
+2. each stage gets its share (``SHARES``, or ``--shares``) of the time left, re-divided over the stages not yet
    done when it starts (time a stage leaves unused goes to the ones after it); its step count
    is planned from its probe (``PLAN_FILL`` of its share) and its learning rate decays
    linearly to zero over those steps (the cool-down);
@@ -77,7 +77,7 @@ class Run:
         self.summary_path = self.out / "summary.json"
         self.data: ImageFolder | None = None
         fresh = {"config": self.cfg.name, "device": args.device, "bf16": args.bf16, "seed": args.seed,
-                 "fixed_steps": args.steps, "shares": SHARES, "plan_fill": PLAN_FILL, "stages": {}}
+                 "fixed_steps": args.steps, "shares": args.shares, "plan_fill": PLAN_FILL, "stages": {}}
         if self.summary_path.exists():
             if not args.resume:
                 raise SystemExit(f"{self.out} holds a run already: give --resume, or another --out")
@@ -168,7 +168,8 @@ class Run:
         out = self.out / STAGES[name][1]
         now = time.time()
         left = [n for n in STAGES if not self.summary["stages"].get(n, {}).get("done")]
-        seconds = (self.end - now) * SHARES[name] / sum(SHARES[n] for n in left) if self.end else None
+        shares = self.args.shares
+        seconds = (self.end - now) * shares[name] / sum(shares[n] for n in left) if self.end else None
         # a stage begun before keeps its step count (its learning-rate decay), resumed from its
         # last checkpoint if it wrote one
         resume = bool(rec) and (out / "state.safetensors").exists()
@@ -250,9 +251,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=0, help="steps per stage instead of the plan (no probe)")
     p.add_argument("--probe-steps", type=int, default=0,
                    help="steps per stage in the throughput probe (default: 30 on CUDA, 4 on the CPU)")
+    p.add_argument("--shares", default=",".join(str(v) for v in SHARES.values()),
+                   help=f"time shares of {', '.join(STAGES)} (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in OUT")
     add_run_options(p)
     a = p.parse_args(argv)
+    try:
+        shares = [float(v) for v in a.shares.split(",")]
+    except ValueError:
+        shares = []
+    if len(shares) != len(STAGES) or not all(v > 0 for v in shares):
+        raise SystemExit(f"--shares takes {len(STAGES)} positive numbers separated by commas, got {a.shares!r}")
+    a.shares = dict(zip(STAGES, shares))
     if not a.minutes and not a.steps:
         raise SystemExit("give --minutes M (a time budget) or --steps N (steps per stage)")
     if a.minutes < 0 or a.steps < 0 or a.probe_steps < 0:

@@ -120,12 +120,12 @@ def test_gpu_run_dry_run(train_dir, tmp_path):
     out = tmp_path / "OUT"
     assert gpu_run.main(["--out", str(out), "--run", str(tmp_path / "run"), "--device", "cpu", "--config", "tiny",
                          "--data", str(train_dir), "--minutes", "0.2", "--timing", "tiny", "--threads", "1",
-                         "--workers", "1", "--repeat", "1"]) == 0
+                         "--workers", "1", "--repeat", "1", "--shares", "4,3,1,2"]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted([*gpu_run.RETURNED, "timing.json"])
     s = json.loads((out / "summary.json").read_text())
     assert set(s["probe"]) == set(s["stages"]) == {"autoencoder", "ldm", "align", "gen"}
     assert all(r["done"] and r["steps_done"] >= 1 for r in s["stages"].values())
-    assert s["total_s"] < 0.2 * 60 + 5
+    assert s["total_s"] < 0.2 * 60 + 5 and s["shares"] == {"autoencoder": 4, "ldm": 3, "align": 1, "gen": 2}
     t = json.loads((out / "timing.json").read_text())
     assert not t["errors"] and len(t["rows"]) == 2 * 3 and len(t["end_to_end"]) == 3
     assert all(r["fps"] > 0 and r["total_s"] >= r["unet_step_s"] * r["steps"] for r in t["rows"])
@@ -171,14 +171,7 @@ def test_training_step_keeps_to_the_model_device(stage, train_dir):
 
 
 def test_bf16_is_accepted_on_the_cpu(train_dir, tmp_path):
-    train.main(["align", "--init", str(_random_ckpt(tmp_path)), "--data", str(train_dir), "--out", str(tmp_path / "a"),
+    train.main(["autoencoder", "--config", "tiny", "--data", str(train_dir), "--out", str(tmp_path / "a"),
                 "--steps", "2", "--bf16", "--quiet", "--threads", "1"])
     log = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2] and all(r["val_loss"] > 0 for r in log if "val_loss" in r)
-
-
-def _random_ckpt(tmp_path):
-    from ldmind_ref.model import random_model
-    path = tmp_path / "random.safetensors"
-    ckpt.save_model(path, random_model(preset("tiny"), seed=3))
-    return path
