@@ -37,6 +37,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ from .model import LDMind
 STAGES = {"autoencoder": ("autoencoder", "ae"), "ldm": ("ldm", "ldm"), "align": ("align", "align"),
           "gen": ("ldm", "gen")}
 SHARES = {"autoencoder": 0.35, "ldm": 0.30, "align": 0.10, "gen": 0.25}
+DEPENDS = {"autoencoder": None, "ldm": "autoencoder", "align": "ldm", "gen": "autoencoder"}   # the stage it starts from
 PLAN_FILL = 0.85        # planned steps fill this fraction of a stage's share (start-up, validation, checkpoints)
 SHIP_RESERVE = (15.0, 0.05)   # kept back at the end for the shipping checkpoints and logs: min(seconds, fraction)
 SHIPPING = {"sr.safetensors": "align", "ldm.safetensors": "ldm", "gen.safetensors": "gen"}
@@ -130,30 +132,40 @@ class Run:
 
     # -- the phases ------------------------------------------------------------------------
     def probe(self) -> None:
-        """Steady seconds per step of each stage on random models (device synchronised)."""
-        if "probe" in self.summary:
-            return
+        """Steady seconds per step of each stage on random models (device synchronised).  A
+        stage whose probe fails is recorded with its error (``train all`` then skips it and
+        the stages that start from it); a resumed run probes it again."""
         base = self.out / "probe"
-        res = {}
+        res = self.summary.setdefault("probe", {})
         for name in STAGES:
-            cfg = self.stage_cfg(name)
-            init = None
-            if name != "autoencoder":
-                init = base / f"init-{cfg.name}.safetensors"
-                if not init.exists():
-                    from .model import random_model
-                    ckpt.save_model(init, random_model(cfg, self.args.seed), stage="probe")
+            if "seconds_per_step" in res.get(name, {}):
+                continue
             t = time.time()
-            trainer = self.trainer(self.stage_argv(name, base / name, self.args.probe_steps, init, False, False))
-            r = trainer.run(self.args.probe_steps, warmup=min(3, self.args.probe_steps - 1))
+            try:
+                cfg = self.stage_cfg(name)
+                init = None
+                if name != "autoencoder":
+                    init = base / f"init-{cfg.name}.safetensors"
+                    if not init.exists():
+                        from .model import random_model
+                        ckpt.save_model(init, random_model(cfg, self.args.seed), stage="probe")
+                (base / name / "log.jsonl").unlink(missing_ok=True)
+                trainer = self.trainer(self.stage_argv(name, base / name, self.args.probe_steps, init, False, False))
+                r = trainer.run(self.args.probe_steps, warmup=min(3, self.args.probe_steps - 1))
+                del trainer
+            except Exception as e:  # noqa: BLE001 - recorded; the other stages still run
+                traceback.print_exc()
+                res[name] = {"error": repr(e), "wall_s": round(time.time() - t, 2)}
+                print(f"probe {name}: failed: {e!r}", file=sys.stderr, flush=True)
+                self.save_summary()
+                continue
             per_step = r["steady_seconds"] / max(1, r["steady_steps"])
             res[name] = {"seconds_per_step": round(per_step, 5),
                          "images_per_s": round(r["images_per_step"] / per_step, 1) if per_step > 0 else None,
                          "wall_s": round(time.time() - t, 2)}
             print(f"probe {name}: {per_step * 1e3:.1f} ms/step, {res[name]['images_per_s']} images/s "
                   f"({res[name]['wall_s']} s)", file=sys.stderr, flush=True)
-        self.summary["probe"] = res
-        self.save_summary()
+            self.save_summary()
 
     def plan_steps(self, name: str, seconds: float) -> int:
         if self.args.steps:
@@ -173,10 +185,12 @@ class Run:
         # a stage begun before keeps its step count (its learning-rate decay), resumed from its
         # last checkpoint if it wrote one
         resume = bool(rec) and (out / "state.safetensors").exists()
-        if not rec:
+        if not rec or "steps" not in rec:
             rec = {"steps": self.plan_steps(name, seconds), "budget_s": round(seconds, 1) if seconds else None}
             self.summary["stages"][name] = rec
             self.save_summary()
+        if not resume and (out / "log.jsonl").exists():   # a start killed before its first checkpoint
+            (out / "log.jsonl").unlink()
         init = self.make_init(name, out)
         t = time.time()
         trainer = self.trainer(self.stage_argv(name, out, rec["steps"], init, resume, True))
@@ -206,6 +220,8 @@ class Run:
         """float16 shipping checkpoints and one CSV of every stage's log."""
         shipped = {}
         for fname, name in SHIPPING.items():
+            if not self.summary["stages"].get(name, {}).get("done"):
+                continue
             model = ckpt.load_model(self.out / STAGES[name][1] / "model.safetensors")
             ckpt.save_shipping(self.out / fname, model, stage=name,
                                step=str(self.summary["stages"][name]["steps_done"]))
@@ -274,6 +290,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    """Errors are ``SystemExit("message")``.  A stage that fails is recorded in the summary with
+    its error, the stages that start from it are skipped, the others still run and ship; the
+    command then ends with ``SystemExit`` naming the failed stages."""
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
@@ -283,10 +302,27 @@ def main(argv=None) -> int:
     run.save_summary()
     if not args.steps:
         run.probe()
+    failed: dict[str, str] = {}
+    stages = run.summary["stages"]
     for name in STAGES:
-        run.stage(name)
+        probe_error = run.summary.get("probe", {}).get(name, {}).get("error")
+        if DEPENDS[name] in failed or probe_error:
+            failed[name] = probe_error or f"skipped: {DEPENDS[name]} failed"
+            stages.setdefault(name, {})["error"] = failed[name]
+            run.save_summary()
+            continue
+        try:
+            run.stage(name)
+            stages[name].pop("error", None)
+        except Exception as e:  # noqa: BLE001 - recorded; independent stages still run
+            traceback.print_exc()
+            failed[name] = repr(e)
+            stages.setdefault(name, {})["error"] = repr(e)
+            run.save_summary()
     run.ship()
     s = run.summary
     print(f"done in {s['total_s']} s: " + ", ".join(f"{n} {r['steps_done']} steps {r['images_per_s']} img/s"
-                                                   for n, r in s["stages"].items()), file=sys.stderr)
+                                                   for n, r in stages.items() if r.get("done")), file=sys.stderr)
+    if failed:
+        raise SystemExit("stages failed: " + "; ".join(f"{n}: {e}" for n, e in failed.items()))
     return 0

@@ -175,3 +175,24 @@ def test_bf16_is_accepted_on_the_cpu(train_dir, tmp_path):
                 "--steps", "2", "--bf16", "--quiet", "--threads", "1"])
     log = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2] and all(r["val_loss"] > 0 for r in log if "val_loss" in r)
+
+
+def test_a_failing_stage_spares_the_others(train_dir, tmp_path, monkeypatch):
+    """Alignment fails: generation (which starts from stage 1, not from alignment) still
+    trains and ships; the run ends with one message naming the failure; --resume retries it."""
+    loss = train.Objective.diffusion_loss
+
+    def broken(self, b):
+        if self.stage == "align":
+            raise RuntimeError("planted")
+        return loss(self, b)
+
+    monkeypatch.setattr(train.Objective, "diffusion_loss", broken)
+    out = tmp_path / "f"
+    with pytest.raises(SystemExit, match="stages failed: align: RuntimeError"):
+        _all(out, train_dir, "--steps", "1")
+    s = json.loads((out / "summary.json").read_text())["stages"]
+    assert s["gen"]["done"] and not s["align"].get("done") and "planted" in s["align"]["error"]
+    assert (out / "gen.safetensors").exists() and not (out / "sr.safetensors").exists()
+    monkeypatch.setattr(train.Objective, "diffusion_loss", loss)
+    assert _all(out, train_dir, "--steps", "1", "--resume") == 0 and (out / "sr.safetensors").exists()
