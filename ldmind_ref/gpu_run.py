@@ -20,6 +20,9 @@
    Timing gets what is left of ``--timing-minutes``; a measurement that fails is recorded with
    its error and the run goes on.
 
+``python -m ldmind_ref.gpu_run --table OUT/timing.json`` prints the timing as the Markdown
+table for docs/BENCHMARKS.md (the run prints it at its end too).
+
 Everything lands flat in ``--out`` (the device tool returns at most 8 files).  The exit
 status is 0 only when training and every timing entry succeeded.
 """
@@ -164,7 +167,38 @@ def timing(a: argparse.Namespace, out: Path, deadline: float) -> bool:
     return ok
 
 
+def timing_table(result: dict) -> str:
+    """The timing as one Markdown table (for docs/BENCHMARKS.md): frames per second per preset
+    and scale, composed (eager / CUDA graph, fp32 / bf16) and end to end, beside the paper's."""
+    env = result["env"]
+    variants = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
+    fps = {(r["preset"], r["lr"], r["scale"], r["precision"], r["cuda_graph"]): r["fps"] for r in result["rows"]}
+    e2e = {(r["preset"], r["lr"], r["scale"]): r["fps"] for r in result["end_to_end"]}
+    keys = list(dict.fromkeys((r["preset"], r["lr"], r["scale"], r["out"]) for r in result["rows"]))
+    cell = lambda v: f"{v:.4g}" if v is not None else "–"   # noqa: E731
+    lines = [f"Reference (PyTorch {env['torch']}) on {env.get('gpu', env['device'])}, random weights, "
+             f"{result['steps']} steps, batch 1; frames per second.  *composed*: encoder + steps x U-Net step + "
+             f"decoder + queries, each timed alone (median of {result['repeat']}); *end to end*: "
+             f"sampler.upscale, fp32, DDIM, no back-projection.", "",
+             "| preset | LR → output | scale | fp32 | fp32 + CUDA graph | bf16 | bf16 + CUDA graph | end to end fp32 "
+             "| paper, RTX 4090 |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, lr, scale, out in keys:
+        paper = PAPER_FPS.get(name, {}).get(scale)
+        lines.append(f"| {name} | {lr}² → {out}² | {scale}× | "
+                     + " | ".join(cell(fps.get((name, lr, scale, p, g))) for p, g in variants)
+                     + f" | {cell(e2e.get((name, lr, scale)))} | {cell(paper)} |")
+    if result["errors"]:
+        lines += ["", "Not measured: " + "; ".join(result["errors"])]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--table"]:   # python -m ldmind_ref.gpu_run --table OUT/timing.json
+        if len(argv) != 2 or not Path(argv[1]).is_file():
+            raise SystemExit("--table takes the path of a timing.json")
+        print(timing_table(json.loads(Path(argv[1]).read_text())))
+        return 0
     p = argparse.ArgumentParser(prog="python -m ldmind_ref.gpu_run", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="what comes back ($OUT on the GPU machine)")
     p.add_argument("--run", default="runs/gpu", help="training folder (full checkpoints; not returned)")
@@ -201,6 +235,7 @@ def main(argv=None) -> int:
         t1 = time.time()
         ok &= timing(a, out, t1 + a.timing_minutes * 60)
         say(f"timing done in {time.time() - t1:.1f} s")
+        print(timing_table(json.loads((out / "timing.json").read_text())), file=sys.stderr, flush=True)
     say(f"all done in {time.time() - t0:.1f} s, {'ok' if ok else 'WITH ERRORS (see above)'}")
     return 0 if ok else 1
 

