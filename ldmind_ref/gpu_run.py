@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .train_all import SHIPPING
+
 PLANS = {
     # (preset, LR side, scales); the paper's Table 5: ffhq-sr 16x16 LR, 50 steps (RTX 4090:
     # 0.2568 FPS at 8x ... 0.0982 at 200x); div2k-sr at 4x / 8x of 48x48
@@ -47,7 +49,7 @@ PLANS = {
     "tiny": {"steps": 2, "entries": [("tiny", 8, [2, 4]), ("tiny", 16, [3])]},
 }
 PAPER_FPS = {"ffhq-sr": {8: 0.2568, 12: 0.2510, 30: 0.2473, 100: 0.1833, 200: 0.0982}}   # one RTX 4090
-RETURNED = ("sr.safetensors", "ldm.safetensors", "gen.safetensors", "summary.json", "log.csv")
+RETURNED = (*SHIPPING, "summary.json", "log.csv")   # copied from the training folder to --out
 MAX_RETURNED_BYTES = 16 * 2 ** 20
 
 
