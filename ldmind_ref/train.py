@@ -35,6 +35,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -140,6 +141,18 @@ def autocast(device: torch.device, bf16: bool):
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+PREFETCH = 2         # batches in flight per batch-preparing process
+SHM_FRACTION = 0.5   # of the free shared memory they may fill
+
+
+def shm_free() -> float:
+    """Free bytes of /dev/shm, where the batches of loading processes travel (inf if absent)."""
+    try:
+        return float(shutil.disk_usage("/dev/shm").free)
+    except OSError:
+        return float("inf")
 
 
 def default_workers(device: torch.device) -> int:
@@ -261,16 +274,31 @@ class Trainer:
         return sum(losses) / len(losses)
 
     def batches(self, steps: int):
-        """Batches of steps self.step .. steps - 1, from ``self.workers`` processes or this one."""
+        """Batches of steps self.step .. steps - 1, from ``self.workers`` processes or this one.
+        The first is made here; its size bounds the workers by the shared memory that their
+        batches in flight need (a small /dev/shm, as in many containers, would kill them)."""
         ds = StepBatches(self.data, self.cfg, self.stage,
                          autoencoder_batch if self.stage == "autoencoder" else sr_batch, self.args.seed, self.rank)
-        todo = range(self.step, steps)
-        if not self.workers:
-            return (ds[k] for k in todo)
+        start = self.step
+        if start >= steps:
+            return
+        first = ds[start]
+        yield first
+        todo = range(start + 1, steps)
+        workers = self.workers
+        if workers:
+            need = sum(v.numel() * v.element_size() for v in first.values()) * PREFETCH
+            fit = int(SHM_FRACTION * shm_free() // need)
+            if fit < workers:
+                print(f"note: shared memory for {fit} batch-preparing processes, not {workers}", file=sys.stderr)
+                workers = fit
+        if not workers:
+            yield from (ds[k] for k in todo)
+            return
         self.data.preload()  # decoded once here, shared by the forked workers
-        return iter(torch.utils.data.DataLoader(
-            ds, batch_size=None, sampler=todo, num_workers=self.workers, prefetch_factor=4,
-            pin_memory=self.device.type == "cuda", multiprocessing_context="fork"))
+        yield from torch.utils.data.DataLoader(
+            ds, batch_size=None, sampler=todo, num_workers=workers, prefetch_factor=PREFETCH,
+            pin_memory=self.device.type == "cuda", multiprocessing_context="fork")
 
     def log(self, record: dict) -> None:
         if self.rank == 0:

@@ -202,3 +202,15 @@ def test_a_failing_stage_spares_the_others(train_dir, tmp_path, monkeypatch):
     assert (out / "gen.safetensors").exists() and not (out / "sr.safetensors").exists()
     monkeypatch.setattr(train.Objective, "diffusion_loss", loss)
     assert _all(out, train_dir, "--steps", "1", "--resume") == 0 and (out / "sr.safetensors").exists()
+
+
+@pytest.mark.parametrize("shm", [1e12, 1.0])
+def test_loading_processes_draw_the_same_batches(shm, train_dir, tmp_path, monkeypatch):
+    """Two loading processes (or none, when shared memory is too small for their batches)
+    train exactly as one process does."""
+    monkeypatch.setattr(train, "shm_free", lambda: shm)
+    for workers in ("0", "2"):
+        train.main(["autoencoder", "--config", "tiny", "--data", str(train_dir), "--out", str(tmp_path / workers),
+                    "--steps", "3", "--workers", workers, "--quiet", "--threads", "1"])
+    a, b = (load_file(str(tmp_path / w / "state.safetensors")) for w in ("0", "2"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
