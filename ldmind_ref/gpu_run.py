@@ -104,7 +104,8 @@ def timing(a: argparse.Namespace, out: Path, deadline: float) -> bool:
     steps = a.steps or plan["steps"]
     # PyTorch's own defaults for "fp32" (training turned TF32 matrix products on): convolutions
     # may use TF32 (cuDNN's default), matrix products may not; cuDNN picks its fastest kernels
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, True
+    from .train import set_tf32
+    set_tf32(matmul=False, cudnn=True)
     torch.backends.cudnn.benchmark = True
     env = environment(a.device) | {"matmul_tf32": False, "cudnn_tf32": True, "cudnn_benchmark": True}
     result = {"env": env, "plan": a.timing, "steps": steps, "repeat": a.repeat,

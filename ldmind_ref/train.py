@@ -155,6 +155,16 @@ def shm_free() -> float:
         return float("inf")
 
 
+def set_tf32(matmul: bool, cudnn: bool) -> None:
+    """TF32 in matrix products / convolutions on CUDA.  Newer PyTorch releases phase these
+    flags out: a refusal is reported on one line, never fatal to a run."""
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = cudnn
+    except Exception as e:  # noqa: BLE001
+        print(f"note: TF32 settings not applied ({e})", file=sys.stderr)
+
+
 def default_workers(device: torch.device) -> int:
     return 0 if device.type == "cpu" else max(0, min(12, (os.cpu_count() or 1) - 2))
 
@@ -180,7 +190,7 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            set_tf32(matmul=True, cudnn=True)
         self.workers = default_workers(self.device) if args.workers < 0 else args.workers
         self.out = Path(args.out)
         self.state_path = self.out / "state.safetensors"

@@ -214,3 +214,17 @@ def test_loading_processes_draw_the_same_batches(shm, train_dir, tmp_path, monke
                     "--steps", "3", "--workers", workers, "--quiet", "--threads", "1"])
     a, b = (load_file(str(tmp_path / w / "state.safetensors")) for w in ("0", "2"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tf32_settings_are_never_fatal(monkeypatch, capsys):
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    train.set_tf32(matmul=False, cudnn=True)
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, True)
+    train.set_tf32(*before)
+
+    class Refusing:
+        def __setattr__(self, name, value):
+            raise RuntimeError("use fp32_precision")
+    monkeypatch.setattr(torch.backends.cuda, "matmul", Refusing())
+    train.set_tf32(matmul=True, cudnn=True)
+    assert "TF32 settings not applied (use fp32_precision)" in capsys.readouterr().err
