@@ -1,6 +1,12 @@
 """Self-describing checkpoints: safetensors weights with the model config in the metadata.
 
 Never pickle: optimiser state is stored as named tensors plus JSON metadata.
+
+Shipping form (``save_shipping``): weight matrices and kernels stored as float16 (half the
+bytes; every tensor of one dimension or less, such as biases, norms and the scale factor,
+stays float32), and a generation model's encoder left out (generation never runs E).
+``load_model`` reads either form into a float32 model; the metadata says what was done
+(``storage``, ``omitted``), and an omitted part may not be trained on (``require_complete``).
 """
 from __future__ import annotations
 
@@ -52,6 +58,37 @@ def read_config(path) -> ModelConfig:
     return ModelConfig.from_json(meta["config"])
 
 
+def shipping_tensors(state: dict[str, torch.Tensor], cfg: ModelConfig) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(tensors in the shipping form, omitted module prefixes)."""
+    omitted = [] if cfg.unet.conditional else ["encoder"]
+    out = {}
+    for k, v in state.items():
+        if k.split(".", 1)[0] in omitted:
+            continue
+        out[k] = v.to(torch.float16) if v.is_floating_point() and v.dim() >= 2 else v
+    return out, omitted
+
+
+def save_shipping(path, model: LDMind, **meta: str) -> None:
+    """The inference weights of ``model`` in the shipping form (float16 storage)."""
+    tensors, omitted = shipping_tensors(model.state_dict(), model.cfg)
+    save_tensors(tensors, path, {"format": FORMAT, "config": model.cfg.to_json(), "storage": "float16",
+                                 "omitted": ",".join(omitted), **meta})
+
+
+def omitted_parts(path) -> list[str]:
+    """Module prefixes a shipping checkpoint left out (``[]`` for a complete one)."""
+    return [p for p in read_metadata(path).get("omitted", "").split(",") if p]
+
+
+def require_complete(path) -> None:
+    """Refuse to train from a checkpoint that lacks modules (their weights would be random)."""
+    parts = omitted_parts(path)
+    if parts:
+        raise CheckpointError(f"{path}: a shipping checkpoint without {', '.join(parts)}; "
+                              f"train from the run's model.safetensors instead")
+
+
 def load_tensors(path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     with safe_open(str(path), framework="pt", device=str(device)) as f:
         return {k: f.get_tensor(k) for k in f.keys()}
@@ -75,11 +112,15 @@ def check_state(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor],
 
 
 def load_model(path, device: str | torch.device = "cpu") -> LDMind:
+    """A float32 model from a training or shipping checkpoint (float16 tensors are widened;
+    an omitted encoder keeps its initial weights: generation never runs it)."""
     cfg = read_config(path)
     model = LDMind(cfg)
     state = load_tensors(path, device)
-    check_state(model.state_dict(), state, str(path))
-    model.load_state_dict(state)
+    omitted = tuple(p + "." for p in omitted_parts(path))
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(omitted)}
+    check_state(expected, state, str(path))
+    model.load_state_dict(state, strict=not omitted)
     return model.to(device).eval()
 
 

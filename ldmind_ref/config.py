@@ -2,7 +2,10 @@
 
 Every number of the paper presets comes from ``shared/design/PAPER.md`` (the official
 configurations of Kim & Kim, CVPR 2024).  ``tiny`` exists for tests (seconds on a CPU);
-``small`` is the model we train on CPU and ship.
+``small`` is the model we train on CPU and ship; ``medium`` is sized for ten minutes of one
+H200 (``python -m ldmind_ref.train all``; sizing in docs/TRAINING.md).  ``NAME-gen`` is the
+generation variant of ``NAME`` (``generation_variant``): the same auto-encoder and U-Net
+widths, without the conditioning channels.
 
 Configs round-trip through plain dicts (``to_dict`` / ``from_dict``); loading rejects
 unknown keys at every level so that a typo never silently falls back to a default.
@@ -228,10 +231,17 @@ def _tiny() -> ModelConfig:
     )
 
 
+def generation_variant(cfg: ModelConfig) -> ModelConfig:
+    """The paper's generation model on the auto-encoder of ``cfg``: the same config with an
+    unconditional U-Net, named NAME-gen (``train all`` trains it after the SR stages)."""
+    if not cfg.unet.conditional:
+        return cfg
+    return dataclasses.replace(cfg, name=f"{cfg.name}-gen", unet=dataclasses.replace(cfg.unet, conditional=False))
+
+
 def _tiny_gen() -> ModelConfig:
     # ``tiny`` with an unconditional U-Net: tests and the demo of generation
-    t = _tiny()
-    return dataclasses.replace(t, name="tiny-gen", unet=dataclasses.replace(t.unet, conditional=False))
+    return generation_variant(_tiny())
 
 
 def _small() -> ModelConfig:
@@ -248,6 +258,23 @@ def _small() -> ModelConfig:
     )
 
 
+def _medium() -> ModelConfig:
+    # Sized for ten minutes of one H200 and <= 30 MB of fp16 weights for the SR model and its
+    # generation variant together (docs/TRAINING.md, "Sizing medium"): small's U-Net, a deeper
+    # auto-encoder (it bounds everything after it), a wider f_theta, 128 px crops, batch 32.
+    return ModelConfig(
+        name="medium",
+        autoencoder=AutoencoderConfig(ch=32, ch_mult=(1, 2, 4), num_res_blocks=2, resolution=128,
+                                      num_groups=16),
+        liif=LIIFConfig(hidden=(192, 192, 192), query_chunk=65536),
+        unet=UNetConfig(model_channels=64, channel_mult=(1, 2, 2), num_res_blocks=1,
+                        attention_resolutions=(4,), num_head_channels=32, num_groups=16),
+        train=TrainConfig(crop=128, gt_min=32, gt_max=128, batch=32, sample_q=2304, ae_lr=4e-4,
+                          ldm_lr=3e-4, align_lr=5e-5, ema_decay=0.999, grad_clip=1.0, ckpt_every=1000,
+                          val_every=500, val_images=32),
+    )
+
+
 PRESETS = {
     "div2k-sr": _div2k_sr,
     "ffhq-sr": _ffhq_sr,
@@ -255,6 +282,8 @@ PRESETS = {
     "tiny": _tiny,
     "tiny-gen": _tiny_gen,
     "small": _small,
+    "medium": _medium,
+    "medium-gen": lambda: generation_variant(_medium()),
 }
 
 

@@ -1,4 +1,5 @@
-"""Training data: any folder of PNG/JPEG photos, random crops with flips/transposes.
+"""Training data: any folder of PNG/JPEG photos (or a zip of them: ``pack.py``), random
+crops with flips/transposes.
 
 Every random choice of step k comes from a generator seeded by (seed, stage, rank, k), so a
 run resumed at step k draws exactly what an uninterrupted run would have drawn.
@@ -6,6 +7,8 @@ run resumed at step k draws exactly what an uninterrupted run would have drawn.
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +31,22 @@ def _randint(g: torch.Generator, low: int, high: int) -> int:
 
 
 class ImageFolder:
-    """Photos of a folder, decoded lazily and cached; a fixed train/validation split
-    (every 20th file in sorted order is validation, at least one when there are 2+ files)."""
+    """Photos of a folder or a zip file, decoded lazily and cached; a fixed train/validation
+    split (every 20th file in sorted order is validation, at least one when there are 2+
+    files).  A zip's members are read into memory at once (its bytes, not decoded), so
+    data-loading processes forked later share them without sharing a file handle."""
 
     def __init__(self, root: str | Path, min_side: int):
         root = Path(root)
-        if not root.is_dir():
+        self._bytes: dict[str, bytes] = {}
+        if root.is_file() and root.suffix.lower() == ".zip":
+            with zipfile.ZipFile(root) as z:
+                self._bytes = {n: z.read(n) for n in z.namelist() if Path(n).suffix.lower() in EXTENSIONS}
+            files = sorted(self._bytes)
+        elif not root.is_dir():
             raise FileNotFoundError(f"data folder not found: {root}")
-        files = sorted(p for p in root.iterdir() if p.suffix.lower() in EXTENSIONS)
+        else:
+            files = sorted(p for p in root.iterdir() if p.suffix.lower() in EXTENSIONS)
         if not files:
             raise FileNotFoundError(f"no PNG/JPEG images in {root}")
         val_idx = set(range(0, len(files), 20)) if len(files) > 1 else set()
@@ -44,9 +55,14 @@ class ImageFolder:
         self.min_side = min_side
         self._cache: dict[Path, np.ndarray] = {}
 
-    def load(self, path: Path) -> np.ndarray:
+    def preload(self) -> None:
+        """Decode every photo now (before forking data-loading processes, which then share them)."""
+        for f in self.train + self.val:
+            self.load(f)
+
+    def load(self, path) -> np.ndarray:
         if path not in self._cache:
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(self._bytes[path]) if self._bytes else path) as im:
                 im = im.convert("RGB")
                 short = min(im.size)
                 if short < self.min_side:  # too small for a crop: enlarge (bicubic)
@@ -128,3 +144,18 @@ def sr_batch(data: ImageFolder, g: torch.Generator, cfg, split: str = "train") -
     lat = t.crop // cfg.autoencoder.downsample
     out["eps"] = torch.randn(t.batch, cfg.autoencoder.z_channels, lat, lat, generator=g)
     return out
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Batch k of a stage is item k: drawn from ``step_generator(seed, stage, rank, k)`` alone,
+    so that a pool of loading processes (``torch.utils.data.DataLoader`` with ``batch_size=None``
+    and the step indices as sampler) yields exactly what a single process would."""
+
+    def __init__(self, data: ImageFolder, cfg, stage: str, make_batch, seed: int, rank: int):
+        self.data, self.cfg, self.stage, self.make_batch, self.seed, self.rank = data, cfg, stage, make_batch, seed, rank
+
+    def __len__(self) -> int:
+        return 2 ** 62
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        return self.make_batch(self.data, step_generator(self.seed, self.stage, self.rank, step), self.cfg)

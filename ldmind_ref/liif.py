@@ -63,11 +63,25 @@ class LIIFHead(nn.Module):
 _OFFSETS = ((-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0))
 
 
+_OFFSETS_ON_DEVICE: dict = {}
+
+
+def _offsets(coord: torch.Tensor) -> torch.Tensor:
+    """The ensemble offsets as a tensor beside ``coord``: made once per accelerator and dtype
+    (a fresh one would be copied from host memory at every call, waiting for the device)."""
+    if coord.device.type == "cpu" or torch.jit.is_tracing():
+        return torch.tensor(_OFFSETS, dtype=coord.dtype, device=coord.device)
+    key = (coord.device, coord.dtype)
+    if key not in _OFFSETS_ON_DEVICE:
+        _OFFSETS_ON_DEVICE[key] = torch.tensor(_OFFSETS, dtype=coord.dtype, device=coord.device)
+    return _OFFSETS_ON_DEVICE[key]
+
+
 def neighbours(coord: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The local ensemble of each query: coord [B, Q, 2], size = (h, w) float tensor ->
     (idx [4, B, Q, 2] latent cell (row, col) as floats, rel [4, B, Q, 2] query minus cell
     centre scaled by (h, w) as LIIF does, so one latent cell spans 2 units, weights [4, B, Q] summing to 1)."""
-    offsets = torch.tensor(_OFFSETS, dtype=coord.dtype, device=coord.device)  # [4, 2]
+    offsets = _offsets(coord)                                                     # [4, 2]
     # half a latent cell is 1/h in [-1, 1] units
     shifted = coord.unsqueeze(0) + offsets.view(4, 1, 1, 2) / size + EPS_SHIFT  # [4, B, Q, 2]
     shifted = shifted.clamp(-1 + EPS_SHIFT, 1 - EPS_SHIFT)
@@ -92,6 +106,10 @@ def query(head: LIIFHead, features: torch.Tensor, coord: torch.Tensor, cell: tor
     B, C = features.shape[0], features.shape[1]
     # (h, w) as a tensor so that exported graphs keep the latent size dynamic
     size = torch._shape_as_tensor(features)[2:].to(coord.dtype)           # [2] = (h, w)
+    if size.device != coord.device:
+        # the shape tensor lives on the CPU (a traced export never gets here); on an accelerator
+        # fill it there instead of copying it: a copy from pageable memory waits for the device
+        size = torch.stack([coord.new_full((), features.shape[2]), coord.new_full((), features.shape[3])])
     idx, rel, weights = neighbours(coord, size)
 
     # gather the features: flatten (b, y, x) into one row index of a [B*h*w, C] table

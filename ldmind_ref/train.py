@@ -18,12 +18,24 @@ every random draw of step k is seeded by (seed, stage, rank, k).  Multi-process 
 ``--lr`` overrides the stage's learning rate from the config and ``--decay`` lowers it
 linearly to zero at step ``--steps`` (a continuation run's cool-down); both are run
 arguments, not model config, so a resumed run must be given the same ones.
+
+``--bf16`` runs forward and loss under bf16 autocast (CUDA, and CPU where supported);
+``--workers N`` prepares batches in N processes (default: none on the CPU, up to 12 on
+CUDA), which changes nothing in what is drawn.  Losses reach the log in groups (one
+device synchronisation per group), each record with its own step.
+
+    python -m ldmind_ref.train all --config medium --data DIR --out DIR --minutes 6 --device cuda --bf16
+
+runs every stage and the generation model in one time budget (``train_all.py``).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,7 +48,7 @@ from torch import nn
 from . import checkpoint as ckpt, diffusion, liif
 from .autoencoder import kl_divergence, split_posterior
 from .config import ModelConfig, preset
-from .data import ImageFolder, autoencoder_batch, sr_batch, step_generator
+from .data import ImageFolder, StepBatches, autoencoder_batch, sr_batch, step_generator
 from .model import LDMind
 
 STAGES = ("autoencoder", "ldm", "align")
@@ -110,12 +122,51 @@ def learning_rate(base: float, step: int, steps: int, decay: bool) -> float:
     return base * (1.0 - step / steps) if decay else base
 
 
+LOSS_GROUP = 25   # loss values read back from the device every this many steps
+
+
 def batch_for(data: ImageFolder, cfg: ModelConfig, stage: str, g: torch.Generator, split="train"):
     return (autoencoder_batch if stage == "autoencoder" else sr_batch)(data, g, cfg, split)
 
 
 def to_device(b: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in b.items()}
+    return {k: v.to(device, non_blocking=True) for k, v in b.items()}
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast on the device when asked (losses and norms stay fp32 by autocast's rules)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+PREFETCH = 2         # batches in flight per batch-preparing process
+SHM_FRACTION = 0.5   # of the free shared memory they may fill
+
+
+def shm_free() -> float:
+    """Free bytes of /dev/shm, where the batches of loading processes travel (inf if absent)."""
+    try:
+        return float(shutil.disk_usage("/dev/shm").free)
+    except OSError:
+        return float("inf")
+
+
+def set_tf32(matmul: bool, cudnn: bool) -> None:
+    """TF32 in matrix products / convolutions on CUDA.  Newer PyTorch releases phase these
+    flags out: a refusal is reported on one line, never fatal to a run."""
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = cudnn
+    except Exception as e:  # noqa: BLE001
+        print(f"note: TF32 settings not applied ({e})", file=sys.stderr)
+
+
+def default_workers(device: torch.device) -> int:
+    return 0 if device.type == "cpu" else max(0, min(12, (os.cpu_count() or 1) - 2))
 
 
 def inference_state(model: LDMind, ema: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
@@ -126,7 +177,8 @@ def inference_state(model: LDMind, ema: dict[str, torch.Tensor] | None) -> dict[
 
 
 class Trainer:
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, data: ImageFolder | None = None):
+        """``data``: the photos of ``args.data`` already opened (``train all`` shares them)."""
         self.args, self.stage = args, args.stage
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
@@ -136,12 +188,17 @@ class Trainer:
                 self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
                 torch.cuda.set_device(self.device)
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            set_tf32(matmul=True, cudnn=True)
+        self.workers = default_workers(self.device) if args.workers < 0 else args.workers
         self.out = Path(args.out)
         self.state_path = self.out / "state.safetensors"
         cfg = self._config()
         torch.manual_seed(args.seed)  # the initial weights of stage 1 depend on the seed alone
         self.model = LDMind(cfg)
         if args.init:
+            ckpt.require_complete(args.init)
             init = ckpt.load_model(args.init)
             if init.cfg != cfg:
                 raise SystemExit(f"--init {args.init} was trained with another config ({init.cfg.name})")
@@ -154,7 +211,7 @@ class Trainer:
         self.ema = ({k: v.detach().clone() for k, v in self.model.unet.state_dict().items()}
                     if self.stage != "autoencoder" else None)
         self.step = 0
-        self.data = ImageFolder(args.data, cfg.train.crop)
+        self.data = data if data is not None else ImageFolder(args.data, cfg.train.crop)
         if args.resume and self.state_path.exists():
             self._load_state()
         elif self.stage == "ldm":
@@ -217,31 +274,82 @@ class Trainer:
     def validate(self) -> float:
         self.objective.eval()
         n = max(1, -(-self.cfg.train.val_images // self.cfg.train.batch))
-        losses = [self.objective(to_device(batch_for(self.data, self.cfg, self.stage,
-                                                     step_generator(0, self.stage + "/val", 0, i), "val"),
-                                           self.device)).item() for i in range(n)]
+        losses = []
+        for i in range(n):
+            b = to_device(batch_for(self.data, self.cfg, self.stage, step_generator(0, self.stage + "/val", 0, i),
+                                    "val"), self.device)
+            with autocast(self.device, self.args.bf16):
+                losses.append(self.objective(b).item())
         self.objective.train()
         return sum(losses) / len(losses)
+
+    def batches(self, steps: int):
+        """Batches of steps self.step .. steps - 1, from ``self.workers`` processes or this one.
+        The first is made here; its size bounds the workers by the shared memory that their
+        batches in flight need (a small /dev/shm, as in many containers, would kill them)."""
+        ds = StepBatches(self.data, self.cfg, self.stage,
+                         autoencoder_batch if self.stage == "autoencoder" else sr_batch, self.args.seed, self.rank)
+        start = self.step
+        if start >= steps:
+            return
+        first = ds[start]
+        yield first
+        todo = range(start + 1, steps)
+        workers = self.workers
+        if workers:
+            need = sum(v.numel() * v.element_size() for v in first.values()) * PREFETCH
+            fit = int(SHM_FRACTION * shm_free() // need)
+            if fit < workers:
+                print(f"note: shared memory for {fit} batch-preparing processes, not {workers}", file=sys.stderr)
+                workers = fit
+        if not workers:
+            yield from (ds[k] for k in todo)
+            return
+        self.data.preload()  # decoded once here, shared by the forked workers
+        yield from torch.utils.data.DataLoader(
+            ds, batch_size=None, sampler=todo, num_workers=workers, prefetch_factor=PREFETCH,
+            pin_memory=self.device.type == "cuda", multiprocessing_context="fork")
 
     def log(self, record: dict) -> None:
         if self.rank == 0:
             with open(self.out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def run(self, steps: int) -> None:
+    def run(self, steps: int, deadline: float | None = None, warmup: int = 3) -> dict:
+        """Train up to step ``steps``, or until ``deadline`` (a ``time.time()``, checked between
+        steps: the run then validates and checkpoints where it stopped).  Returns the steps
+        done here and their wall time, in all and after the first ``warmup`` steps (device
+        synchronised at both ends: the throughput of the running stage)."""
         from tqdm import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
         tc = self.cfg.train
         bar = tqdm(total=steps, initial=self.step, desc=self.stage, disable=self.rank != 0 or self.args.quiet,
                    dynamic_ncols=True, file=sys.stderr)
-        t0 = time.time()
-        while self.step < steps:
-            g = step_generator(self.args.seed, self.stage, self.rank, self.step)
-            b = to_device(batch_for(self.data, self.cfg, self.stage, g), self.device)
-            loss = self.wrapped(b)
-            if not torch.isfinite(loss):
-                raise SystemExit(f"non-finite loss at step {self.step}")
+        live = list(self.model.unet.state_dict().items()) if self.ema is not None else []
+        ema_f = [self.ema[k] for k, v in live if v.is_floating_point()] if live else []
+        live_f = [v for _, v in live if v.is_floating_point()]
+        pending: list[tuple[int, torch.Tensor, float]] = []
+
+        def flush():
+            if not pending:
+                return
+            values = torch.stack([v for _, v, _ in pending]).float().cpu().tolist()
+            for (k, _, t), v in zip(pending, values):
+                if not math.isfinite(v):
+                    raise SystemExit(f"non-finite loss at step {k}")
+                self.log({"step": k, "loss": v, "time": t})
+            bar.set_postfix(loss=f"{values[-1]:.4f}")
+            pending.clear()
+
+        start, t0 = self.step, time.time()
+        t_warm, saved, validated = None, -1, -1
+        for b in self.batches(steps):
+            if deadline is not None and self.step > start and time.time() >= deadline:   # one step at least
+                break
+            b = to_device(b, self.device)
+            with autocast(self.device, self.args.bf16):
+                loss = self.wrapped(b)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             for group in self.opt.param_groups:
@@ -251,20 +359,45 @@ class Trainer:
             self.opt.step()
             if self.ema is not None:
                 with torch.no_grad():
-                    for k, v in self.model.unet.state_dict().items():
-                        e = self.ema[k]
-                        e.copy_(e * tc.ema_decay + v * (1 - tc.ema_decay) if e.is_floating_point() else v)
+                    torch._foreach_lerp_(ema_f, live_f, 1.0 - tc.ema_decay)
+                    for k, v in live:
+                        if not v.is_floating_point():
+                            self.ema[k].copy_(v)
             self.step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            self.log({"step": self.step, "loss": loss.item(), "time": round(time.time() - t0, 2)})
-            if self.rank == 0 and (self.step % tc.val_every == 0 or self.step == steps):
-                val = self.validate()
-                self.log({"step": self.step, "val_loss": val})
-                bar.write(f"step {self.step}: val loss {val:.5f}")
-            if self.step % tc.ckpt_every == 0 or self.step == steps:
+            pending.append((self.step, loss.detach(), round(time.time() - t0, 2)))
+            if self.step - start == warmup:
+                synchronize(self.device)
+                t_warm = time.time()
+            if len(pending) >= LOSS_GROUP:
+                flush()
+            if self.step % tc.val_every == 0 and self.rank == 0:
+                flush()
+                self._validate_and_log(bar)
+                validated = self.step
+            if self.step % tc.ckpt_every == 0:
+                flush()
+                self.save()
+                saved = self.step
+        synchronize(self.device)
+        t_end = time.time()
+        flush()
+        if self.step > start:
+            if validated != self.step and self.rank == 0:
+                self._validate_and_log(bar)
+            if saved != self.step:
                 self.save()
         bar.close()
+        done = self.step - start
+        steady = done - warmup if t_warm is not None else 0
+        return {"steps": done, "seconds": round(t_end - t0, 3), "steady_steps": steady,
+                "steady_seconds": round(t_end - t_warm, 3) if t_warm is not None else 0.0,
+                "images_per_step": tc.batch * self.world}
+
+    def _validate_and_log(self, bar) -> None:
+        val = self.validate()
+        self.log({"step": self.step, "val_loss": val})
+        bar.write(f"step {self.step}: val loss {val:.5f}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -278,15 +411,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's for the stage)")
     p.add_argument("--decay", action="store_true", help="decay the learning rate linearly to 0 at --steps")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_options(p)
     return p.parse_args(argv)
 
 
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the stage commands and ``all``."""
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for forward and loss")
+    p.add_argument("--workers", type=int, default=-1,
+                   help="batch-preparing processes (default: 0 on the CPU, up to 12 on CUDA)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["all"]:
+        from . import train_all
+        return train_all.main(argv[1:])
     args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
     if args.lr is not None and not args.lr > 0:
         raise SystemExit("--lr must be positive")
     if args.threads:
@@ -300,4 +447,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from .errors import cli
+    sys.exit(cli("python -m ldmind_ref.train", main))
