@@ -115,8 +115,15 @@ bool is_cid(const uint8_t* c) {
 }
 
 // What Pillow's PngImageFile._open checks before the image data: each chunk's header, data and
-// CRC up to the first IDAT.  Returns the IHDR size.
-void png_open_check(const std::vector<uint8_t>& d, const std::string& name, uint32_t* w, uint32_t* h) {
+// CRC up to the first IDAT.  Fills the IHDR fields and the offset of the first IDAT.
+struct PngHeader {
+    uint32_t width = 0, height = 0;
+    int depth = 0, type = 0, interlace = 0;
+    size_t idat = 0;
+};
+
+PngHeader png_open_check(const std::vector<uint8_t>& d, const std::string& name) {
+    PngHeader hd;
     size_t pos = 8, n = d.size();
     bool ihdr = false;
     for (;;) {
@@ -130,27 +137,137 @@ void png_open_check(const std::vector<uint8_t>& d, const std::string& name, uint
         if (static_cast<uint64_t>(pos) + 12 + len > n) refuse(unrecognised(name));
         const uint32_t crc = static_cast<uint32_t>(crc32(crc32(0, cid, 4), &d[pos + 8], len));
         if (crc != be32(&d[pos + 8 + len])) refuse(unrecognised(name));
-        if (std::memcmp(cid, "IHDR", 4) == 0 && len >= 8) {
-            *w = be32(&d[pos + 8]);
-            *h = be32(&d[pos + 12]);
+        if (std::memcmp(cid, "IHDR", 4) == 0 && len >= 13) {
+            hd.width = be32(&d[pos + 8]);
+            hd.height = be32(&d[pos + 12]);
+            hd.depth = d[pos + 16];
+            hd.type = d[pos + 17];
+            hd.interlace = d[pos + 20];
             ihdr = true;
         }
         pos += 12 + static_cast<size_t>(len);
     }
     if (!ihdr) refuse(unrecognised(name));
+    hd.idat = pos;
+    return hd;
+}
+
+// bytes of filtered image data (a filter byte per row) the IHDR promises
+uint64_t png_raw_bytes(const PngHeader& h) {
+    const int ch = h.type == 2 ? 3 : h.type == 4 ? 2 : h.type == 6 ? 4 : 1;
+    auto rowbytes = [&](uint64_t w) { return (w * ch * static_cast<uint64_t>(h.depth) + 7) / 8; };
+    if (!h.interlace) return static_cast<uint64_t>(h.height) * (1 + rowbytes(h.width));
+    static const int xs[7] = {0, 4, 0, 2, 0, 1, 0}, ys[7] = {0, 0, 4, 0, 2, 0, 1}, dx[7] = {8, 8, 4, 4, 2, 2, 1},
+                     dy[7] = {8, 8, 8, 4, 4, 2, 2};
+    uint64_t total = 0;
+    for (int p = 0; p < 7; ++p) {
+        const uint64_t w = h.width > static_cast<uint32_t>(xs[p]) ? (h.width - xs[p] + dx[p] - 1) / dx[p] : 0;
+        const uint64_t r = h.height > static_cast<uint32_t>(ys[p]) ? (h.height - ys[p] + dy[p] - 1) / dy[p] : 0;
+        if (w && r) total += r * (1 + rowbytes(w));
+    }
+    return total;
+}
+
+std::string py_bytes_repr(const uint8_t* p, size_t n) {
+    std::string s = "b'";
+    for (size_t k = 0; k < n; ++k) {
+        const uint8_t c = p[k];
+        if (c == '\\' || c == '\'') s += std::string("\\") + static_cast<char>(c);
+        else if (c == '\t') s += "\\t";
+        else if (c == '\n') s += "\\n";
+        else if (c == '\r') s += "\\r";
+        else if (c < 0x20 || c >= 0x7f) {
+            char b[8];
+            std::snprintf(b, sizeof b, "\\x%02x", c);
+            s += b;
+        } else s += static_cast<char>(c);
+    }
+    return s + "'";
+}
+
+// Pillow's load of the image data (PngImageFile.load_read under ImageFile.load): IDAT chunks read
+// in blocks of up to 64 KiB into its zlib decoder, which stops once every row is decoded.  ""
+// when the data suffices (missing CRCs or IEND after it do not matter), else the reason Pillow
+// gives for the file cut short.
+std::string png_data_check(const std::vector<uint8_t>& d, const PngHeader& h) {
+    const size_t n = d.size();
+    const uint64_t need = png_raw_bytes(h);
+    z_stream z;
+    std::memset(&z, 0, sizeof z);
+    if (inflateInit(&z) != Z_OK) throw std::bad_alloc();
+    std::vector<uint8_t> sink(1 << 16);
+    uint64_t produced = 0;
+    bool zdone = false;
+    auto feed = [&](const uint8_t* p, size_t len) {
+        z.next_in = const_cast<Bytef*>(p);
+        z.avail_in = static_cast<uInt>(len);
+        while (z.avail_in > 0 && produced < need && !zdone) {
+            z.next_out = sink.data();
+            z.avail_out = static_cast<uInt>(sink.size());
+            const int rc = inflate(&z, Z_NO_FLUSH);
+            produced += sink.size() - z.avail_out;
+            if (rc == Z_STREAM_END) zdone = true;
+            else if (rc != Z_OK) { zdone = true; break; }   // corrupt: libpng reports it
+        }
+    };
+    size_t fp = h.idat + 8;
+    uint64_t idat = be32(&d[h.idat]);
+    std::string why;
+    for (;;) {
+        if (produced >= need || zdone) break;
+        while (idat == 0) {
+            fp += std::min<size_t>(4, n - fp);                          // the CRC
+            const size_t got = std::min<size_t>(8, n - fp);
+            const uint8_t* hdr = &d[fp];
+            fp += got;
+            if (got < 4) { why = "image file is truncated"; break; }   // i32 of a short read
+            const uint8_t* cid = hdr + 4;
+            if (got < 8 || !is_cid(cid)) { why = "broken PNG file (chunk " + py_bytes_repr(cid, got - 4) + ")"; break; }
+            if (std::memcmp(cid, "IDAT", 4) != 0 && std::memcmp(cid, "DDAT", 4) != 0 && std::memcmp(cid, "fdAT", 4) != 0) {
+                why = "image file is truncated (0 bytes not processed)";  // load_read returns b""
+                break;
+            }
+            idat = be32(hdr);
+            if (std::memcmp(cid, "fdAT", 4) == 0) { fp += std::min<size_t>(4, n - fp); idat = idat >= 4 ? idat - 4 : 0; }
+        }
+        if (!why.empty()) break;
+        const uint64_t req = std::min<uint64_t>(65536, idat);
+        idat -= req;
+        const size_t got = static_cast<size_t>(std::min<uint64_t>(req, n - fp));
+        if (got == 0) { why = "image file is truncated (0 bytes not processed)"; break; }
+        feed(&d[fp], got);
+        fp += got;
+    }
+    inflateEnd(&z);
+    return produced >= need || (zdone && why.empty()) ? "" : why;
 }
 
 struct PngReader {
     const std::vector<uint8_t>* d;
     size_t pos;
-    bool eof;
+    bool eof, complete;
+    uint32_t height;
+    bool interlaced;
+    bool pad;            // the data suffices (png_data_check): read zeros past the end
     char msg[256];
 };
+
+// all rows decoded (the failure is in what follows them: a CRC, the zlib check value, IEND)
+bool rows_done(png_structp png, const PngReader* r) {
+    return r->interlaced ? png_get_current_pass_number(png) >= 7 : png_get_current_row_number(png) >= r->height;
+}
 
 void png_read_mem(png_structp png, png_bytep out, png_size_t n) {
     PngReader* r = static_cast<PngReader*>(png_get_io_ptr(png));
     if (r->pos + n > r->d->size()) {
         r->eof = true;
+        if (r->pad) {
+            const size_t have = r->pos < r->d->size() ? r->d->size() - r->pos : 0;
+            std::memcpy(out, r->d->data() + r->pos, have);
+            std::memset(out + have, 0, n - have);
+            r->pos += n;
+            return;
+        }
         png_error(png, "read past the end of the file");
     }
     std::memcpy(out, r->d->data() + r->pos, n);
@@ -160,15 +277,19 @@ void png_read_mem(png_structp png, png_bytep out, png_size_t n) {
 void png_fail(png_structp png, png_const_charp m) {
     PngReader* r = static_cast<PngReader*>(png_get_error_ptr(png));
     std::snprintf(r->msg, sizeof r->msg, "%s", m);
+    r->complete = rows_done(png, r);
     png_longjmp(png, 1);
 }
 void png_warn(png_structp, png_const_charp) {}
 
 Image decode_png(const std::vector<uint8_t>& d, const std::string& name) {
-    uint32_t w0 = 0, h0 = 0;
-    png_open_check(d, name, &w0, &h0);
-    if (static_cast<uint64_t>(w0) * h0 > static_cast<uint64_t>(MAX_INPUT_PIXELS)) refuse(bomb(name));
-    PngReader r{&d, 0, false, {0}};
+    const PngHeader hd = png_open_check(d, name);
+    if (static_cast<uint64_t>(hd.width) * hd.height > static_cast<uint64_t>(MAX_INPUT_PIXELS)) refuse(bomb(name));
+    if (hd.depth != 16) {
+        const std::string why = png_data_check(d, hd);
+        if (!why.empty()) refuse(corrupt(name, why));
+    }
+    PngReader r{&d, 0, false, false, hd.height, hd.interlace != 0, hd.depth != 16, {0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, png_fail, png_warn);
     if (!png) throw std::bad_alloc();
     png_infop info = png_create_info_struct(png);
@@ -181,6 +302,9 @@ Image decode_png(const std::vector<uint8_t>& d, const std::string& name) {
     if (setjmp(png_jmpbuf(png)) == 0) {
         png_set_read_fn(png, &r, png_read_mem);
         png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);   // Pillow does not check IDAT CRCs
+#ifdef PNG_IGNORE_ADLER32
+        png_set_option(png, PNG_IGNORE_ADLER32, PNG_OPTION_ON);          // nor zlib's check value
+#endif
         png_read_info(png, info);
         const int depth = png_get_bit_depth(png, info), type = png_get_color_type(png, info);
         if (depth == 16) {
@@ -204,7 +328,7 @@ Image decode_png(const std::vector<uint8_t>& d, const std::string& name) {
             // no png_read_end: a file without its IEND chunk is read, as Pillow does
         }
     } else {
-        error = r.eof ? "image file is truncated" : r.msg;
+        if (!r.complete) error = r.eof && !r.pad ? "image file is truncated" : r.msg;
     }
     int orientation = 0;
 #ifdef PNG_eXIf_SUPPORTED
@@ -289,7 +413,153 @@ JpegResult jpeg_once(const std::vector<uint8_t>& d, Image& img, int* orientation
     return result;
 }
 
+
+// What Pillow's JpegImageFile._open reads before the image data: the marker segments up to the
+// start of scan.  A segment cut short is "Truncated File Read", a marker cut short or garbage
+// where a marker belongs is "not a recognised image file".
+void jpeg_open_check(const std::vector<uint8_t>& d, const std::string& name) {
+    const size_t n = d.size();
+    size_t pos = 3;                         // after FF D8 FF: Pillow's s = b"\xFF"
+    int s0 = 0xff;                          // the pending byte
+    for (;;) {
+        if (s0 < 0) refuse(unrecognised(name));          // s[0] of b"": IndexError
+        if (s0 != 0xff) {                                 // junk: skipped a byte at a time
+            s0 = pos < n ? d[pos++] : -1;
+            continue;
+        }
+        if (pos >= n) refuse(unrecognised(name));         // i16 of one byte: struct.error
+        const int marker = 0xff00 | d[pos++];
+        if (marker >= 0xffc0 && marker <= 0xfffe) {
+            const bool segment = !(marker >= 0xffd0 && marker <= 0xffd9);
+            if (segment) {
+                if (pos + 2 > n) refuse(unrecognised(name));
+                const size_t len = (static_cast<size_t>(d[pos]) << 8) | d[pos + 1];
+                pos += 2;
+                const size_t body = len >= 2 ? len - 2 : 0;
+                if (pos + body > n) refuse(corrupt(name, "Truncated File Read"));
+                pos += body;
+            }
+            if (marker == 0xffda) return;                 // start of scan
+            s0 = pos < n ? d[pos++] : -1;
+        } else if (marker == 0xff00) {
+            s0 = pos < n ? d[pos++] : -1;
+        } else if (marker == 0xffff) {
+            s0 = 0xff;
+        } else {
+            refuse(unrecognised(name));                   // "no marker found"
+        }
+    }
+}
+
+// Pillow's load of a JPEG cut short: its suspending decoder (libImaging/JpegDecode.c) fed
+// 64 KiB blocks (ImageFile.load); the bytes it had not consumed when the data ran out are the N
+// of "image file is truncated (N bytes not processed)".  -1: the data decoded to the end;
+// -2: the decoder failed ("broken data stream").
+struct SuspendingSource {
+    jpeg_source_mgr pub;
+    long skip = 0;
+};
+void src_stub(j_decompress_ptr) {}
+boolean src_fill(j_decompress_ptr) { return FALSE; }
+void src_skip(j_decompress_ptr c, long num) {
+    SuspendingSource* s = reinterpret_cast<SuspendingSource*>(c->src);
+    if (num > static_cast<long>(s->pub.bytes_in_buffer)) {
+        s->skip = num - static_cast<long>(s->pub.bytes_in_buffer);
+        s->pub.next_input_byte += s->pub.bytes_in_buffer;
+        s->pub.bytes_in_buffer = 0;
+    } else {
+        s->pub.bytes_in_buffer -= static_cast<size_t>(num);
+        s->pub.next_input_byte += num;
+        s->skip = 0;
+    }
+}
+void jpeg_quiet(j_common_ptr, int) {}
+
+long pillow_unprocessed(const std::vector<uint8_t>& d) {
+    jpeg_decompress_struct c;
+    JpegError e;
+    SuspendingSource src;
+    c.err = jpeg_std_error(&e.pub);
+    e.pub.error_exit = jpeg_fail;
+    e.pub.emit_message = jpeg_quiet;
+    jpeg_create_decompress(&c);
+    src.pub.init_source = src_stub;
+    src.pub.fill_input_buffer = src_fill;
+    src.pub.skip_input_data = src_skip;
+    src.pub.resync_to_restart = jpeg_resync_to_restart;
+    src.pub.term_source = src_stub;
+    src.pub.bytes_in_buffer = 0;
+    src.pub.next_input_byte = nullptr;
+    c.src = &src.pub;
+    std::vector<uint8_t> b, row;
+    size_t pos = 0;
+    int state = 1;
+    JDIMENSION y = 0;
+    long result = -1;
+    if (setjmp(e.jb) != 0) {
+        jpeg_destroy_decompress(&c);
+        return -2;
+    }
+    for (;;) {
+        const size_t take = std::min<size_t>(65536, d.size() - pos);
+        if (take == 0) {
+            result = static_cast<long>(b.size());
+            break;
+        }
+        b.insert(b.end(), d.begin() + static_cast<long>(pos), d.begin() + static_cast<long>(pos + take));
+        pos += take;
+        src.pub.next_input_byte = b.data();
+        src.pub.bytes_in_buffer = b.size();
+        bool finished = false;
+        if (src.skip > 0) src_skip(&c, src.skip);
+        if (src.skip <= 0) {
+            switch (state) {
+                case 1: {
+                    int ok;
+                    do ok = jpeg_read_header(&c, FALSE);
+                    while (ok == JPEG_HEADER_TABLES_ONLY);
+                    if (ok == JPEG_SUSPENDED) break;
+                    c.out_color_space = c.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+                    ++state;
+                }
+                // fall through
+                case 2:
+                    if (!jpeg_start_decompress(&c)) break;
+                    row.resize(static_cast<size_t>(c.output_width) * static_cast<size_t>(c.output_components));
+                    ++state;
+                // fall through
+                case 3: {
+                    int ok = 1;
+                    while (y < c.output_height) {
+                        JSAMPROW r = row.data();
+                        ok = static_cast<int>(jpeg_read_scanlines(&c, &r, 1));
+                        if (ok != 1) break;
+                        ++y;
+                    }
+                    if (ok != 1) break;
+                    ++state;
+                }
+                // fall through
+                case 4:
+                    if (!jpeg_finish_decompress(&c) && y < c.output_height) break;
+                    finished = true;
+            }
+        }
+        if (finished) break;
+        b.erase(b.begin(), b.begin() + (src.pub.next_input_byte - b.data()));
+    }
+    jpeg_destroy_decompress(&c);
+    return result;
+}
+
+std::string truncated_jpeg_reason(const std::vector<uint8_t>& d) {
+    const long n = pillow_unprocessed(d);
+    if (n >= 0) return "image file is truncated (" + std::to_string(n) + " bytes not processed)";
+    return "broken data stream when reading image file";
+}
+
 Image decode_jpeg(const std::vector<uint8_t>& d, const std::string& name) {
+    jpeg_open_check(d, name);
     Image img;
     int orientation = 0;
     std::string why;
@@ -317,13 +587,13 @@ Image decode_jpeg(const std::vector<uint8_t>& d, const std::string& name) {
                 ok = true;
             }
         }
-        if (!ok) refuse(corrupt(name, "Truncated File Read"));
+        if (!ok) refuse(corrupt(name, truncated_jpeg_reason(d)));
         r = JpegResult::ok;
     }
     if (r == JpegResult::cmyk)
         refuse(name + ": CMYK JPEG; the C++ CLI reads RGB and greyscale JPEGs only (python -m runtime converts CMYK)");
     if (r == JpegResult::bomb) refuse(bomb(name));
-    if (r == JpegResult::failed) refuse(corrupt(name, why));
+    if (r == JpegResult::failed) refuse(corrupt(name, truncated_jpeg_reason(d)));
     if (img.width < 1 || img.height < 1)
         refuse(name + ": empty image (" + std::to_string(img.width) + "x" + std::to_string(img.height) + ")");
     orient(img, orientation);
