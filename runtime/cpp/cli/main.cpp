@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -960,12 +961,23 @@ Progress make_progress(const Common& c, ldmind_pipeline* p) {
     return pr;
 }
 
-struct Buffer {           // uninitialised bytes (committed as written)
-    std::unique_ptr<uint8_t[]> data;
+// Output memory: address space reserved, pages committed as the library writes them, so that a
+// request too large for the machine reaches the library's own check (runtime/limits.py's
+// message) instead of failing here.
+struct Buffer {
+    uint8_t* ptr = nullptr;
+    size_t size = 0;
     explicit Buffer(double bytes) {
         if (!(bytes < 9e18)) throw std::bad_alloc();
-        data.reset(new uint8_t[static_cast<size_t>(std::max(1.0, bytes))]);
+        size = static_cast<size_t>(std::max(1.0, bytes));
+        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();
+        ptr = static_cast<uint8_t*>(p);
     }
+    ~Buffer() { munmap(ptr, size); }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    uint8_t* get() const { return ptr; }
 };
 
 void run_call(const std::function<ldmind_status()>& call) {
@@ -1004,6 +1016,13 @@ int cmd_upscale(Parser& p) {
     double scale = p.has("scale") ? p.get_number("scale", 0) : 0;
     int ow = 0, oh = 0;
     if (p.has("size")) p.size("size", &ow, &oh);
+    if (!ldmind_is_conditional(pipe.p)) {
+        // the library's refusal, first as in Python (it returns before touching the output)
+        uint8_t none = 0;
+        ldmind_options d;
+        ldmind_options_init(&d);
+        library_failure(ldmind_upscale(pipe.p, lr.rgb.data(), lr.width, lr.height, scale, ow, oh, &d, &none));
+    }
     int H = 0, W = 0;
     ldmind_status s = ldmind_output_size(pipe.p, lr.width, lr.height, scale, ow, oh, &H, &W);
     if (s != LDMIND_OK) library_failure(s);
@@ -1012,12 +1031,12 @@ int cmd_upscale(Parser& p) {
     options_from(c, o, &progress);
     const size_t one = static_cast<size_t>(H) * W * 3;
     Buffer buf(static_cast<double>(c.n) * H * W * 3);
-    run_call([&] { return ldmind_upscale(pipe.p, lr.rgb.data(), lr.width, lr.height, scale, ow, oh, &o, buf.data.get()); });
+    run_call([&] { return ldmind_upscale(pipe.p, lr.rgb.data(), lr.width, lr.height, scale, ow, oh, &o, buf.get()); });
     for (int j = 0; j < c.n; ++j) {
         Image img;
         img.width = W;
         img.height = H;
-        img.rgb.assign(buf.data.get() + one * j, buf.data.get() + one * (j + 1));
+        img.rgb.assign(buf.get() + one * j, buf.get() + one * (j + 1));
         save_image(img, outs[static_cast<size_t>(j)], c.quality);
         check_signal();
         say(outs[static_cast<size_t>(j)].s);
@@ -1042,14 +1061,14 @@ int cmd_generate(Parser& p) {
     options_from(c, o, &progress);
     const size_t one = static_cast<size_t>(H) * W * 3;
     Buffer buf(static_cast<double>(c.n) * H * W * 3);
-    run_call([&] { return ldmind_generate(pipe.p, W, H, 0, 0, &o, buf.data.get()); });
+    run_call([&] { return ldmind_generate(pipe.p, W, H, 0, 0, &o, buf.get()); });
     if (mkdir(out.s.c_str(), 0777) != 0 && errno != EEXIST)
         throw Fail{out.s + ": cannot create the folder (" + std::strerror(errno) + ")"};
     for (int j = 0; j < c.n; ++j) {
         Image img;
         img.width = W;
         img.height = H;
-        img.rgb.assign(buf.data.get() + one * j, buf.data.get() + one * (j + 1));
+        img.rgb.assign(buf.get() + one * j, buf.get() + one * (j + 1));
         const PyPath f(out.s + "/sample_seed" + std::to_string(c.seed + j) + ".png");
         save_image(img, f, c.quality);
         check_signal();
@@ -1247,15 +1266,15 @@ int cmd_profile(Parser& p) {
         Buffer buf(static_cast<double>(H) * W * 3);
         rec.reset();
         if (has_image)
-            run_call([&] { return ldmind_upscale(pipe.p, lr.rgb.data(), lr.width, lr.height, scale, ow, oh, &o, buf.data.get()); });
+            run_call([&] { return ldmind_upscale(pipe.p, lr.rgb.data(), lr.width, lr.height, scale, ow, oh, &o, buf.get()); });
         else
-            run_call([&] { return ldmind_generate(pipe.p, W, H, 0, 0, &o, buf.data.get()); });
+            run_call([&] { return ldmind_generate(pipe.p, W, H, 0, 0, &o, buf.get()); });
         double t = now_s();
         {
             Image img;
             img.width = W;
             img.height = H;
-            img.rgb.assign(buf.data.get(), buf.data.get() + static_cast<size_t>(H) * W * 3);
+            img.rgb.assign(buf.get(), buf.get() + static_cast<size_t>(H) * W * 3);
             FILE* f = std::fopen(out_path.c_str(), "wb");
             if (!f || !ldmind_cli::write_png(f, img)) {
                 if (f) std::fclose(f);
@@ -1400,6 +1419,7 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
     install_signals();
+    signal(SIGPIPE, SIG_IGN);   // a reader gone away: the write fails and is ignored (say)
     std::string line;
     int code;
     try {
