@@ -561,8 +561,8 @@ struct Parser {
                     std::fputs(help.c_str(), stdout);
                     std::exit(0);
                 }
-                conflict(*a);
                 if (!a->value) {
+                    conflict(*a);
                     a->seen = true;
                     a->val = "1";
                     if (!has_explicit) break;
@@ -583,6 +583,7 @@ struct Parser {
                 } else {
                     throw UsageFail{"argument " + a->name() + ": expected one argument"};
                 }
+                conflict(*a);          // argparse converts the value first, then checks the group
                 break;
             }
         }
@@ -746,7 +747,7 @@ void check_output_path(const PyPath& p, const std::string& input, bool overwrite
     const std::string ext = lower(p.suffix());
     if (std::find(PYTHON_EXTENSIONS.begin(), PYTHON_EXTENSIONS.end(), ext) == PYTHON_EXTENSIONS.end())
         throw Fail{p.s + ": cannot tell the output format from the extension " + py_repr(ext.empty() ? "(none)" : ext) +
-                   "; use .png, .jpg, .jpeg"};
+                   "; use .png, .jpg, .jpeg, .webp, .tif, .tiff, .bmp"};   // Python's text (io.output_format)
     if (ext != ".png" && ext != ".jpg" && ext != ".jpeg")
         throw Fail{p.s + ": the C++ CLI writes PNG and JPEG only (.png, .jpg, .jpeg); for " + ext +
                    " use python -m runtime"};
