@@ -297,8 +297,8 @@ Image decode_png(const std::vector<uint8_t>& d, const std::string& name) {
     std::vector<uint8_t> buf;
     std::vector<png_bytep> rows;
     std::string error;
-    bool sixteen = false;
-    int channels = 0;
+    volatile bool sixteen = false;     // volatile: read after a longjmp
+    volatile int channels = 0;
     if (setjmp(png_jmpbuf(png)) == 0) {
         png_set_read_fn(png, &r, png_read_mem);
         png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);   // Pillow does not check IDAT CRCs
