@@ -376,7 +376,8 @@ def _layout(table: str) -> list:
         m = _ROW.match(ln)
         assert m, f"not a stage row: {ln!r}"
         out.append(m["stage"])
-    out += [re.sub(r"\d+(\.\d+)?", "#", ln) for ln in lines[10:]]
+    # numbers masked, and the padding before them (a 4-digit total is one space narrower)
+    out += [re.sub(r" *\d+(\.\d+)?", " #", ln) for ln in lines[10:]]
     return out
 
 
