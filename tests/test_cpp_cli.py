@@ -1,0 +1,402 @@
+"""The C++ CLI ``ldmind`` (runtime/cpp/cli) against ``python -m runtime`` (issue 12).
+
+- bad input: the same exit status and the same one-line message after the program name, case
+  by case (the Python CLI runs in-process through ``runtime.cli.main``, which is what
+  ``python -m runtime`` calls: no interpreter start per case);
+- the same pixels: upscale at 2x and 3.7x (PNG and an EXIF-rotated JPEG input, -n 2) and
+  generate, on the tiny test models;
+- nothing left behind: a refused or interrupted run leaves no temporary and never touches an
+  existing output; stale temporaries of dead processes are swept;
+- ``ldmind profile`` prints the Python profiler's table layout.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TEST_DATA
+from cpp_build import BuildError, cpp_build_dir
+
+MEMORY = "16e9"          # tile choices read the memory available: both sides see the same amount
+PY_PROG = "python -m runtime"
+FAST = ["--steps", "3"]
+
+
+@pytest.fixture(scope="session")
+def ldmind() -> Path:
+    try:
+        return cpp_build_dir() / "ldmind"
+    except BuildError as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture(autouse=True)
+def _memory(monkeypatch):
+    monkeypatch.setenv("LDMIND_MEMORY_LIMIT", MEMORY)
+
+
+@pytest.fixture(scope="module")
+def sr(runtime_exports) -> Path:
+    return runtime_exports["sr"]["engines"]
+
+
+@pytest.fixture(scope="module")
+def gen(runtime_exports) -> Path:
+    return runtime_exports["gen"]["engines"]
+
+
+def crop(h: int, w: int, name: str = "skimage-coffee.jpg") -> Image.Image:
+    return Image.open(TEST_DATA / name).convert("RGB").crop((60, 40, 60 + w, 40 + h))
+
+
+def run_cpp(ldmind: Path, argv, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ldmind), *map(str, argv)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY}, **kw)
+
+
+def run_python(argv, capsys) -> tuple[int, str]:
+    from runtime.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:              # argparse
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def after_prog(err: str, prog: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line, got {lines}"
+    assert lines[0].startswith(prog + ": "), lines[0]
+    return lines[0][len(prog):]
+
+
+def temporaries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".ldmind-"))
+
+
+# -- (a) bad input: the same status and message --------------------------------------------------
+def _copy_engines(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _tampered(sr: Path, tmp: Path) -> Path:
+    d = _copy_engines(sr, tmp / "tampered")
+    g = d / "liif.onnx"
+    data = bytearray(g.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    g.write_bytes(bytes(data))
+    return d
+
+
+def _bad_version(sr: Path, tmp: Path) -> Path:
+    d = _copy_engines(sr, tmp / "version")
+    m = json.loads((d / "manifest.json").read_text())
+    m["format_version"] = 99
+    (d / "manifest.json").write_text(json.dumps(m))
+    return d
+
+
+def _unwritable(tmp: Path) -> Path:
+    d = tmp / "read-only"
+    d.mkdir()
+    d.chmod(0o500)
+    if os.access(d, os.W_OK):            # root: permissions do not stop it
+        d = Path("/proc/1")
+        if os.access(d, os.W_OK):
+            pytest.skip("no unwritable folder here")
+    return d
+
+
+def _truncated_png(tmp: Path) -> Path:
+    p = tmp / "cut.png"
+    buf = tmp / "whole.png"
+    crop(20, 24).save(buf)
+    data = buf.read_bytes()
+    p.write_bytes(data[:len(data) - 40])     # cut inside the image data
+    return p
+
+
+def _truncated_jpeg(tmp: Path) -> Path:
+    p = tmp / "cut.jpg"
+    buf = tmp / "whole.jpg"
+    crop(40, 48).save(buf, quality=90)
+    data = buf.read_bytes()
+    p.write_bytes(data[:len(data) // 2])     # cut inside the entropy-coded data
+    return p
+
+
+# (id, argv builder: (files dict) -> argv); every case gets --engines unless it sets it
+CASES = {
+    "not-an-image": lambda f: ["upscale", f["text"], "--scale", "2", "-o", f["out"]],
+    "truncated-png": lambda f: ["upscale", f["cut_png"], "--scale", "2", "-o", f["out"]],
+    "truncated-jpeg": lambda f: ["upscale", f["cut_jpg"], "--scale", "2", "-o", f["out"]],
+    "empty-file": lambda f: ["upscale", f["empty"], "--scale", "2", "-o", f["out"]],
+    "missing-input": lambda f: ["upscale", f["tmp"] / "nope.png", "--scale", "2", "-o", f["out"]],
+    "scale-0": lambda f: ["upscale", f["png"], "--scale", "0", "-o", f["out"]],
+    "scale-negative": lambda f: ["upscale", f["png"], "--scale", "-1", "-o", f["out"]],
+    "scale-nan": lambda f: ["upscale", f["png"], "--scale", "nan", "-o", f["out"]],
+    "scale-abc": lambda f: ["upscale", f["png"], "--scale", "abc", "-o", f["out"]],
+    "scale-empty-output": lambda f: ["upscale", f["png"], "--scale", "0.01", "-o", f["out"]],
+    "size-0x5": lambda f: ["upscale", f["png"], "--size", "0x5", "-o", f["out"]],
+    "size-ax3": lambda f: ["upscale", f["png"], "--size", "ax3", "-o", f["out"]],
+    "scale-and-bad-size": lambda f: ["upscale", f["png"], "--scale", "2", "--size", "5x5x5", "-o", f["out"]],
+    "scale-and-size": lambda f: ["upscale", f["png"], "--scale", "2", "--size", "40x30", "-o", f["out"]],
+    "neither-scale-nor-size": lambda f: ["upscale", f["png"], "-o", f["out"]],
+    "missing-o": lambda f: ["upscale", f["png"], "--scale", "2"],
+    "no-command": lambda f: [],
+    "unknown-command": lambda f: ["upsample", f["png"]],
+    "unknown-flag": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--fast"],
+    "ambiguous-abbreviation": lambda f: ["upscale", f["png"], "--s", "2", "-o", f["out"]],
+    "bad-sampler": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--sampler", "euler"],
+    "steps-0": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--steps", "0"],
+    "steps-1.5": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--steps", "1.5"],
+    "steps-above-T": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--steps", "5000"],
+    "eta-negative": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--eta", "-1"],
+    "backproject-101": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--backproject", "101"],
+    "seed-not-int": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--seed", "x"],
+    "n-0": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "-n", "0"],
+    "tampered-engines": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--engines", f["tampered"]],
+    "missing-engines": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--engines",
+                                  f["tmp"] / "no-engines"],
+    "not-an-engine-dir": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--engines", f["tmp"]],
+    "format-version": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--engines", f["version"]],
+    "output-folder-missing": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["tmp"] / "no" / "out.png"],
+    "output-unwritable": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["unwritable"] / "out.png"],
+    "output-extension-unknown": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["tmp"] / "out.gif"],
+    "output-extension-missing-n2": lambda f: ["upscale", f["png"], "--scale", "2", "-n", "2", "-o", f["tmp"] / "out"],
+    "output-is-input": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["png"]],
+    "output-is-a-folder": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["folder.png"]],
+    "generate-on-sr-model": lambda f: ["generate", "--size", "16x16", "-o", f["tmp"] / "gen"],
+    "upscale-on-gen-model": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--engines", f["gen"]],
+    "generate-output-is-a-file": lambda f: ["generate", "--size", "16x16", "-o", f["text"], "--engines", f["gen"]],
+    "info-missing-dir": lambda f: ["info", f["tmp"] / "no-engines"],
+    "info-tampered": lambda f: ["info", f["tampered"]],
+    "profile-without-image": lambda f: ["profile", f["sr"], "--scale", "2"],
+    "profile-image-without-scale": lambda f: ["profile", f["sr"], f["png"]],
+}
+
+
+@pytest.fixture(scope="module")
+def files(sr, gen, tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("cli_cases")
+    png = tmp / "lr.png"
+    crop(20, 24).save(png)
+    (tmp / "text.png").write_text("not an image\n")
+    (tmp / "empty.png").write_bytes(b"")
+    (tmp / "folder.png").mkdir()
+    return {"tmp": tmp, "png": png, "out": tmp / "out.png", "text": tmp / "text.png", "empty": tmp / "empty.png",
+            "cut_png": _truncated_png(tmp), "cut_jpg": _truncated_jpeg(tmp), "tampered": _tampered(sr, tmp),
+            "version": _bad_version(sr, tmp), "unwritable": _unwritable(tmp), "folder.png": tmp / "folder.png",
+            "sr": sr, "gen": gen}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_same_status_and_message(case, ldmind, files, capsys):
+    argv = [str(a) for a in CASES[case](files)]
+    if argv and argv[0] in ("upscale", "generate") and "--engines" not in argv:
+        argv += ["--engines", str(files["sr"])]
+    py_code, py_err = run_python(argv, capsys)
+    cc = run_cpp(ldmind, argv)
+    assert py_code == 2, py_err
+    assert cc.returncode == py_code, cc.stderr
+    assert after_prog(cc.stderr, "ldmind") == after_prog(py_err, PY_PROG)
+    assert cc.stdout == ""
+    assert not files["out"].exists()
+    assert temporaries(files["tmp"]) == []
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["serve"], "serve is not part of the C++ CLI"),
+    (["upscale", "{tmp}", "--scale", "2", "-o", "{tmp}/o"], "folder inputs are not supported"),
+    (["upscale", "{png}", "--scale", "2", "-o", "{tmp}/o.png", "--recursive"], "apply to a folder input"),
+    (["upscale", "{png}", "--scale", "2", "-o", "{tmp}/o.webp"], "writes PNG and JPEG only"),
+    (["upscale", "{png}", "--scale", "2", "-o", "{tmp}/o.png", "--depth", "16"], "--depth 16"),
+    (["upscale", "{rgba}", "--scale", "2", "-o", "{tmp}/o.png"], "transparent pixels"),
+    (["upscale", "{deep}", "--scale", "2", "-o", "{tmp}/o.png"], "16-bit PNG"),
+    (["upscale", "{gif}", "--scale", "2", "-o", "{tmp}/o.png"], "reads PNG and JPEG only"),
+    (["info", "{sr}", "--json"], "info --json is not supported"),
+])
+def test_refusals_of_what_the_cpp_cli_does_not_do(argv, text, ldmind, files, sr):
+    tmp = files["tmp"]
+    rgba = np.asarray(crop(10, 12).convert("RGBA")).copy()
+    rgba[0, 0, 3] = 7
+    Image.fromarray(rgba).save(tmp / "rgba.png")
+    Image.fromarray((np.arange(120, dtype=np.uint16).reshape(10, 12) * 500)).save(tmp / "deep.png")
+    crop(10, 12).save(tmp / "lr.gif")
+    subst = {"tmp": tmp, "png": files["png"], "rgba": tmp / "rgba.png", "deep": tmp / "deep.png",
+             "gif": tmp / "lr.gif", "sr": sr}
+    args = [a.format(**subst) for a in argv]
+    if args[0] == "upscale":
+        args += ["--engines", str(sr)]
+    r = run_cpp(ldmind, args)
+    assert r.returncode == 2, r.stderr
+    line = after_prog(r.stderr, "ldmind")
+    assert line.startswith(": error: ") and text in line
+    assert not list(tmp.glob("o.*"))
+
+
+# -- (b) the same pixels ----------------------------------------------------------------------------
+def _pixels(p: Path) -> np.ndarray:
+    with Image.open(p) as im:
+        assert im.mode == "RGB"
+        return np.asarray(im)
+
+
+@pytest.mark.parametrize("scale, extra", [("2", []), ("3.7", ["--backproject", "0", "--sampler", "ddim", "--eta", "0.5"])])
+def test_upscale_png_equals_python(scale, extra, ldmind, sr, tmp_path, capsys):
+    lr = tmp_path / "lr.png"
+    crop(20, 28).save(lr)
+    args = ["upscale", lr, "--engines", sr, "--scale", scale, "--seed", "5", *FAST, *extra]
+    code, err = run_python([*args, "-o", tmp_path / "py.png"], capsys)
+    assert code == 0, err
+    r = run_cpp(ldmind, [*args, "-o", tmp_path / "cc.png"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tmp_path / "cc.png")
+    assert "encode: " in r.stderr and "denoise: 3 steps" in r.stderr      # progress, Python's style
+    a, b = _pixels(tmp_path / "cc.png"), _pixels(tmp_path / "py.png")
+    assert a.shape == b.shape and np.array_equal(a, b)
+
+
+def test_upscale_rotated_jpeg_two_samples_equal_python(ldmind, sr, tmp_path, capsys):
+    """libjpeg's decode and the EXIF orientation equal Pillow's; -n 2 names NAME_0, NAME_1; stale
+    temporaries of dead processes are swept by the next write."""
+    lr = tmp_path / "lr.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6                      # rotated 90 degrees: the output is portrait
+    crop(24, 32).save(lr, quality=90, exif=exif.tobytes())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / "cc" / f".ldmind-{dead.pid}-0123abcd.tmp"
+    stale.parent.mkdir()
+    stale.write_bytes(b"half")
+    args = ["upscale", lr, "--engines", sr, "--size", "41x29", "-n", "2", "-q", *FAST]
+    (tmp_path / "py").mkdir()
+    code, err = run_python([*args, "-o", tmp_path / "py" / "x.png"], capsys)
+    assert code == 0, err
+    r = run_cpp(ldmind, [*args, "-o", tmp_path / "cc" / "x.png"])
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout.split() == [str(tmp_path / "cc" / f"x_{j}.png") for j in range(2)]
+    assert sorted(os.listdir(tmp_path / "cc")) == ["x_0.png", "x_1.png"]
+    for j in range(2):
+        a, b = _pixels(tmp_path / "cc" / f"x_{j}.png"), _pixels(tmp_path / "py" / f"x_{j}.png")
+        assert a.shape == (29, 41, 3) and np.array_equal(a, b)
+
+
+def test_jpeg_output(ldmind, sr, tmp_path):
+    lr = tmp_path / "lr.png"
+    crop(20, 24).save(lr)
+    r = run_cpp(ldmind, ["upscale", lr, "--engines", sr, "--scale", "2", "-q", "--quality", "80", *FAST,
+                         "-o", tmp_path / "o.jpg"])
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "o.jpg") as im:
+        assert im.format == "JPEG" and im.size == (48, 40)
+
+
+def test_generate_equals_python(ldmind, gen, tmp_path, capsys):
+    args = ["generate", "--engines", gen, "--size", "40x36", "-n", "2", "--seed", "7", "-q", *FAST]
+    code, err = run_python([*args, "-o", tmp_path / "py"], capsys)
+    assert code == 0, err
+    r = run_cpp(ldmind, [*args, "-o", tmp_path / "cc"])
+    assert r.returncode == 0, r.stderr
+    names = ["sample_seed7.png", "sample_seed8.png"]
+    assert r.stdout.split() == [str(tmp_path / "cc" / n) for n in names]
+    for n in names:
+        assert np.array_equal(_pixels(tmp_path / "cc" / n), _pixels(tmp_path / "py" / n))
+
+
+def test_info(ldmind, sr):
+    r = run_cpp(ldmind, ["info", sr])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"{sr}: tiny (super-resolution), fp32, manifest format 3"
+    assert "liif.onnx" in lines[1] and lines[1].endswith("(checksums verified)")
+    assert lines[2].startswith("  backend:   cpu")
+    r = run_cpp(ldmind, ["info", sr, "--no-verify"])
+    assert "(checksums not checked)" in r.stdout
+
+
+# -- (c) nothing left behind ---------------------------------------------------------------------
+def test_refused_run_keeps_the_existing_output(ldmind, sr, tmp_path):
+    lr = tmp_path / "lr.png"
+    crop(20, 24).save(lr)
+    out = tmp_path / "out.png"
+    out.write_bytes(b"the previous result")
+    r = run_cpp(ldmind, ["upscale", lr, "--engines", sr, "--scale", "2", "--steps", "5000", "-o", out])
+    assert r.returncode == 2
+    assert out.read_bytes() == b"the previous result"
+    assert temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                             (signal.SIGINT, 130, "interrupted (SIGINT)")])
+def test_signal_cancels_and_leaves_nothing(sig, code, word, ldmind, sr, tmp_path):
+    lr = tmp_path / "lr.png"
+    crop(20, 24).save(lr)
+    out = tmp_path / "out.png"
+    out.write_bytes(b"the previous result")
+    p = subprocess.Popen([str(ldmind), "upscale", str(lr), "--engines", str(sr), "--scale", "3", "--steps", "400",
+                          "-o", str(out)], stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY})
+    seen = []
+    deadline = time.monotonic() + 60
+    for line in p.stderr:                 # wait until the library is sampling
+        seen.append(line)
+        if line.startswith("denoise:") or time.monotonic() > deadline:
+            break
+    p.send_signal(sig)
+    rest = p.stderr.read()
+    assert p.wait(timeout=60) == code, seen + [rest]
+    assert rest.strip().splitlines()[-1] == f"ldmind: {word}"
+    assert out.read_bytes() == b"the previous result"
+    assert temporaries(tmp_path) == []
+
+
+# -- (d) the profiler's table ----------------------------------------------------------------------
+_ROW = re.compile(r"^(?P<stage>.{20}) (?P<wall>[ \d.]{10}) (?P<graph>[ \d.]{10}) (?P<share>[ \d.]{5})%$")
+
+
+def _layout(table: str) -> list:
+    """The table with its numbers masked: header text, column header, stage names, footers."""
+    lines = table.strip().splitlines()
+    out = [re.sub(r"[\d.]+", "#", lines[0]), lines[1]]
+    for ln in lines[2:10]:
+        m = _ROW.match(ln)
+        assert m, f"not a stage row: {ln!r}"
+        out.append(m["stage"])
+    # numbers masked, and the padding before them (a 4-digit total is one space narrower)
+    out += [re.sub(r" *\d+(\.\d+)?", " #", ln) for ln in lines[10:]]
+    return out
+
+
+def test_profile_table_has_the_python_layout(ldmind, sr, tmp_path, capsys):
+    lr = tmp_path / "lr.png"
+    crop(20, 24).save(lr)
+    args = ["profile", sr, lr, "--scale", "2", "--steps", "2", "--repeat", "2"]
+    code, _ = run_python([*args, "--json", tmp_path / "py.json"], capsys)
+    assert code == 0
+    from runtime import profile as py_profile
+    p = json.loads((tmp_path / "py.json").read_text())
+    py_table = py_profile.table(p)
+    r = run_cpp(ldmind, [*args, "--json", tmp_path / "cc.json"])
+    assert r.returncode == 0, r.stderr
+    assert _layout(r.stdout) == _layout(py_table)
+    assert r.stdout.splitlines()[0] == py_table.splitlines()[0].replace(f"{p['backend']}:", "cpu:")
+    c = json.loads((tmp_path / "cc.json").read_text())
+    assert set(c) == set(p) and set(c["stages_s"]) == set(p["stages_s"])
+    assert c["output"] == p["output"] == [48, 40] and c["unet_step_s"]["count"] == 2
+    # the stages cover the request: what falls between stage boundaries stays small
+    assert c["stages_s"]["other"] < 0.5 * c["total_s"]
+    assert all(c["stages_s"][s] > 0 for s in ("encoder", "U-Net steps", "decoder", "LIIF queries"))
