@@ -94,6 +94,16 @@ def cpp_build_dir(variant: str = "rel", flags: str = "") -> Path:
     return Path(r.stdout.strip().splitlines()[-1])
 
 
+# The latent tile choices read the memory available: C++/Python comparisons give both sides
+# this fixed amount (LDMIND_MEMORY_LIMIT).
+FIXED_MEMORY = "16e9"
+
+
+@pytest.fixture
+def fixed_memory(monkeypatch):
+    monkeypatch.setenv("LDMIND_MEMORY_LIMIT", FIXED_MEMORY)
+
+
 @pytest.fixture(scope="session")
 def cpp_build() -> Path:
     """The C++ build directory (``ldmind``, ``ldmind_probe``, ``libldmind.so``)."""

@@ -14,15 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, TEST_DATA, cpp_build_dir
+from conftest import FIXED_MEMORY as MEMORY, ROOT, TEST_DATA, cpp_build_dir
 
-# tile choices read the memory available: both sides see the same fixed amount
-MEMORY = "16e9"
-
-
-@pytest.fixture(autouse=True)
-def _memory(monkeypatch):
-    monkeypatch.setenv("LDMIND_MEMORY_LIMIT", MEMORY)
+pytestmark = pytest.mark.usefixtures("fixed_memory")
 
 
 def lr_crop(h: int, w: int, name: str = "skimage-coffee.jpg") -> np.ndarray:

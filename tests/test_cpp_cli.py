@@ -24,25 +24,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TEST_DATA
-from cpp_build import BuildError, cpp_build_dir
+from conftest import FIXED_MEMORY as MEMORY, TEST_DATA
 
-MEMORY = "16e9"          # tile choices read the memory available: both sides see the same amount
+pytestmark = pytest.mark.usefixtures("fixed_memory")
 PY_PROG = "python -m runtime"
 FAST = ["--steps", "3"]
 
 
 @pytest.fixture(scope="session")
-def ldmind() -> Path:
-    try:
-        return cpp_build_dir() / "ldmind"
-    except BuildError as e:
-        pytest.fail(str(e))
-
-
-@pytest.fixture(autouse=True)
-def _memory(monkeypatch):
-    monkeypatch.setenv("LDMIND_MEMORY_LIMIT", MEMORY)
+def ldmind(cpp_build) -> Path:
+    return cpp_build / "ldmind"
 
 
 @pytest.fixture(scope="module")

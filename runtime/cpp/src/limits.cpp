@@ -45,11 +45,14 @@ int64_t available_memory() {
 }
 
 void check_output(int64_t num, int64_t H, int64_t W, int64_t extra) {
-    const int64_t need = num * H * W * 3 + extra, avail = available_memory();
-    if (need + HEADROOM > avail) {
+    // in double: N x H x W x 3 can pass int64 (Python's integers do not overflow)
+    const double need = static_cast<double>(num) * static_cast<double>(H) * static_cast<double>(W) * 3.0 +
+                        static_cast<double>(extra);
+    const int64_t avail = available_memory();
+    if (need + static_cast<double>(HEADROOM) > static_cast<double>(avail)) {
         std::string count = num == 1 ? "a" : std::to_string(num) + " images of";
         input_error(count + " " + std::to_string(W) + "x" + std::to_string(H) + " output needs " +
-                    fmt_bytes(static_cast<double>(need)) + " of memory but only " + fmt_bytes(static_cast<double>(avail)) +
+                    fmt_bytes(need) + " of memory but only " + fmt_bytes(static_cast<double>(avail)) +
                     " is available; ask for a smaller scale or size");
     }
 }
