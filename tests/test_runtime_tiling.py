@@ -94,3 +94,20 @@ def test_output_check_multiplies_by_the_sample_count(monkeypatch):
         check_output(4, 100, 200)
     with pytest.raises(InputError, match="a 600x301 output needs"):
         check_output(1, 301, 600)
+
+
+def test_default_tile_is_the_backends_preference(pipe):
+    """ONNX Runtime on the CPU queries at most CPU_QUERY_TILE pixels per call (faster there);
+    a backend without a preference, or an explicit tile, keeps its own."""
+    from runtime.engine import CPU_QUERY_TILE
+
+    b = pipe.bundle
+    assert b.query_chunk > CPU_QUERY_TILE                       # tiny: 4096, so the rule shows
+    assert pipe.tile == CPU_QUERY_TILE
+    assert Pipeline(b, pipe.engines, "cpu", tile=3000).tile == 3000
+    engines = dict(pipe.engines)
+
+    class NoPreference:
+        query_tile = max_batch = None
+    engines["liif"] = NoPreference()
+    assert Pipeline(b, engines, "cpu").tile == b.query_chunk
