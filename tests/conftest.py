@@ -76,3 +76,21 @@ def sr_pipe(sr_engines):
     """A CPU pipeline on the tiny SR export."""
     from runtime import Pipeline
     return Pipeline.load(sr_engines, backend="cpu")
+
+
+# -- backend selection (issue 11): no recorded measurement from the developer's cache ----------
+@pytest.fixture(scope="session", autouse=True)
+def _no_backend_record(tmp_path_factory):
+    """``backend="auto"`` reads a per-machine record of CPU backend timings
+    (runtime/backend_record.py); the suite starts with none, here and in subprocesses."""
+    import os
+
+    from runtime.backend_record import RECORD_ENV
+
+    old = os.environ.get(RECORD_ENV)
+    os.environ[RECORD_ENV] = str(tmp_path_factory.mktemp("backend_record") / "backends.json")
+    yield
+    if old is None:
+        os.environ.pop(RECORD_ENV, None)
+    else:
+        os.environ[RECORD_ENV] = old
