@@ -189,10 +189,12 @@ def _load_error(path: Path, e: Exception) -> EngineError:
     return EngineError(f"{path}: onnxruntime cannot load this graph ({msg})")
 
 
-# ONNX Runtime on the CPU renders fastest in small query chunks: the MLP's hidden activations
-# of 1,024 queries x 4 neighbours stay in cache between its MatMul, Add and Relu nodes
-# (measured, docs/BENCHMARKS.md "LIIF stage": small 1.6x less CPU time than 65,536)
-CPU_QUERY_TILE = 1024
+# ONNX Runtime on the CPU renders faster in smaller query chunks than the manifest's 65,536:
+# the MLP's hidden activations (4 neighbours x chunk x width floats) stay in cache between its
+# MatMul, Add and Relu nodes.  4,096 was the fastest or within noise of it in every run on the
+# 2-core development machine (small: 1.2-1.5x less CPU time than 65,536; 1,024 was best in one
+# run and worst in another); docs/BENCHMARKS.md "LIIF stage".
+CPU_QUERY_TILE = 4096
 
 
 class OrtEngine(Engine):

@@ -99,11 +99,14 @@ def test_output_check_multiplies_by_the_sample_count(monkeypatch):
 def test_default_tile_is_the_backends_preference(pipe):
     """ONNX Runtime on the CPU queries at most CPU_QUERY_TILE pixels per call (faster there);
     a backend without a preference, or an explicit tile, keeps its own."""
+    import dataclasses
+
     from runtime.engine import CPU_QUERY_TILE
 
-    b = pipe.bundle
-    assert b.query_chunk > CPU_QUERY_TILE                       # tiny: 4096, so the rule shows
-    assert pipe.tile == CPU_QUERY_TILE
+    assert pipe.tile == min(pipe.bundle.query_chunk, CPU_QUERY_TILE)
+    b = dataclasses.replace(pipe.bundle, query_chunk=65536)     # small's and div2k-sr's
+    assert Pipeline(b, pipe.engines, "cpu").tile == CPU_QUERY_TILE
+    assert Pipeline(dataclasses.replace(b, query_chunk=100), pipe.engines, "cpu").tile == 100
     assert Pipeline(b, pipe.engines, "cpu", tile=3000).tile == 3000
     engines = dict(pipe.engines)
 
