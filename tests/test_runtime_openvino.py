@@ -131,3 +131,12 @@ def test_save_record_round_trip(sr_engines, tmp_path, monkeypatch):
     assert path.exists() and backend_record.not_faster("openvino", bundle) is None
     backend_record.save(bundle, {"cpu": 1.0, "openvino": 2.0})
     assert "slower" in backend_record.not_faster("openvino", bundle)
+
+
+def test_precision_is_f32_unless_asked(sr_engines, monkeypatch):
+    from runtime import openvino_engine
+
+    assert openvino_engine.precision() == "f32"
+    monkeypatch.setenv(openvino_engine.PRECISION_ENV, "fp8")
+    with pytest.raises(EngineError, match="LDMIND_OPENVINO_PRECISION='fp8': choose one of f32, bf16"):
+        Pipeline.load(sr_engines, backend="openvino")
