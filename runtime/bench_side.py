@@ -35,10 +35,19 @@ STAGES = ("encoder", "unet_step", "decoder", "liif")
 def runtime_times(engines: str, backend: str, lr_side: int, out_side: int, repeat: int, threads: int) -> dict:
     """The runtime's graphs at the same shapes, called as the pipeline calls them (LIIF: the
     band loop of ``tiling.render_into`` with the features bound once)."""
-    from . import tiling
     from .pipeline import Pipeline
 
     pipe = Pipeline.load(engines, backend=backend, threads=threads)
+    out = {s: _median(fn, repeat) for s, fn in stage_calls(pipe, lr_side, out_side).items()}
+    return {"model": pipe.bundle.name, "backend": pipe.backend, "times": out}
+
+
+def stage_calls(pipe, lr_side: int, out_side: int) -> dict:
+    """{stage: a call of that stage} for the stages of ``STAGES``: the encoder on an LR of
+    lr_side^2, one U-Net step and the decoder on its latent, the LIIF queries of an
+    out_side^2 output (shared with ``runtime.bench_backends``)."""
+    from . import tiling
+
     b, e = pipe.bundle, pipe.engines
     h = w = lr_side * b.cond_scale // b.ae_downsample
     rs = np.random.RandomState(0)
@@ -46,21 +55,21 @@ def runtime_times(engines: str, backend: str, lr_side: int, out_side: int, repea
     out = {}
     if b.conditional:
         lr = (rs.rand(1, 3, lr_side, lr_side) * 2 - 1).astype(np.float32)
-        out["encoder"] = _median(lambda: e["encoder"]({"lr": lr}), repeat)
+        out["encoder"] = lambda: e["encoder"]({"lr": lr})
     feed = {"z_t": z, "timestep": np.array([500], np.int64), "alpha_bar_t": np.array([0.5], np.float32),
             "alpha_bar_prev": np.array([0.6], np.float32), "sigma_t": np.array([0.1], np.float32), "noise": z}
     if b.conditional:
         feed["cond"] = z
-    out["unet_step"] = _median(lambda: e["unet_step"](feed), repeat)
-    out["decoder"] = _median(lambda: e["decoder"]({"z": z}), repeat)
+    out["unet_step"] = lambda: e["unet_step"](feed)
+    out["decoder"] = lambda: e["decoder"]({"z": z})
     f = e["decoder"]({"z": z})["features"]
     img = np.empty((1, out_side, out_side, 3), np.uint8)
 
     def render():
         run = e["liif"].bind({"features": f})
         tiling.render_into(img, lambda _w, co, ce: run({"coord": co, "cell": ce})["rgb"], h, h, pipe.tile)
-    out["liif"] = _median(render, repeat)
-    return {"model": b.name, "backend": pipe.backend, "times": out}
+    out["liif"] = render
+    return out
 
 
 def reference_model(engines: str, checkpoint: str | None):

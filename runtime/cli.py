@@ -32,6 +32,7 @@ from ldmind_ref import latent_tiles
 from ldmind_ref.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT, MAX_ITERATIONS
 from ldmind_ref.diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
+from .engine import BACKENDS, CPU_QUERY_TILE
 from .errors import InputError, LdmindError
 
 PROG = "python -m runtime"
@@ -172,10 +173,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"ddim, or dpm++2m: DPM-Solver++(2M), deterministic, the same image in fewer steps "
                         f"(--eta and --schedule are DDIM's) (default {DEFAULT_SAMPLER})")
     p.add_argument("--seed", type=int, default=0, help="sample j uses seed + j (default 0)")
-    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "ort-trt", "tensorrt"],
+    p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
                    help="graph backend (default auto: the fastest available)")
     p.add_argument("--tile", type=_int_at_least(1, "--tile"), default=None,
-                   help="output pixels per LIIF query (default: the manifest's query_chunk)")
+                   help=f"output pixels per LIIF query (default: the manifest's query_chunk, at most "
+                        f"{CPU_QUERY_TILE} on the cpu backend)")
     p.add_argument("--latent-tile", type=_int_at_least(1, "--latent-tile"), default=None,
                    help="latent tile side in cells (default: from the model, see docs/RUNTIME.md)")
     p.add_argument("--latent-overlap", type=_int_at_least(0, "--latent-overlap"), default=None,
@@ -228,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--steps", type=_int_at_least(1, "--steps"), default=DEFAULT_STEPS,
                       help=f"steps (default {DEFAULT_STEPS})")
     prof.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER, help="ddim or dpm++2m")
-    prof.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "ort-trt", "tensorrt"])
+    prof.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     prof.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0)
     prof.add_argument("--repeat", type=_int_at_least(1, "--repeat"), default=3,
                       help="requests measured after one warm-up (default 3); figures are medians")
@@ -269,7 +271,7 @@ def _serve_parser(sub) -> None:
                           f"a request without steps gets {d.default_steps})")
     srv.add_argument("--shutdown-timeout", type=_positive_number("--shutdown-timeout"), default=d.shutdown_timeout_s,
                      help=f"seconds SIGTERM waits for running and waiting requests (default {d.shutdown_timeout_s:g})")
-    srv.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "ort-trt", "tensorrt"],
+    srv.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
                      help="graph backend (default auto: the fastest available)")
     srv.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0,
                      help="CPU threads per graph (default 0: ONNX Runtime decides)")
@@ -389,7 +391,11 @@ def summary(engines: str, verify: bool = True) -> dict:
                               fits=limits.fits_budget(b.costs, 1))
     tile = (big.th, big.overlap)
     backends = {name: engine.unavailable_reason(name, b) or "available" for name in engine.BACKENDS}
-    auto = next((n for n in engine.AUTO_ORDER if backends[n] == "available"), None)
+    for name in engine.AUTO_IF_MEASURED:
+        why = engine.auto_unavailable_reason(name, b)
+        if backends[name] == "available" and why:
+            backends[name] = f"available; auto passes it over: {why}"
+    auto = next((n for n in engine.AUTO_ORDER if engine.auto_unavailable_reason(n, b) is None), None)
     return {
         "directory": str(b.root), "model": b.name, "source": m["model"].get("source"),
         "kind": "super-resolution" if b.conditional else "generation", "precision": b.precision,

@@ -16,10 +16,13 @@ Backends (``BACKENDS``):
                engine and timing caches beside the graphs, profiles from the manifest.
 - ``tensorrt`` native TensorRT engines listed in the manifest (``python -m export`` built
                them), preallocated device buffers, optional CUDA graphs: ``trt_native.py``.
+- ``openvino`` the ONNX graphs compiled by OpenVINO for the CPU, fp32 (the optional
+               ``openvino`` extra): ``openvino_engine.py``.
 
 Thread safety: ``InferenceSession.run`` and ``run_with_iobinding`` may be called from several
 threads at once (each call makes its own IO binding); the native TensorRT engine serialises
-calls on its one execution context with a lock.
+calls on its one execution context with a lock; OpenVINO gives each call an infer request of
+its own from a pool.
 """
 from __future__ import annotations
 
@@ -34,8 +37,11 @@ import numpy as np
 from .bundle import Bundle
 from .errors import EngineError, OutOfMemory
 
-BACKENDS = ("cpu", "cuda", "ort-trt", "tensorrt")
-AUTO_ORDER = ("tensorrt", "ort-trt", "cuda", "cpu")   # fastest first
+BACKENDS = ("cpu", "cuda", "ort-trt", "tensorrt", "openvino")
+AUTO_ORDER = ("tensorrt", "ort-trt", "cuda", "openvino", "cpu")   # fastest first
+# backends that ``auto`` takes only where a recorded measurement says they beat ``cpu`` here
+# (runtime/backend_record.py): both run on the same CPU, and which wins depends on it
+AUTO_IF_MEASURED = ("openvino",)
 _ORT_PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "ort-trt": "TensorrtExecutionProvider"}
 
@@ -47,6 +53,9 @@ class Engine:
 
     backend = "?"
     max_batch: int | None = None      # largest B a call may carry (None: unlimited)
+    # LIIF queries per call this backend renders fastest with, when below the manifest's
+    # query_chunk (None: the manifest's; the chunking never changes the image)
+    query_tile: int | None = None
 
     def __init__(self, graph: str, input_names: list[str], output_names: list[str]):
         self.graph = graph
@@ -180,10 +189,19 @@ def _load_error(path: Path, e: Exception) -> EngineError:
     return EngineError(f"{path}: onnxruntime cannot load this graph ({msg})")
 
 
+# ONNX Runtime on the CPU renders faster in smaller query chunks than the manifest's 65,536:
+# the MLP's hidden activations (4 neighbours x chunk x width floats) stay in cache between its
+# MatMul, Add and Relu nodes.  4,096 was the fastest or within noise of it in every run on the
+# 2-core development machine (small: 1.2-1.5x less CPU time than 65,536; 1,024 was best in one
+# run and worst in another); docs/BENCHMARKS.md "LIIF stage".
+CPU_QUERY_TILE = 4096
+
+
 class OrtEngine(Engine):
     """ONNX Runtime on the CPU (also the base of the GPU providers)."""
 
     backend = "cpu"
+    query_tile = CPU_QUERY_TILE
 
     def __init__(self, path: Path, graph: str, providers: list, threads: int = 0, declared: dict | None = None):
         ort = _ort()
@@ -225,6 +243,7 @@ class OrtCudaEngine(OrtEngine):
 
     backend = "cuda"
     device_id = 0
+    query_tile = None
 
     def _upload(self, constants: Feed) -> dict:
         ort = _ort()
@@ -297,6 +316,9 @@ def unavailable_reason(backend: str, bundle: Bundle) -> str | None:
     if backend == "tensorrt":
         from . import trt_native
         return trt_native.unavailable_reason(bundle)
+    if backend == "openvino":
+        from . import openvino_engine
+        return openvino_engine.unavailable_reason(bundle)
     provider = _ORT_PROVIDER[backend]
     try:
         available = _ort().get_available_providers()
@@ -320,9 +342,21 @@ def create_engines(bundle: Bundle, backend: str, threads: int = 0) -> dict[str, 
     if backend == "tensorrt":
         from . import trt_native
         return trt_native.create_engines(bundle)
+    if backend == "openvino":
+        from . import openvino_engine
+        return openvino_engine.create_engines(bundle, threads)
     cls = {"cpu": OrtEngine, "cuda": OrtCudaEngine, "ort-trt": OrtTensorRTEngine}[backend]
     return {g: cls(bundle.graph_path(g), g, _ort_providers(backend, bundle, g), threads, bundle.graphs[g])
             for g in graphs_of(bundle)}
+
+
+def auto_unavailable_reason(backend: str, bundle: Bundle) -> str | None:
+    """Why ``auto`` passes ``backend`` over (None: it takes it if it opens)."""
+    why = unavailable_reason(backend, bundle)
+    if why is None and backend in AUTO_IF_MEASURED:
+        from . import backend_record
+        why = backend_record.not_faster(backend, bundle)
+    return why
 
 
 def select(bundle: Bundle, backend: str = "auto", threads: int = 0
@@ -333,7 +367,7 @@ def select(bundle: Bundle, backend: str = "auto", threads: int = 0
     skipped: dict[str, str] = {}
     last: EngineError | None = None
     for name in AUTO_ORDER:
-        why = unavailable_reason(name, bundle)
+        why = auto_unavailable_reason(name, bundle)
         if why is None:
             try:
                 return name, create_engines(bundle, name, threads), skipped

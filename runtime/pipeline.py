@@ -56,7 +56,10 @@ class Pipeline:
         self.backend = backend            # the backend actually running the graphs
         self.skipped = dict(skipped or {})  # backend="auto": faster backends passed over, and why
         self.requested = requested
-        self.tile = _positive(tile, "tile") if tile is not None else bundle.query_chunk
+        # LIIF queries per call: the manifest's query_chunk, or less where the backend is faster so
+        preferred = getattr(engines.get("liif"), "query_tile", None)
+        self.tile = _positive(tile, "tile") if tile is not None else min(bundle.query_chunk,
+                                                                           preferred or bundle.query_chunk)
         limits_ = [e.max_batch for e in engines.values() if e.max_batch]
         self.max_batch = min(limits_) if limits_ else None
 
@@ -64,7 +67,7 @@ class Pipeline:
     def load(cls, path: str | Path, backend: str = "auto", tile: int | None = None, threads: int = 0,
              verify: bool = True) -> "Pipeline":
         """Open an engine directory.  ``backend``: auto (the fastest that works here, see
-        ``backend_reason``), cpu, cuda, ort-trt or tensorrt."""
+        ``backend_reason``), cpu, cuda, ort-trt, tensorrt or openvino."""
         bundle = load_bundle(path, verify=verify)
         limits.check_address_space(sum(bundle.graph_path(g).stat().st_size for g in _engine.graphs_of(bundle)))
         limits.reserve_blas_buffers()

@@ -57,7 +57,7 @@ class Timed:
 
     def __init__(self, engine, seconds: dict):
         self._e, self._s = engine, seconds
-        self.graph, self.max_batch = engine.graph, engine.max_batch
+        self.graph, self.max_batch, self.query_tile = engine.graph, engine.max_batch, engine.query_tile
 
     def _timed(self, fn):
         def call(feed):

@@ -108,3 +108,21 @@ def fixed_memory(monkeypatch):
 def cpp_build() -> Path:
     """The C++ build directory (``ldmind``, ``ldmind_probe``, ``libldmind.so``)."""
     return cpp_build_dir()
+
+
+# -- backend selection (issue 11): no recorded measurement from the developer's cache ----------
+@pytest.fixture(scope="session", autouse=True)
+def _no_backend_record(tmp_path_factory):
+    """``backend="auto"`` reads a per-machine record of CPU backend timings
+    (runtime/backend_record.py); the suite starts with none, here and in subprocesses."""
+    import os
+
+    from runtime.backend_record import RECORD_ENV
+
+    old = os.environ.get(RECORD_ENV)
+    os.environ[RECORD_ENV] = str(tmp_path_factory.mktemp("backend_record") / "backends.json")
+    yield
+    if old is None:
+        os.environ.pop(RECORD_ENV, None)
+    else:
+        os.environ[RECORD_ENV] = old

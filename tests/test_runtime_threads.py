@@ -79,9 +79,10 @@ print("torch-free")
 def test_auto_backend_says_what_it_skipped(runtime_exports):
     pipe = Pipeline.load(runtime_exports["sr"]["engines"])
     assert pipe.backend == "cpu"                  # the only one on a CPU-only onnxruntime
-    assert set(pipe.skipped) == {"tensorrt", "ort-trt", "cuda"}
+    assert set(pipe.skipped) == {"tensorrt", "ort-trt", "cuda", "openvino"}
     assert "no TensorRT engines" in pipe.skipped["tensorrt"]
     assert "CUDAExecutionProvider" in pipe.skipped["cuda"]
+    assert "not measured faster than cpu" in pipe.skipped["openvino"]   # no record (conftest)
     assert pipe.backend_reason.startswith("auto; skipped tensorrt")
 
 

@@ -94,3 +94,23 @@ def test_output_check_multiplies_by_the_sample_count(monkeypatch):
         check_output(4, 100, 200)
     with pytest.raises(InputError, match="a 600x301 output needs"):
         check_output(1, 301, 600)
+
+
+def test_default_tile_is_the_backends_preference(pipe):
+    """ONNX Runtime on the CPU queries at most CPU_QUERY_TILE pixels per call (faster there);
+    a backend without a preference, or an explicit tile, keeps its own."""
+    import dataclasses
+
+    from runtime.engine import CPU_QUERY_TILE
+
+    assert pipe.tile == min(pipe.bundle.query_chunk, CPU_QUERY_TILE)
+    b = dataclasses.replace(pipe.bundle, query_chunk=65536)     # small's and div2k-sr's
+    assert Pipeline(b, pipe.engines, "cpu").tile == CPU_QUERY_TILE
+    assert Pipeline(dataclasses.replace(b, query_chunk=100), pipe.engines, "cpu").tile == 100
+    assert Pipeline(b, pipe.engines, "cpu", tile=3000).tile == 3000
+    engines = dict(pipe.engines)
+
+    class NoPreference:
+        query_tile = max_batch = None
+    engines["liif"] = NoPreference()
+    assert Pipeline(b, engines, "cpu").tile == b.query_chunk

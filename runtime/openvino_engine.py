@@ -1,0 +1,117 @@
+"""The ``openvino`` backend: the exported ONNX graphs compiled by OpenVINO for the CPU.
+
+An optional extra (``pip install 'ldmind[openvino]'``); the runtime never imports openvino
+unless this backend is asked for or ``auto`` considers it.  Same ``Engine`` interface as the
+ONNX Runtime backends: dict of numpy arrays in, dict out; ``bind`` keeps the constants as
+host arrays passed (without a copy: ``share_inputs``) on every call.
+
+Precision: fp32 inference (``INFERENCE_PRECISION_HINT=f32``), whatever the CPU.  OpenVINO's
+default on CPUs with AVX-512 BF16 or AMX is bf16, which would change the numbers behind the
+user's back; ``LDMIND_OPENVINO_PRECISION=bf16`` asks for it explicitly (not measured: the
+development machine has AVX2 only, see docs/BENCHMARKS.md).
+
+Thread safety: one compiled model per graph; each call takes an idle infer request from a
+pool (creating one when all are busy) and returns it afterwards, so concurrent calls never
+share a request.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import Bundle
+from .engine import Engine, Feed, graphs_of, out_of_memory
+from .errors import EngineError, OutOfMemory
+
+PRECISION_ENV = "LDMIND_OPENVINO_PRECISION"
+PRECISIONS = ("f32", "bf16")
+
+
+def _ov():
+    import openvino
+    return openvino
+
+
+def unavailable_reason(bundle: Bundle) -> str | None:
+    """Why OpenVINO cannot run ``bundle`` here (None: worth trying).  Cheap: looks the package
+    up without importing it (the import takes seconds)."""
+    if importlib.util.find_spec("openvino") is None:
+        return "openvino is not installed; pip install 'ldmind[openvino]'"
+    return None
+
+
+def precision() -> str:
+    p = os.environ.get(PRECISION_ENV, "f32")
+    if p not in PRECISIONS:
+        raise EngineError(f"{PRECISION_ENV}={p!r}: choose one of {', '.join(PRECISIONS)}")
+    return p
+
+
+class OpenVINOEngine(Engine):
+    """One graph compiled by OpenVINO for the CPU."""
+
+    backend = "openvino"
+
+    def __init__(self, core, path: Path, graph: str, threads: int = 0, declared: dict | None = None):
+        config = {"INFERENCE_PRECISION_HINT": precision(), "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with its own text
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if out_of_memory(msg):
+                raise OutOfMemory(f"the machine ran out of memory while loading {path.name}; free memory and retry") \
+                    from None
+            raise EngineError(f"{path}: openvino cannot load this graph ({msg})") from None
+        declared = declared or {}
+        inputs, outputs = (_names(ports, [t["name"] for t in declared.get(kind) or []])
+                           for kind, ports in (("inputs", self.compiled.inputs), ("outputs", self.compiled.outputs)))
+        if declared:
+            for kind, have in (("inputs", inputs), ("outputs", outputs)):
+                want = [t["name"] for t in declared.get(kind) or []]
+                if sorted(have) != sorted(want):
+                    raise EngineError(f"{path}: graph {graph!r} does not match the manifest ({kind} {sorted(have)}, "
+                                      f"the manifest declares {sorted(want)}): re-export with `python -m export`")
+        super().__init__(graph, inputs, outputs)
+        self._idle: list = []
+        self._lock = threading.Lock()
+
+    def _run(self, feed: Feed, bound: dict) -> Feed:
+        with self._lock:
+            request = self._idle.pop() if self._idle else None
+        try:
+            if request is None:
+                request = self.compiled.create_infer_request()
+            request.infer({**bound, **feed}, share_inputs=True)
+            # the request owns its output memory and is reused: copy out before returning it
+            outs = {n: np.array(request.get_output_tensor(i).data, copy=True)
+                    for i, n in enumerate(self.output_names)}
+        except Exception as e:  # noqa: BLE001
+            raise self._error(e) from None
+        with self._lock:
+            self._idle.append(request)
+        return outs
+
+
+def _names(ports, wanted: list[str]) -> list[str]:
+    """A port's ONNX name: OpenVINO gives a tensor several (an output is also known by its
+    node's name, '/Mul_output_0'); the one the manifest declares when it is among them."""
+    out = []
+    for p in ports:
+        names = p.get_names()
+        out.append(next((n for n in wanted if n in names), p.get_any_name()))
+    return out
+
+
+def create_engines(bundle: Bundle, threads: int = 0) -> dict[str, Engine]:
+    try:
+        core = _ov().Core()
+    except Exception as e:  # noqa: BLE001 - a broken install: ImportError, RuntimeError, ...
+        raise EngineError(f"openvino cannot start ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})") \
+            from None
+    return {g: OpenVINOEngine(core, bundle.graph_path(g), g, threads, bundle.graphs[g]) for g in graphs_of(bundle)}
