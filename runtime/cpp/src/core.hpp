@@ -127,6 +127,7 @@ class Engine {
     // outputs in the order of `outputs`; Error on failure
     virtual std::vector<Tensor> run(const std::vector<Input>& in, const std::vector<const char*>& outputs) const = 0;
     virtual int max_batch() const { return 0; }    // largest B a call may carry (0: unlimited)
+    virtual int query_tile() const { return 0; }   // preferred LIIF queries per call (0: the manifest's)
 };
 // native TensorRT engines (engine_trt.cpp; built only where TensorRT's headers are found):
 // the reason they cannot run here, or "" when they can

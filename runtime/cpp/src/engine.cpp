@@ -41,8 +41,15 @@ std::string first_line(const std::string& s) {
 
 std::string base_name(const std::string& p) { return p.substr(p.rfind('/') + 1); }
 
+// LIIF queries per call on the CPU: runtime/engine.py's CPU_QUERY_TILE (the MLP's activations
+// stay in cache; docs/BENCHMARKS.md "LIIF stage").  Only the speed depends on it: each query's
+// RGB is computed alone, so any chunking gives the same image.
+constexpr int CPU_QUERY_TILE = 4096;
+
 class OrtEngine final : public Engine {
   public:
+    int query_tile() const override { return backend_ == "cpu" ? CPU_QUERY_TILE : 0; }
+
     OrtEngine(const std::string& path, const std::string& graph, const std::string& backend, int threads)
         : graph_(graph), backend_(backend) {
         Ort::SessionOptions so;

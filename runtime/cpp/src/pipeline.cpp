@@ -295,7 +295,9 @@ std::vector<float> Pipeline::upscale_latents(const uint8_t* rgb, int h, int w, c
 void Pipeline::render(const std::vector<float>& z, int N, int h, int w, int H, int W, const Options& o,
                       uint8_t* out) const {
     if (o.tile < 0) input_error("tile must be a positive integer, got " + std::to_string(o.tile));
-    const int chunk = o.tile > 0 ? o.tile : b_.query_chunk;
+    // the manifest's query_chunk, or less where the backend is faster so (runtime/pipeline.py)
+    const int preferred = engines_.at("liif")->query_tile();
+    const int chunk = o.tile > 0 ? o.tile : std::min(b_.query_chunk, preferred > 0 ? preferred : b_.query_chunk);
     const int c = b_.z_channels;
     const TilePlan p = plan(h, w, 0, N, o.latent_tile, o.latent_overlap, true, 1);
     // the decoder runs on every batch first (as the Python runtime), then each batch is queried
