@@ -6,6 +6,7 @@ without back-projection, three scales), generation, the shipped model, 8 threads
 pipeline, the engine-directory refusals, and LeakSanitizer over 20 upscales."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -234,3 +235,18 @@ def test_progress_events_equal_python_and_cancel(cpp_build, tmp_path, sr_pipe, s
     out = tmp_path / "cancelled.raw"
     r = probe(cpp_build, "upscale", tmp_path, lr, cancel_after=len(events) // 2, out=out, **kw)
     assert r.returncode == 10 + 5 and "cancelled" in r.stderr and not out.exists()
+
+
+def test_bench_cpp_runs(cpp_build, tmp_path, sr_engines):
+    """``python -m runtime.bench_cpp`` (the C++ vs Python table of docs/BENCHMARKS.md) on the
+    tiny model: both sides profiled, every stage reported."""
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "runtime.bench_cpp", "--engines", str(sr_engines), "--crop", "16",
+                        "--scale", "2", "--steps", "2", "--rounds", "1", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    from runtime.profile import STAGES
+    for side in ("python", "cpp"):
+        assert set(STAGES) <= set(res["median_s"][side]) and res["median_s"][side]["total"] > 0
+    assert "py / C++" in r.stdout
