@@ -33,6 +33,7 @@
 #include "image_io.hpp"
 #include "json.hpp"
 #include "ldmind.h"
+#include "pyfmt.hpp"
 
 using ldmind_cli::Image;
 using ldmind_cli::ImageError;
@@ -169,34 +170,7 @@ std::string py_repr(const std::string& s) {
     return out + q;
 }
 
-// Python's repr of a float (the shortest text that reads back)
-std::string py_float(double v) {
-    if (std::isnan(v)) return "nan";
-    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-    char buf[64];
-    for (int p = 1; p <= 17; ++p) {
-        std::snprintf(buf, sizeof buf, "%.*e", p - 1, v);
-        if (std::strtod(buf, nullptr) == v) break;
-    }
-    std::string s(buf), sign;
-    if (s[0] == '-') { sign = "-"; s.erase(0, 1); }
-    size_t e = s.find('e');
-    int exp = std::atoi(s.c_str() + e + 1);
-    std::string digits = s.substr(0, e);
-    digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
-    while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
-    if (exp >= -4 && exp < 16) {
-        std::string out;
-        if (exp < 0) out = "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
-        else if (static_cast<int>(digits.size()) <= exp + 1) out = digits + std::string(static_cast<size_t>(exp + 1) - digits.size(), '0') + ".0";
-        else out = digits.substr(0, static_cast<size_t>(exp) + 1) + "." + digits.substr(static_cast<size_t>(exp) + 1);
-        return sign + out;
-    }
-    std::string mant = digits.size() > 1 ? digits.substr(0, 1) + "." + digits.substr(1) : digits;
-    char tail[16];
-    std::snprintf(tail, sizeof tail, "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
-    return sign + mant + tail;
-}
+using ldmind::text::py_float;   // Python's repr of a float (src/pyfmt.hpp)
 
 std::string strip(const std::string& s) {
     size_t a = 0, b = s.size();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ldmind.h"
+#include "pyfmt.hpp"
 
 namespace ldmind::core {
 
@@ -23,7 +24,7 @@ struct Error : std::runtime_error {
 [[noreturn]] void input_error(const std::string& m);
 [[noreturn]] void engine_error(const std::string& m);
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string py_float(double v);   // Python's repr() of a float, for messages that quote a number
+using text::py_float;   // Python's repr() of a float (pyfmt.hpp)
 
 // -- the engine directory (runtime/bundle.py, export/manifest.py) ----------------------------
 struct Attention { double stride, channels; };

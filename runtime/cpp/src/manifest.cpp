@@ -34,33 +34,6 @@ std::string fmt(const char* f, ...) {
     return s;
 }
 
-// Python's repr() of a float, for messages that quote a number
-std::string py_float(double v) {
-    if (std::isnan(v)) return "nan";
-    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-    char buf[64];
-    for (int p = 1; p <= 17; ++p) {
-        std::snprintf(buf, sizeof buf, "%.*e", p - 1, v);
-        if (std::strtod(buf, nullptr) == v) break;
-    }
-    std::string s(buf), sign;
-    if (s[0] == '-') { sign = "-"; s.erase(0, 1); }
-    size_t e = s.find('e');
-    int exp = std::atoi(s.c_str() + e + 1);
-    std::string digits = s.substr(0, e);
-    digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
-    while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
-    if (exp >= -4 && exp < 16) {
-        std::string out;
-        if (exp < 0) out = "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
-        else if (static_cast<int>(digits.size()) <= exp + 1) out = digits + std::string(static_cast<size_t>(exp + 1) - digits.size(), '0') + ".0";
-        else out = digits.substr(0, static_cast<size_t>(exp) + 1) + "." + digits.substr(static_cast<size_t>(exp) + 1);
-        return sign + out;
-    }
-    std::string mant = digits.size() > 1 ? digits.substr(0, 1) + "." + digits.substr(1) : digits;
-    return sign + mant + fmt("e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
-}
-
 namespace {
 
 bool is_dir(const std::string& p) { struct stat st; return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode); }
