@@ -3,7 +3,9 @@
 Torch-free modules, imported by the runtime: ``specs`` (the graph declarations) and
 ``manifest`` (reading and validating an export directory).  The rest imports torch:
 ``graphs`` (the wrappers around the reference), ``onnx_export`` (trace, fold, check),
-``build`` (a whole export directory), ``trt_engines`` (TensorRT via polygraphy),
-``reference`` (saved reference outputs for the polygraphy CLI), ``cli``.  ``feeds``
+``build`` (a whole export directory), ``quantize`` (``--int8``: static quantization of the
+fp32 graphs, calibrated by ``calibration`` on inputs the runtime records), ``trt_engines``
+(TensorRT via polygraphy), ``reference`` (saved reference outputs for the polygraphy CLI),
+``cli``.  ``feeds``
 (valid random graph inputs) needs numpy and ldmind_ref's torch-free helpers only.
 """

@@ -15,12 +15,14 @@ import torch
 from ldmind_ref import costs, diffusion
 from ldmind_ref.model import LDMind
 
-from . import activations, feeds, graphs, manifest as mf, trt_engines
+from . import activations, feeds, graphs, manifest as mf, quantize, trt_engines
 from .onnx_export import DEFAULT_OPSET, ExportError, export_graph
 from .specs import MANIFEST_NAME, MANIFEST_VERSION, GraphSpec, graph_specs
 
 # The self-check's bound on max |graph - reference| / max |reference| per output.  fp32
-# differs from PyTorch by summation order only; fp16 by half-precision rounding.
+# differs from PyTorch by summation order only; fp16 by half-precision rounding.  (int8
+# graphs are self-checked as the fp32 graphs they are made from, then measured against
+# those on real inputs: ``export.quantize``.)
 CHECK_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
 
 
@@ -145,12 +147,19 @@ def _clear_previous(out_dir: Path) -> None:
 
 def export_model(model: LDMind, out_dir: str | Path, precision: str = "fp32", opset: int = DEFAULT_OPSET,
                  tensorrt: bool = False, check: bool = True, source: str = "python API",
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Export every graph of ``model`` into ``out_dir``; returns the manifest."""
+                 log: Callable[[str], None] = print, calibration=None) -> dict[str, Any]:
+    """Export every graph of ``model`` into ``out_dir``; returns the manifest.  ``precision``
+    "int8" needs ``calibration`` (an ``export.calibration.CalibrationPlan``): the fp32 graphs
+    are exported, self-checked and measured as usual, then quantized (``export.quantize``)."""
+    if (precision == "int8") != (calibration is not None):
+        raise ValueError("precision 'int8' goes with a calibration plan, and only it")
+    if precision == "int8" and tensorrt:
+        raise ValueError("TensorRT engines are built from fp16 graphs, not int8 ones")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous(out_dir)
-    net = graphs.model_for(model, precision)
+    traced = "fp32" if precision == "int8" else precision
+    net = graphs.model_for(model, traced)
     ref32 = graphs.model_for(model, "fp32")
     specs = specs_for(net)
     files, entries = {}, {}
@@ -160,12 +169,12 @@ def export_model(model: LDMind, out_dir: str | Path, precision: str = "fp32", op
         example = {k: torch.from_numpy(v) for k, v in feeds.random_feed(spec, net.cfg, dims).items()}
         files[name] = f"{name}.onnx"
         export_graph(graphs.wrap(net, name), spec, example, out_dir / files[name], opset)
-        entries[name] = mf.graph_to_json(spec, files[name], mf.sha256_file(out_dir / files[name]), precision)
+        entries[name] = mf.graph_to_json(spec, files[name], mf.sha256_file(out_dir / files[name]), traced)
         entries[name]["example"] = {k: v for k, v in dims.items() if any(k in t.shape for t in spec.inputs)}
         size = (out_dir / files[name]).stat().st_size
-        log(f"  {files[name]:<15} {size / 2**20:9.1f} MiB  {precision}  {time.perf_counter() - t0:6.1f} s")
+        log(f"  {files[name]:<15} {size / 2**20:9.1f} MiB  {traced}  {time.perf_counter() - t0:6.1f} s")
     if check:
-        errors = self_check(ref32, precision, out_dir, specs, files)
+        errors = self_check(ref32, traced, out_dir, specs, files)
         log("  self-check (ONNX Runtime vs PyTorch fp32, sizes not traced at): "
             + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
     t0 = time.perf_counter()
@@ -180,7 +189,11 @@ def export_model(model: LDMind, out_dir: str | Path, precision: str = "fp32", op
         else:
             engines = trt_engines.build_engines(out_dir, specs, files, precision, log)
     # through JSON once, so that the returned manifest is what a reader of the file gets
-    manifest = json.loads(json.dumps(build_manifest(model, precision, opset, entries, engines, source, memory)))
+    manifest = json.loads(json.dumps(build_manifest(model, traced, opset, entries, engines, source, memory)))
+    if precision == "int8":
+        mf.validate(manifest, out_dir)   # the fp32 export, which calibration runs
+        # cost.memory stays that of the fp32 graphs: a bound for the int8 ones
+        manifest = quantize.quantize_export(out_dir, manifest, calibration, log)
     mf.validate(manifest, out_dir)  # what the runtime will check, checked before writing
     mf.write_manifest(out_dir, manifest)
     return manifest

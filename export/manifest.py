@@ -13,7 +13,7 @@ Layout (``format_version`` = ``specs.MANIFEST_VERSION``)::
                      conditional, generation_latent [h, w], train_latent, tile_align}
     schedule        {name, timesteps, linear_start, linear_end, cosine_s, alpha_bar [T floats]}
     liif            {query_chunk}
-    precision       "fp32" | "fp16"
+    precision       "fp32" | "fp16" | "int8"
     graphs          {name: {file, sha256, precision, inputs, outputs, profile, [cost]}}
                     inputs/outputs: [{name, dtype, shape}], symbolic dims as strings;
                     cost (encoder, unet_step, decoder): {macs_per_cell, attention: [{stride,
@@ -22,6 +22,8 @@ Layout (``format_version`` = ``specs.MANIFEST_VERSION``)::
     producer        {ldmind, torch, onnx, opset}
     tensorrt        null, or {version, gpu, compute_capability, timing_cache,
                               engines: {name: {file, sha256, precision, profiles}}}
+    quantization    int8 only: {method, calibration {folder, photos, ...}, graphs: {name:
+                    {error {rel_rms, rel_max}, float_nodes {node: why}}}} (export/quantize.py)
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .specs import MANIFEST_NAME, MANIFEST_VERSION, GraphSpec, graph_specs
+from .specs import MANIFEST_NAME, MANIFEST_VERSION, PRECISIONS, GraphSpec, graph_specs
 
 
 class ManifestError(ValueError):
@@ -152,7 +154,7 @@ MANIFEST_SCHEMA = _Object({
     "schedule": _Object({"name": _STR, "timesteps": _POS, "linear_start": _Number(), "linear_end": _Number(),
                          "cosine_s": _Number(), "alpha_bar": _List(_Number(positive=True), min_length=1)}),
     "liif": _Object({"query_chunk": _POS}),
-    "precision": _OneOf("fp32", "fp16"),
+    "precision": _OneOf(*PRECISIONS),
     "graphs": _Map(_GRAPH),
     "producer": _Object({"ldmind": _ANY, "torch": _ANY, "onnx": _ANY, "opset": _ANY}),
     "tensorrt": _Nullable(_Object({"version": _STR, "gpu": _STR, "compute_capability": _Is((str, int, float), "a version"),

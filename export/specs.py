@@ -1,8 +1,9 @@
 """The exported graphs, declared as data (torch-free: the runtime imports this module).
 
 Tensor names are identical in the reference (``ldmind_ref.model``), the ONNX graphs and
-the runtime.  Graph inputs/outputs are float32 (timestep int64) in both precisions: an
-fp16 graph casts inside, so callers never change with ``--fp16``.
+the runtime.  Graph inputs/outputs are float32 (timestep int64) in every precision: an
+fp16 graph casts inside and an int8 graph quantizes inside, so callers never change with
+``--fp16`` or ``--int8``.
 
 Symbolic dimensions: B batch, H/W LR image size (already padded to the U-Net multiple),
 h/w latent size, Q query count.
@@ -16,6 +17,9 @@ MANIFEST_NAME = "manifest.json"
 # ONNX opset of the graphs: 17 by default (GroupNorm as InstanceNormalization, which every
 # backend folds); the legacy exporter reaches 20, and attention (SDPA) needs 14.
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 14, 20
+# The manifest's "precision": fp32 and fp16 graphs are traced so; int8 graphs are traced in
+# fp32 and then quantized (export/quantize.py).  Graph I/O is float32 in all three.
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)

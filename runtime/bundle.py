@@ -102,6 +102,13 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     return _bundle_from(root, raw, mpath)
 
 
+def from_manifest(root: str | Path, manifest: dict[str, Any]) -> Bundle:
+    """The bundle of a manifest that is not written yet (``python -m export --int8`` runs its
+    fp32 graphs to record calibration inputs before it writes the final manifest)."""
+    from export.specs import MANIFEST_NAME
+    return _bundle_from(Path(root), manifest, Path(root) / MANIFEST_NAME)
+
+
 def _bundle_from(root: Path, m: dict[str, Any], mpath: Path) -> Bundle:
     try:
         lat, sched, graphs = m["latent"], m["schedule"], m["graphs"]
