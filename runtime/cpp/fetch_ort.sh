@@ -2,8 +2,8 @@
 # Prepare ONNX Runtime for the C++ build in $1 (default runtime/cpp/build/ort):
 #   include/  the C/C++ API headers: the system's (Debian 13: apt install libonnxruntime-dev), or
 #             else Debian 13's libonnxruntime-dev .deb downloaded (not installed) and unpacked;
-#   lib/      libonnxruntime.so(.1): the system's, or else the one inside the Python
-#             `onnxruntime` wheel of $PYTHON (the runtime the Python side uses: same kernels).
+#   lib/      libonnxruntime.so(.1): the one inside the Python `onnxruntime` wheel of $PYTHON
+#             (the runtime the Python side uses: same kernels), or else the system's.
 # The C API is backward compatible: 1.21 headers against a newer library work.
 set -euo pipefail
 OUT=${1:-runtime/cpp/build/ort}
@@ -33,12 +33,17 @@ SRC
   cp -r "$work/x/usr/include/onnxruntime" "$OUT/include"
 fi
 
-sys_lib=$(ls /usr/lib/*/libonnxruntime.so.1 2>/dev/null | head -1 || true)
-if [ -n "$sys_lib" ] && [ -L "$OUT/include" ]; then
-  lib=$sys_lib
-else
-  capi=$("$PYTHON" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')
-  lib=$(ls "$capi"/libonnxruntime.so.1.* | head -1)
+# the library: the Python onnxruntime wheel's where there is one (the C++ and Python runtimes
+# then run the same kernels: the parity tests compare their images bit for bit), else the system's
+capi=$("$PYTHON" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))' \
+       2>/dev/null || true)
+lib=$(ls "$capi"/libonnxruntime.so.1.* 2>/dev/null | head -1 || true)
+if [ -z "$lib" ]; then
+  lib=$(ls /usr/lib/*/libonnxruntime.so.1 2>/dev/null | head -1 || true)
+fi
+if [ -z "$lib" ]; then
+  echo "fetch_ort.sh: no libonnxruntime.so.1: install the onnxruntime wheel for $PYTHON (or Debian 13's libonnxruntime1.21)" >&2
+  exit 1
 fi
 ln -sfn "$lib" "$OUT/lib/libonnxruntime.so.1"
 ln -sfn "$lib" "$OUT/lib/libonnxruntime.so"
