@@ -198,12 +198,11 @@ def test_no_leak_over_20_upscales(tmp_path, sr_engines):
     """LeakSanitizer (gcc's -fsanitize=leak) over 20 upscales on one pipeline: nothing the
     library allocated is left unreachable at exit."""
     build = cpp_build_dir("lsan", "-fsanitize=leak -g")
-    lr = lr_crop(12, 16)
+    lr_crop(12, 16).tofile(tmp_path / "lr.raw")
     r = subprocess.run([str(build / "ldmind_probe"), "repeat", f"dir={sr_engines}", "scale=2", "steps=2", "count=20",
                         f"in={tmp_path / 'lr.raw'}", "w=16", "h=12"],
                        capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY, "LSAN_OPTIONS": "exitcode=23"},
-                       ) if lr.tofile(tmp_path / "lr.raw") is None else None
+                       env={**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY, "LSAN_OPTIONS": "exitcode=23"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert "LeakSanitizer" not in r.stderr
 

@@ -172,9 +172,12 @@ class Pipeline {
                   int align) const;
     int tile_batch(const TilePlan& p, int n) const;
     int64_t working_bytes(int64_t n, int64_t h, int64_t w) const;
+    int lr_latent(int side) const { return side * b_.cond_scale / b_.ae_downsample; }   // LR pixels -> latent cells
+    void need_conditional(bool want) const;
     std::vector<float> latents_padded(const uint8_t* rgb, int h, int w, const Options& o, int* ch, int* cw) const;
-    std::vector<float> sample(const std::vector<float>* cond, int c, int h, int w, const Options& o,
-                              const TilePlan& p) const;
+    std::vector<float> cropped_latents(const uint8_t* rgb, int h, int w, const Options& o) const;
+    std::vector<float> sample(const std::vector<float>* cond, int c, int h, int w, const std::vector<Step>& sched,
+                              const Options& o, const TilePlan& p) const;
     void render(const std::vector<float>& z, int n, int h, int w, int H, int W, const Options& o,
                 uint8_t* out) const;
     std::vector<float> decode(const float* z, int n, int h, int w, const TilePlan& p, const Options& o) const;

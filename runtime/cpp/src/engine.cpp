@@ -125,8 +125,9 @@ std::map<std::string, std::unique_ptr<Engine>> create_engines(const Bundle& b, c
                                                               int threads, std::string* chosen) {
     std::string name = backend;
     std::map<std::string, std::unique_ptr<Engine>> out;
-    if (backend == "tensorrt" || (backend == "auto" && tensorrt_unavailable(b).empty())) {
-        if (std::string why = tensorrt_unavailable(b); !why.empty()) engine_error("backend tensorrt: " + why);
+    const std::string trt_why = backend == "tensorrt" || backend == "auto" ? tensorrt_unavailable(b) : "";
+    if (backend == "tensorrt" || (backend == "auto" && trt_why.empty())) {
+        if (!trt_why.empty()) engine_error("backend tensorrt: " + trt_why);
         for (const auto& [g, info] : b.graphs) out[g] = tensorrt_engine(b, g);
         *chosen = "tensorrt";
         return out;

@@ -152,12 +152,12 @@ std::unique_ptr<Engine> tensorrt_engine(const Bundle& b, const std::string& grap
 
 namespace ldmind::core {
 
-std::string tensorrt_unavailable(const Bundle&) {
-    return "this build of the library has no TensorRT (its headers were not found when it was compiled)";
-}
+constexpr const char* NO_TENSORRT = "this build of the library has no TensorRT (its headers were not found when it was compiled)";
+
+std::string tensorrt_unavailable(const Bundle&) { return NO_TENSORRT; }
 
 std::unique_ptr<Engine> tensorrt_engine(const Bundle&, const std::string& graph) {
-    engine_error(graph + " (tensorrt): " + tensorrt_unavailable(Bundle()));
+    engine_error(graph + " (tensorrt): " + NO_TENSORRT);
 }
 
 }  // namespace ldmind::core

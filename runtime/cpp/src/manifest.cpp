@@ -97,6 +97,18 @@ std::string sha256_file(const std::string& path) {
     return hex;
 }
 
+// a file the manifest lists: present, and (verify) with its sha256 (export/manifest.py _check_file)
+static void check_file(const std::string& root, const Graph& entry, const std::string& what, const std::string& mpath,
+                       bool verify) {
+    const std::string path = root + "/" + entry.file;
+    if (!is_file(path)) engine_error(path + ": missing (" + what + " listed in " + mpath + ")");
+    if (!verify) return;
+    const std::string got = sha256_file(path);
+    if (got != entry.sha256)
+        engine_error(path + ": sha256 mismatch (manifest " + entry.sha256.substr(0, 16) + "..., file " + got.substr(0, 16) +
+                     "...): the file was modified or belongs to another export; re-export with `python -m export`");
+}
+
 Bundle load_bundle(const std::string& dir_in, bool verify) {
     const std::string root = norm(dir_in);
     if (!exists(root))
@@ -201,15 +213,7 @@ Bundle load_bundle(const std::string& dir_in, bool verify) {
             } else if (g != "liif") {
                 engine_error(mpath + ": graph '" + g + "' lacks its measured cost; re-export with `python -m export`");
             }
-            const std::string path = root + "/" + gr.file;
-            if (!is_file(path)) engine_error(path + ": missing (graph '" + g + "' listed in " + mpath + ")");
-            if (verify) {
-                std::string got = sha256_file(path);
-                if (got != gr.sha256)
-                    engine_error(path + ": sha256 mismatch (manifest " + gr.sha256.substr(0, 16) + "..., file " +
-                                 got.substr(0, 16) + "...): the file was modified or belongs to another export; "
-                                 "re-export with `python -m export`");
-            }
+            check_file(root, gr, "graph '" + g + "'", mpath, verify);
             b.graphs[g] = gr;
         }
         const json::Value* trt = m.find("tensorrt");
@@ -223,12 +227,7 @@ Bundle load_bundle(const std::string& dir_in, bool verify) {
                 Graph eg;
                 eg.file = at(e, "file").str;
                 eg.sha256 = at(e, "sha256").str;
-                const std::string path = root + "/" + eg.file;
-                if (!is_file(path)) engine_error(path + ": missing (engine '" + g + "' listed in " + mpath + ")");
-                if (verify && sha256_file(path) != eg.sha256)
-                    engine_error(path + ": sha256 mismatch (manifest " + eg.sha256.substr(0, 16) + "..., file " +
-                                 sha256_file(path).substr(0, 16) + "...): the file was modified or belongs to another "
-                                 "export; re-export with `python -m export`");
+                check_file(root, eg, "engine '" + g + "'", mpath, verify);
                 info->engines[g] = eg;
             }
             b.tensorrt = std::move(info);

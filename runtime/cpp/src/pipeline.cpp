@@ -155,8 +155,14 @@ TilePlan Pipeline::plan(int h, int w, int steps, int n, int latent_tile, int lat
 void Pipeline::latent_shape(int h, int w, int* c, int* lh, int* lw) const {
     if (h < 1 || w < 1) input_error("input image must be at least 1x1 pixels, got " + std::to_string(w) + "x" + std::to_string(h));
     *c = b_.z_channels;
-    *lh = h * b_.cond_scale / b_.ae_downsample;
-    *lw = w * b_.cond_scale / b_.ae_downsample;
+    *lh = lr_latent(h);
+    *lw = lr_latent(w);
+}
+
+void Pipeline::need_conditional(bool want) const {
+    if (b_.conditional == want) return;
+    if (want) input_error(b_.root + ": " + b_.name + " is a generation model (unconditional): use generate, not upscale");
+    input_error(b_.root + ": " + b_.name + " is a super-resolution model: use upscale, not generate");
 }
 
 std::vector<std::pair<int, int>> Pipeline::batches(int n) const {
@@ -166,9 +172,8 @@ std::vector<std::pair<int, int>> Pipeline::batches(int n) const {
     return out;
 }
 
-std::vector<float> Pipeline::sample(const std::vector<float>* cond, int c, int h, int w, const Options& o,
-                                    const TilePlan& p) const {
-    const std::vector<Step> sched = schedule(o);
+std::vector<float> Pipeline::sample(const std::vector<float>* cond, int c, int h, int w,
+                                    const std::vector<Step>& sched, const Options& o, const TilePlan& p) const {
     const int N = count(o.num_samples);
     const auto bs = batches(N);
     const int total = static_cast<int>(sched.size() * bs.size());
@@ -256,9 +261,9 @@ std::vector<float> Pipeline::latents_padded(const uint8_t* rgb, int h, int w, co
             for (int c = 0; c < 3; ++c)
                 x[(static_cast<size_t>(c) * Hp + y) * Wp + xx] = static_cast<float>(px[c]) / 127.5f - 1.0f;
         }
-    *ch = Hp * b_.cond_scale / b_.ae_downsample;
-    *cw = Wp * b_.cond_scale / b_.ae_downsample;
-    schedule(o);                   // refuse bad steps/eta before the encoder runs
+    *ch = lr_latent(Hp);
+    *cw = lr_latent(Wp);
+    const std::vector<Step> sched = schedule(o);    // refuses bad steps/eta before the encoder runs
     const int n = count(o.num_samples);
     const TilePlan p = plan(*ch, *cw, o.steps, n, o.latent_tile, o.latent_overlap, false, b_.tile_align);
     const int r = std::max(1, b_.cond_scale / b_.ae_downsample);
@@ -274,14 +279,20 @@ std::vector<float> Pipeline::latents_padded(const uint8_t* rgb, int h, int w, co
         blend(cond.data(), r_[0].data.data(), 1, b_.z_channels, p.h, p.w, p, k0, k1 - k0);
         tick(o, "encode", static_cast<int>(g) + 1, static_cast<int>(gs.size()));
     }
-    return sample(&cond, b_.z_channels, p.h, p.w, o, p);
+    return sample(&cond, b_.z_channels, p.h, p.w, sched, o, p);
 }
 
 std::vector<float> Pipeline::upscale_latents(const uint8_t* rgb, int h, int w, const Options& o) const {
-    if (!b_.conditional)
-        input_error(b_.root + ": " + b_.name + " is a generation model (unconditional): use generate, not upscale");
-    int c, lh, lw, ch, cw;
+    need_conditional(true);
+    int c, lh, lw;
     latent_shape(h, w, &c, &lh, &lw);
+    return cropped_latents(rgb, h, w, o);
+}
+
+// the sampled latents cropped to the LR area (inputs checked by the caller)
+std::vector<float> Pipeline::cropped_latents(const uint8_t* rgb, int h, int w, const Options& o) const {
+    const int c = b_.z_channels, lh = lr_latent(h), lw = lr_latent(w);
+    int ch, cw;
     std::vector<float> z = latents_padded(rgb, h, w, o, &ch, &cw);
     const int N = o.num_samples;
     std::vector<float> out(static_cast<size_t>(N) * c * lh * lw);
@@ -391,8 +402,7 @@ void Pipeline::query(const std::vector<float>& f, int N, int h, int w, int H, in
 
 void Pipeline::upscale(const uint8_t* rgb, int h, int w, double scale, int W_out, int H_out, const Options& o,
                        uint8_t* out) const {
-    if (!b_.conditional)
-        input_error(b_.root + ": " + b_.name + " is a generation model (unconditional): use generate, not upscale");
+    need_conditional(true);
     int c, lh, lw;
     latent_shape(h, w, &c, &lh, &lw);
     if (o.backproject < 0 || o.backproject > MAX_BACKPROJECT)
@@ -401,7 +411,7 @@ void Pipeline::upscale(const uint8_t* rgb, int h, int w, double scale, int W_out
     output_size(h, w, scale, W_out, H_out, &H, &W);
     const int n = count(o.num_samples);
     check_output(n, H, W, working_bytes(n, lh, lw));
-    std::vector<float> z = upscale_latents(rgb, h, w, o);
+    std::vector<float> z = cropped_latents(rgb, h, w, o);
     render(z, n, lh, lw, H, W, o, out);
     for (int k = 0; k < n; ++k) {
         backproject_inplace(out + static_cast<size_t>(k) * H * W * 3, H, W, rgb, h, w, o.backproject);
@@ -410,8 +420,7 @@ void Pipeline::upscale(const uint8_t* rgb, int h, int w, double scale, int W_out
 }
 
 void Pipeline::generate(int W_out, int H_out, int lh, int lw, const Options& o, uint8_t* out) const {
-    if (b_.conditional)
-        input_error(b_.root + ": " + b_.name + " is a super-resolution model: use upscale, not generate");
+    need_conditional(false);
     int H, W;
     output_size(1, 1, 0, W_out, H_out, &H, &W);
     const int n = count(o.num_samples);
@@ -420,9 +429,9 @@ void Pipeline::generate(int W_out, int H_out, int lh, int lw, const Options& o, 
     if (lh < 1 || lw < 1 || lh % m || lw % m)
         input_error(fmt("latent size must be positive multiples of %d, got %dx%d", m, lh, lw));
     check_output(n, H, W, working_bytes(n, lh, lw));
-    schedule(o);
+    const std::vector<Step> sched = schedule(o);
     const TilePlan p = plan(lh, lw, o.steps, n, o.latent_tile, o.latent_overlap, false, b_.tile_align);
-    std::vector<float> z = sample(nullptr, b_.z_channels, lh, lw, o, p);
+    std::vector<float> z = sample(nullptr, b_.z_channels, lh, lw, sched, o, p);
     render(z, n, lh, lw, H, W, o, out);
 }
 
