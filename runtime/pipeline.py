@@ -158,10 +158,9 @@ class Pipeline:
                 or not isinstance(lw, numbers.Integral) or lh < 1 or lw < 1 or lh % m or lw % m:
             raise InputError(f"latent size must be positive multiples of {m}, got {lh}x{lw}")
         limits.check_output(n, H, W, extra=self._working_bytes(n, lh, lw), itemsize=dtype.itemsize)
-        self._schedule(steps, eta, schedule, sampler)      # refuse bad steps/eta before any work
+        sched = self.sampling_schedule(steps, eta, schedule, sampler)   # refuse bad steps/eta before any work
         p = self.plan(lh, lw, steps, n, latent_tile, latent_overlap)
-        z = self.sample_latents(None, (self.bundle.z_channels, lh, lw), steps, eta, seed, n, progress, p,
-                                schedule, sampler)
+        z = self._sample(None, (self.bundle.z_channels, lh, lw), sched, seed, n, progress, p)
         out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap, dtype)[0]
         return _convert(list(out), pil)
 
@@ -218,10 +217,14 @@ class Pipeline:
                        sampler: str = diffusion.DEFAULT_SAMPLER) -> np.ndarray:
         """From z_T to z_0 (DDIM or ``sampler``): float32 [num_samples, *shape]; ``cond``
         [1, c, h, w] or None; over the tiles of ``plan`` (default: ``self.plan``)."""
-        schedule = self._schedule(steps, eta, schedule, sampler)
-        seed = _seed(seed)
+        sched = self.sampling_schedule(steps, eta, schedule, sampler)
         n = _count(num_samples)
-        p = plan or self.plan(shape[1], shape[2], steps, n)
+        return self._sample(cond, shape, sched, seed, n, progress, plan or self.plan(shape[1], shape[2], steps, n))
+
+    def _sample(self, cond: np.ndarray | None, shape: tuple[int, int, int], schedule: list, seed: int,
+                n: int, progress: Progress | None, p) -> np.ndarray:
+        """``sample_latents`` on a checked ``schedule`` (``sampling_schedule``) and plan ``p``."""
+        seed = _seed(seed)
         batches = list(self._batches(n))
         done = [0]
         total = len(schedule) * len(batches)
@@ -311,13 +314,13 @@ class Pipeline:
         unit = images.lr_pad_unit(b.cond_scale, b.ae_downsample, b.unet_multiple)
         x = images.pad_lr(images.to_float(lr), unit)[None]
         ch, cw = self._lr_latent(x.shape[2:])
-        self._schedule(steps, eta, schedule, sampler)  # refuse bad steps/eta before the encoder runs
+        sched = self.sampling_schedule(steps, eta, schedule, sampler)  # refuse bad steps/eta before the encoder runs
         p = self.plan(ch, cw, steps, n, latent_tile, latent_overlap)
         encoder = self.engines["encoder"]
         r = max(1, b.cond_scale // b.ae_downsample)
         cond = tiled_sampling.encode(lambda t: self._finite("encoder", encoder({"lr": t})["cond"]), x, p, r,
                                      self._tile_batch(p, 1), progress)
-        z = self.sample_latents(cond, (b.z_channels, ch, cw), steps, eta, seed, n, progress, p, schedule, sampler)
+        z = self._sample(cond, (b.z_channels, ch, cw), sched, seed, n, progress, p)
         lh, lw = self._lr_latent(lr.shape[:2])
         return np.ascontiguousarray(z[:, :, :lh, :lw])
 
@@ -348,8 +351,10 @@ class Pipeline:
             results.append(out)
         return results
 
-    def _schedule(self, steps, eta, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
-                  sampler: str = diffusion.DEFAULT_SAMPLER) -> list:
+    def sampling_schedule(self, steps, eta, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
+                          sampler: str = diffusion.DEFAULT_SAMPLER) -> list:
+        """The sampler's steps (``diffusion.sampling_schedule`` on the manifest's alpha_bar): the
+        one check of ``steps``, ``eta``, ``schedule`` and ``sampler`` (``InputError``)."""
         T = self.bundle.timesteps
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
             raise InputError(f"steps must be an integer in 1..{T}, got {steps}")

@@ -224,7 +224,7 @@ class Service:
             raise Reply(400, f"the image has transparency and {p['fmt']} cannot store it; ask for format="
                              + ", ".join(sorted(e[1:] for e in alpha_extensions())))
         try:
-            self.pipe._schedule(p["steps"], p["eta"], sampler=p["sampler"])   # the pipeline's own check
+            self.pipe.sampling_schedule(p["steps"], p["eta"], sampler=p["sampler"])   # the pipeline's own check
         except InputError as e:
             raise Reply(400, str(e)) from None
         return (rgb if alpha is None else np.dstack((rgb, alpha))), meta, (H, W)

@@ -72,6 +72,12 @@ def sr_engines(runtime_exports) -> Path:
 
 
 @pytest.fixture(scope="module")
+def gen_engines(runtime_exports) -> Path:
+    """The tiny-gen (generation) export's engine directory."""
+    return runtime_exports["gen"]["engines"]
+
+
+@pytest.fixture(scope="module")
 def sr_pipe(sr_engines):
     """A CPU pipeline on the tiny SR export."""
     from runtime import Pipeline

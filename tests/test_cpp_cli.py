@@ -36,16 +36,6 @@ def ldmind(cpp_build) -> Path:
     return cpp_build / "ldmind"
 
 
-@pytest.fixture(scope="module")
-def sr(runtime_exports) -> Path:
-    return runtime_exports["sr"]["engines"]
-
-
-@pytest.fixture(scope="module")
-def gen(runtime_exports) -> Path:
-    return runtime_exports["gen"]["engines"]
-
-
 def crop(h: int, w: int, name: str = "skimage-coffee.jpg") -> Image.Image:
     return Image.open(TEST_DATA / name).convert("RGB").crop((60, 40, 60 + w, 40 + h))
 
@@ -83,8 +73,8 @@ def _copy_engines(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _tampered(sr: Path, tmp: Path) -> Path:
-    d = _copy_engines(sr, tmp / "tampered")
+def _tampered(sr_engines: Path, tmp: Path) -> Path:
+    d = _copy_engines(sr_engines, tmp / "tampered")
     g = d / "liif.onnx"
     data = bytearray(g.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -92,8 +82,8 @@ def _tampered(sr: Path, tmp: Path) -> Path:
     return d
 
 
-def _bad_version(sr: Path, tmp: Path) -> Path:
-    d = _copy_engines(sr, tmp / "version")
+def _bad_version(sr_engines: Path, tmp: Path) -> Path:
+    d = _copy_engines(sr_engines, tmp / "version")
     m = json.loads((d / "manifest.json").read_text())
     m["format_version"] = 99
     (d / "manifest.json").write_text(json.dumps(m))
@@ -181,7 +171,7 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def files(sr, gen, tmp_path_factory) -> dict:
+def files(sr_engines, gen_engines, tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("cli_cases")
     png = tmp / "lr.png"
     crop(20, 24).save(png)
@@ -189,9 +179,9 @@ def files(sr, gen, tmp_path_factory) -> dict:
     (tmp / "empty.png").write_bytes(b"")
     (tmp / "folder.png").mkdir()
     return {"tmp": tmp, "png": png, "out": tmp / "out.png", "text": tmp / "text.png", "empty": tmp / "empty.png",
-            "cut_png": _truncated_png(tmp), "cut_jpg": _truncated_jpeg(tmp), "tampered": _tampered(sr, tmp),
-            "version": _bad_version(sr, tmp), "unwritable": _unwritable(tmp), "folder.png": tmp / "folder.png",
-            "sr": sr, "gen": gen}
+            "cut_png": _truncated_png(tmp), "cut_jpg": _truncated_jpeg(tmp), "tampered": _tampered(sr_engines, tmp),
+            "version": _bad_version(sr_engines, tmp), "unwritable": _unwritable(tmp), "folder.png": tmp / "folder.png",
+            "sr": sr_engines, "gen": gen_engines}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -220,7 +210,7 @@ def test_bad_input_same_status_and_message(case, ldmind, files, capsys):
     (["upscale", "{gif}", "--scale", "2", "-o", "{tmp}/o.png"], "reads PNG and JPEG only"),
     (["info", "{sr}", "--json"], "info --json is not supported"),
 ])
-def test_refusals_of_what_the_cpp_cli_does_not_do(argv, text, ldmind, files, sr):
+def test_refusals_of_what_the_cpp_cli_does_not_do(argv, text, ldmind, files, sr_engines):
     tmp = files["tmp"]
     rgba = np.asarray(crop(10, 12).convert("RGBA")).copy()
     rgba[0, 0, 3] = 7
@@ -228,10 +218,10 @@ def test_refusals_of_what_the_cpp_cli_does_not_do(argv, text, ldmind, files, sr)
     Image.fromarray((np.arange(120, dtype=np.uint16).reshape(10, 12) * 500)).save(tmp / "deep.png")
     crop(10, 12).save(tmp / "lr.gif")
     subst = {"tmp": tmp, "png": files["png"], "rgba": tmp / "rgba.png", "deep": tmp / "deep.png",
-             "gif": tmp / "lr.gif", "sr": sr}
+             "gif": tmp / "lr.gif", "sr": sr_engines}
     args = [a.format(**subst) for a in argv]
     if args[0] == "upscale":
-        args += ["--engines", str(sr)]
+        args += ["--engines", str(sr_engines)]
     r = run_cpp(ldmind, args)
     assert r.returncode == 2, r.stderr
     line = after_prog(r.stderr, "ldmind")
@@ -247,10 +237,10 @@ def _pixels(p: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("scale, extra", [("2", []), ("3.7", ["--backproject", "0", "--sampler", "ddim", "--eta", "0.5"])])
-def test_upscale_png_equals_python(scale, extra, ldmind, sr, tmp_path, capsys):
+def test_upscale_png_equals_python(scale, extra, ldmind, sr_engines, tmp_path, capsys):
     lr = tmp_path / "lr.png"
     crop(20, 28).save(lr)
-    args = ["upscale", lr, "--engines", sr, "--scale", scale, "--seed", "5", *FAST, *extra]
+    args = ["upscale", lr, "--engines", sr_engines, "--scale", scale, "--seed", "5", *FAST, *extra]
     code, err = run_python([*args, "-o", tmp_path / "py.png"], capsys)
     assert code == 0, err
     r = run_cpp(ldmind, [*args, "-o", tmp_path / "cc.png"])
@@ -261,7 +251,7 @@ def test_upscale_png_equals_python(scale, extra, ldmind, sr, tmp_path, capsys):
     assert a.shape == b.shape and np.array_equal(a, b)
 
 
-def test_upscale_rotated_jpeg_two_samples_equal_python(ldmind, sr, tmp_path, capsys):
+def test_upscale_rotated_jpeg_two_samples_equal_python(ldmind, sr_engines, tmp_path, capsys):
     """libjpeg's decode and the EXIF orientation equal Pillow's; -n 2 names NAME_0, NAME_1; stale
     temporaries of dead processes are swept by the next write."""
     lr = tmp_path / "lr.jpg"
@@ -273,7 +263,7 @@ def test_upscale_rotated_jpeg_two_samples_equal_python(ldmind, sr, tmp_path, cap
     stale = tmp_path / "cc" / f".ldmind-{dead.pid}-0123abcd.tmp"
     stale.parent.mkdir()
     stale.write_bytes(b"half")
-    args = ["upscale", lr, "--engines", sr, "--size", "41x29", "-n", "2", "-q", *FAST]
+    args = ["upscale", lr, "--engines", sr_engines, "--size", "41x29", "-n", "2", "-q", *FAST]
     (tmp_path / "py").mkdir()
     code, err = run_python([*args, "-o", tmp_path / "py" / "x.png"], capsys)
     assert code == 0, err
@@ -286,18 +276,18 @@ def test_upscale_rotated_jpeg_two_samples_equal_python(ldmind, sr, tmp_path, cap
         assert a.shape == (29, 41, 3) and np.array_equal(a, b)
 
 
-def test_jpeg_output(ldmind, sr, tmp_path):
+def test_jpeg_output(ldmind, sr_engines, tmp_path):
     lr = tmp_path / "lr.png"
     crop(20, 24).save(lr)
-    r = run_cpp(ldmind, ["upscale", lr, "--engines", sr, "--scale", "2", "-q", "--quality", "80", *FAST,
+    r = run_cpp(ldmind, ["upscale", lr, "--engines", sr_engines, "--scale", "2", "-q", "--quality", "80", *FAST,
                          "-o", tmp_path / "o.jpg"])
     assert r.returncode == 0, r.stderr
     with Image.open(tmp_path / "o.jpg") as im:
         assert im.format == "JPEG" and im.size == (48, 40)
 
 
-def test_generate_equals_python(ldmind, gen, tmp_path, capsys):
-    args = ["generate", "--engines", gen, "--size", "40x36", "-n", "2", "--seed", "7", "-q", *FAST]
+def test_generate_equals_python(ldmind, gen_engines, tmp_path, capsys):
+    args = ["generate", "--engines", gen_engines, "--size", "40x36", "-n", "2", "--seed", "7", "-q", *FAST]
     code, err = run_python([*args, "-o", tmp_path / "py"], capsys)
     assert code == 0, err
     r = run_cpp(ldmind, [*args, "-o", tmp_path / "cc"])
@@ -308,24 +298,24 @@ def test_generate_equals_python(ldmind, gen, tmp_path, capsys):
         assert np.array_equal(_pixels(tmp_path / "cc" / n), _pixels(tmp_path / "py" / n))
 
 
-def test_info(ldmind, sr):
-    r = run_cpp(ldmind, ["info", sr])
+def test_info(ldmind, sr_engines):
+    r = run_cpp(ldmind, ["info", sr_engines])
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == f"{sr}: tiny (super-resolution), fp32, manifest format 3"
+    assert lines[0] == f"{sr_engines}: tiny (super-resolution), fp32, manifest format 3"
     assert "liif.onnx" in lines[1] and lines[1].endswith("(checksums verified)")
     assert lines[2].startswith("  backend:   cpu")
-    r = run_cpp(ldmind, ["info", sr, "--no-verify"])
+    r = run_cpp(ldmind, ["info", sr_engines, "--no-verify"])
     assert "(checksums not checked)" in r.stdout
 
 
 # -- (c) nothing left behind ---------------------------------------------------------------------
-def test_refused_run_keeps_the_existing_output(ldmind, sr, tmp_path):
+def test_refused_run_keeps_the_existing_output(ldmind, sr_engines, tmp_path):
     lr = tmp_path / "lr.png"
     crop(20, 24).save(lr)
     out = tmp_path / "out.png"
     out.write_bytes(b"the previous result")
-    r = run_cpp(ldmind, ["upscale", lr, "--engines", sr, "--scale", "2", "--steps", "5000", "-o", out])
+    r = run_cpp(ldmind, ["upscale", lr, "--engines", sr_engines, "--scale", "2", "--steps", "5000", "-o", out])
     assert r.returncode == 2
     assert out.read_bytes() == b"the previous result"
     assert temporaries(tmp_path) == []
@@ -333,12 +323,12 @@ def test_refused_run_keeps_the_existing_output(ldmind, sr, tmp_path):
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                              (signal.SIGINT, 130, "interrupted (SIGINT)")])
-def test_signal_cancels_and_leaves_nothing(sig, code, word, ldmind, sr, tmp_path):
+def test_signal_cancels_and_leaves_nothing(sig, code, word, ldmind, sr_engines, tmp_path):
     lr = tmp_path / "lr.png"
     crop(20, 24).save(lr)
     out = tmp_path / "out.png"
     out.write_bytes(b"the previous result")
-    p = subprocess.Popen([str(ldmind), "upscale", str(lr), "--engines", str(sr), "--scale", "3", "--steps", "400",
+    p = subprocess.Popen([str(ldmind), "upscale", str(lr), "--engines", str(sr_engines), "--scale", "3", "--steps", "400",
                           "-o", str(out)], stderr=subprocess.PIPE, text=True,
                          env={**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY})
     seen = []
@@ -372,10 +362,10 @@ def _layout(table: str) -> list:
     return out
 
 
-def test_profile_table_has_the_python_layout(ldmind, sr, tmp_path, capsys):
+def test_profile_table_has_the_python_layout(ldmind, sr_engines, tmp_path, capsys):
     lr = tmp_path / "lr.png"
     crop(20, 24).save(lr)
-    args = ["profile", sr, lr, "--scale", "2", "--steps", "2", "--repeat", "2"]
+    args = ["profile", sr_engines, lr, "--scale", "2", "--steps", "2", "--repeat", "2"]
     code, _ = run_python([*args, "--json", tmp_path / "py.json"], capsys)
     assert code == 0
     from runtime import profile as py_profile

@@ -21,16 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--steps", "3"]          # not --quiet: a refused request must print one line anyway
 
 
-@pytest.fixture(scope="module")
-def sr(runtime_exports) -> Path:
-    return runtime_exports["sr"]["engines"]
-
-
-@pytest.fixture(scope="module")
-def gen(runtime_exports) -> Path:
-    return runtime_exports["gen"]["engines"]
-
-
 @pytest.fixture
 def lr_png(tmp_path) -> Path:
     p = tmp_path / "lr.png"
@@ -116,10 +106,10 @@ def _bad_image(kind: str, tmp: Path) -> Path:
     ("bomb", r"decompression bomb"),
     ("float", r"floating-point"),
 ])
-def test_bad_image_files(kind, pattern, sr, tmp_path, capsys):
+def test_bad_image_files(kind, pattern, sr_engines, tmp_path, capsys):
     src = _bad_image(kind, tmp_path)
     out = tmp_path / "out.png"
-    line = assert_refused(["upscale", src, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys, pattern, out)
+    line = assert_refused(["upscale", src, "--engines", sr_engines, "--scale", "2", "-o", out, *FAST], capsys, pattern, out)
     assert src.name in line                       # the message names the file
 
 
@@ -144,17 +134,17 @@ def test_bad_image_files(kind, pattern, sr, tmp_path, capsys):
     (["--scale", "2", "-n", "0"], r"-n must be >= 1"),
     (["--scale", "2", "--tile", "0"], r"--tile must be >= 1"),
 ])
-def test_bad_numbers(args, pattern, sr, lr_png, tmp_path, capsys):
+def test_bad_numbers(args, pattern, sr_engines, lr_png, tmp_path, capsys):
     out = tmp_path / "out.png"
-    assert_refused(["upscale", lr_png, "--engines", sr, "-o", out, *args], capsys, pattern, out)
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "-o", out, *args], capsys, pattern, out)
 
 
-def test_forced_latent_tile_too_large_for_attention(sr, tmp_path, capsys):
+def test_forced_latent_tile_too_large_for_attention(sr_engines, tmp_path, capsys):
     """Tiling keeps attention bounded; only a user's forced whole-image tile can exceed memory."""
     big = tmp_path / "big.png"
     Image.new("RGB", (600, 600), (10, 20, 30)).save(big)
     out = tmp_path / "out.png"
-    assert_refused(["upscale", big, "--engines", sr, "--scale", "2", "--latent-tile", "600", "-o", out, *FAST],
+    assert_refused(["upscale", big, "--engines", sr_engines, "--scale", "2", "--latent-tile", "600", "-o", out, *FAST],
                    capsys, r"600x600 latent tiles needs about .* of working memory", out)
 
 
@@ -164,29 +154,29 @@ def test_forced_latent_tile_too_large_for_attention(sr, tmp_path, capsys):
     (["--latent-tile", "0"], r"--latent-tile must be >= 1"),
     (["--latent-overlap", "-2"], r"--latent-overlap must be >= 0"),
 ])
-def test_bad_latent_tiles(args, pattern, sr, lr_png, tmp_path, capsys):
+def test_bad_latent_tiles(args, pattern, sr_engines, lr_png, tmp_path, capsys):
     out = tmp_path / "out.png"
-    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", out, *args, *FAST], capsys,
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-o", out, *args, *FAST], capsys,
                    pattern, out)
 
 
 # -- bad outputs ---------------------------------------------------------------------------------
-def test_unknown_output_extension(sr, lr_png, tmp_path, capsys):
+def test_unknown_output_extension(sr_engines, lr_png, tmp_path, capsys):
     out = tmp_path / "out.xyz"
-    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys,
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-o", out, *FAST], capsys,
                    r"cannot tell the output format", out)
 
 
-def test_output_folder_missing(sr, lr_png, tmp_path, capsys):
+def test_output_folder_missing(sr_engines, lr_png, tmp_path, capsys):
     out = tmp_path / "no" / "such" / "out.png"
-    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys,
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-o", out, *FAST], capsys,
                    r"output folder .* does not exist")
 
 
-def test_generate_output_is_a_file(gen, tmp_path, capsys):
+def test_generate_output_is_a_file(gen_engines, tmp_path, capsys):
     f = tmp_path / "afile"
     f.write_text("x")
-    assert_refused(["generate", "--engines", gen, "--size", "16x16", "-o", f, *FAST], capsys, r"not a folder")
+    assert_refused(["generate", "--engines", gen_engines, "--size", "16x16", "-o", f, *FAST], capsys, r"not a folder")
 
 
 # -- bad engines ---------------------------------------------------------------------------------
@@ -228,45 +218,45 @@ def _nan_liif(d: Path) -> None:
     ("bad-json", r"not readable JSON"),
     ("nan", r"liif graph produced NaN"),
 ])
-def test_bad_engines(kind, pattern, sr, lr_png, tmp_path, capsys):
+def test_bad_engines(kind, pattern, sr_engines, lr_png, tmp_path, capsys):
     eng = tmp_path / "engines"
     if kind == "missing-dir":
         pass
     elif kind == "not-a-dir":
         eng.write_text("x")
     elif kind == "no-manifest":
-        _variant(sr, eng, lambda d: (d / "manifest.json").unlink())
+        _variant(sr_engines, eng, lambda d: (d / "manifest.json").unlink())
     elif kind == "missing-graph":
-        _variant(sr, eng, lambda d: (d / "unet_step.onnx").unlink())
+        _variant(sr_engines, eng, lambda d: (d / "unet_step.onnx").unlink())
     elif kind == "version":
-        _variant(sr, eng, lambda d: _rewrite_manifest(d, lambda m: m.__setitem__("format_version", 99)))
+        _variant(sr_engines, eng, lambda d: _rewrite_manifest(d, lambda m: m.__setitem__("format_version", 99)))
     elif kind == "checksum":
         def flip(d):
             b = bytearray((d / "decoder.onnx").read_bytes())
             b[len(b) // 2] ^= 0xFF
             (d / "decoder.onnx").write_bytes(bytes(b))
-        _variant(sr, eng, flip)
+        _variant(sr_engines, eng, flip)
     elif kind == "bad-json":
-        _variant(sr, eng, lambda d: (d / "manifest.json").write_text('{"format_version": 1, '))
+        _variant(sr_engines, eng, lambda d: (d / "manifest.json").write_text('{"format_version": 1, '))
     elif kind == "nan":
-        _variant(sr, eng, _nan_liif)
+        _variant(sr_engines, eng, _nan_liif)
     out = tmp_path / "out.png"
     # -q: a NaN is found mid-run, after progress lines; the error itself is one line
     assert_refused(["upscale", lr_png, "--engines", eng, "--scale", "2", "-o", out, *FAST, "-q"], capsys, pattern, out)
 
 
-def test_wrong_kind_of_model(sr, gen, lr_png, tmp_path, capsys):
+def test_wrong_kind_of_model(sr_engines, gen_engines, lr_png, tmp_path, capsys):
     out = tmp_path / "out.png"
-    assert_refused(["upscale", lr_png, "--engines", gen, "--scale", "2", "-o", out, *FAST], capsys,
+    assert_refused(["upscale", lr_png, "--engines", gen_engines, "--scale", "2", "-o", out, *FAST], capsys,
                    r"generation model .* use generate", out)
-    assert_refused(["generate", "--engines", sr, "--size", "16x16", "-o", tmp_path / "g", *FAST], capsys,
+    assert_refused(["generate", "--engines", sr_engines, "--size", "16x16", "-o", tmp_path / "g", *FAST], capsys,
                    r"super-resolution model: use upscale")
     assert not (tmp_path / "g").exists()
 
 
-def test_unavailable_backend(sr, lr_png, tmp_path, capsys):
+def test_unavailable_backend(sr_engines, lr_png, tmp_path, capsys):
     out = tmp_path / "out.png"
-    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "--backend", "cuda", "-o", out, *FAST],
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "--backend", "cuda", "-o", out, *FAST],
                    capsys, r"backend 'cuda' is not available: onnxruntime has no CUDAExecutionProvider", out)
 
 
@@ -281,11 +271,11 @@ def test_default_engines_missing(lr_png, tmp_path, capsys, monkeypatch):
 
 
 # -- a real process: exit status and stderr as a user sees them ----------------------------------
-def test_subprocess_exit_codes(sr, lr_png, tmp_path):
+def test_subprocess_exit_codes(sr_engines, lr_png, tmp_path):
     garbage = _bad_image("garbage", tmp_path)
     cases = [
-        (["upscale", str(garbage), "--engines", str(sr), "--scale", "2", "-o", str(tmp_path / "a.png")], "not a recognised"),
-        (["upscale", str(lr_png), "--engines", str(sr), "--scale", "nan", "-o", str(tmp_path / "b.png")], "finite"),
+        (["upscale", str(garbage), "--engines", str(sr_engines), "--scale", "2", "-o", str(tmp_path / "a.png")], "not a recognised"),
+        (["upscale", str(lr_png), "--engines", str(sr_engines), "--scale", "nan", "-o", str(tmp_path / "b.png")], "finite"),
         (["upscale", str(lr_png), "--engines", str(tmp_path / "none"), "--scale", "2", "-o", str(tmp_path / "c.png")],
          "not found"),
     ]
@@ -298,9 +288,9 @@ def test_subprocess_exit_codes(sr, lr_png, tmp_path):
 
 
 # -- success paths -------------------------------------------------------------------------------
-def test_upscale_writes_images(sr, lr_png, tmp_path, capsys):
+def test_upscale_writes_images(sr_engines, lr_png, tmp_path, capsys):
     out = tmp_path / "hr.png"
-    code, _ = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2.5", "-n", "2", "-o", out, *FAST], capsys)
+    code, _ = run_cli(["upscale", lr_png, "--engines", sr_engines, "--scale", "2.5", "-n", "2", "-o", out, *FAST], capsys)
     assert code == 0
     for j in range(2):
         with Image.open(tmp_path / f"hr_{j}.png") as im:
@@ -308,17 +298,17 @@ def test_upscale_writes_images(sr, lr_png, tmp_path, capsys):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
-def test_upscale_size_and_progress(sr, lr_png, tmp_path, capsys):
+def test_upscale_size_and_progress(sr_engines, lr_png, tmp_path, capsys):
     out = tmp_path / "hr.jpg"
-    code, err = run_cli(["upscale", lr_png, "--engines", sr, "--size", "33x17", "--steps", "3", "--tile", "100",
+    code, err = run_cli(["upscale", lr_png, "--engines", sr_engines, "--size", "33x17", "--steps", "3", "--tile", "100",
                          "-o", out], capsys)
     assert code == 0 and "backend cpu" in err and "denoise" in err and "render 33x17" in err
     with Image.open(out) as im:
         assert im.size == (33, 17) and im.format == "JPEG"
 
 
-def test_generate_writes_images(gen, tmp_path, capsys):
-    code, _ = run_cli(["generate", "--engines", gen, "--size", "24x20", "-n", "3", "--seed", "5",
+def test_generate_writes_images(gen_engines, tmp_path, capsys):
+    code, _ = run_cli(["generate", "--engines", gen_engines, "--size", "24x20", "-n", "3", "--seed", "5",
                        "-o", tmp_path / "g", *FAST], capsys)
     assert code == 0
     files = sorted(os.listdir(tmp_path / "g"))
@@ -327,18 +317,18 @@ def test_generate_writes_images(gen, tmp_path, capsys):
         assert im.size == (24, 20)
 
 
-def test_info(sr, capsys):
-    code = main(["info", str(sr)])
+def test_info(sr_engines, capsys):
+    code = main(["info", str(sr_engines)])
     text = capsys.readouterr().out
     assert code == 0 and "tiny (super-resolution)" in text and "auto picks: cpu" in text
     assert "checksums verified" in text
-    code = main(["info", str(sr), "--json"])
+    code = main(["info", str(sr_engines), "--json"])
     s = json.loads(capsys.readouterr().out)
     assert s["auto"] == "cpu" and s["latent"]["cond_scale"] == 4 and s["backends"]["cpu"] == "available"
     from runtime.bundle import load_bundle
     from runtime.limits import graph_bytes
     assert s["latent"]["default_tile"] == [32, 8]
-    assert s["latent"]["default_tile_working_bytes"] == graph_bytes(load_bundle(sr).costs, 1, 32, 32) > 0
+    assert s["latent"]["default_tile_working_bytes"] == graph_bytes(load_bundle(sr_engines).costs, 1, 32, 32) > 0
 
 
 # -- issue 10: reliability findings, each at the CLI --------------------------------------------
@@ -354,13 +344,13 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
-def test_steps_equal_T_runs_upscale_and_generate(sr, gen, lr_png, tmp_path, capsys):
+def test_steps_equal_T_runs_upscale_and_generate(sr_engines, gen_engines, lr_png, tmp_path, capsys):
     """Finding 1: --steps 1000 (= T, accepted by validation) used to index alpha_bar[1000]."""
     out = tmp_path / "t.png"
-    code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2", "--steps", "1000", "-q", "-o", out],
+    code, err = run_cli(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "--steps", "1000", "-q", "-o", out],
                         capsys)
     assert code == 0 and out.is_file(), err
-    code, err = run_cli(["generate", "--engines", gen, "--size", "8x8", "--steps", "1000", "-q",
+    code, err = run_cli(["generate", "--engines", gen_engines, "--size", "8x8", "--steps", "1000", "-q",
                          "-o", tmp_path / "g"], capsys)
     assert code == 0 and (tmp_path / "g" / "sample_seed0.png").is_file(), err
 
@@ -379,7 +369,7 @@ def _nested(d: Path) -> None:
     ("latent-bool", r"latent\.z_channels must be an integer >= 1, got True"),
     ("swapped", r"encoder\.onnx: graph 'encoder' does not match the manifest .*inputs \['z'\]"),  # finding 11
 ])
-def test_broken_manifests_exit_2(command, kind, pattern, sr, lr_png, tmp_path, capsys):
+def test_broken_manifests_exit_2(command, kind, pattern, sr_engines, lr_png, tmp_path, capsys):
     eng = tmp_path / "engines"
 
     def swap(d):
@@ -397,26 +387,26 @@ def test_broken_manifests_exit_2(command, kind, pattern, sr, lr_png, tmp_path, c
         "latent-bool": lambda d: _rewrite_manifest(d, lambda m: m["latent"].__setitem__("z_channels", True)),
         "swapped": swap,
     }[kind]
-    _variant(sr, eng, mutate)
+    _variant(sr_engines, eng, mutate)
     out = tmp_path / "out.png"
     argv = ["info", eng] if command == "info" else ["upscale", lr_png, "--engines", eng, "--scale", "2", "-o", out,
                                                     *FAST]
     assert_refused(argv, capsys, pattern, out if command == "upscale" else None)
 
 
-def test_memory_limit_variable_must_be_a_number(sr, lr_png, tmp_path, capsys, monkeypatch):
+def test_memory_limit_variable_must_be_a_number(sr_engines, lr_png, tmp_path, capsys, monkeypatch):
     """Finding 5: LDMIND_MEMORY_LIMIT=abc."""
     out = tmp_path / "out.png"
     for bad in ("abc", "-5", "nan"):
         monkeypatch.setenv("LDMIND_MEMORY_LIMIT", bad)
-        assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys,
+        assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-o", out, *FAST], capsys,
                        r"LDMIND_MEMORY_LIMIT must be a number of bytes", out)
 
 
-def test_closed_or_full_stdout_after_the_image_is_written(sr, lr_png, tmp_path):
+def test_closed_or_full_stdout_after_the_image_is_written(sr_engines, lr_png, tmp_path):
     """Finding 6: `| head -0` and `>/dev/full` after a finished job: exit 0, image complete."""
     out = tmp_path / "a.png"
-    argv = [sys.executable, "-m", "runtime", "upscale", str(lr_png), "--engines", str(sr), "--scale", "2",
+    argv = [sys.executable, "-m", "runtime", "upscale", str(lr_png), "--engines", str(sr_engines), "--scale", "2",
             "-o", str(out), *FAST]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
@@ -437,7 +427,7 @@ def test_closed_or_full_stdout_after_the_image_is_written(sr, lr_png, tmp_path):
     assert r.returncode == 0
 
 
-def test_out_of_memory_says_so_without_onnxruntime_log(sr, lr_png, tmp_path):
+def test_out_of_memory_says_so_without_onnxruntime_log(sr_engines, lr_png, tmp_path):
     """Finding 7: under an address-space cap ONNX Runtime's bad_alloc came with its own log
     line and no word about memory.  Later siblings: OpenBLAS exiting with status 1 when its
     first product (back-projection) could not get its buffers, ORT's "EP Error" banner on
@@ -458,7 +448,7 @@ def test_out_of_memory_says_so_without_onnxruntime_log(sr, lr_png, tmp_path):
         for extra in (["--scale", "40"], ["--scale", "80"],
                       ["--size", "3000x3000", "--tile", "1000000", "--backproject", "0"]):
             out = tmp_path / "big.png"
-            r = _cli_proc(["upscale", lr_png, "--engines", sr, "-q", "-o", out, "--steps", "2", *extra],
+            r = _cli_proc(["upscale", lr_png, "--engines", sr_engines, "-q", "-o", out, "--steps", "2", *extra],
                           preexec_fn=cap)
             assert r.returncode in (0, 2) and "onnxruntime" not in r.stderr.lower(), (mib, extra, r.returncode,
                                                                                        r.stderr)
@@ -473,34 +463,34 @@ def test_out_of_memory_says_so_without_onnxruntime_log(sr, lr_png, tmp_path):
     assert refused >= 3
 
 
-def test_no_onnxruntime_lines_with_unwritable_home(sr, lr_png, tmp_path):
+def test_no_onnxruntime_lines_with_unwritable_home(sr_engines, lr_png, tmp_path):
     """Finding 8: ORT's telemetry warning on every run when HOME is not writable."""
     home = tmp_path / "home"
     home.mkdir(mode=0o500)
     out = tmp_path / "a.png"
-    r = _cli_proc(["upscale", lr_png, "--engines", sr, "--scale", "2", "-q", "-o", out, *FAST],
+    r = _cli_proc(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-q", "-o", out, *FAST],
                   env={"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache")})
     assert r.returncode == 0 and r.stderr == "", r.stderr
-    r = _cli_proc(["info", sr], env={"HOME": str(home)})
+    r = _cli_proc(["info", sr_engines], env={"HOME": str(home)})
     assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
-def test_long_output_names(sr, lr_png, tmp_path, capsys):
+def test_long_output_names(sr_engines, lr_png, tmp_path, capsys):
     """Finding 9: a legal 250-character name works (the temporary name is short); a name the
     file system cannot hold is refused before any work."""
     out = tmp_path / ("x" * 246 + ".png")
-    code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys)
+    code, err = run_cli(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-o", out, *FAST], capsys)
     assert code == 0 and out.is_file(), err
     too_long = tmp_path / ("y" * 252 + ".png")
-    line = assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", too_long, *FAST], capsys,
+    line = assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-o", too_long, *FAST], capsys,
                           r"output file name is 256 bytes long, the file system allows 255")
     # with -n 2 the names get _0/_1: 250 + 2 + 4 bytes, too long as well
-    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-n", "2", "-o",
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-n", "2", "-o",
                     tmp_path / ("z" * 250 + ".png"), *FAST], capsys, r"256 bytes long")
     assert "y" * 40 in line
 
 
-def test_sigterm_while_writing_exits_143_and_leaves_nothing(sr, lr_png, tmp_path, capsys, monkeypatch):
+def test_sigterm_while_writing_exits_143_and_leaves_nothing(sr_engines, lr_png, tmp_path, capsys, monkeypatch):
     """Finding 10: SIGTERM during the write: one line, exit 143, no temporary, and an
     existing output stays as it was."""
     import signal as _signal
@@ -515,7 +505,7 @@ def test_sigterm_while_writing_exits_143_and_leaves_nothing(sr, lr_png, tmp_path
 
     monkeypatch.setattr(Image.Image, "save", save_then_term)
     with pytest.raises(SystemExit) as exc:
-        raise SystemExit(main(["upscale", str(lr_png), "--engines", str(sr), "--scale", "2", "-q", "-o", str(out),
+        raise SystemExit(main(["upscale", str(lr_png), "--engines", str(sr_engines), "--scale", "2", "-q", "-o", str(out),
                                *FAST]))
     err = capsys.readouterr().err
     assert exc.value.code == 143 and _one_line(err).endswith("terminated (SIGTERM)")
@@ -524,7 +514,7 @@ def test_sigterm_while_writing_exits_143_and_leaves_nothing(sr, lr_png, tmp_path
     assert _signal.getsignal(_signal.SIGTERM) is not None   # restored after main
 
 
-def test_sigterm_from_outside_and_sigint(sr, lr_png, tmp_path):
+def test_sigterm_from_outside_and_sigint(sr_engines, lr_png, tmp_path):
     """A real process: SIGTERM mid-run exits 143 with one line, SIGINT 130; nothing left."""
     import signal as _signal
     import time
@@ -532,7 +522,7 @@ def test_sigterm_from_outside_and_sigint(sr, lr_png, tmp_path):
     for sig, code, text in ((_signal.SIGTERM, 143, "terminated (SIGTERM)"), (_signal.SIGINT, 130, "interrupted")):
         out = tmp_path / f"o{code}.png"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        p = subprocess.Popen([sys.executable, "-m", "runtime", "upscale", str(lr_png), "--engines", str(sr),
+        p = subprocess.Popen([sys.executable, "-m", "runtime", "upscale", str(lr_png), "--engines", str(sr_engines),
                               "--scale", "2", "--steps", "1000", "-o", str(out)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         first = p.stderr.readline()                 # the progress header: the work has started
@@ -546,74 +536,74 @@ def test_sigterm_from_outside_and_sigint(sr, lr_png, tmp_path):
         assert not out.exists() and not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
-def test_impossible_eta_refused_before_any_work(sr, gen, lr_png, tmp_path, capsys):
+def test_impossible_eta_refused_before_any_work(sr_engines, gen_engines, lr_png, tmp_path, capsys):
     """Finding 12: --eta 100 failed only after the encoder and a U-Net step (no -q: a
     started job would print its progress header first)."""
     out = tmp_path / "o.png"
     ddim = ["--sampler", "ddim", "--steps", "50"]           # eta and the schedule are DDIM's
-    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "--eta", "100", *ddim, "-o", out], capsys,
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "--eta", "100", *ddim, "-o", out], capsys,
                    r"eta 100 is too large for 50 steps.*allows eta up to 1\.0\d+", out)
-    assert_refused(["generate", "--engines", gen, "--size", "8x8", "--eta", "100", *ddim, "-o", tmp_path / "g"],
+    assert_refused(["generate", "--engines", gen_engines, "--size", "8x8", "--eta", "100", *ddim, "-o", tmp_path / "g"],
                    capsys, r"eta 100 is too large")
-    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "--steps", "1", "--schedule", "paper",
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "--steps", "1", "--schedule", "paper",
                     "--sampler", "ddim", "-o", out], capsys, r"paper schedule drops the noisiest", out)
 
 
-def test_output_extensions_agree_with_the_message(sr, lr_png, tmp_path, capsys):
+def test_output_extensions_agree_with_the_message(sr_engines, lr_png, tmp_path, capsys):
     """Finding 13: .pdf was written while the message listed png/jpg/webp/tif/bmp."""
     from runtime.io import output_extensions
 
     out = tmp_path / "o.pdf"
-    line = assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", out, *FAST], capsys,
+    line = assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-o", out, *FAST], capsys,
                           r"cannot tell the output format from the extension '\.pdf'", out)
     listed = line.split("; use ")[1].split(", ")
     assert listed == output_extensions() and {".png", ".jpg", ".tif", ".bmp"} <= set(listed)
     for ext in listed:                               # every extension the message lists is written
         o = tmp_path / f"ok{ext}"
-        code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "1", "-q", "-o", o, "--steps", "1"],
+        code, err = run_cli(["upscale", lr_png, "--engines", sr_engines, "--scale", "1", "-q", "-o", o, "--steps", "1"],
                             capsys)
         assert code == 0, err
         with Image.open(o) as im:
             assert im.size == (12, 10)
 
 
-def test_output_equal_to_input_needs_overwrite(sr, lr_png, tmp_path, capsys):
+def test_output_equal_to_input_needs_overwrite(sr_engines, lr_png, tmp_path, capsys):
     """Finding 15: -o IN silently replaced the original."""
     before = lr_png.read_bytes()
-    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o", lr_png, *FAST], capsys,
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-o", lr_png, *FAST], capsys,
                    r"is the input image; refusing to replace it \(add --overwrite")
     assert lr_png.read_bytes() == before
     # another spelling of the same file
-    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "2", "-o",
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-o",
                     tmp_path / "." / ".." / tmp_path.name / "lr.png", *FAST], capsys, r"is the input image")
-    code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2", "--overwrite", "-q", "-o", lr_png,
+    code, err = run_cli(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "--overwrite", "-q", "-o", lr_png,
                          *FAST], capsys)
     assert code == 0, err
     with Image.open(lr_png) as im:
         assert im.size == (24, 20)
 
 
-def test_paper_schedule_option(sr, lr_png, tmp_path, capsys):
+def test_paper_schedule_option(sr_engines, lr_png, tmp_path, capsys):
     """--schedule paper runs N - 1 steps (the progress says so) and gives another sample."""
     a, b = tmp_path / "full.png", tmp_path / "paper.png"
-    code, err_full = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2", "--steps", "4", "--sampler", "ddim",
+    code, err_full = run_cli(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "--steps", "4", "--sampler", "ddim",
                               "-o", a], capsys)
     assert code == 0 and "denoise: 4 steps" in err_full
-    code, err_paper = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "2", "--steps", "4",
+    code, err_paper = run_cli(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "--steps", "4",
                                "--schedule", "paper", "--sampler", "ddim", "-o", b], capsys)
     assert code == 0 and "denoise: 3 steps" in err_paper
     assert not np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
 
 
-def test_memory_check_counts_every_sample(sr, lr_png, tmp_path, capsys, monkeypatch):
+def test_memory_check_counts_every_sample(sr_engines, lr_png, tmp_path, capsys, monkeypatch):
     """One 480x400 output fits the memory, four do not: -n 4 is refused up front, -n 1 runs."""
     from runtime.limits import HEADROOM
 
     one = 400 * 480 * 3
     monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 2 * one))
     out = tmp_path / "o.png"
-    assert_refused(["upscale", lr_png, "--engines", sr, "--scale", "40", "-n", "4", "-o", out, *FAST], capsys,
+    assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "40", "-n", "4", "-o", out, *FAST], capsys,
                    r"4 images of 480x400 output needs .* of memory but only .* is available", out)
-    code, err = run_cli(["upscale", lr_png, "--engines", sr, "--scale", "40", "-q", "-o", out, "--steps", "1",
+    code, err = run_cli(["upscale", lr_png, "--engines", sr_engines, "--scale", "40", "-q", "-o", out, "--steps", "1",
                          "--backproject", "0"], capsys)
     assert code == 0 and out.is_file(), err
