@@ -15,9 +15,10 @@ back-projection).  Then ``verdict.json`` / ``verdict.md``, per benchmark set:
 - *beats the shipped model*: PSNR-Y at the defaults above the first model's at every scale;
   ``ship`` is true only if it does so on every set.
 
-``--gen CHECKPOINT`` adds the generation model: ``--gen-samples`` samples (one seed each) at
-``--gen-size``, a contact sheet ``generation.png`` and their diversity (mean per-pixel
-standard deviation across the samples, 0..255: ``metrics.diversity``).
+``--gen CHECKPOINT --gen-data PHOTOS`` adds the generation model, measured by
+``gen_eval.evaluate`` against crops of the photos it learned from: ``--gen-samples`` samples
+(one seed each) at ``--gen-size``, a contact sheet ``generation.png``, their diversity and
+the Frechet distance of their image statistics (``gen_eval.py`` says which and why).
 """
 from __future__ import annotations
 
@@ -25,10 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from . import benchmark, diffusion, metrics
+from . import benchmark, diffusion, gen_eval
 
 RAW_SCALES = (4, 8, 12)
 MARGIN_4X = 1.0
@@ -69,27 +67,12 @@ def verdict_md(v: dict) -> str:
     return "\n".join(lines)
 
 
-def generation(path: str, out: Path, n: int, size: int, steps: int) -> dict:
-    from . import sampler
-    from .checkpoint import load_model
-
-    model = load_model(path)
-    samples = [sampler.generate(model, (size, size), steps=steps, seed=i)[0] for i in range(n)]
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = -(-n // cols)
-    sheet = Image.new("RGB", (cols * size, rows * size), "white")
-    for i, s in enumerate(samples):
-        sheet.paste(Image.fromarray(s), ((i % cols) * size, (i // cols) * size))
-    sheet.save(out / "generation.png")
-    return {"checkpoint": path, "samples": n, "size": size, "steps": steps,
-            "diversity": round(metrics.diversity(samples), 3)}
-
-
 def main(argv=None) -> int:
     p = benchmark.parser("python -m ldmind_ref.compare", "CHECKPOINT")
     p.set_defaults(steps=diffusion.DEFAULT_STEPS)
-    p.add_argument("--gen", help="generation checkpoint: contact sheet and diversity")
-    p.add_argument("--gen-samples", type=int, default=16)
+    p.add_argument("--gen", help="generation checkpoint: contact sheet and statistics (gen_eval.py)")
+    p.add_argument("--gen-data", help="the photos (folder or zip) the generation model learned from")
+    p.add_argument("--gen-samples", type=int, default=64)
     p.add_argument("--gen-size", type=int, default=128)
     args = p.parse_args(argv)
     if len(args.model) != 2:
@@ -100,6 +83,8 @@ def main(argv=None) -> int:
     for m in args.model:
         if "=" not in m or not Path(m.split("=", 1)[1]).is_file():
             raise SystemExit(f"--model {m}: give LABEL=CHECKPOINT of an existing file")
+    if args.gen and not (args.gen_data and Path(args.gen_data).exists()):
+        raise SystemExit("--gen needs --gen-data: the photos (folder or zip) the generation model learned from")
     if not Path(args.data).is_dir():
         raise SystemExit(f"benchmark folder not found: {args.data}")
     from .eval import ReferenceSampler
@@ -109,13 +94,17 @@ def main(argv=None) -> int:
     res = json.loads((out / "results.json").read_text())
     v = verdict(res["results"], labels[0], labels[1], args.scales)
     if args.gen:
-        v["generation"] = generation(args.gen, out, args.gen_samples, args.gen_size, args.steps)
+        g = gen_eval.evaluate({"generation": args.gen}, args.gen_data, out, args.gen_samples, args.gen_size,
+                              args.steps)
+        v["generation"] = g["rows"]["generation"] | {"samples": g["samples"], "size": g["size"], "steps": g["steps"],
+                                                     "real_fd_stats": g["rows"]["real crops (second set)"]["fd_stats"]}
     (out / "verdict.json").write_text(json.dumps(v, indent=1))
     md = verdict_md(v)
     if "generation" in v:
         g = v["generation"]
         md += (f"\n\nGeneration ({g['checkpoint']}): {g['samples']} samples at {g['size']} px, {g['steps']} steps, "
-               f"diversity {g['diversity']} (mean per-pixel std, 0..255); contact sheet generation.png")
+               f"diversity {g['diversity']} (mean per-pixel std, 0..255), fd_stats {g['fd_stats']} (real crops: "
+               f"{g['real_fd_stats']}); contact sheet generation.png, statistics in table.md")
     (out / "verdict.md").write_text(md + "\n")
     print(md)
     return 0

@@ -164,6 +164,13 @@ def default_geometry(train_latent: int, align: int) -> tuple[int, int]:
     return tile, default_overlap(tile, align)
 
 
+def native_latent(side: int, downsample: int, align: int) -> int:
+    """Latent cells along an output ``side`` at the training scale (a cell covers
+    ``downsample`` pixels, as the auto-encoder made it), rounded down to ``align``, at least
+    ``align``: the latent a generation model samples for an image of its photos' scale."""
+    return max(align, side // downsample // align * align)
+
+
 def check_geometry(tile: int, overlap: int, align: int) -> None:
     """Refuse a user's tile/overlap with one clear line (ValueError)."""
     if tile < align or tile % align:

@@ -261,3 +261,11 @@ def test_default_tiles_shrink_to_the_memory_budget(sr, monkeypatch):
     assert pipe._tile_batch(p, 1) == 1
     monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 3 * graph_bytes(costs, 1, 16, 16)))
     assert pipe._tile_batch(pipe.plan(64, 64, 2, latent_tile=16), 1) == 3
+
+
+def test_native_latent():
+    # 128 px at 4 px per cell: 32 cells; rounded down to the alignment, never below it
+    assert lt.native_latent(128, 4, 4) == 32
+    assert lt.native_latent(100, 4, 4) == 24
+    assert lt.native_latent(24, 4, 4) == 4
+    assert lt.native_latent(8, 4, 4) == 4

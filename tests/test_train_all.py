@@ -145,13 +145,14 @@ def test_compare_on_tiny(straight, train_dir, tmp_path):
         im.convert("RGB").crop((0, 0, 48, 48)).save(sets / "a.png")
     out = tmp_path / "cmp"
     assert compare.main(["--model", f"old={straight / 'ldm.safetensors'}", "--model", f"new={straight / 'sr.safetensors'}",
-                         "--gen", str(straight / "gen.safetensors"), "--gen-samples", "2", "--gen-size", "16",
+                         "--gen", str(straight / "gen.safetensors"), "--gen-data", str(train_dir), "--gen-samples", "2",
+                         "--gen-size", "16",
                          "--data", str(sets.parent), "--out", str(out), "--scales", "4", "8", "--steps", "2",
                          "--figure-images", "0"]) == 0
     v = json.loads((out / "verdict.json").read_text())
     assert {c["check"].split(" ", 1)[1] for c in v["checks"]} == {
         "raw above bicubic at 4x, 8x", "at the defaults >= bicubic + 1.0 dB at 4x", "above old at the defaults at every scale"}
-    assert isinstance(v["ship"], bool) and v["generation"]["diversity"] >= 0
+    assert isinstance(v["ship"], bool) and v["generation"]["diversity"] >= 0 and v["generation"]["fd_stats"] >= 0
     assert (out / "generation.png").exists() and "Ship new in place of old" in (out / "verdict.md").read_text()
     with pytest.raises(SystemExit, match="exactly two"):
         compare.main(["--model", f"a={straight / 'sr.safetensors'}", "--data", str(sets.parent), "--out", str(out)])
