@@ -1,0 +1,193 @@
+// The ldmind CLI's commands on the argparse-alike (args.hpp), as runtime/cli.py configures them:
+// flags, their checks (argparse's type-error messages), choices, defaults and help.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "args.hpp"
+#include "pytext.hpp"
+
+namespace ldmind_cli {
+
+namespace {
+
+Conv positive_number(const std::string& what) {
+    return {[what](const std::string& t) -> std::string {
+        double v;
+        if (!py_number(t, &v)) return what + " must be a number, got " + py_repr(t);
+        if (!std::isfinite(v) || v <= 0) return what + " must be a finite number > 0, got " + t;
+        return "";
+    }};
+}
+Conv size_arg() {
+    return {[](const std::string& t) -> std::string {
+        std::string l = lower(t);
+        std::vector<std::string> parts;
+        size_t i = 0;
+        for (;;) {
+            size_t j = l.find('x', i);
+            parts.push_back(l.substr(i, j == std::string::npos ? std::string::npos : j - i));
+            if (j == std::string::npos) break;
+            i = j + 1;
+        }
+        long long w, h;
+        if (parts.size() != 2 || !py_int(parts[0], &w) || !py_int(parts[1], &h))
+            return "size must be WIDTHxHEIGHT in pixels, e.g. 512x384, got " + py_repr(t);
+        if (w < 1 || h < 1) return "size must be positive, got " + py_repr(t);
+        return "";
+    }};
+}
+Conv int_at_least(long long lo, const std::string& what) {
+    return {[lo, what](const std::string& t) -> std::string {
+        long long v;
+        if (!py_int(t, &v)) return what + " must be an integer, got " + py_repr(t);
+        if (v < lo) return what + " must be >= " + std::to_string(lo) + ", got " + std::to_string(v);
+        return "";
+    }};
+}
+Conv eta_arg() {
+    return {[](const std::string& t) -> std::string {
+        double v;
+        if (!py_number(t, &v)) return "eta must be a number, got " + py_repr(t);
+        if (!std::isfinite(v) || v < 0) return "eta must be a finite number >= 0, got " + t;
+        return "";
+    }};
+}
+Conv int_in(long long lo, long long hi, const std::string& what) {
+    return {[lo, hi, what](const std::string& t) -> std::string {
+        long long v;
+        if (!py_int(t, &v)) return what + " must be an integer, got " + py_repr(t);
+        if (v < lo || v > hi)
+            return what + " must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + std::to_string(v);
+        return "";
+    }};
+}
+Conv depth_arg() {
+    return {[](const std::string& t) -> std::string {
+        if (t == "auto" || t == "8" || t == "16") return "";
+        return "--depth must be 8, 16 or auto, got " + py_repr(t);
+    }};
+}
+Conv plain_int() {
+    return {[](const std::string& t) -> std::string {
+        long long v;
+        return py_int(t, &v) ? "" : "invalid int value: " + py_repr(t);
+    }};
+}
+
+const std::vector<std::string> SAMPLERS{"ddim", "dpm++2m"};
+const std::vector<std::string> SCHEDULES{"full", "paper"};
+const std::vector<std::string> BACKENDS{"auto", "cpu", "cuda", "ort-trt", "tensorrt"};
+
+const char* COMMON_HELP =
+    "  --engines DIR         engine directory written by `python -m export` (default engines/small)\n"
+    "  -n, --num-samples K   samples (default 1)\n"
+    "  --steps N             sampler steps (default 10)\n"
+    "  --eta E               DDIM eta: 0 deterministic, 1 DDPM-like (default 1)\n"
+    "  --schedule {full,paper}  DDIM steps executed (default full)\n"
+    "  --sampler {ddim,dpm++2m} (default dpm++2m)\n"
+    "  --seed S              sample j uses seed + j (default 0)\n"
+    "  --backend {auto,cpu,cuda}  graph backend (default auto)\n"
+    "  --tile Q              output pixels per LIIF query (default: the manifest's query_chunk)\n"
+    "  --latent-tile N       latent tile side in cells (default: from the model)\n"
+    "  --latent-overlap N    overlap of neighbouring latent tiles in cells (default: a quarter of the tile)\n"
+    "  --threads T           CPU threads per graph (default 0: ONNX Runtime decides)\n"
+    "  --quality Q           JPEG output quality 1..100 (default 95)\n"
+    "  -q, --quiet           no progress output\n";
+
+void add_common(Parser& p) {
+    p.add({"--engines"}, "engines");
+    p.add({"-n", "--num-samples"}, "num_samples", int_at_least(1, "-n"));
+    p.add({"--steps"}, "steps", int_at_least(1, "--steps"));
+    p.add({"--eta"}, "eta", eta_arg());
+    p.add({"--schedule"}, "schedule").choices = SCHEDULES;
+    p.add({"--sampler"}, "sampler").choices = SAMPLERS;
+    p.add({"--seed"}, "seed", plain_int());
+    p.add({"--backend"}, "backend").choices = BACKENDS;
+    p.add({"--tile"}, "tile", int_at_least(1, "--tile"));
+    p.add({"--latent-tile"}, "latent_tile", int_at_least(1, "--latent-tile"));
+    p.add({"--latent-overlap"}, "latent_overlap", int_at_least(0, "--latent-overlap"));
+    p.add({"--threads"}, "threads", int_at_least(0, "--threads"));
+    p.add({"--quality"}, "quality", int_in(1, 100, "--quality"));
+    p.flag({"--webp-lossless"}, "webp_lossless");
+    p.flag({"-q", "--quiet"}, "quiet");
+}
+
+}  // namespace
+
+const std::vector<std::string> COMMANDS{"upscale", "generate", "profile", "info", "serve"};
+
+const char* const TOP_HELP =
+    "usage: ldmind [-h] {upscale,generate,profile,info} ...\n\n"
+    "Arbitrary-scale upsampling and generation on exported ldmind graphs (the C++ runtime).\n\n"
+    "  upscale   super-resolve an image to any scale or size\n"
+    "  generate  sample new images (generation models)\n"
+    "  profile   latency of one real request, stage by stage\n"
+    "  info      summarise an engine directory\n\n"
+    "Exit status: 0 done, 2 bad input, engines or options, or out of memory, 1 internal error,\n"
+    "130 SIGINT, 143 SIGTERM.  See runtime/cpp/README.md for what differs from python -m runtime.\n";
+
+Parser make_parser(const std::string& cmd) {
+    Parser p;
+    p.command = cmd;
+    p.flag({"-h", "--help"}, "help");
+    if (cmd == "upscale") {
+        p.help = std::string("usage: ldmind upscale IN (--scale S | --size WxH) -o OUT [options]\n\n"
+                             "  IN                    input image (PNG or JPEG, 8-bit, opaque)\n"
+                             "  --scale S             scale factor s: output round(s*h) x round(s*w)\n"
+                             "  --size WxH            output size WIDTHxHEIGHT\n"
+                             "  -o, --output OUT      output image (.png, .jpg, .jpeg); with -n K: NAME_0.EXT ... NAME_{K-1}.EXT\n"
+                             "  --overwrite           allow -o to be the input image itself (replaced)\n"
+                             "  --backproject K       back-projection iterations onto the input (default 10; 0: raw sample)\n") +
+                 COMMON_HELP;
+        p.positional("input");
+        int g = p.group(true);
+        p.add({"--scale"}, "scale", positive_number("scale"), g);
+        p.add({"--size"}, "size", size_arg(), g);
+        p.add({"-o", "--output"}, "output").required = true;
+        p.flag({"--overwrite"}, "overwrite");
+        p.flag({"--strip-metadata"}, "strip_metadata");
+        p.flag({"--recursive"}, "recursive");
+        p.flag({"--skip-existing"}, "skip_existing");
+        p.add({"--ext"}, "ext");
+        p.add({"--depth"}, "depth", depth_arg());
+        p.add({"--backproject"}, "backproject", int_in(0, MAX_BACKPROJECT, "--backproject"));
+        add_common(p);
+    } else if (cmd == "generate") {
+        p.help = std::string("usage: ldmind generate --size WxH -o DIR [options]\n\n"
+                             "  --size WxH            output size WIDTHxHEIGHT\n"
+                             "  -o, --output DIR      output folder (created if missing): sample_seed{S+j}.png\n") +
+                 COMMON_HELP;
+        p.add({"--size"}, "size", size_arg()).required = true;
+        p.add({"-o", "--output"}, "output").required = true;
+        p.add({"--depth"}, "depth", depth_arg());
+        add_common(p);
+    } else if (cmd == "profile") {
+        p.help =
+            "usage: ldmind profile ENGINES [IMAGE] [--scale S | --size WxH] [--steps N] [--sampler S]\n"
+            "                      [--backend B] [--threads T] [--repeat K] [--json OUT]\n\n"
+            "The per-stage latency table of `python -m runtime profile`, measured from the progress\n"
+            "callback's stage boundaries: one warm-up, then medians of --repeat requests (default 3).\n";
+        p.positional("engines");
+        p.positional("image", true);
+        int g = p.group(false);
+        p.add({"--scale"}, "scale", positive_number("scale"), g);
+        p.add({"--size"}, "size", size_arg(), g);
+        p.add({"--steps"}, "steps", int_at_least(1, "--steps"));
+        p.add({"--sampler"}, "sampler").choices = SAMPLERS;
+        p.add({"--backend"}, "backend").choices = BACKENDS;
+        p.add({"--threads"}, "threads", int_at_least(0, "--threads"));
+        p.add({"--repeat"}, "repeat", int_at_least(1, "--repeat"));
+        p.add({"--json"}, "json");
+        p.add({"--plot"}, "plot");
+    } else if (cmd == "info") {
+        p.help = "usage: ldmind info ENGINES [--no-verify]\n\n"
+                 "Model, kind, precision, manifest format, graphs with their sizes, checksums, backend.\n";
+        p.positional("engines");
+        p.flag({"--json"}, "json");
+        p.flag({"--no-verify"}, "no_verify");
+    }
+    return p;
+}
+
+}  // namespace ldmind_cli

@@ -1,0 +1,155 @@
+// Python's spellings for the ldmind CLI (pytext.hpp).
+#include "pytext.hpp"
+
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace ldmind_cli {
+
+// str(pathlib.Path(p))
+std::string py_path(const std::string& s) {
+    if (s.empty()) return ".";
+    size_t lead = 0;
+    while (lead < s.size() && s[lead] == '/') ++lead;
+    std::vector<std::string> parts;
+    size_t i = lead;
+    while (i <= s.size()) {
+        size_t j = s.find('/', i);
+        if (j == std::string::npos) j = s.size();
+        std::string part = s.substr(i, j - i);
+        if (!part.empty() && part != ".") parts.push_back(part);
+        i = j + 1;
+    }
+    std::string prefix = lead == 2 ? "//" : lead ? "/" : "";
+    std::string out = prefix;
+    for (size_t k = 0; k < parts.size(); ++k) out += (k ? "/" : "") + parts[k];
+    return out.empty() ? "." : out;
+}
+
+std::string PyPath::name() const {
+    size_t k = s.rfind('/');
+    std::string n = k == std::string::npos ? s : s.substr(k + 1);
+    return n == "." ? "" : n;
+}
+std::string PyPath::parent() const {
+    size_t k = s.rfind('/');
+    if (k == std::string::npos) return ".";
+    if (k == 0) return "/";
+    if (k == 1 && s[0] == '/' && s.size() > 1 && s[1] == '/') return "//";
+    return s.substr(0, k);
+}
+std::string PyPath::suffix() const {
+    std::string n = name();
+    size_t i = n.rfind('.');
+    return (i != std::string::npos && i > 0 && i < n.size() - 1) ? n.substr(i) : "";
+}
+std::string PyPath::stem() const {
+    std::string n = name(), suf = suffix();
+    return n.substr(0, n.size() - suf.size());
+}
+PyPath PyPath::with_name(const std::string& n) const {
+    std::string par = parent();
+    return PyPath(par == "." ? n : par + "/" + n);
+}
+
+std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// repr() of a str
+std::string py_repr(const std::string& s) {
+    const bool dq = s.find('\'') != std::string::npos && s.find('"') == std::string::npos;
+    const char q = dq ? '"' : '\'';
+    std::string out(1, q);
+    for (unsigned char c : s) {
+        if (c == '\\') out += "\\\\";
+        else if (c == static_cast<unsigned char>(q)) out += std::string("\\") + q;
+        else if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (c == '\t') out += "\\t";
+        else if (c < 0x20 || c == 0x7f) {
+            char b[8];
+            std::snprintf(b, sizeof b, "\\x%02x", c);
+            out += b;
+        } else out += static_cast<char>(c);
+    }
+    return out + q;
+}
+
+namespace {
+
+std::string strip(const std::string& s) {
+    size_t a = 0, b = s.size();
+    while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
+    while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
+    return s.substr(a, b - a);
+}
+
+// Python's underscores in numbers: only between digits; removed, or false
+bool drop_underscores(std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '_') {
+            if (i == 0 || i + 1 == s.size() || !std::isdigit(static_cast<unsigned char>(s[i - 1])) ||
+                !std::isdigit(static_cast<unsigned char>(s[i + 1])))
+                return false;
+            continue;
+        }
+        out += s[i];
+    }
+    s = out;
+    return true;
+}
+
+}  // namespace
+
+// int(text); false when Python would raise ValueError
+bool py_int(const std::string& text, long long* v) {
+    std::string s = strip(text);
+    if (!drop_underscores(s) || s.empty()) return false;
+    size_t i = (s[0] == '+' || s[0] == '-') ? 1 : 0;
+    if (i == s.size()) return false;
+    for (size_t k = i; k < s.size(); ++k)
+        if (!std::isdigit(static_cast<unsigned char>(s[k]))) return false;
+    errno = 0;
+    long long r = std::strtoll(s.c_str(), nullptr, 10);
+    if (errno == ERANGE) r = s[0] == '-' ? -(1LL << 62) : (1LL << 62);   // out of any range we accept
+    *v = r;
+    return true;
+}
+
+// float(text); false when Python would raise ValueError
+bool py_number(const std::string& text, double* v) {
+    std::string s = strip(text);
+    if (!drop_underscores(s) || s.empty()) return false;
+    std::string t = lower(s);
+    size_t i = (t[0] == '+' || t[0] == '-') ? 1 : 0;
+    std::string body = t.substr(i);
+    if (body == "inf" || body == "infinity" || body == "nan") {
+        *v = std::strtod(t.c_str(), nullptr);
+        return true;
+    }
+    size_t k = 0, digits = 0;
+    while (k < body.size() && std::isdigit(static_cast<unsigned char>(body[k]))) ++k, ++digits;
+    if (k < body.size() && body[k] == '.') {
+        ++k;
+        while (k < body.size() && std::isdigit(static_cast<unsigned char>(body[k]))) ++k, ++digits;
+    }
+    if (!digits) return false;
+    if (k < body.size() && body[k] == 'e') {
+        ++k;
+        if (k < body.size() && (body[k] == '+' || body[k] == '-')) ++k;
+        size_t e0 = k;
+        while (k < body.size() && std::isdigit(static_cast<unsigned char>(body[k]))) ++k;
+        if (k == e0) return false;
+    }
+    if (k != body.size()) return false;
+    *v = std::strtod(t.c_str(), nullptr);
+    return true;
+}
+
+}  // namespace ldmind_cli

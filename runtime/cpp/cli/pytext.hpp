@@ -1,0 +1,36 @@
+// Python's spellings for the ldmind CLI: paths as pathlib prints them, repr() of a str, and
+// int()/float() of command-line text with Python's acceptance rules.
+#pragma once
+#include <string>
+
+#include "pyfmt.hpp"
+
+namespace ldmind_cli {
+
+// str(pathlib.Path(p))
+std::string py_path(const std::string& s);
+
+struct PyPath {
+    std::string s;   // normalised
+    explicit PyPath(const std::string& p) : s(py_path(p)) {}
+    std::string name() const;
+    std::string parent() const;
+    std::string suffix() const;
+    std::string stem() const;
+    PyPath with_name(const std::string& n) const;
+};
+
+std::string lower(std::string s);
+
+// repr() of a str
+std::string py_repr(const std::string& s);
+
+using ldmind::text::py_float;   // Python's repr of a float (src/pyfmt.hpp)
+
+// int(text); false when Python would raise ValueError
+bool py_int(const std::string& text, long long* v);
+
+// float(text); false when Python would raise ValueError
+bool py_number(const std::string& text, double* v);
+
+}  // namespace ldmind_cli
