@@ -6,8 +6,11 @@
 The export step shells out to ``python -m export`` (the demo's venv has torch; this module
 itself never imports it).  Engines: ``ldmind_ref/weights/small.safetensors`` -> engines/small
 when the trained weights are there; otherwise the ``tiny`` preset with random weights ->
-engines/tiny-random, announced loudly, because its pictures are noise.  No generation
-model ships, so generation always uses a random ``tiny-gen`` (engines/tiny-gen-random).
+engines/tiny-random, announced loudly, because its pictures are noise.  Generation: the
+same with ``ldmind_ref/weights/small-gen.safetensors`` -> engines/small-gen, else a random
+``tiny-gen`` (engines/tiny-gen-random), announced.  The generated images are sampled at the
+photos' scale (``latent_tiles.native_latent``), as ``python -m ldmind_ref.gen_eval`` measures
+them.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ldmind_ref import consistency, diffusion
+from ldmind_ref import consistency, diffusion, latent_tiles
 
 from .errors import EngineError, LdmindError
 
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     weights = ROOT / "ldmind_ref" / "weights" / "small.safetensors"
+    gen_weights = ROOT / "ldmind_ref" / "weights" / "small-gen.safetensors"
     engines = ROOT / "engines"
     engines.mkdir(exist_ok=True)
     try:
@@ -112,9 +116,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"Its outputs show the pipeline working end to end, but they are noise, not upscaled photos.")
             sr_dir = _export(engines / "tiny-random", ["--preset", "tiny", "--random-init"])
             sr_note = "tiny preset, RANDOM weights"
-        _notice("NOTICE: no trained generation model ships; the 4 generated images come from the\n"
-                "'tiny-gen' preset with RANDOM WEIGHTS (engines/tiny-gen-random): expect noise.")
-        gen_dir = _export(engines / "tiny-gen-random", ["--preset", "tiny-gen", "--random-init"])
+        if gen_weights.is_file():
+            gen_dir = _export(engines / "small-gen", ["--checkpoint", str(gen_weights)],
+                              stale_if_older_than=gen_weights)
+            gen_note = "shipped model 'small-gen'"
+        else:
+            _notice(f"NOTICE: {gen_weights.relative_to(ROOT)} is not there, so the 4 generated images\n"
+                    "come from the 'tiny-gen' preset with RANDOM WEIGHTS (engines/tiny-gen-random): expect noise.")
+            gen_dir = _export(engines / "tiny-gen-random", ["--preset", "tiny-gen", "--random-init"])
+            gen_note = "tiny-gen, RANDOM weights"
     except subprocess.CalledProcessError as e:
         print(f"python -m runtime.demo: error: the export failed (exit {e.returncode}); see above", file=sys.stderr)
         return 1
@@ -136,13 +146,15 @@ def main(argv: list[str] | None = None) -> int:
             print(save_image(img, out / f"upscaled_x{s:g}.png"))
         gen = Pipeline.load(gen_dir)
         progress = Progress(header=f"generating 4 images with {gen.bundle.name} on {gen.backend}")
-        gens = gen.generate((128, 128), steps=a.steps, eta=1.0, seed=a.seed, num_samples=4, progress=progress)
+        side = latent_tiles.native_latent(128, gen.bundle.ae_downsample, gen.bundle.tile_align)
+        gens = gen.generate((128, 128), steps=a.steps, eta=1.0, seed=a.seed, num_samples=4, progress=progress,
+                            latent_size=(side, side))
         for j, img in enumerate(gens):
             print(save_image(img, out / f"generated_{j}.png"))
         rows = [[(f"input {lr.shape[1]}x{lr.shape[0]}", Image.fromarray(lr))]
                 + [(f"x{s:g} {img.shape[1]}x{img.shape[0]}", Image.fromarray(img)) for s, img in zip(SCALES, ups)],
                 [(f"generated {j} (seed {a.seed + j})", Image.fromarray(g)) for j, g in enumerate(gens)]]
-        sheet = _sheet(rows, f"upscaling: {sr_note}; generation: tiny-gen, RANDOM weights; "
+        sheet = _sheet(rows, f"upscaling: {sr_note}; generation: {gen_note}; "
                              f"{a.steps} {diffusion.DEFAULT_SAMPLER} steps, seed {a.seed}, "
                              f"{consistency.DEFAULT_ITERATIONS} back-projection iterations")
         print(save_image(sheet, out / "contact_sheet.png"))

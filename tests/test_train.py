@@ -103,6 +103,14 @@ def test_ddp_two_gloo_processes(train_dir, tmp_path):
     assert all(torch.isfinite(p).all() for p in m.parameters())
 
 
+def test_ema_decay_warms_up():
+    # latent-diffusion's LitEma: min(decay, (1 + n) / (10 + n)) at the n-th update, by hand
+    from ldmind_ref.train import ema_decay
+    assert ema_decay(0.999, 1) == 2 / 11 and ema_decay(0.999, 90) == 91 / 100
+    assert ema_decay(0.999, 8991) == 0.999 and ema_decay(0.9999, 10 ** 6) == 0.9999
+    assert ema_decay(0.9, 5) == 6 / 15 and ema_decay(0.9, 80) == 0.9
+
+
 def test_learning_rate_schedule():
     from ldmind_ref.train import learning_rate
     assert learning_rate(2e-4, 0, 100, False) == learning_rate(2e-4, 99, 100, False) == 2e-4
