@@ -1,0 +1,28 @@
+"""The shipped generation model (``ldmind_ref/weights/small-gen.safetensors``, trained on the
+CPU in session 7): its stored form, and samples with the statistics of photographs rather
+than of the coloured noise an untrained or half-averaged U-Net gives (docs/RESULTS.md)."""
+from pathlib import Path
+
+import numpy as np
+
+from ldmind_ref import checkpoint as ckpt, metrics, sampler
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "ldmind_ref" / "weights" / "small-gen.safetensors"
+
+
+def test_shipped_generation_checkpoint_form():
+    assert ckpt.read_metadata(WEIGHTS)["storage"] == "float16"
+    assert ckpt.omitted_parts(WEIGHTS) == ["encoder"]          # generation never runs E
+    m = ckpt.load_model(WEIGHTS)
+    assert m.cfg.name == "small-gen" and not m.cfg.unet.conditional
+
+
+def test_shipped_generation_samples_are_not_noise():
+    m = ckpt.load_model(WEIGHTS)
+    imgs = [sampler.generate(m, (64, 64), steps=10, seed=s, latent_size=(16, 16))[0] for s in range(4)]
+    st = np.stack([metrics.image_stats(x) for x in imgs]).mean(0)
+    stats = dict(zip(metrics.STAT_NAMES, st))
+    # 64 random crops of the training photos: colourfulness 31-36, gradient 3.9-4.7; the noise
+    # of an untrained U-Net: colourfulness above 80, gradient above 13
+    assert stats["colourfulness"] < 60 and stats["gradient"] < 8, stats
+    assert metrics.diversity(imgs) > 10          # four seeds, four pictures
