@@ -26,3 +26,22 @@ def test_shipped_generation_samples_are_not_noise():
     # of an untrained U-Net: colourfulness above 80, gradient above 13
     assert stats["colourfulness"] < 60 and stats["gradient"] < 8, stats
     assert metrics.diversity(imgs) > 10          # four seeds, four pictures
+
+
+def test_shipped_generation_runtime_equals_reference(tmp_path):
+    """Exported and run by the runtime (ONNX Runtime CPU), the shipped generation model gives
+    the reference's samples, sample j from seed + j, to within fp32 rounding (1 of 255)."""
+    import subprocess
+    import sys
+
+    from runtime import Pipeline
+
+    root = WEIGHTS.parents[2]
+    subprocess.run([sys.executable, "-m", "export", "--checkpoint", str(WEIGHTS), "--out", str(tmp_path / "e")],
+                   cwd=root, check=True, capture_output=True)
+    pipe = Pipeline.load(tmp_path / "e", backend="cpu")
+    got = pipe.generate((64, 64), steps=4, seed=3, num_samples=2, latent_size=(16, 16))
+    m = ckpt.load_model(WEIGHTS)
+    for j, img in enumerate(got):
+        ref = sampler.generate(m, (64, 64), steps=4, seed=3 + j, latent_size=(16, 16))[0]
+        assert np.abs(ref.astype(int) - img.astype(int)).max() <= 1, j
