@@ -8,8 +8,8 @@ from statistics that need none (``metrics.image_stats``): colour means and sprea
 colourfulness, gradient energy and the slope of the power spectrum (near -2 for photographs
 of natural scenes).  For each model, ``--samples`` images of ``--size`` pixels (seeds
 ``--seed``, ``--seed`` + 1, ...) and, as the yardstick, two independent sets of as many
-random crops of the same size from the photos of ``--data`` (the training distribution:
-native-resolution crops, as ``data.ImageFolder.crops`` makes them):
+random crops of the same size from the training split of ``--data`` (the training
+distribution: native-resolution crops, as ``data.ImageFolder.crops`` makes them):
 
 - ``fd_stats``: the Frechet distance (the formula of FID) between the statistics of the
   samples and those of the first real set, each statistic divided by its spread over the
@@ -37,25 +37,27 @@ from . import diffusion, latent_tiles, metrics
 SHEET = 16          # images per contact sheet
 
 
-def real_crops(data: str, n: int, size: int, seed: int) -> list[np.ndarray]:
-    """n random native-resolution crops of size x size from the photos of ``data`` (folder
-    or zip), each photo equally likely (``data.ImageFolder``: too-small photos enlarged)."""
+def real_crops(data: str, n: int, size: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Two independent sets of n random native-resolution crops of size x size from the
+    training split of ``data`` (folder or zip): ``data.ImageFolder.crops`` without the flips,
+    the crops the models learned from; each photo decoded once."""
+    import torch
+
     from .data import ImageFolder
 
-    folder = ImageFolder(data, size)
-    files = folder.train + [f for f in folder.val if f not in folder.train]
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        img = folder.load(files[rng.integers(len(files))])
-        y, x = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
-        out.append(np.ascontiguousarray(img[y:y + size, x:x + size]))
-    return out
+    crops = ImageFolder(data, size).crops(torch.Generator().manual_seed(seed), 2 * n, size, "train",
+                                          augment=False)
+    return crops[:n], crops[n:]
 
 
-def summarise(images: list[np.ndarray], ref: np.ndarray, spread: np.ndarray) -> dict:
-    """fd_stats against the statistics ``ref`` (scaled by ``spread``), diversity, mean stats."""
-    st = np.stack([metrics.image_stats(im) for im in images])
+def stats(images: list[np.ndarray]) -> np.ndarray:
+    """float64 [len(images), len(metrics.STAT_NAMES)]: ``metrics.image_stats`` of each image."""
+    return np.stack([metrics.image_stats(im) for im in images])
+
+
+def summarise(images: list[np.ndarray], st: np.ndarray, ref: np.ndarray, spread: np.ndarray) -> dict:
+    """fd_stats of the statistics ``st`` of ``images`` against ``ref`` (both scaled by
+    ``spread``), the images' diversity and mean statistics."""
     return {"fd_stats": round(metrics.frechet_distance(st / spread, ref / spread), 3),
             "diversity": round(metrics.diversity(images), 2),
             "mean": {k: round(float(v), 3) for k, v in zip(metrics.STAT_NAMES, st.mean(0))}}
@@ -79,8 +81,8 @@ def samples(checkpoint: str, n: int, size: int, steps: int, seed: int) -> tuple[
 
     model = load_model(checkpoint)
     side = latent_tiles.native_latent(size, model.cfg.autoencoder.downsample, model.cfg.tile_align)
-    return model.cfg.name, [sampler.generate(model, (size, size), steps=steps, seed=seed + i,
-                                             latent_size=(side, side))[0] for i in range(n)]
+    return model.cfg.name, sampler.generate(model, (size, size), steps=steps, seed=seed, num_samples=n,
+                                            latent_size=(side, side))
 
 
 def evaluate(models: dict[str, str], data: str, out: Path, n: int = 64, size: int = 128,
@@ -88,17 +90,16 @@ def evaluate(models: dict[str, str], data: str, out: Path, n: int = 64, size: in
     """Every model of ``models`` ({label: checkpoint}) and the real yardstick; writes the
     sheets, ``generation.json`` and ``table.md`` into ``out``; returns the json's content."""
     out.mkdir(parents=True, exist_ok=True)
-    real_a = real_crops(data, n, size, seed)
-    real_b = real_crops(data, n, size, seed + 1)
-    ref = np.stack([metrics.image_stats(im) for im in real_a])
+    real_a, real_b = real_crops(data, n, size, seed)
+    ref = stats(real_a)
     spread = ref.std(0) + 1e-9
     sheet(real_a[:SHEET], out / "real.png")
-    rows = {"real crops (first set)": summarise(real_a, ref, spread) | {"sheet": "real.png"},
-            "real crops (second set)": summarise(real_b, ref, spread)}
+    rows = {"real crops (first set)": summarise(real_a, ref, ref, spread) | {"sheet": "real.png"},
+            "real crops (second set)": summarise(real_b, stats(real_b), ref, spread)}
     for label, path in models.items():
         name, imgs = samples(path, n, size, steps, seed)
         sheet(imgs[:SHEET], out / f"{label}.png")
-        rows[label] = summarise(imgs, ref, spread) | {"checkpoint": str(path), "config": name,
+        rows[label] = summarise(imgs, stats(imgs), ref, spread) | {"checkpoint": str(path), "config": name,
                                                       "sheet": f"{label}.png"}
         log(f"{label}: fd_stats {rows[label]['fd_stats']}, diversity {rows[label]['diversity']}")
     res = {"data": str(data), "samples": n, "size": size, "steps": steps, "sampler": diffusion.DEFAULT_SAMPLER,
