@@ -57,6 +57,18 @@ def _export(out: Path, source: list[str], stale_if_older_than: Path | None = Non
     return out
 
 
+def _shipped_or_random(engines: Path, weights: Path, preset: str, notice: str) -> tuple[Path, str]:
+    """(engine directory, contact-sheet note): ``weights`` exported to engines/NAME (NAME its
+    stem) when the file ships; otherwise ``notice``, loudly, and ``preset`` with random
+    weights exported to engines/PRESET-random."""
+    if weights.is_file():
+        return (_export(engines / weights.stem, ["--checkpoint", str(weights)], stale_if_older_than=weights),
+                f"shipped model '{weights.stem}'")
+    _notice(notice)
+    return (_export(engines / f"{preset}-random", ["--preset", preset, "--random-init"]),
+            f"{preset} preset, RANDOM weights")
+
+
 DEMO_PHOTO = Path(__file__).resolve().parent / "data" / "demo_photo.png"
 
 
@@ -107,24 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     engines = ROOT / "engines"
     engines.mkdir(exist_ok=True)
     try:
-        if weights.is_file():
-            sr_dir = _export(engines / "small", ["--checkpoint", str(weights)], stale_if_older_than=weights)
-            sr_note = "shipped model 'small'"
-        else:
-            _notice(f"NOTICE: {weights.relative_to(ROOT)} is not there (the trained model has not been shipped\n"
-                    f"yet), so this demo exports the 'tiny' preset with RANDOM WEIGHTS to engines/tiny-random.\n"
-                    f"Its outputs show the pipeline working end to end, but they are noise, not upscaled photos.")
-            sr_dir = _export(engines / "tiny-random", ["--preset", "tiny", "--random-init"])
-            sr_note = "tiny preset, RANDOM weights"
-        if gen_weights.is_file():
-            gen_dir = _export(engines / "small-gen", ["--checkpoint", str(gen_weights)],
-                              stale_if_older_than=gen_weights)
-            gen_note = "shipped model 'small-gen'"
-        else:
-            _notice(f"NOTICE: {gen_weights.relative_to(ROOT)} is not there, so the 4 generated images\n"
-                    "come from the 'tiny-gen' preset with RANDOM WEIGHTS (engines/tiny-gen-random): expect noise.")
-            gen_dir = _export(engines / "tiny-gen-random", ["--preset", "tiny-gen", "--random-init"])
-            gen_note = "tiny-gen, RANDOM weights"
+        sr_dir, sr_note = _shipped_or_random(
+            engines, weights, "tiny",
+            f"NOTICE: {weights.relative_to(ROOT)} is not there (the trained model has not been shipped\n"
+            f"yet), so this demo exports the 'tiny' preset with RANDOM WEIGHTS to engines/tiny-random.\n"
+            f"Its outputs show the pipeline working end to end, but they are noise, not upscaled photos.")
+        gen_dir, gen_note = _shipped_or_random(
+            engines, gen_weights, "tiny-gen",
+            f"NOTICE: {gen_weights.relative_to(ROOT)} is not there, so the 4 generated images\n"
+            "come from the 'tiny-gen' preset with RANDOM WEIGHTS (engines/tiny-gen-random): expect noise.")
     except subprocess.CalledProcessError as e:
         print(f"python -m runtime.demo: error: the export failed (exit {e.returncode}); see above", file=sys.stderr)
         return 1
