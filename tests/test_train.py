@@ -111,6 +111,21 @@ def test_ema_decay_warms_up():
     assert ema_decay(0.9, 5) == 6 / 15 and ema_decay(0.9, 80) == 0.9
 
 
+def test_trainer_ema_uses_the_warm_up(train_dir, tmp_path):
+    # after the first update the EMA is init + (1 - 2/11) (live - init), not the fixed 0.9 of tiny
+    from ldmind_ref.train import Trainer, parse_args
+    init = tmp_path / "init.safetensors"
+    ckpt.save_model(init, random_model(preset("tiny"), 0))
+    t = Trainer(parse_args(["ldm", "--init", str(init), "--data", str(train_dir), "--out", str(tmp_path / "o"),
+                            "--quiet"]))
+    before = {k: v.clone() for k, v in t.model.unet.state_dict().items() if v.is_floating_point()}
+    t.run(1)
+    live = t.model.unet.state_dict()
+    w = 1 - 2 / 11
+    assert max((t.ema[k] - (v + w * (live[k] - v))).abs().max().item() for k, v in before.items()) < 1e-6
+    assert any((live[k] - v).abs().max() > 1e-4 for k, v in before.items())     # the step moved the weights
+
+
 def test_learning_rate_schedule():
     from ldmind_ref.train import learning_rate
     assert learning_rate(2e-4, 0, 100, False) == learning_rate(2e-4, 99, 100, False) == 2e-4
