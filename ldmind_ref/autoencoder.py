@@ -53,8 +53,8 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """D_phi: 1x1 ``post_quant_conv``, conv_in to the widest level, middle (Res, attention,
-    Res), then num_res_blocks + 1 ResBlocks per level from widest to narrowest, no
-    upsampling: [B, c, h, w] -> [B, ch * ch_mult[0], h, w]."""
+    Res), then num_res_blocks + 1 ResBlocks per level from widest to narrowest (the last at
+    ``feature_channels``), no upsampling: [B, c, h, w] -> [B, feature_channels, h, w]."""
 
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
@@ -65,7 +65,7 @@ class Decoder(nn.Module):
         self.mid = nn.Sequential(ResBlock(cin, cin, g), _attn(cin, g), ResBlock(cin, cin, g))
         blocks: list[nn.Module] = []
         for level in reversed(range(len(cfg.ch_mult))):
-            cout = cfg.ch * cfg.ch_mult[level]
+            cout = cfg.feature_channels if level == 0 else cfg.ch * cfg.ch_mult[level]
             res = cfg.resolution // 2 ** level  # the level's resolution label, as in the official code
             for _ in range(cfg.num_res_blocks + 1):
                 blocks.append(ResBlock(cin, cout, g))

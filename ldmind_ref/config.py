@@ -37,6 +37,7 @@ class AutoencoderConfig:
     z_channels: int = 3                    # latent channels c of z
     kl: bool = False                       # KL posterior: E predicts mean and log-variance (ffhq-sr)
     num_groups: int = 32                   # GroupNorm groups
+    feature_ch: int = 0                    # width of D_phi's last level = the LIIF features; 0: ch * ch_mult[0] (official)
 
     @property
     def downsample(self) -> int:
@@ -46,7 +47,7 @@ class AutoencoderConfig:
     @property
     def feature_channels(self) -> int:
         """Channels of the D_phi feature map fed to the LIIF head."""
-        return self.ch * self.ch_mult[0]
+        return self.feature_ch or self.ch * self.ch_mult[0]
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class TrainConfig:
     crop: int = 192                # HR crop size (stage 1 input, stage 2/3 ground truth)
     gt_min: int = 48               # stage 1: smallest ground-truth size the crop is resized to
     gt_max: int = 192              # stage 1: largest ground-truth size
+    gt_native: float = 0.0         # stage 1: fraction of targets at the crop's own size (the 4x ceiling), the rest uniform
     batch: int = 8                 # images per step (per process under DDP)
     sample_q: int = 2304           # query pixels per image for the L1 / alignment image loss
     ae_lr: float = 1e-4            # stage 1, Adam

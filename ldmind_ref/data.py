@@ -120,7 +120,9 @@ def autoencoder_batch(data: ImageFolder, g: torch.Generator, cfg, split: str = "
     crops = data.crops(g, t.batch, t.crop, split)
     qs = []
     for c in crops:
-        s = _randint(g, t.gt_min, t.gt_max)
+        # the native size is drawn only when asked, so that older configs draw what they always drew
+        native = t.gt_native > 0 and float(torch.rand((), generator=g)) < t.gt_native
+        s = t.crop if native else _randint(g, t.gt_min, t.gt_max)
         qs.append(sample_queries(g, resize(c, s, s), t.sample_q))
     coord, cell, rgb = (torch.stack(v) for v in zip(*qs))
     out = {"x": to_batch(crops), "coord": coord, "cell": cell, "rgb": rgb}

@@ -45,7 +45,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint as ckpt, diffusion, liif
+from . import checkpoint as ckpt, diffusion, ladder, liif
 from .autoencoder import kl_divergence, split_posterior
 from .config import ModelConfig, preset
 from .data import ImageFolder, StepBatches, autoencoder_batch, sr_batch, step_generator
@@ -177,6 +177,17 @@ def default_workers(device: torch.device) -> int:
     return 0 if device.type == "cpu" else max(0, min(12, (os.cpu_count() or 1) - 2))
 
 
+def warm_start(model: LDMind, source: LDMind) -> int:
+    """Copy every tensor of ``source`` whose name and shape match into ``model`` (a changed
+    architecture starts from what it shares with a trained one); the rest keeps its random
+    initialisation.  Returns the number of tensors copied."""
+    src = source.state_dict()
+    own = model.state_dict()
+    same = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(same, strict=False)
+    return len(same)
+
+
 def inference_state(model: LDMind, ema: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     state = dict(model.state_dict())
     if ema is not None:
@@ -211,6 +222,10 @@ class Trainer:
             if init.cfg != cfg:
                 raise SystemExit(f"--init {args.init} was trained with another config ({init.cfg.name})")
             self.model.load_state_dict(init.state_dict())
+        elif getattr(args, "warm", None):
+            copied = warm_start(self.model, ckpt.load_model(args.warm))
+            print(f"warm start from {args.warm}: {copied} of {len(self.model.state_dict())} tensors copied",
+                  file=sys.stderr)
         self.model.to(self.device)
         self.cfg = cfg
         self.params = trainable(self.model, self.stage)
@@ -404,8 +419,17 @@ class Trainer:
 
     def _validate_and_log(self, bar) -> None:
         val = self.validate()
-        self.log({"step": self.step, "val_loss": val})
-        bar.write(f"step {self.step}: val loss {val:.5f}")
+        rec = {"step": self.step, "val_loss": val}
+        msg = f"step {self.step}: val loss {val:.5f}"
+        if self.stage == "autoencoder" and self.args.ceiling:
+            # the bound of everything after stage 1: ND(E(HR)) against bicubic from the 4x LR
+            f = self.cfg.autoencoder.downsample
+            hrs = [ladder.centre_crop(self.data.load(p), self.args.ceiling, 4 * f) for p in self.data.val]
+            c = ladder.ceiling(self.model, hrs, 4)
+            rec |= {f"val_{k}": round(v, 3) for k, v in c.items()}
+            msg += f", ceiling {c['ceiling']:.2f} dB = bicubic {c['margin']:+.2f} (worst {c['worst_margin']:+.2f})"
+        self.log(rec)
+        bar.write(msg)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -413,6 +437,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("stage", choices=STAGES)
     p.add_argument("--config", help="preset name (stage 1), or a check against --init")
     p.add_argument("--init", help="checkpoint to start from (required for ldm and align)")
+    p.add_argument("--warm", help="stage 1 with --config: copy the tensors of this checkpoint that match "
+                                  "the preset's architecture by name and shape (the rest starts random)")
     p.add_argument("--data", required=True, help="folder of PNG/JPEG images")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--steps", type=int, default=1000, help="total optimisation steps")
@@ -432,6 +458,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ceiling", type=int, default=0, metavar="SIDE",
+                   help="stage 1: also log the 4x ceiling (PSNR-Y of ND(E(HR)) vs bicubic) on SIDE-pixel "
+                        "centre crops of the validation photos at every validation (0: off)")
 
 
 def main(argv=None) -> None:
