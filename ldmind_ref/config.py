@@ -84,6 +84,7 @@ class TrainConfig:
     gt_min: int = 48               # stage 1: smallest ground-truth size the crop is resized to
     gt_max: int = 192              # stage 1: largest ground-truth size
     gt_native: float = 0.0         # stage 1: fraction of targets at the crop's own size (the 4x ceiling), the rest uniform
+    colour_aug: bool = False       # stage 1: random channel order and inversion of each crop (saturated colours photos rarely have)
     batch: int = 8                 # images per step (per process under DDP)
     sample_q: int = 2304           # query pixels per image for the L1 / alignment image loss
     ae_lr: float = 1e-4            # stage 1, Adam
