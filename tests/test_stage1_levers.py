@@ -111,3 +111,20 @@ def test_ceiling_logged_at_validation(tmp_path, train_dir):
     assert abs(val[-1]["val_margin"] - (val[-1]["val_ceiling"] - val[-1]["val_bicubic"])) < 2e-3
     assert val[-1]["val_worst_margin"] <= val[-1]["val_margin"] + 1e-9
     assert ckpt.load_model(tmp_path / "model.safetensors").cfg == preset("tiny")
+
+
+def test_stage1_milestone_without_unet_continues_by_warm_start(tmp_path, train_dir):
+    """A committed stage-1 milestone stores E, D_phi and f_theta in float16 without the (still
+    random) U-Net; ``--warm`` continues stage 1 from it with every stored tensor."""
+    cfg = preset("tiny")
+    torch.manual_seed(3)
+    m = LDMind(cfg)
+    path = tmp_path / "ae.safetensors"
+    ckpt.save_shipping(path, m, omit=["unet"], stage="autoencoder", step="7")
+    assert ckpt.omitted_parts(path) == ["unet"]
+    assert not any(k.startswith("unet.") for k in ckpt.load_tensors(path))
+    back = ckpt.load_model(path)
+    assert torch.equal(back.encoder.conv_in.weight, m.encoder.conv_in.weight.half().float())
+    main(["autoencoder", "--config", "tiny", "--warm", str(path), "--data", str(train_dir),
+          "--out", str(tmp_path / "next"), "--steps", "1", "--quiet"])
+    assert ckpt.load_model(tmp_path / "next" / "model.safetensors").cfg == cfg
