@@ -69,6 +69,30 @@ def train_steps(model: LDMind, stage: str, data: ImageFolder, steps: int, bf16: 
     return losses, statistics.median(steady), statistics.median(preps)
 
 
+def plot_curve(curves: dict[str, list[float]], title: str, path: Path, window: int = 20) -> None:
+    """Both loss series and their running means (``window`` steps) in one PNG (matplotlib, the
+    ``plot`` extra; skipped with a note without it)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not installed; no curve.png", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, losses in curves.items():
+        line, = ax.plot(range(1, len(losses) + 1), losses, alpha=0.25)
+        run = [statistics.mean(losses[max(0, i - window + 1):i + 1]) for i in range(len(losses))]
+        ax.plot(range(1, len(losses) + 1), run, color=line.get_color(), label=f"{name} (mean of {window})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=8)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ldmind_ref.train_speed", description=__doc__.split("\n")[0])
     p.add_argument("--config", default="small", help="preset (random weights) unless --init")
@@ -100,6 +124,7 @@ def main(argv=None) -> int:
                   f"{statistics.mean(losses[-50:]):.5f}", flush=True)
         (out / "curve.json").write_text(json.dumps({"machine": machine, "stage": stage, "init": args.init,
                                                     "config": args.config, "losses": curves}))
+        plot_curve(curves, f"{stage}, {args.init or args.config}\n{machine}", out / "curve.png")
         return 0
     rows = []
     for stage in args.stages:
