@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 import torch
 
-from ldmind_ref import costs, diffusion
+from ldmind_ref import costs
+from ldmind_ref.core import diffusion
 from ldmind_ref.model import LDMind
 
 from . import activations, feeds, graphs, manifest as mf, quantize, trt_engines

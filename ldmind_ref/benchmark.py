@@ -28,7 +28,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import consistency, diffusion, metrics
+from . import metrics
+from .core import consistency, diffusion
 
 DIVERSITY_SCALE, DIVERSITY_SAMPLES = 8, 4
 SELF_SSIM_SCALES = (4, 8)

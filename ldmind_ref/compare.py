@@ -26,7 +26,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import benchmark, diffusion, gen_eval
+from . import benchmark, gen_eval
+from .core import diffusion
 
 RAW_SCALES = (4, 8, 12)
 MARGIN_4X = 1.0

@@ -9,9 +9,10 @@ import sys
 
 import torch
 
-from . import diffusion, sampler
+from . import sampler
 from .benchmark import parser, run
 from .checkpoint import load_model
+from .core import diffusion
 
 
 class ReferenceSampler:

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import diffusion, latent_tiles, metrics
+from . import metrics
+from .core import diffusion, latent_tiles
 
 SHEET = 16          # images per contact sheet
 

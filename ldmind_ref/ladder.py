@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import consistency, diffusion, images, metrics, sampler
+from . import metrics, sampler
 from .benchmark import bicubic, load_hr
 from .checkpoint import load_model, read_metadata
+from .core import consistency, diffusion, images
 from .data import EXTENSIONS, ImageFolder
 
 

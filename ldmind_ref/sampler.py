@@ -22,7 +22,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import consistency, coords, costs, diffusion, images, latent_tiles, liif, noise as rng, tiled_sampling
+from . import costs, liif
+from .core import consistency, coords, diffusion, images, latent_tiles, noise as rng, tiled_sampling
 from .model import LDMind
 
 NoiseFn = Callable[[int, tuple], np.ndarray]

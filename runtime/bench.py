@@ -36,7 +36,7 @@ def _best(fn, repeat: int) -> float:
 def run(engines: str, backend: str, repeat: int) -> dict:
     import onnxruntime as ort
 
-    from ldmind_ref import consistency, coords, noise
+    from ldmind_ref.core import consistency, coords, noise
 
     from .pipeline import Pipeline
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ldmind_ref import diffusion
+from ldmind_ref.core import diffusion
 
 from .bench_side import STAGES, _cpu_flags, runtime_times
 

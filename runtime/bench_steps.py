@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ldmind_ref import consistency, metrics
+from ldmind_ref import metrics
 from ldmind_ref.benchmark import bicubic, load_hr, make_lr
+from ldmind_ref.core import consistency
 
 from .pipeline import Pipeline
 

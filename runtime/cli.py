@@ -28,9 +28,9 @@ import signal
 import sys
 from pathlib import Path
 
-from ldmind_ref import latent_tiles
-from ldmind_ref.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT, MAX_ITERATIONS
-from ldmind_ref.diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+from ldmind_ref.core import latent_tiles
+from ldmind_ref.core.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT, MAX_ITERATIONS
+from ldmind_ref.core.diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
 from .engine import BACKENDS, CPU_QUERY_TILE
 from .errors import InputError, LdmindError

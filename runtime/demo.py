@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ldmind_ref import consistency, diffusion, latent_tiles
+from ldmind_ref.core import consistency, diffusion, latent_tiles
 
 from .errors import EngineError, LdmindError
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 
-from ldmind_ref import latent_tiles
+from ldmind_ref.core import latent_tiles
 
 from .errors import InputError, OutOfMemory
 

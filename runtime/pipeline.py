@@ -1,7 +1,7 @@
 """The sampling pipeline on exported graphs: ``Pipeline.load(dir).upscale(...)``.
 
 Method, step for step the reference sampler (``ldmind_ref/sampler.py``): both run the
-sequence of ``ldmind_ref/tiled_sampling.py`` over the tile plan of ``ldmind_ref/latent_tiles.py``.
+sequence of ``ldmind_ref/core/tiled_sampling.py`` over the tile plan of ``ldmind_ref/core/latent_tiles.py``.
 
     upscale:  LR uint8 -> [-1, 1] -> mirror-pad to ``images.lr_pad_unit(cond_scale,
               ae_downsample, unet_multiple)`` -> tile plan of the latent -> encoder on LR
@@ -9,14 +9,14 @@ sequence of ``ldmind_ref/tiled_sampling.py`` over the tile plan of ``ldmind_ref/
               latent tiles blended each step; crop the latent to (h * cond_scale //
               ae_downsample, ...); decoder on tiles, blended -> features; LIIF queries at
               ``coords.output_size`` band by band -> uint8; back-projection onto the LR
-              (``ldmind_ref/consistency.py``), row block by row block.
+              (``ldmind_ref/core/consistency.py``), row block by row block.
     generate: DDIM from z_T at the manifest's ``generation_latent`` (or any latent size,
               tiled); decoder; LIIF.
     tiles:    a few times the training latent with >= 25 % overlap, unless the whole latent
               fits in memory and is estimated faster (``Pipeline.plan``); a latent that fits
               in one tile is sampled exactly as without tiling.
     DDIM:     ``diffusion.ddim_schedule(alpha_bar from the manifest, steps, eta)``; noise by
-              the RNG contract (``ldmind_ref/noise.py``): sample j uses seed + j, stream 0 is
+              the RNG contract (``ldmind_ref/core/noise.py``): sample j uses seed + j, stream 0 is
               z_T, stream k the k-th executed step, drawn only when sigma_t > 0.
 
 Batches larger than a backend accepts (TensorRT profiles) are split; because sample j
@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ldmind_ref import consistency, coords, diffusion, images, latent_tiles, noise as rng, tiled_sampling
+from ldmind_ref.core import consistency, coords, diffusion, images, latent_tiles, noise as rng, tiled_sampling
 
 from . import alpha as _alpha, engine as _engine, limits, tiling
 from .bundle import Bundle, load_bundle
@@ -166,7 +166,7 @@ class Pipeline:
 
     def plan(self, h: int, w: int, steps: int = diffusion.DEFAULT_STEPS, num_samples: int = 1, latent_tile: int | None = None,
              latent_overlap: int | None = None, graphs: tuple[str, ...] | None = None, align: int | None = None):
-        """The latent tile plan (``ldmind_ref.latent_tiles.choose``) of an h x w latent: tiles of
+        """The latent tile plan (``ldmind_ref.core.latent_tiles.choose``) of an h x w latent: tiles of
         a few times the training latent, unless the whole latent fits in memory and is
         estimated faster; ``latent_tile``/``latent_overlap`` override."""
         b = self.bundle

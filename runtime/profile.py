@@ -155,7 +155,7 @@ def profile(engines: str, image: str | None, scale=None, size=None, steps: int |
             threads: int = 0) -> dict:
     """Warm-up + ``repeat`` requests; medians per stage (see the module doc).  ``steps`` and
     ``sampler``: the defaults (``diffusion.DEFAULT_STEPS``/``DEFAULT_SAMPLER``) when None."""
-    from ldmind_ref import diffusion
+    from ldmind_ref.core import diffusion
 
     from .pipeline import Pipeline
 

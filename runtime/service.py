@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from PIL import Image
 
-from ldmind_ref.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+from ldmind_ref.core.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
 from . import cli, limits
 from .errors import InputError, LdmindError, OutOfMemory

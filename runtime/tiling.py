@@ -1,6 +1,6 @@
 """Tiled coordinate queries: the image is rendered chunk by chunk straight into uint8 (or uint16).
 
-The queries are ``ldmind_ref.tiled_sampling.queries``, the reference's own sequence: band by
+The queries are ``ldmind_ref.core.tiled_sampling.queries``, the reference's own sequence: band by
 band of latent rows (the whole latent in one band when sampling was untiled), and in each
 band ranges [start, stop) of the row-major pixel index, ``tile`` at a time.  Only a chunk's
 own coordinates exist at any time: peak memory is the uint8 output plus O(tile), whatever
@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from ldmind_ref import images, tiled_sampling
+from ldmind_ref.core import images, tiled_sampling
 
 from .errors import NumericalError
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from ldmind_ref import coords, latent_tiles as lt, liif, sampler, tiled_sampling
+from ldmind_ref import liif, sampler
 from ldmind_ref.checkpoint import load_model
+from ldmind_ref.core import coords, latent_tiles as lt, tiled_sampling
 from runtime import Pipeline, pipeline as rt_pipeline
 
 

@@ -6,10 +6,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from ldmind_ref import coords, noise
+from ldmind_ref.core import coords, noise
 from runtime import Pipeline
 from runtime.tiling import render_into, rgb_to_pixels
-from ldmind_ref import images
+from ldmind_ref.core import images
 
 
 @pytest.mark.parametrize("H,W", [(1, 1), (1, 7), (7, 1), (5, 9), (37, 23)])

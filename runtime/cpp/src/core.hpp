@@ -61,7 +61,7 @@ struct Bundle {
 Bundle load_bundle(const std::string& dir, bool verify);
 std::string sha256_file(const std::string& path);
 
-// -- samplers (ldmind_ref/diffusion.py) --------------------------------------------------------
+// -- samplers (ldmind_ref/core/diffusion.py) ---------------------------------------------------
 struct Step {
     bool solver = false;      // DPM-Solver++ step (SolverStep) or DDIM (DDIMStep)
     int t = 0;
@@ -74,10 +74,10 @@ constexpr int DEFAULT_STEPS = 10;
 std::vector<Step> sampling_schedule(const std::vector<double>& alpha_bar, int steps, double eta,
                                     const std::string& schedule, const std::string& sampler);
 
-// -- the RNG contract (ldmind_ref/noise.py) ---------------------------------------------------
+// -- the RNG contract (ldmind_ref/core/noise.py) ----------------------------------------------
 void gaussian(int64_t seed, int64_t stream, size_t n, float* out);
 
-// -- the latent tile plan (ldmind_ref/latent_tiles.py) ---------------------------------------
+// -- the latent tile plan (ldmind_ref/core/latent_tiles.py) ----------------------------------
 struct TilePlan {
     int h = 0, w = 0, th = 0, tw = 0, tile = 0, overlap = 0;
     std::vector<int> ys, xs;
@@ -107,7 +107,7 @@ int64_t graph_bytes(const std::map<std::string, GraphCost>& costs, int64_t batch
 int64_t graph_budget();
 void check_latent(const std::map<std::string, GraphCost>& costs, int64_t batch, int h, int w);
 
-// -- back-projection (ldmind_ref/consistency.py) ----------------------------------------------
+// -- back-projection (ldmind_ref/core/consistency.py) -----------------------------------------
 void backproject_inplace(uint8_t* out, int H, int W, const uint8_t* lr, int h, int w, int iterations);
 
 // -- graphs on ONNX Runtime (runtime/engine.py) ------------------------------------------------

@@ -1,5 +1,5 @@
 // The sampling pipeline on exported graphs (runtime/pipeline.py over
-// ldmind_ref/tiled_sampling.py): the same tiles, blends, noise draws, query windows and
+// ldmind_ref/core/tiled_sampling.py): the same tiles, blends, noise draws, query windows and
 // roundings, in the same order, so that the same seed gives the same image.
 #include <algorithm>
 #include <cmath>
@@ -338,7 +338,7 @@ std::vector<float> Pipeline::decode(const float* z, int N, int h, int w, const T
 }
 
 // LIIF queries band by band of latent rows, `chunk` pixels per call, straight into uint8
-// (runtime/tiling.py render_into over ldmind_ref/tiled_sampling.queries)
+// (runtime/tiling.py render_into over ldmind_ref/core/tiled_sampling.queries)
 void Pipeline::query(const std::vector<float>& f, int N, int h, int w, int H, int W, int band, int chunk,
                      const Options& o, uint8_t* out) const {
     const int C = b_.feature_channels;

@@ -1,4 +1,4 @@
-// Sampler schedules (ldmind_ref/diffusion.py: ddim_timesteps, ddim_schedule,
+// Sampler schedules (ldmind_ref/core/diffusion.py: ddim_timesteps, ddim_schedule,
 // dpm_solver_schedule, sampling_schedule), float64 in numpy's order of operations.
 #include <cmath>
 #include <stdexcept>
@@ -96,7 +96,7 @@ std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, do
     return out;
 }
 
-// -- the RNG contract (ldmind_ref/noise.py) ---------------------------------------------------
+// -- the RNG contract (ldmind_ref/core/noise.py) ----------------------------------------------
 namespace {
 constexpr uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL;
 inline uint64_t splitmix64(uint64_t x) {

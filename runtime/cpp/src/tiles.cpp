@@ -1,4 +1,4 @@
-// The latent tile plan (ldmind_ref/latent_tiles.py), float64 in numpy's order of operations.
+// The latent tile plan (ldmind_ref/core/latent_tiles.py), float64 in numpy's order of operations.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
