@@ -28,15 +28,14 @@ import signal
 import sys
 from pathlib import Path
 
-from ldmind_ref.core import latent_tiles
-from ldmind_ref.core.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT, MAX_ITERATIONS
-from ldmind_ref.core.diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+from ldmind_ref.core import contract, latent_tiles
+from ldmind_ref.core.contract import (DDIM_SCHEDULES, DEFAULT_BACKPROJECT, DEFAULT_DDIM_SCHEDULE, DEFAULT_ENGINES,
+                                      DEFAULT_SAMPLER, DEFAULT_STEPS, MAX_BACKPROJECT, SAMPLERS)
 
 from .engine import BACKENDS, CPU_QUERY_TILE
 from .errors import InputError, LdmindError
 
 PROG = "python -m runtime"
-DEFAULT_ENGINES = "engines/small"
 
 
 class Terminated(BaseException):
@@ -81,9 +80,9 @@ def _positive_number(what: str):
         try:
             v = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(contract.NUMBER.format(what, repr(text))) from None
         if not math.isfinite(v) or v <= 0:
-            raise argparse.ArgumentTypeError(f"{what} must be a finite number > 0, got {text}")
+            raise argparse.ArgumentTypeError(contract.POSITIVE_NUMBER.format(what, text))
         return v
     return parse
 
@@ -96,9 +95,9 @@ def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(p) for p in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT in pixels, e.g. 512x384, got {text!r}") from None
+        raise argparse.ArgumentTypeError(contract.SIZE_FORMAT.format(repr(text))) from None
     if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(contract.SIZE_POSITIVE.format(repr(text)))
     return w, h
 
 
@@ -107,9 +106,9 @@ def _int_at_least(lo: int, what: str):
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(contract.INTEGER.format(what, repr(text))) from None
         if v < lo:
-            raise argparse.ArgumentTypeError(f"{what} must be >= {lo}, got {v}")
+            raise argparse.ArgumentTypeError(contract.AT_LEAST.format(what, lo, v))
         return v
     return parse
 
@@ -118,9 +117,9 @@ def _eta(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"eta must be a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(contract.NUMBER.format("eta", repr(text))) from None
     if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"eta must be a finite number >= 0, got {text}")
+        raise argparse.ArgumentTypeError(contract.ETA.format(text))
     return v
 
 
@@ -128,9 +127,9 @@ def _backproject(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--backproject must be an integer, got {text!r}") from None
-    if not 0 <= v <= MAX_ITERATIONS:
-        raise argparse.ArgumentTypeError(f"--backproject must be in 0..{MAX_ITERATIONS}, got {v}")
+        raise argparse.ArgumentTypeError(contract.INTEGER.format("--backproject", repr(text))) from None
+    if not 0 <= v <= MAX_BACKPROJECT:
+        raise argparse.ArgumentTypeError(contract.IN_RANGE.format("--backproject", 0, MAX_BACKPROJECT, v))
     return v
 
 
@@ -138,9 +137,10 @@ def _quality(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--quality must be an integer, got {text!r}") from None
-    if not 1 <= v <= 100:
-        raise argparse.ArgumentTypeError(f"--quality must be in 1..100, got {v}")
+        raise argparse.ArgumentTypeError(contract.INTEGER.format("--quality", repr(text))) from None
+    if not contract.MIN_QUALITY <= v <= contract.MAX_QUALITY:
+        raise argparse.ArgumentTypeError(contract.IN_RANGE.format("--quality", contract.MIN_QUALITY,
+                                                                  contract.MAX_QUALITY, v))
     return v
 
 
@@ -148,31 +148,34 @@ def _depth(text: str):
     if text == "auto":
         return text
     if text not in ("8", "16"):
-        raise argparse.ArgumentTypeError(f"--depth must be 8, 16 or auto, got {text!r}")
+        raise argparse.ArgumentTypeError(contract.DEPTH.format(repr(text)))
     return int(text)
 
 
 def _port(text: str) -> int:
     v = _int_at_least(0, "--port")(text)
     if v > 65535:
-        raise argparse.ArgumentTypeError(f"--port must be in 0..65535, got {v}")
+        raise argparse.ArgumentTypeError(contract.IN_RANGE.format("--port", 0, 65535, v))
     return v
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", default=DEFAULT_ENGINES,
                    help=f"engine directory written by `python -m export` (default {DEFAULT_ENGINES})")
-    p.add_argument("-n", "--num-samples", type=_int_at_least(1, "-n"), default=1, help="samples (default 1)")
+    p.add_argument("-n", "--num-samples", type=_int_at_least(1, "-n"), default=contract.DEFAULT_NUM_SAMPLES,
+                   help=f"samples (default {contract.DEFAULT_NUM_SAMPLES})")
     p.add_argument("--steps", type=_int_at_least(1, "--steps"), default=DEFAULT_STEPS,
                    help=f"sampler steps (default {DEFAULT_STEPS})")
-    p.add_argument("--eta", type=_eta, default=1.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default 1)")
+    p.add_argument("--eta", type=_eta, default=contract.DEFAULT_ETA,
+                   help=f"DDIM eta: 0 deterministic, 1 DDPM-like (default {contract.DEFAULT_ETA:g})")
     p.add_argument("--schedule", choices=DDIM_SCHEDULES, default=DEFAULT_DDIM_SCHEDULE,
                    help=f"DDIM steps executed: full (all N) or paper (the paper's code: the noisiest "
                         f"step dropped, N - 1 run; default {DEFAULT_DDIM_SCHEDULE})")
     p.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
                    help=f"ddim, or dpm++2m: DPM-Solver++(2M), deterministic, the same image in fewer steps "
                         f"(--eta and --schedule are DDIM's) (default {DEFAULT_SAMPLER})")
-    p.add_argument("--seed", type=int, default=0, help="sample j uses seed + j (default 0)")
+    p.add_argument("--seed", type=int, default=contract.DEFAULT_SEED,
+                   help=f"sample j uses seed + j (default {contract.DEFAULT_SEED})")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
                    help="graph backend (default auto: the fastest available)")
     p.add_argument("--tile", type=_int_at_least(1, "--tile"), default=None,
@@ -182,10 +185,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="latent tile side in cells (default: from the model, see docs/RUNTIME.md)")
     p.add_argument("--latent-overlap", type=_int_at_least(0, "--latent-overlap"), default=None,
                    help="overlap of neighbouring latent tiles in cells (default: a quarter of the tile)")
-    p.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0,
-                   help="CPU threads per graph (default 0: ONNX Runtime decides)")
+    p.add_argument("--threads", type=_int_at_least(0, "--threads"), default=contract.DEFAULT_THREADS,
+                   help=f"CPU threads per graph (default {contract.DEFAULT_THREADS}: ONNX Runtime decides)")
     p.add_argument("--quality", type=_quality, default=None,
-                   help="JPEG and lossy WebP output quality 1..100 (default 95)")
+                   help=f"JPEG and lossy WebP output quality {contract.MIN_QUALITY}..{contract.MAX_QUALITY} "
+                        f"(default {contract.DEFAULT_QUALITY})")
     p.add_argument("--webp-lossless", action="store_true", help="WebP output without loss")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
@@ -231,9 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"steps (default {DEFAULT_STEPS})")
     prof.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER, help="ddim or dpm++2m")
     prof.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
-    prof.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0)
-    prof.add_argument("--repeat", type=_int_at_least(1, "--repeat"), default=3,
-                      help="requests measured after one warm-up (default 3); figures are medians")
+    prof.add_argument("--threads", type=_int_at_least(0, "--threads"), default=contract.DEFAULT_THREADS)
+    prof.add_argument("--repeat", type=_int_at_least(1, "--repeat"), default=contract.DEFAULT_PROFILE_REPEAT,
+                      help=f"requests measured after one warm-up (default {contract.DEFAULT_PROFILE_REPEAT}); "
+                           f"figures are medians")
     prof.add_argument("--json", default=None, help="write the profile as JSON")
     prof.add_argument("--plot", default=None, help="write a bar chart (PNG; needs matplotlib)")
     info = sub.add_parser("info", help="summarise an engine directory")
@@ -273,8 +278,8 @@ def _serve_parser(sub) -> None:
                      help=f"seconds SIGTERM waits for running and waiting requests (default {d.shutdown_timeout_s:g})")
     srv.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
                      help="graph backend (default auto: the fastest available)")
-    srv.add_argument("--threads", type=_int_at_least(0, "--threads"), default=0,
-                     help="CPU threads per graph (default 0: ONNX Runtime decides)")
+    srv.add_argument("--threads", type=_int_at_least(0, "--threads"), default=contract.DEFAULT_THREADS,
+                     help=f"CPU threads per graph (default {contract.DEFAULT_THREADS}: ONNX Runtime decides)")
     srv.add_argument("-q", "--quiet", action="store_true", help="no access log (one line per request on stderr)")
 
 
@@ -413,8 +418,6 @@ def summary(engines: str, verify: bool = True) -> dict:
 
 
 def cmd_info(args) -> int:
-    from . import limits
-
     s = summary(args.engines, verify=not args.no_verify)
     if args.json:
         _say(json.dumps(s, indent=2))
@@ -430,7 +433,7 @@ def cmd_info(args) -> int:
         f"  tiles:     latent tiles of {lat['default_tile'][0]} cells, overlap {lat['default_tile'][1]} "
         f"(trained on {lat['train_latent']}x{lat['train_latent']}; starts multiples of {lat['tile_align']}), "
         f"about {lat['default_tile_working_bytes'] / 2 ** 20:.0f} MiB per graph call (budget "
-        f"{limits.GRAPH_MEMORY_BUDGET / 2 ** 30:g} GiB); one piece when that fits and is cheaper",
+        f"{contract.GRAPH_MEMORY_BUDGET / 2 ** 30:g} GiB); one piece when that fits and is cheaper",
         f"  queries:   {s['query_chunk']} per LIIF call",
         "  graphs:    " + ", ".join(f"{g['file']} {g['bytes'] / 2 ** 20:.1f} MiB" for g in s["graphs"].values())
         + f" (checksums {s['checksums']})",
@@ -512,8 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"{PROG}: error: {e}", sys.stderr)
         return 2
     except MemoryError:
-        _say(f"{PROG}: error: the machine ran out of memory; ask for a smaller output, fewer samples or a "
-             f"smaller input, or free memory", sys.stderr)
+        _say(f"{PROG}: error: {contract.OUT_OF_MEMORY}", sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         _say(f"{PROG}: interrupted (SIGINT){_notes(e)}", sys.stderr)

@@ -13,20 +13,11 @@ import math
 import os
 
 from ldmind_ref.core import latent_tiles
+from ldmind_ref.core.contract import GRAPH_MEMORY_BUDGET, HEADROOM, MEMORY_MARGIN
 
 from .errors import InputError, OutOfMemory
 
 GiB = 1024 ** 3
-# what a process needs besides the estimate: ORT arenas, per-tile buffers, Python
-HEADROOM = 512 * 1024 ** 2
-# The most working memory the runtime's own tile choice lets one graph call take, whatever
-# the machine has: memory stays bounded (a service runs several pipelines) and larger calls
-# are not faster per cell on a CPU.  A user's forced --latent-tile may use more.
-GRAPH_MEMORY_BUDGET = 1 * GiB
-# the measured working-memory terms see the values of the graph, not kernel scratch space
-# or allocator slack (``graph_bytes``): single calls of 96^2 cells and more measured
-# 0.79-1.70x the terms, the calls of several hundred MiB 0.79-1.34x (docs/BENCHMARKS.md)
-MEMORY_MARGIN = 1.5
 
 
 def proc_bytes(path: str, key: str) -> int | None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from PIL import Image
 
-from ldmind_ref.core.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+from ldmind_ref.core import contract
 
 from . import cli, limits
 from .errors import InputError, LdmindError, OutOfMemory
@@ -63,7 +63,7 @@ class Settings:
     # Seconds from the end of the upload (checks and queue wait included) to the answer: 504 beyond.
     timeout_s: float = 300.0
     # DDIM steps when the request gives none, and the most a request may ask for.
-    default_steps: int = DEFAULT_STEPS
+    default_steps: int = contract.DEFAULT_STEPS
     max_steps: int = 200
     # On SIGTERM/SIGINT: seconds to let running and waiting requests finish.
     shutdown_timeout_s: float = 60.0
@@ -187,11 +187,12 @@ class Service:
                 raise Reply(400, str(e).removeprefix("--")) from None
 
         p = {"scale": get("scale", cli._scale, None), "size": get("size", cli._size, None),
-             "seed": get("seed", _integer("seed"), 0), "eta": get("eta", cli._eta, 1.0),
+             "seed": get("seed", _integer("seed"), contract.DEFAULT_SEED),
+             "eta": get("eta", cli._eta, contract.DEFAULT_ETA),
              "steps": get("steps", cli._int_at_least(1, "steps"), s.default_steps),
-             "backproject": get("backproject", cli._backproject, cli.DEFAULT_BACKPROJECT),
+             "backproject": get("backproject", cli._backproject, contract.DEFAULT_BACKPROJECT),
              "fmt": get("format", _format, "PNG"), "quality": get("quality", cli._quality, None),
-             "sampler": get("sampler", _sampler, DEFAULT_SAMPLER)}
+             "sampler": get("sampler", _sampler, contract.DEFAULT_SAMPLER)}
         if p["scale"] is None and p["size"] is None:
             raise Reply(400, "give scale=S or size=WxH")
         if p["scale"] is not None and p["size"] is not None:
@@ -318,13 +319,13 @@ def _integer(what: str):
         try:
             return int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text[:40]!r}") from None
+            raise argparse.ArgumentTypeError(contract.INTEGER.format(what, repr(text[:40]))) from None
     return parse
 
 
 def _sampler(text: str) -> str:
-    if text not in SAMPLERS:
-        raise argparse.ArgumentTypeError(f"sampler must be one of {', '.join(SAMPLERS)}, got {text!r}")
+    if text not in contract.SAMPLERS:
+        raise argparse.ArgumentTypeError(contract.ONE_OF.format("sampler", ", ".join(contract.SAMPLERS), repr(text)))
     return text
 
 
@@ -332,8 +333,8 @@ def _format(text: str) -> str:
     ext = "." + text.lower().lstrip(".")
     accepted = output_extensions()
     if ext not in accepted:
-        raise argparse.ArgumentTypeError(f"format must be one of {', '.join(e[1:] for e in accepted)}, "
-                                          f"got {text[:40]!r}")
+        raise argparse.ArgumentTypeError(contract.ONE_OF.format("format", ", ".join(e[1:] for e in accepted),
+                                                                repr(text[:40])))
     return OUTPUT_EXTENSIONS[ext]
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ldmind_ref.core import images, tiled_sampling
+from ldmind_ref.core.contract import STAGE_RENDER
 
 from .errors import NumericalError
 
@@ -29,7 +30,7 @@ def rgb_to_pixels(rgb: np.ndarray, dtype=np.uint8) -> np.ndarray:
 
 
 def render_into(out: np.ndarray, query: Query, h: int, band: int, tile: int,
-                progress: Progress | None = None, label: str = "render") -> np.ndarray:
+                progress: Progress | None = None, label: str = STAGE_RENDER) -> np.ndarray:
     """Fill ``out`` (uint8 or uint16 [B, H, W, 3]) from an h-row latent, querying ``tile`` pixels per call
     in bands of ``band`` latent rows.  NaN or infinity from the graph raises ``NumericalError``."""
     B, H, W, _ = out.shape

@@ -597,7 +597,7 @@ def test_paper_schedule_option(sr_engines, lr_png, tmp_path, capsys):
 
 def test_memory_check_counts_every_sample(sr_engines, lr_png, tmp_path, capsys, monkeypatch):
     """One 480x400 output fits the memory, four do not: -n 4 is refused up front, -n 1 runs."""
-    from runtime.limits import HEADROOM
+    from ldmind_ref.core.contract import HEADROOM
 
     one = 400 * 480 * 3
     monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 2 * one))

@@ -85,7 +85,8 @@ def test_render_into_reports_nan_position():
 def test_output_check_multiplies_by_the_sample_count(monkeypatch):
     """limits.check_output: N x H x W x 3 bytes + HEADROOM against the limit (hand-computed)."""
     from runtime.errors import InputError
-    from runtime.limits import HEADROOM, check_output
+    from ldmind_ref.core.contract import HEADROOM
+    from runtime.limits import check_output
 
     monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 3 * 100 * 200 * 3))
     check_output(1, 100, 200)
