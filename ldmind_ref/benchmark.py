@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from . import metrics
-from .core import consistency, contract, diffusion
+from .core import consistency, contract
 
 DIVERSITY_SCALE, DIVERSITY_SAMPLES = 8, 4
 SELF_SSIM_SCALES = (4, 8)

@@ -29,7 +29,7 @@ import torch
 from . import metrics, sampler
 from .benchmark import bicubic, load_hr
 from .checkpoint import load_model, read_metadata
-from .core import consistency, contract, diffusion, images
+from .core import consistency, contract, images
 from .data import EXTENSIONS, ImageFolder
 
 

@@ -47,11 +47,11 @@ def import_without_torch(*packages: str) -> dict:
 def test_core_imports_without_torch():
     r = import_without_torch("ldmind_ref.core")
     assert r["failed"] == {}
-    shared = {"diffusion", "coords", "latent_tiles", "tiled_sampling", "noise", "consistency", "images"}
+    shared = {"diffusion", "coords", "latent_tiles", "tiled_sampling", "noise", "consistency", "images", "contract"}
     assert {f"ldmind_ref.core.{m}" for m in shared} <= set(r["imported"])
 
 
 def test_runtime_imports_without_torch():
     r = import_without_torch("runtime")
     assert r["failed"] == {}
-    assert {"runtime.cli", "runtime.pipeline", "runtime.service"} <= set(r["imported"])
+    assert {"runtime.cli", "runtime.commands", "runtime.pipeline", "runtime.request", "runtime.service"} <= set(r["imported"])

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .contract import (DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, ETA, ETA_TOO_LARGE, ONE_OF, PAPER_STEPS,
-                       SAMPLERS, SCHEDULE_STEPS)
+from .contract import (DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, ETA, ETA_TOO_LARGE,
+                       LOWER_ORDER_FINAL_BELOW, ONE_OF, PAPER_STEPS, SAMPLERS, SCHEDULE_STEPS)
 
 SCHEDULES = ("linear", "linear_beta", "cosine")
 
@@ -155,10 +155,6 @@ def ddim_step(z_t, eps, alpha_bar_t, alpha_bar_prev, sigma_t, noise):
 # previous step's data prediction for second order, from the graph's ``pred_z0`` output.
 # The names and the defaults (and why they are the defaults): contract.SAMPLERS,
 # contract.DEFAULT_SAMPLER, contract.DEFAULT_STEPS.
-
-# as diffusers' DPMSolverMultistepScheduler (lower_order_final): below this many steps the last
-# step is first order, which is stabler where the step in lambda is the longest
-LOWER_ORDER_FINAL_BELOW = 15
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ inline constexpr const char* DEFAULT_GENERATION_ENGINES = "engines/small-gen";
 inline const std::vector<std::string> SAMPLERS{"ddim", "dpm++2m"};
 inline constexpr const char* DEFAULT_SAMPLER = "dpm++2m";
 inline constexpr int DEFAULT_STEPS = 10;
+inline constexpr int LOWER_ORDER_FINAL_BELOW = 15;
 inline const std::vector<std::string> DDIM_SCHEDULES{"full", "paper"};
 inline constexpr const char* DEFAULT_DDIM_SCHEDULE = "full";
 inline constexpr double DEFAULT_ETA = 1.0;
@@ -65,7 +66,6 @@ inline constexpr const char* LATENT_SIZE = "latent size must be positive multipl
 inline constexpr const char* GENERATION_MODEL = "{}: {} is a generation model (unconditional): use generate, not upscale";
 inline constexpr const char* SR_MODEL = "{}: {} is a super-resolution model: use upscale, not generate";
 inline constexpr const char* OUT_OF_MEMORY = "the machine ran out of memory; ask for a smaller output, fewer samples or a smaller input, or free memory";
-inline constexpr int LOWER_ORDER_FINAL_BELOW = 15;
 
 // a message template (the {} fields filled in order, as Python's str.format)
 inline std::string fill(const char* tmpl, std::initializer_list<std::string> args) {
