@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     gen.add_argument("--depth", type=parse_depth, default=8, help="bits per value of the PNG outputs, 8 or 16 "
                                                                  "(default 8)")
-    _common(gen, c.DEFAULT_ENGINES)
+    _common(gen, c.DEFAULT_GENERATION_ENGINES)
     prof = sub.add_parser("profile", help="latency of one real request, stage by stage")
     prof.add_argument("engines", help="engine directory")
     prof.add_argument("image", nargs="?", default=None, help="input image (super-resolution models)")
