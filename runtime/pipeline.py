@@ -379,8 +379,7 @@ class Pipeline:
     @staticmethod
     def _finite(graph: str, x: np.ndarray, where: str = "") -> np.ndarray:
         if not np.all(np.isfinite(x)):
-            raise NumericalError(f"the {graph} graph produced NaN/inf{where}: the engines are broken or "
-                                 f"the model diverged; no image was written")
+            raise NumericalError(contract.NOT_FINITE.format(graph, where))
         return x
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ldmind_ref.core import images, tiled_sampling
-from ldmind_ref.core.contract import STAGE_RENDER
+from ldmind_ref.core.contract import NOT_FINITE, STAGE_RENDER
 
 from .errors import NumericalError
 
@@ -45,8 +45,7 @@ def render_into(out: np.ndarray, query: Query, h: int, band: int, tile: int,
         rgb = query(window, np.broadcast_to(coord, (B, n, 2)), np.broadcast_to(cell, (B, n, 2)))
         if not np.all(np.isfinite(rgb)):
             row, col = divmod(start + int(np.argwhere(~np.isfinite(rgb))[0][1]), W)
-            raise NumericalError(f"the liif graph produced NaN/inf (first at output pixel x={col}, y={row}): "
-                                 f"the engines are broken or the model diverged; no image was written")
+            raise NumericalError(NOT_FINITE.format("liif", f" (first at output pixel x={col}, y={row})"))
         flat[:, start:stop] = rgb_to_pixels(rgb, out.dtype)
         if progress:
             progress(label, k, total)

@@ -109,11 +109,19 @@ SIZE_POSITIVE = "size must be positive, got {}"                 # repr(text)
 DEPTH = "--depth must be 8, 16 or auto, got {}"                 # repr(text)
 SCALE_AND_SIZE = "give either a scale or a size, not both"
 SCALE_OR_SIZE = "give a scale or a size"
+EMPTY_OUTPUT = "scale {} gives an empty output for a {}x{} input"                 # scale, w, h
 LATENT_TILE = "latent tile must be a positive multiple of {} cells, got {}"      # align, value
 LATENT_OVERLAP = "latent overlap must be a multiple of {} in 0..{} (half the tile), got {}"
 LATENT_SIZE = "latent size must be positive multiples of {}, got {}x{}"          # align, h, w
 GENERATION_MODEL = "{}: {} is a generation model (unconditional): use generate, not upscale"   # root, name
 SR_MODEL = "{}: {} is a super-resolution model: use upscale, not generate"                   # root, name
+NOT_FINITE = ("the {} graph produced NaN/inf{}: the engines are broken or the model diverged; "
+              "no image was written")                           # graph, where ("" or " at t=...")
+OUTPUT_MEMORY = ("{} {}x{} {} needs {} of memory but only {} is available; ask for a smaller scale or "
+                 "size")                                        # "a" or "N images of", W, H, what, need, available
+LATENT_MEMORY = ("{} with {}x{} latent tiles needs about {} of working memory, {} is available; use smaller "
+                 "latent tiles (or fewer samples)")             # what, w, h, need, available
+MEMORY_LIMIT_ENV = "LDMIND_MEMORY_LIMIT must be a number of bytes >= 0 (e.g. 8e9), got {}"   # repr(text)
 OUT_OF_MEMORY = ("the machine ran out of memory; ask for a smaller output, fewer samples or a smaller input, "
                  "or free memory")
 

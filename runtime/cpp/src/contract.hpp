@@ -60,11 +60,16 @@ inline constexpr const char* SIZE_POSITIVE = "size must be positive, got {}";
 inline constexpr const char* DEPTH = "--depth must be 8, 16 or auto, got {}";
 inline constexpr const char* SCALE_AND_SIZE = "give either a scale or a size, not both";
 inline constexpr const char* SCALE_OR_SIZE = "give a scale or a size";
+inline constexpr const char* EMPTY_OUTPUT = "scale {} gives an empty output for a {}x{} input";
 inline constexpr const char* LATENT_TILE = "latent tile must be a positive multiple of {} cells, got {}";
 inline constexpr const char* LATENT_OVERLAP = "latent overlap must be a multiple of {} in 0..{} (half the tile), got {}";
 inline constexpr const char* LATENT_SIZE = "latent size must be positive multiples of {}, got {}x{}";
 inline constexpr const char* GENERATION_MODEL = "{}: {} is a generation model (unconditional): use generate, not upscale";
 inline constexpr const char* SR_MODEL = "{}: {} is a super-resolution model: use upscale, not generate";
+inline constexpr const char* NOT_FINITE = "the {} graph produced NaN/inf{}: the engines are broken or the model diverged; no image was written";
+inline constexpr const char* OUTPUT_MEMORY = "{} {}x{} {} needs {} of memory but only {} is available; ask for a smaller scale or size";
+inline constexpr const char* LATENT_MEMORY = "{} with {}x{} latent tiles needs about {} of working memory, {} is available; use smaller latent tiles (or fewer samples)";
+inline constexpr const char* MEMORY_LIMIT_ENV = "LDMIND_MEMORY_LIMIT must be a number of bytes >= 0 (e.g. 8e9), got {}";
 inline constexpr const char* OUT_OF_MEMORY = "the machine ran out of memory; ask for a smaller output, fewer samples or a smaller input, or free memory";
 
 // a message template (the {} fields filled in order, as Python's str.format)

@@ -25,7 +25,7 @@ int64_t available_memory() {
         double v = std::strtod(env, &end);
         while (end && *end == ' ') ++end;
         if (end == env || (end && *end) || !std::isfinite(v) || v < 0)
-            input_error(std::string("LDMIND_MEMORY_LIMIT must be a number of bytes >= 0 (e.g. 8e9), got '") + env + "'");
+            input_error(contract::fill(contract::MEMORY_LIMIT_ENV, {std::string("'") + env + "'"}));
         return static_cast<int64_t>(v);
     }
     std::ifstream f("/proc/meminfo");
@@ -48,9 +48,8 @@ void check_output(int64_t num, int64_t H, int64_t W, int64_t extra) {
     const int64_t avail = available_memory();
     if (need + static_cast<double>(contract::HEADROOM) > static_cast<double>(avail)) {
         std::string count = num == 1 ? "a" : std::to_string(num) + " images of";
-        input_error(count + " " + std::to_string(W) + "x" + std::to_string(H) + " output needs " +
-                    fmt_bytes(need) + " of memory but only " + fmt_bytes(static_cast<double>(avail)) +
-                    " is available; ask for a smaller scale or size");
+        input_error(contract::fill(contract::OUTPUT_MEMORY, {count, std::to_string(W), std::to_string(H), "output",
+                                                             fmt_bytes(need), fmt_bytes(static_cast<double>(avail))}));
     }
 }
 
@@ -65,9 +64,9 @@ int64_t graph_budget() { return std::min<int64_t>(contract::GRAPH_MEMORY_BUDGET,
 void check_latent(const std::map<std::string, GraphCost>& costs, int64_t batch, int h, int w) {
     const int64_t need = graph_bytes(costs, batch, h, w), avail = available_memory();
     if (need + contract::HEADROOM > avail)
-        input_error("this request with " + std::to_string(w) + "x" + std::to_string(h) + " latent tiles needs about " +
-                    fmt_bytes(static_cast<double>(need)) + " of working memory, " + fmt_bytes(static_cast<double>(avail)) +
-                    " is available; use smaller latent tiles (or fewer samples)");
+        input_error(contract::fill(contract::LATENT_MEMORY, {"this request", std::to_string(w), std::to_string(h),
+                                                             fmt_bytes(static_cast<double>(need)),
+                                                             fmt_bytes(static_cast<double>(avail))}));
 }
 
 }  // namespace ldmind::core

@@ -23,8 +23,7 @@ template <class T>
 const T& finite(const T& t, const char* graph, const std::string& where = "") {
     for (float v : t.data)
         if (!std::isfinite(v))
-            throw Error(LDMIND_ERR_NUMERICAL, std::string("the ") + graph + " graph produced NaN/inf" + where +
-                                                  ": the engines are broken or the model diverged; no image was written");
+            throw Error(LDMIND_ERR_NUMERICAL, contract::fill(contract::NOT_FINITE, {graph, where}));
     return t;
 }
 
@@ -97,8 +96,7 @@ void Pipeline::output_size(int h, int w, double scale, int W_out, int H_out, int
     if (!std::isfinite(scale) || scale <= 0) input_error(contract::fill(contract::POSITIVE_NUMBER, {"scale", py_float(scale)}));
     double hh = std::floor(scale * h + 0.5), ww = std::floor(scale * w + 0.5);
     if (hh < 1 || ww < 1)
-        input_error("scale " + py_float(scale) + " gives an empty output for a " + std::to_string(w) + "x" +
-                    std::to_string(h) + " input");
+        input_error(contract::fill(contract::EMPTY_OUTPUT, {py_float(scale), std::to_string(w), std::to_string(h)}));
     if (hh > 1e9 || ww > 1e9) input_error("scale " + py_float(scale) + " gives an output too large to address");
     *H = static_cast<int>(hh);
     *W = static_cast<int>(ww);
@@ -380,9 +378,10 @@ void Pipeline::query(const std::vector<float>& f, int N, int h, int w, int H, in
                 if (!std::isfinite(rgb[q])) {
                     const int64_t pix = start + static_cast<int64_t>((q / 3) % static_cast<size_t>(n));
                     throw Error(LDMIND_ERR_NUMERICAL,
-                                fmt("the liif graph produced NaN/inf (first at output pixel x=%lld, y=%lld): the engines "
-                                    "are broken or the model diverged; no image was written",
-                                    static_cast<long long>(pix % W), static_cast<long long>(pix / W)));
+                                contract::fill(contract::NOT_FINITE,
+                                               {"liif", fmt(" (first at output pixel x=%lld, y=%lld)",
+                                                            static_cast<long long>(pix % W),
+                                                            static_cast<long long>(pix / W))}));
                 }
             for (int s = 0; s < N; ++s) {
                 uint8_t* dst = out + (static_cast<size_t>(s) * H * W + static_cast<size_t>(start)) * 3;
