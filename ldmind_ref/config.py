@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .core.images import latent_per_lr_pixel
+
 
 # Query blocks of the auto-encoder's attention in exported graphs.  Its middle blocks attend
 # over every latent cell (T = h * w tokens): in one block ONNX Runtime would hold a T x T
@@ -128,7 +130,7 @@ class ModelConfig:
     @property
     def latent_per_lr_pixel(self) -> int:
         """Latent cells per LR pixel along each side (cond_scale / downsample; 1 for generation)."""
-        return max(1, self.cond_scale // self.autoencoder.downsample) if self.unet.conditional else 1
+        return latent_per_lr_pixel(self.cond_scale, self.autoencoder.downsample) if self.unet.conditional else 1
 
     @property
     def tile_align(self) -> int:

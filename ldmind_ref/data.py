@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import coords, images
+from .core import coords, images
 
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
 

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import consistency, diffusion, images, metrics, sampler
+from . import metrics, sampler
 from .benchmark import bicubic, load_hr
 from .checkpoint import load_model, read_metadata
+from .core import consistency, contract, images
 from .data import EXTENSIONS, ImageFolder
 
 
@@ -103,7 +104,7 @@ def image_rungs(model, hr: np.ndarray, scale: int, k: int, steps: int, seed: int
         out["mean_k"] = metrics.psnr_y(mean, hr, scale)
         # the same posterior mean taken in latent space: one render instead of K
         out["mean_z"] = metrics.psnr_y(sampler.render(model, z.mean(0, keepdims=True), [(H, W)])[0][0], hr, scale)
-        defaults = consistency.apply_inplace(renders[0].copy(), lr, consistency.DEFAULT_ITERATIONS)
+        defaults = consistency.apply_inplace(renders[0].copy(), lr, contract.DEFAULT_BACKPROJECT)
         out["defaults"] = metrics.psnr_y(defaults, hr, scale)
     return out
 
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     p.add_argument("--side", type=int, default=256, help="centre crops of at most this many pixels")
     p.add_argument("--scales", type=int, nargs="+", default=list(SCALES), choices=SCALES)
     p.add_argument("-k", type=int, default=4, help="samples averaged by the mean_k rung")
-    p.add_argument("--steps", type=int, default=diffusion.DEFAULT_STEPS)
+    p.add_argument("--steps", type=int, default=contract.DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="images per set (0: all)")
     p.add_argument("--machine", default=cpu_flags())

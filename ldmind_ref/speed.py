@@ -20,8 +20,9 @@ import contextlib
 import numpy as np
 import torch
 
-from . import coords, liif
+from . import liif
 from .benchmark import median_seconds as _median
+from .core import coords
 from .model import LDMind
 
 

@@ -33,7 +33,7 @@ def current_rss() -> int:
 
 
 def run(engines: str, latent: int, scale: int, tile: int | None, backend: str = "cpu") -> dict:
-    from ldmind_ref import noise
+    from ldmind_ref.core import noise
 
     from .pipeline import Pipeline
 

@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from ldmind_ref.core.contract import DEFAULT_QUALITY
+
 from . import depth16
 from .errors import InputError
 
@@ -424,9 +426,6 @@ def check_alpha_format(fmt: str, what: str) -> None:
 def check_alpha_output(path: str | os.PathLike) -> None:
     """Refuse, before any work, an output format that would lose an input's transparency."""
     check_alpha_format(output_format(path), f"{path}: the input")
-
-
-DEFAULT_QUALITY = 95    # JPEG and lossy WebP (Pillow's own default, 75, visibly softens an upscale)
 
 
 def save_options(fmt: str, width: int, height: int, metadata: Metadata | None, quality: int | None = None,
