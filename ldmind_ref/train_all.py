@@ -44,9 +44,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt, metrics
+from . import checkpoint as ckpt, ladder, metrics
 from .config import ModelConfig, generation_variant, preset
-from .core import images
 from .data import ImageFolder
 from .model import LDMind
 from .train_options import add_run_options
@@ -208,7 +207,7 @@ class Run:
                    images_per_s=round(per_s, 1) if per_s else None,
                    val_loss_first=vals[0] if vals else None, val_loss_last=vals[-1] if vals else None)
         if name == "autoencoder":
-            rec["val_psnr_y"] = reconstruction_psnr(trainer.model, trainer.data, trainer.device)
+            rec["val_psnr_y"] = reconstruction_psnr(trainer.model, trainer.data)
         self.summary["stages"][name] = rec
         self.save_summary()
         print(f"{name}: {trainer.step} of {rec['steps']} steps in {rec['wall_s']} s, {rec['images_per_s']} images/s, "
@@ -241,22 +240,12 @@ class Run:
 
 
 @torch.no_grad()
-def reconstruction_psnr(model: LDMind, data: ImageFolder, device, side: int = 256) -> float:
+def reconstruction_psnr(model: LDMind, data: ImageFolder, side: int = 256) -> float:
     """Mean PSNR-Y (shave 0) of E then D_phi + f_theta at the same size, on centre crops of up
-    to ``side`` pixels of the validation photos."""
-    model.eval()
+    to ``side`` pixels of the validation photos (the ladder's ceiling rung, unshaved)."""
     f = model.cfg.autoencoder.downsample
-    out = []
-    for path in data.val:
-        img = data.load(path)
-        h, w = (min(side, img.shape[0]) // f) * f, (min(side, img.shape[1]) // f) * f
-        y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-        crop = np.ascontiguousarray(img[y:y + h, x:x + w])
-        t = torch.from_numpy(images.to_float(crop))[None].to(device)
-        rgb = model.render(model.encode(t), h, w).float().cpu().numpy()
-        out.append(metrics.psnr_y(images.to_uint8(rgb)[0], crop, 0))
-    model.train()
-    return round(float(np.mean(out)), 3)
+    crops = [ladder.centre_crop(data.load(p), side, f) for p in data.val]
+    return round(float(np.mean([metrics.psnr_y(ladder.reconstruct(model, c), c, 0) for c in crops])), 3)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
