@@ -237,10 +237,10 @@ def test_progress_events_equal_python_and_cancel(cpp_build, tmp_path, sr_pipe, s
 
 
 def test_bench_cpp_runs(cpp_build, tmp_path, sr_engines):
-    """``python -m runtime.bench_cpp`` (the C++ vs Python table of docs/BENCHMARKS.md) on the
+    """``python -m runtime.programs.bench_cpp`` (the C++ vs Python table of docs/BENCHMARKS.md) on the
     tiny model: both sides profiled, every stage reported."""
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "runtime.bench_cpp", "--engines", str(sr_engines), "--crop", "16",
+    r = subprocess.run([sys.executable, "-m", "runtime.programs.bench_cpp", "--engines", str(sr_engines), "--crop", "16",
                         "--scale", "2", "--steps", "2", "--rounds", "1", "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr

@@ -17,7 +17,7 @@ from ldmind_ref import consistency, images
 from runtime import alpha as ra, depth16
 from runtime.cli import main
 from runtime.errors import InputError
-from runtime.bench_depth16 import gradient, shrink
+from runtime.programs.bench_depth16 import gradient, shrink
 from runtime.io import Metadata, decode_image, encode_image, load_image, output_depth, to_rgb_alpha
 
 FAST = ["--steps", "2", "-q"]

@@ -65,7 +65,7 @@ Image.fromarray(img).save({str(tmp_path / 'in.png')!r})
 assert main(["upscale", {str(tmp_path / 'in.png')!r}, "--engines", {str(sr)!r}, "--scale", "2", "--steps", "2",
              "-q", "-o", {str(tmp_path / 'out.png')!r}]) == 0
 assert main(["info", {str(sr)!r}]) == 0
-import runtime.bench, runtime.bench_memory, runtime.demo, runtime.trt_native  # every module
+import runtime.programs.bench, runtime.programs.bench_memory, runtime.programs.demo, runtime.trt_native  # every module
 bad = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.") or m in ("ldmind_ref.model", "ldmind_ref.sampler"))
 assert not bad, bad
 print("torch-free")
