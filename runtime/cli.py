@@ -32,7 +32,8 @@ from ldmind_ref import latent_tiles
 from ldmind_ref.consistency import DEFAULT_ITERATIONS as DEFAULT_BACKPROJECT, MAX_ITERATIONS
 from ldmind_ref.diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
-from .engine import BACKENDS, CPU_QUERY_TILE
+from .backends.onnxruntime import CPU_QUERY_TILE
+from .engine import BACKENDS
 from .errors import InputError, LdmindError
 
 PROG = "python -m runtime"
@@ -380,11 +381,12 @@ def cmd_generate(args) -> int:
 
 def summary(engines: str, verify: bool = True) -> dict:
     from . import engine, limits
+    from .backends import onnxruntime
     from .bundle import load_bundle
 
     b = load_bundle(engines, verify=verify)
     if verify:
-        engine.verify_graphs(b)    # a swapped graph file with its checksum fixed up
+        onnxruntime.verify_graphs(b)    # a swapped graph file with its checksum fixed up
     m = b.manifest
     # the tiles a large input gets here: the default, shrunk to the working-memory budget
     big = latent_tiles.choose(1 << 14, 1 << 14, b.tile_align, b.train_latent, b.costs, 50,

@@ -36,6 +36,7 @@ from PIL import Image
 from ldmind_ref import consistency, coords, diffusion, images, latent_tiles, noise as rng, tiled_sampling
 
 from . import alpha as _alpha, engine as _engine, limits, tiling
+from .backends.base import Engine, graphs_of
 from .bundle import Bundle, load_bundle
 from .errors import InputError, NumericalError
 from .io import Metadata, read_metadata, to_rgb_alpha, to_rgb_array
@@ -49,7 +50,7 @@ TILE_BATCH_CELLS = 96 * 96
 
 
 class Pipeline:
-    def __init__(self, bundle: Bundle, engines: dict[str, _engine.Engine], backend: str,
+    def __init__(self, bundle: Bundle, engines: dict[str, Engine], backend: str,
                  skipped: dict[str, str] | None = None, tile: int | None = None, requested: str = "auto"):
         self.bundle = bundle
         self.engines = engines
@@ -69,7 +70,7 @@ class Pipeline:
         """Open an engine directory.  ``backend``: auto (the fastest that works here, see
         ``backend_reason``), cpu, cuda, ort-trt, tensorrt or openvino."""
         bundle = load_bundle(path, verify=verify)
-        limits.check_address_space(sum(bundle.graph_path(g).stat().st_size for g in _engine.graphs_of(bundle)))
+        limits.check_address_space(sum(bundle.graph_path(g).stat().st_size for g in graphs_of(bundle)))
         limits.reserve_blas_buffers()
         name, engines, skipped = _engine.select(bundle, backend, threads)
         return cls(bundle, engines, name, skipped, tile, requested=backend)

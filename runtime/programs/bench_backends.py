@@ -11,7 +11,7 @@ step and the decoder on its latent, the LIIF queries of the --scale output).  En
 ``Pipeline.upscale`` of a --e2e-lr square photo crop at --e2e-scale with --steps steps of the
 default sampler.  Each figure is the median of --repeat rounds after a warm-up; a round calls
 every backend once.  ``--record`` writes the end-to-end medians to the backend record that
-``backend="auto"`` reads (runtime/backend_record.py).
+``backend="auto"`` reads (runtime/backends/record.py).
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--record", action="store_true", help="save the end-to-end medians for backend='auto'")
     a = ap.parse_args(argv)
 
-    from .. import backend_record
+    from ..backends import record as backend_record
     from ..errors import LdmindError
     from ..pipeline import Pipeline
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from ldmind_ref import diffusion
 
-from ..backend_record import cpu_model
+from ..backends.record import cpu_model
 from .benchlib import STAGES, cpu_flags, runtime_times
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..backend_record import cpu_model
+from ..backends.record import cpu_model
 from ..limits import proc_bytes
 from .benchlib import ROOT
 

@@ -20,7 +20,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-from .bundle import Bundle
+from ..bundle import Bundle
 
 RECORD_ENV = "LDMIND_BACKEND_RECORD"
 
