@@ -21,7 +21,8 @@ from typing import Callable
 from PIL import Image
 
 from .errors import InputError, LdmindError
-from .io import OUTPUT_EXTENSIONS, check_output_path, load_upscale_input, output_extensions
+from .image_in import load_upscale_input
+from .output_paths import OUTPUT_EXTENSIONS, check_output_path, output_extensions
 
 
 @dataclass(frozen=True)

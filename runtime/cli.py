@@ -297,7 +297,7 @@ def _load(args):
 
 def _saver(args):
     """``save(image, path, metadata)`` with the command's output options."""
-    from .io import save_image
+    from .image_out import save_image
 
     strip = getattr(args, "strip_metadata", False)
     return lambda img, path, meta=None: save_image(img, path, None if strip else meta, args.quality,
@@ -305,7 +305,8 @@ def _saver(args):
 
 
 def cmd_upscale(args) -> int:
-    from .io import check_output_path, load_upscale_input, output_depth
+    from .image_in import load_upscale_input
+    from .output_paths import check_output_path, output_depth
 
     if Path(args.input).is_dir():
         return _upscale_folder(args)
@@ -332,7 +333,7 @@ def _upscale_folder(args) -> int:
     from .batch import Summary, file_progress, plan_folder, run_folder
 
     src, out = Path(args.input), Path(args.output)
-    from .io import output_depth
+    from .output_paths import output_depth
 
     jobs = plan_folder(src, out, args.recursive, args.ext, args.num_samples, args.overwrite)
     if args.depth == 16:

@@ -39,7 +39,7 @@ from . import alpha as _alpha, engine as _engine, limits, tiling
 from .backends.base import Engine, graphs_of
 from .bundle import Bundle, load_bundle
 from .errors import InputError, NumericalError
-from .io import Metadata, read_metadata, to_rgb_alpha, to_rgb_array
+from .image_in import Metadata, read_metadata, to_rgb_alpha, to_rgb_array
 
 Progress = Callable[[str, int, int], None]
 MAX_SAMPLES = 1024

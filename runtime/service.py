@@ -39,7 +39,9 @@ from ldmind_ref.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
 from . import cli, limits
 from .errors import InputError, LdmindError, OutOfMemory
-from .io import ALPHA_FORMATS, OUTPUT_EXTENSIONS, alpha_extensions, decode_image, encode_image, output_extensions
+from .image_in import decode_image
+from .image_out import encode_image
+from .output_paths import ALPHA_FORMATS, OUTPUT_EXTENSIONS, alpha_extensions, output_extensions
 
 log = logging.getLogger("ldmind.serve")
 

@@ -97,7 +97,7 @@ def _photo(side: int) -> np.ndarray:
     """A side x side centre crop of the demo's photo (192 x 192), uint8 RGB."""
     from PIL import Image
 
-    from ..io import to_rgb_array
+    from ..image_in import to_rgb_array
 
     with Image.open(DEMO_PHOTO) as im:
         rgb = to_rgb_array(im)

@@ -73,7 +73,7 @@ def _sample_image() -> tuple[np.ndarray, str]:
     """A 48 x 48 LR picture made from the real photo shipped with the runtime
     (``runtime/data/demo_photo.png``, 192 x 192, scikit-image's ``chelsea``, public domain)
     by bicubic / 4, as the benchmarks make LR images."""
-    from ..io import load_image
+    from ..image_in import load_image
 
     hr = Image.fromarray(load_image(DEMO_PHOTO))
     lr = hr.resize((hr.width // 4, hr.height // 4), Image.BICUBIC)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=diffusion.DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    from ..io import save_image
+    from ..image_out import save_image
     from ..pipeline import Pipeline
     from ..progress import Progress
 
