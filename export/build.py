@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 import torch
 
-from ldmind_ref import costs, diffusion
+from ldmind_ref import costs
+from ldmind_ref.core import diffusion
 from ldmind_ref.model import LDMind
 
 from . import activations, feeds, graphs, manifest as mf, quantize, trt_engines
@@ -38,7 +39,7 @@ def example_dims(model: LDMind, name: str, batch: int = 2) -> dict[str, int]:
 
     U-Net: (1, 2) U-Net units; the others: (2, 3) latent cells, in steps that an LR image
     reaches (x cond_scale, / ae_downsample)."""
-    r = max(1, model.cfg.cond_scale // model.cfg.autoencoder.downsample)
+    r = model.cfg.latent_per_lr_pixel
     if name == "unet_step":
         m = math.lcm(model.unet.size_multiple, r)
         latent = (m, 2 * m)
@@ -50,7 +51,7 @@ def example_dims(model: LDMind, name: str, batch: int = 2) -> dict[str, int]:
 def check_dims(model: LDMind) -> dict[str, int]:
     """Sizes of the post-export self-check, different from every graph's example: batch 1,
     a latent of (3, 1) U-Net units, 37 (+ 9 edge) queries."""
-    r = max(1, model.cfg.cond_scale // model.cfg.autoencoder.downsample)
+    r = model.cfg.latent_per_lr_pixel
     u = math.lcm(model.unet.size_multiple, r)
     return feeds.dims_for(model.cfg, 1, (3 * u, u), queries=37)
 

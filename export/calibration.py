@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ldmind_ref import diffusion
+from ldmind_ref.core import contract
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -40,8 +40,8 @@ class CalibrationPlan:
     shrink: int = 4                  # photo -> LR by this factor (PIL bicubic) before cropping
     crop: int = 64                   # LR centre crop, pixels (smaller photos: all of it)
     scales: tuple[float, ...] = (4.0, 2.0, 8.0)   # upscale factor per photo, in turn
-    steps: int = diffusion.DEFAULT_STEPS
-    sampler: str = diffusion.DEFAULT_SAMPLER
+    steps: int = contract.DEFAULT_STEPS
+    sampler: str = contract.DEFAULT_SAMPLER
     per_graph: int = 32              # calibration inputs kept per graph (evenly spread)
     liif_queries: int = 4096         # queries kept per recorded LIIF call (a random subset)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ldmind_ref import coords, diffusion
+from ldmind_ref.core import coords, diffusion
 
 from .specs import GraphSpec
 

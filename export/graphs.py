@@ -22,7 +22,8 @@ import copy
 import torch
 from torch import nn
 
-from ldmind_ref import diffusion, liif
+from ldmind_ref import liif
+from ldmind_ref.core import diffusion
 from ldmind_ref.model import LDMind
 
 from .specs import GraphSpec

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .diffusion import DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+from .core import contract
 
 
 def _model(args):
@@ -76,14 +76,14 @@ def main(argv=None) -> int:
     g = u.add_mutually_exclusive_group(required=True)
     g.add_argument("--scale", type=float)
     g.add_argument("--size", help="WxH")
-    u.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    u.add_argument("--eta", type=float, default=1.0)
-    u.add_argument("--schedule", choices=DDIM_SCHEDULES, default=DEFAULT_DDIM_SCHEDULE,
+    u.add_argument("--steps", type=int, default=contract.DEFAULT_STEPS)
+    u.add_argument("--eta", type=float, default=contract.DEFAULT_ETA)
+    u.add_argument("--schedule", choices=contract.DDIM_SCHEDULES, default=contract.DEFAULT_DDIM_SCHEDULE,
                    help="DDIM steps executed: full (all N) or paper (the paper's code: N - 1)")
-    u.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
+    u.add_argument("--sampler", choices=contract.SAMPLERS, default=contract.DEFAULT_SAMPLER,
                    help="ddim, or dpm++2m: DPM-Solver++(2M), the same image in fewer steps (eta unused)")
-    u.add_argument("--seed", type=int, default=0)
-    u.add_argument("-n", "--num-samples", type=int, default=1)
+    u.add_argument("--seed", type=int, default=contract.DEFAULT_SEED)
+    u.add_argument("-n", "--num-samples", type=int, default=contract.DEFAULT_NUM_SAMPLES)
     u.add_argument("--device", default="cpu")
     u.add_argument("-o", "--output", required=True)
     args = p.parse_args(argv)

@@ -28,7 +28,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import consistency, diffusion, metrics
+from . import metrics
+from .core import consistency, contract
 
 DIVERSITY_SCALE, DIVERSITY_SAMPLES = 8, 4
 SELF_SSIM_SCALES = (4, 8)
@@ -64,8 +65,8 @@ def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate_image(sampler, hr: np.ndarray, scales, steps: int, eta: float, seed: int,
                    refusals: tuple[type[Exception], ...] = (),
-                   backproject: int = consistency.DEFAULT_ITERATIONS,
-                   schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE) -> dict:
+                   backproject: int = contract.DEFAULT_BACKPROJECT,
+                   schedule: str = contract.DEFAULT_DDIM_SCHEDULE) -> dict:
     """Metrics of one HR image at every scale.  A sampler error of a type in ``refusals``
     (the runtime refusing an input too large for memory) records None for that scale."""
     out: dict = {"psnr": {}, "ssim": {}, "raw_psnr": {}, "bicubic_psnr": {}, "bicubic_ssim": {}, "refused": {}}
@@ -168,11 +169,11 @@ def parser(prog: str, what: str) -> argparse.ArgumentParser:
     p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4, 6, 8, 12])
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (the CLI default)")
     p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (the CLI default)")
-    p.add_argument("--schedule", choices=diffusion.DDIM_SCHEDULES, default=diffusion.DEFAULT_DDIM_SCHEDULE,
+    p.add_argument("--schedule", choices=contract.DDIM_SCHEDULES, default=contract.DEFAULT_DDIM_SCHEDULE,
                    help=f"DDIM steps executed: full, or paper (the noisiest dropped; default "
-                        f"{diffusion.DEFAULT_DDIM_SCHEDULE})")
-    p.add_argument("--backproject", type=int, default=consistency.DEFAULT_ITERATIONS,
-                   help=f"back-projection iterations (the CLI default, {consistency.DEFAULT_ITERATIONS})")
+                        f"{contract.DEFAULT_DDIM_SCHEDULE})")
+    p.add_argument("--backproject", type=int, default=contract.DEFAULT_BACKPROJECT,
+                   help=f"back-projection iterations (the CLI default, {contract.DEFAULT_BACKPROJECT})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="images per set (0: all)")
     p.add_argument("--figure-images", type=int, default=3)
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace, open_sampler: Callable[[str], object],
         refusals: tuple[type[Exception], ...] = ()) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    schedule = getattr(args, "schedule", diffusion.DEFAULT_DDIM_SCHEDULE)   # callers building their own args
+    schedule = getattr(args, "schedule", contract.DEFAULT_DDIM_SCHEDULE)   # callers building their own args
     models = [tuple(spec.split("=", 1)) for spec in args.model]
     if any(len(m) != 2 for m in models):
         raise SystemExit("--model takes LABEL=PATH")

@@ -58,9 +58,12 @@ def read_config(path) -> ModelConfig:
     return ModelConfig.from_json(meta["config"])
 
 
-def shipping_tensors(state: dict[str, torch.Tensor], cfg: ModelConfig) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """(tensors in the shipping form, omitted module prefixes)."""
-    omitted = [] if cfg.unet.conditional else ["encoder"]
+def shipping_tensors(state: dict[str, torch.Tensor], cfg: ModelConfig,
+                     omit: list[str] | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(tensors in the shipping form, omitted module prefixes).  By default a generation model
+    leaves out the encoder (generation never runs it); ``omit`` names the parts instead (a
+    stage-1 milestone leaves out the U-Net, still random then)."""
+    omitted = list(omit) if omit is not None else ([] if cfg.unet.conditional else ["encoder"])
     out = {}
     for k, v in state.items():
         if k.split(".", 1)[0] in omitted:
@@ -69,9 +72,9 @@ def shipping_tensors(state: dict[str, torch.Tensor], cfg: ModelConfig) -> tuple[
     return out, omitted
 
 
-def save_shipping(path, model: LDMind, **meta: str) -> None:
+def save_shipping(path, model: LDMind, omit: list[str] | None = None, **meta: str) -> None:
     """The inference weights of ``model`` in the shipping form (float16 storage)."""
-    tensors, omitted = shipping_tensors(model.state_dict(), model.cfg)
+    tensors, omitted = shipping_tensors(model.state_dict(), model.cfg, omit)
     save_tensors(tensors, path, {"format": FORMAT, "config": model.cfg.to_json(), "storage": "float16",
                                  "omitted": ",".join(omitted), **meta})
 
@@ -113,7 +116,8 @@ def check_state(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor],
 
 def load_model(path, device: str | torch.device = "cpu") -> LDMind:
     """A float32 model from a training or shipping checkpoint (float16 tensors are widened;
-    an omitted encoder keeps its initial weights: generation never runs it)."""
+    an omitted part keeps its initial weights: the encoder of a generation model, which never
+    runs it, or the U-Net of a stage-1 milestone, which ``--warm`` continues)."""
     cfg = read_config(path)
     model = LDMind(cfg)
     state = load_tensors(path, device)

@@ -6,7 +6,7 @@
 
 The SR benchmark of ``benchmark.py`` on the reference (``eval.ReferenceSampler``; float16
 shipping checkpoints load as float32) for exactly two models, the shipped one first, at
-the CLI defaults (``--steps`` defaults to ``diffusion.DEFAULT_STEPS`` with the default
+the CLI defaults (``--steps`` defaults to ``contract.DEFAULT_STEPS`` with the default
 sampler, ``--backproject`` to its default); every row also has the raw sample (no
 back-projection).  Then ``verdict.json`` / ``verdict.md``, per benchmark set:
 
@@ -26,7 +26,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import benchmark, diffusion, gen_eval
+from . import benchmark, gen_eval
+from .core import contract
 
 RAW_SCALES = (4, 8, 12)
 MARGIN_4X = 1.0
@@ -69,7 +70,7 @@ def verdict_md(v: dict) -> str:
 
 def main(argv=None) -> int:
     p = benchmark.parser("python -m ldmind_ref.compare", "CHECKPOINT")
-    p.set_defaults(steps=diffusion.DEFAULT_STEPS)
+    p.set_defaults(steps=contract.DEFAULT_STEPS)
     p.add_argument("--gen", help="generation checkpoint: contact sheet and statistics (gen_eval.py)")
     p.add_argument("--gen-data", help="the photos (folder or zip) the generation model learned from")
     p.add_argument("--gen-samples", type=int, default=64)

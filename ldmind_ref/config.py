@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .core.images import latent_per_lr_pixel
+
 
 # Query blocks of the auto-encoder's attention in exported graphs.  Its middle blocks attend
 # over every latent cell (T = h * w tokens): in one block ONNX Runtime would hold a T x T
@@ -84,6 +86,7 @@ class TrainConfig:
     gt_min: int = 48               # stage 1: smallest ground-truth size the crop is resized to
     gt_max: int = 192              # stage 1: largest ground-truth size
     gt_native: float = 0.0         # stage 1: fraction of targets at the crop's own size (the 4x ceiling), the rest uniform
+    colour_aug: bool = False       # stage 1: random channel order and inversion of each crop (saturated colours photos rarely have)
     batch: int = 8                 # images per step (per process under DDP)
     sample_q: int = 2304           # query pixels per image for the L1 / alignment image loss
     ae_lr: float = 1e-4            # stage 1, Adam
@@ -127,7 +130,7 @@ class ModelConfig:
     @property
     def latent_per_lr_pixel(self) -> int:
         """Latent cells per LR pixel along each side (cond_scale / downsample; 1 for generation)."""
-        return max(1, self.cond_scale // self.autoencoder.downsample) if self.unet.conditional else 1
+        return latent_per_lr_pixel(self.cond_scale, self.autoencoder.downsample) if self.unet.conditional else 1
 
     @property
     def tile_align(self) -> int:
@@ -277,6 +280,17 @@ def _medium() -> ModelConfig:
     )
 
 
+def _small2() -> ModelConfig:
+    # The successor of ``small`` in training (docs/TRAINING.md, "Raising the ceiling"): the
+    # same widths but D_phi's last level at 64 channels (the LIIF features were 32 for a
+    # 4 x 4 x 3 pixel patch per latent cell), half the stage-1 targets at the native size (the
+    # 4x ceiling), colour augmentation (saturated highlights), stage 1 in bf16 where the CPU has it.
+    s = _small()
+    return dataclasses.replace(
+        s, name="small2", autoencoder=dataclasses.replace(s.autoencoder, feature_ch=64),
+        train=dataclasses.replace(s.train, gt_native=0.5, colour_aug=True))
+
+
 PRESETS = {
     "div2k-sr": _div2k_sr,
     "ffhq-sr": _ffhq_sr,
@@ -284,6 +298,7 @@ PRESETS = {
     "tiny": _tiny,
     "tiny-gen": _tiny_gen,
     "small": _small,
+    "small2": _small2,
     "medium": _medium,
     "medium-gen": lambda: generation_variant(_medium()),
 }

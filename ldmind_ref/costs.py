@@ -49,7 +49,7 @@ def graph_costs(model: LDMind) -> dict[str, dict]:
     """{graph: {"macs_per_cell", "attention": [{stride, channels, heads, blocks}]}} for the
     encoder (SR models), unet_step and decoder; batch 1, fp32 probe on the CPU."""
     cfg = model.cfg
-    r = max(1, cfg.cond_scale // cfg.autoencoder.downsample)
+    r = cfg.latent_per_lr_pixel
     side = 4 * math.lcm(model.unet.size_multiple, r)          # every level divides it
     c = cfg.autoencoder.z_channels
     dev = next(model.parameters()).device

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import coords, images
+from .core import coords, images
 
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
 
@@ -114,10 +114,23 @@ def sample_queries(g: torch.Generator, target: np.ndarray, q: int) -> tuple[torc
     return torch.from_numpy(coord), torch.from_numpy(coords.cells(H, W, q)), torch.from_numpy(rgb)
 
 
+def colour_augment(crop: np.ndarray, g: torch.Generator) -> np.ndarray:
+    """A random channel order and, with probability 1/2, the inverted image (255 - x): the
+    auto-encoder must reconstruct any colour, and photos rarely show saturated highlights
+    (bright sky, white water) that their inverted shadows supply."""
+    order = torch.randperm(3, generator=g).tolist()
+    c = crop[..., order]
+    if int(torch.randint(0, 2, (1,), generator=g)):
+        c = 255 - c
+    return np.ascontiguousarray(c)
+
+
 def autoencoder_batch(data: ImageFolder, g: torch.Generator, cfg, split: str = "train") -> dict[str, torch.Tensor]:
     """Stage 1: the crop, and sampled pixels of the crop bicubic-resized to a random size."""
     t = cfg.train
     crops = data.crops(g, t.batch, t.crop, split)
+    if t.colour_aug:  # drawn only when asked, so that older configs draw what they always drew
+        crops = [colour_augment(c, g) for c in crops]
     qs = []
     for c in crops:
         # the native size is drawn only when asked, so that older configs draw what they always drew

@@ -9,9 +9,10 @@ import sys
 
 import torch
 
-from . import diffusion, sampler
+from . import sampler
 from .benchmark import parser, run
 from .checkpoint import load_model
+from .core import contract
 
 
 class ReferenceSampler:
@@ -21,7 +22,7 @@ class ReferenceSampler:
         self.model = load_model(path)
 
     @torch.no_grad()
-    def upscale_latents(self, lr, steps, eta, seed, num_samples, schedule=diffusion.DEFAULT_DDIM_SCHEDULE):
+    def upscale_latents(self, lr, steps, eta, seed, num_samples, schedule=contract.DEFAULT_DDIM_SCHEDULE):
         return sampler.upscale_latents(self.model, lr, steps, eta, seed, num_samples=num_samples, schedule=schedule)
 
     def render(self, z, sizes):

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import diffusion, latent_tiles, metrics
+from . import metrics
+from .core import contract, latent_tiles
 
 SHEET = 16          # images per contact sheet
 
@@ -86,7 +87,7 @@ def samples(checkpoint: str, n: int, size: int, steps: int, seed: int) -> tuple[
 
 
 def evaluate(models: dict[str, str], data: str, out: Path, n: int = 64, size: int = 128,
-             steps: int = diffusion.DEFAULT_STEPS, seed: int = 0, log=print) -> dict:
+             steps: int = contract.DEFAULT_STEPS, seed: int = 0, log=print) -> dict:
     """Every model of ``models`` ({label: checkpoint}) and the real yardstick; writes the
     sheets, ``generation.json`` and ``table.md`` into ``out``; returns the json's content."""
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,7 @@ def evaluate(models: dict[str, str], data: str, out: Path, n: int = 64, size: in
         rows[label] = summarise(imgs, stats(imgs), ref, spread) | {"checkpoint": str(path), "config": name,
                                                       "sheet": f"{label}.png"}
         log(f"{label}: fd_stats {rows[label]['fd_stats']}, diversity {rows[label]['diversity']}")
-    res = {"data": str(data), "samples": n, "size": size, "steps": steps, "sampler": diffusion.DEFAULT_SAMPLER,
+    res = {"data": str(data), "samples": n, "size": size, "steps": steps, "sampler": contract.DEFAULT_SAMPLER,
            "seed": seed, "stats": list(metrics.STAT_NAMES), "rows": rows}
     (out / "generation.json").write_text(json.dumps(res, indent=1))
     (out / "table.md").write_text(table(res) + "\n")
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=diffusion.DEFAULT_STEPS)
+    p.add_argument("--steps", type=int, default=contract.DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     models = {}

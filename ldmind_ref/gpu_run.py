@@ -69,7 +69,7 @@ def environment(device: str) -> dict:
 
 
 def train(a: argparse.Namespace, out: Path) -> bool:
-    from . import train_all
+    from . import train as train_cmd
 
     argv = ["--config", a.config, "--data", a.data, "--out", a.run, "--minutes", str(a.minutes),
             "--device", a.device, "--threads", str(a.threads), "--workers", str(a.workers), "--quiet"] + ["--bf16"] * a.bf16 \
@@ -78,7 +78,7 @@ def train(a: argparse.Namespace, out: Path) -> bool:
         argv.append("--resume")
     ok = True
     try:
-        train_all.main(argv)
+        train_cmd.main(["all", *argv])
     except (Exception, SystemExit) as e:   # timing still runs; the error is in run.log and summary
         ok = False
         say(f"training failed: {e!r}")

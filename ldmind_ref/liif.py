@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .coords import cells as _cells, grid_coords
+from .core.coords import cells as _cells, grid_coords
 
 # Shift that breaks ties when a query lies exactly on a latent cell border, and the clamp
 # that keeps shifted queries inside the image.  Both are below fp16 resolution near 1,

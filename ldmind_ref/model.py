@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import diffusion, liif
+from . import liif
 from .autoencoder import Decoder, Encoder, split_posterior
 from .config import ModelConfig
+from .core import diffusion
 from .unet import UNet
 
 

@@ -22,7 +22,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import consistency, coords, costs, diffusion, images, latent_tiles, liif, noise as rng, tiled_sampling
+from . import costs, liif
+from .core import consistency, contract, coords, diffusion, images, latent_tiles, noise as rng, tiled_sampling
 from .model import LDMind
 
 NoiseFn = Callable[[int, tuple], np.ndarray]
@@ -78,11 +79,11 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
                    steps: int, eta: float, noise: NoiseFn, num_samples: int,
                    p: latent_tiles.TilePlan | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
-                   sampler: str = diffusion.DEFAULT_SAMPLER) -> np.ndarray:
+                   schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
+                   sampler: str = contract.DEFAULT_SAMPLER) -> np.ndarray:
     """From z_T = noise(0) to z_0 over the tiles of ``p``: float32 [num_samples, c, h, w].
     ``cond`` [1, c, h, w] or None.  ``schedule``: DDIM's "full" or "paper"
-    (``diffusion.DDIM_SCHEDULES``); ``sampler``: "ddim" or "dpm++2m" (``diffusion.SAMPLERS``)."""
+    (``contract.DDIM_SCHEDULES``); ``sampler``: "ddim" or "dpm++2m" (``contract.SAMPLERS``)."""
     device, dtype = _device_dtype(model)
     schedule = diffusion.sampling_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta, schedule,
                                            sampler)
@@ -106,7 +107,7 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
 
 @torch.no_grad()
 def encode_lr(model: LDMind, lr: np.ndarray, latent_tile: int | None = None, latent_overlap: int | None = None,
-              steps: int = diffusion.DEFAULT_STEPS) -> tuple[np.ndarray, tuple[int, int], latent_tiles.TilePlan]:
+              steps: int = contract.DEFAULT_STEPS) -> tuple[np.ndarray, tuple[int, int], latent_tiles.TilePlan]:
     """uint8 LR [h, w, 3] -> (cond [1, c, H', W'] of the padded LR, latent (h', w') of the LR
     itself, the tile plan of the padded latent), the encoder run tile by tile."""
     cfg = model.cfg
@@ -120,11 +121,12 @@ def encode_lr(model: LDMind, lr: np.ndarray, latent_tile: int | None = None, lat
     return cond, cfg.latent_size_for_lr(lr.shape[0], lr.shape[1]), p
 
 
-def upscale_latents(model: LDMind, lr, steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0,
-                    noise: NoiseFn | None = None, num_samples: int = 1, latent_tile: int | None = None,
+def upscale_latents(model: LDMind, lr, steps: int = contract.DEFAULT_STEPS, eta: float = contract.DEFAULT_ETA,
+                    seed: int = contract.DEFAULT_SEED, noise: NoiseFn | None = None,
+                    num_samples: int = contract.DEFAULT_NUM_SAMPLES, latent_tile: int | None = None,
                     latent_overlap: int | None = None,
-                    schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
-                    sampler: str = diffusion.DEFAULT_SAMPLER) -> np.ndarray:
+                    schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
+                    sampler: str = contract.DEFAULT_SAMPLER) -> np.ndarray:
     """Sampled latents of an LR image, cropped to the LR area: [num_samples, c, h', w']."""
     if not model.cfg.unet.conditional:
         raise ValueError("this model is unconditional (generation): use generate()")
@@ -162,11 +164,12 @@ def render(model: LDMind, z, sizes: list[tuple[int, int]], latent_tile: int | No
 
 
 def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int] | None = None,
-            steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0, noise: NoiseFn | None = None,
-            num_samples: int = 1, backproject: int = consistency.DEFAULT_ITERATIONS,
+            steps: int = contract.DEFAULT_STEPS, eta: float = contract.DEFAULT_ETA, seed: int = contract.DEFAULT_SEED,
+            noise: NoiseFn | None = None, num_samples: int = contract.DEFAULT_NUM_SAMPLES,
+            backproject: int = contract.DEFAULT_BACKPROJECT,
             latent_tile: int | None = None, latent_overlap: int | None = None,
-            schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
-            sampler: str = diffusion.DEFAULT_SAMPLER) -> list[np.ndarray]:
+            schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
+            sampler: str = contract.DEFAULT_SAMPLER) -> list[np.ndarray]:
     """Super-resolve ``lr`` by ``scale`` (round(s*h) x round(s*w)) or to ``size`` = (W, H).
     Returns ``num_samples`` uint8 arrays [H_out, W_out, 3]."""
     lr = as_uint8_rgb(lr)
@@ -178,12 +181,13 @@ def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int]
             for img in render(model, z, [(H, W)], latent_tile, latent_overlap)[0]]
 
 
-def generate(model: LDMind, size: tuple[int, int], steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0,
-             noise: NoiseFn | None = None, num_samples: int = 1,
+def generate(model: LDMind, size: tuple[int, int], steps: int = contract.DEFAULT_STEPS,
+             eta: float = contract.DEFAULT_ETA, seed: int = contract.DEFAULT_SEED, noise: NoiseFn | None = None,
+             num_samples: int = contract.DEFAULT_NUM_SAMPLES,
              latent_size: tuple[int, int] | None = None, latent_tile: int | None = None,
              latent_overlap: int | None = None,
-             schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
-             sampler: str = diffusion.DEFAULT_SAMPLER) -> list[np.ndarray]:
+             schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
+             sampler: str = contract.DEFAULT_SAMPLER) -> list[np.ndarray]:
     """Unconditional samples rendered at ``size`` = (W, H); the latent is the training
     latent size (crop / downsample) unless ``latent_size`` = (h, w) is given (sampled in
     tiles when large)."""

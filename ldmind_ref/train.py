@@ -45,11 +45,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint as ckpt, diffusion, ladder, liif
+from . import checkpoint as ckpt, ladder, liif, train_all
 from .autoencoder import kl_divergence, split_posterior
 from .config import ModelConfig, preset
+from .core import diffusion
 from .data import ImageFolder, StepBatches, autoencoder_batch, sr_batch, step_generator
 from .model import LDMind
+from .train_options import add_run_options
 
 STAGES = ("autoencoder", "ldm", "align")
 
@@ -449,25 +451,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by the stage commands and ``all``."""
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for forward and loss")
-    p.add_argument("--workers", type=int, default=-1,
-                   help="batch-preparing processes (default: 0 on the CPU, up to 12 on CUDA)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--ceiling", type=int, default=0, metavar="SIDE",
-                   help="stage 1: also log the 4x ceiling (PSNR-Y of ND(E(HR)) vs bicubic) on SIDE-pixel "
-                        "centre crops of the validation photos at every validation (0: off)")
+def stage_trainer(argv: list[str], data: ImageFolder | None = None) -> Trainer:
+    """The ``Trainer`` of a stage command line (how ``train all`` runs each stage)."""
+    return Trainer(parse_args(argv), data=data)
 
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["all"]:
-        from . import train_all
-        return train_all.main(argv[1:])
+        return train_all.main(argv[1:], stage_trainer)
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")

@@ -39,14 +39,17 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt, images, metrics
+from . import checkpoint as ckpt, metrics
 from .config import ModelConfig, generation_variant, preset
+from .core import images
 from .data import ImageFolder
 from .model import LDMind
+from .train_options import add_run_options
 
 # name -> (train.py stage, output folder); the order is the training order
 STAGES = {"autoencoder": ("autoencoder", "ae"), "ldm": ("ldm", "ldm"), "align": ("align", "align"),
@@ -69,8 +72,9 @@ def read_log(path: Path) -> list[dict]:
 
 
 class Run:
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, stage_trainer: Callable):
         self.args = args
+        self.stage_trainer = stage_trainer     # (stage argv, data) -> train.Trainer
         self.out = Path(args.out)
         self.t_start = time.time()
         budget = args.minutes * 60
@@ -104,10 +108,9 @@ class Run:
         return argv + ["--decay"] * decay + ["--resume"] * resume + ["--bf16"] * a.bf16 + ["--quiet"] * a.quiet
 
     def trainer(self, argv: list[str]):
-        from .train import Trainer, parse_args
         if self.data is None:   # decoded once for every stage (they share the crop size)
             self.data = ImageFolder(self.args.data, self.cfg.train.crop)
-        return Trainer(parse_args(argv), data=self.data)
+        return self.stage_trainer(argv, self.data)
 
     def stage_cfg(self, name: str) -> ModelConfig:
         return generation_variant(self.cfg) if name == "gen" else self.cfg
@@ -257,8 +260,6 @@ def reconstruction_psnr(model: LDMind, data: ImageFolder, device, side: int = 25
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from .train import add_run_options
-
     p = argparse.ArgumentParser(prog="python -m ldmind_ref.train all", description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="preset name (the SR model; its generation variant follows)")
     p.add_argument("--data", required=True, help="folder or zip of PNG/JPEG photos")
@@ -289,8 +290,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return a
 
 
-def main(argv=None) -> int:
-    """Errors are ``SystemExit("message")``.  A stage that fails is recorded in the summary with
+def main(argv, stage_trainer: Callable) -> int:
+    """``train.main(["all", ...])`` calls this with ``train.stage_trainer``, the one way the
+    stages are run (``train`` imports this module, never the reverse).
+    Errors are ``SystemExit("message")``.  A stage that fails is recorded in the summary with
     its error, the stages that start from it are skipped, the others still run and ship; the
     command then ends with ``SystemExit`` naming the failed stages."""
     args = parse_args(argv)
@@ -298,7 +301,7 @@ def main(argv=None) -> int:
         raise SystemExit("--device cuda: no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
-    run = Run(args)
+    run = Run(args, stage_trainer)
     run.save_summary()
     if not args.steps:
         run.probe()

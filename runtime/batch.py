@@ -3,8 +3,9 @@
 The input tree is mirrored under OUTDIR (``a/b.jpg`` -> ``OUTDIR/a/b.jpg``, or ``.png`` with
 ``--ext png``).  Everything that can be checked without reading pixels is checked before the
 first image is touched (one line, exit 2): the folders, the extension, two inputs that would
-write the same output, an output that is an input.  Then one loaded pipeline upscales the
-files in sorted order; a file that cannot be read or upscaled is reported on one line and
+write the same output, an output that is an input, --depth 16 for a format that stores 8 bits.
+Then one loaded pipeline upscales the files in sorted order, each with the one
+``UpscaleRequest`` of the command; a file that cannot be read or upscaled is reported on one line and
 the batch goes on; a summary ends the run (done / skipped / failed, time), and the exit
 status is 1 when any file failed.  Each output is written atomically, so an interrupted run
 leaves only complete images, and ``--skip-existing`` resumes it where it stopped.
@@ -22,7 +23,8 @@ from PIL import Image
 
 from .errors import InputError, LdmindError
 from .image_in import load_upscale_input
-from .output_paths import OUTPUT_EXTENSIONS, check_output_path, output_extensions
+from .output_paths import OUTPUT_EXTENSIONS, check_output_path, output_depth, output_extensions
+from .request import UpscaleRequest
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,9 @@ def output_name(rel: Path, ext: str | None, n: int) -> tuple[Path, ...]:
 
 
 def plan_folder(src: Path, out: Path, recursive: bool, ext: str | None, n: int,
-                overwrite: bool = False) -> list[Job]:
-    """The jobs of a folder run, or ``InputError`` for what would go wrong for every file."""
+                overwrite: bool = False, depth: int | str = "auto") -> list[Job]:
+    """The jobs of a folder run, or ``InputError`` for what would go wrong for every file
+    (``depth``: bits per value asked for the outputs, 8, 16 or "auto")."""
     if ext is not None:
         ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
         if ext not in output_extensions():
@@ -80,6 +83,9 @@ def plan_folder(src: Path, out: Path, recursive: bool, ext: str | None, n: int,
             if not overwrite and o.exists() and os.path.samefile(o, f):
                 raise InputError(f"{o}: is the input image; refusing to replace it (add --overwrite)")
         jobs.append(Job(f, outs))
+    if depth == 16:
+        for job in jobs:
+            output_depth(job.outputs[0], None, 16)      # a format that stores 8 bits: refused up front
     return jobs
 
 
@@ -94,11 +100,12 @@ class Summary:
         return f"{self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f} s"
 
 
-def run_folder(jobs: list[Job], upscale: Callable, save: Callable, skip_existing: bool, say: Callable[[str], None],
-               report: Callable[[str], None], progress: Callable[[int, int, float], None],
-               s: Summary | None = None) -> Summary:
-    """Upscale each job with ``upscale(lr, outputs) -> [images]``, write each with ``save(image, path,
-    metadata) -> path`` (``runtime.io.save_image``); ``say`` each output path (stdout),
+def run_folder(jobs: list[Job], pipe, request: UpscaleRequest, depth: int | str, save: Callable,
+               skip_existing: bool, say: Callable[[str], None], report: Callable[[str], None],
+               progress: Callable[[int, int, float], None], s: Summary | None = None) -> Summary:
+    """Upscale each job on ``pipe`` (a ``Pipeline``) as ``request`` asks, its outputs ``depth``
+    bits per value (8, 16, or "auto": as ``output_paths.output_depth`` decides per file), write each with
+    ``save(image, path, metadata) -> path`` (``runtime.image_out.save_image``); ``say`` each output path (stdout),
     ``report`` one line per failed file (stderr), ``progress(done, total, eta)`` after each.
     Counts go into ``s`` as they happen (an interrupted run's caller still has them)."""
     s = s if s is not None else Summary()
@@ -114,7 +121,9 @@ def run_folder(jobs: list[Job], upscale: Callable, save: Callable, skip_existing
                     o.parent.mkdir(parents=True, exist_ok=True)
                     check_output_path(o)
                 image, meta = load_upscale_input(job.src, job.outputs)
-                for img, o in zip(upscale(image, job.outputs), job.outputs):
+                images = pipe.upscale(image, **request.kwargs(),
+                                      depth=output_depth(job.outputs[0], image.dtype, depth))
+                for img, o in zip(images, job.outputs):
                     say(str(save(img, o, meta)))
                 s.done += 1
             except LdmindError as e:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ldmind_ref.core.contract import DEFAULT_QUALITY
+
 from . import depth16
 from .errors import InputError
 from .image_in import Metadata
@@ -29,9 +31,6 @@ def _exif_for(exif: bytes, width: int, height: int) -> bytes:
         return e.tobytes()
     except Exception:  # noqa: BLE001
         return exif
-
-
-DEFAULT_QUALITY = 95    # JPEG and lossy WebP (Pillow's own default, 75, visibly softens an upscale)
 
 
 def save_options(fmt: str, width: int, height: int, metadata: Metadata | None, quality: int | None = None,

@@ -12,21 +12,13 @@ from __future__ import annotations
 import math
 import os
 
-from ldmind_ref import latent_tiles
+from ldmind_ref.core import latent_tiles
+from ldmind_ref.core.contract import (GRAPH_MEMORY_BUDGET, HEADROOM, LATENT_MEMORY, MEMORY_LIMIT_ENV, MEMORY_MARGIN,
+                                      OUTPUT_MEMORY)
 
 from .errors import InputError, OutOfMemory
 
 GiB = 1024 ** 3
-# what a process needs besides the estimate: ORT arenas, per-tile buffers, Python
-HEADROOM = 512 * 1024 ** 2
-# The most working memory the runtime's own tile choice lets one graph call take, whatever
-# the machine has: memory stays bounded (a service runs several pipelines) and larger calls
-# are not faster per cell on a CPU.  A user's forced --latent-tile may use more.
-GRAPH_MEMORY_BUDGET = 1 * GiB
-# the measured working-memory terms see the values of the graph, not kernel scratch space
-# or allocator slack (``graph_bytes``): single calls of 96^2 cells and more measured
-# 0.79-1.70x the terms, the calls of several hundred MiB 0.79-1.34x (docs/BENCHMARKS.md)
-MEMORY_MARGIN = 1.5
 
 
 def proc_bytes(path: str, key: str) -> int | None:
@@ -62,7 +54,7 @@ def memory_limit_env(text: str) -> int:
     except ValueError:
         v = math.nan
     if not math.isfinite(v) or v < 0:
-        raise InputError(f"LDMIND_MEMORY_LIMIT must be a number of bytes >= 0 (e.g. 8e9), got {text!r}")
+        raise InputError(MEMORY_LIMIT_ENV.format(repr(text)))
     return int(v)
 
 
@@ -77,8 +69,7 @@ def check_output(num: int, H: int, W: int, what: str = "output", extra: int = 0,
     avail = available_memory()
     if need + HEADROOM > avail:
         count = "a" if num == 1 else f"{num} images of"
-        raise InputError(f"{count} {W}x{H} {what} needs {_fmt(need)} of memory but only {_fmt(avail)} is "
-                         f"available; ask for a smaller scale or size")
+        raise InputError(OUTPUT_MEMORY.format(count, W, H, what, _fmt(need), _fmt(avail)))
 
 
 def graph_bytes(costs: dict, batch: int, h: int, w: int) -> int:
@@ -89,7 +80,7 @@ def graph_bytes(costs: dict, batch: int, h: int, w: int) -> int:
 
     The linear terms are activations; the squared ones attention scores.  What they do not
     see (kernel scratch space, allocator slack) is what MEMORY_MARGIN covers: single calls
-    measured by ``python -m runtime.bench_graph_memory`` against the terms are in
+    measured by ``python -m runtime.programs.bench_graph_memory`` against the terms are in
     docs/BENCHMARKS.md."""
     need = max((latent_tiles.graph_memory(cost, h, w) for cost in costs.values()), default=0.0)
     return int(MEMORY_MARGIN * batch * need)
@@ -115,8 +106,7 @@ def check_latent(costs: dict, batch: int, h: int, w: int, lr_size: tuple[int, in
     avail = available_memory()
     if need + HEADROOM > avail:
         src = f"a {lr_size[1]}x{lr_size[0]} input image" if lr_size else "this request"
-        raise InputError(f"{src} with {w}x{h} latent tiles needs about {_fmt(need)} of working memory, "
-                         f"{_fmt(avail)} is available; use smaller latent tiles (or fewer samples)")
+        raise InputError(LATENT_MEMORY.format(src, w, h, _fmt(need), _fmt(avail)))
 
 
 # Virtual memory that opening the four ONNX Runtime sessions takes beyond the graph files

@@ -1,7 +1,7 @@
 """The sampling pipeline on exported graphs: ``Pipeline.load(dir).upscale(...)``.
 
 Method, step for step the reference sampler (``ldmind_ref/sampler.py``): both run the
-sequence of ``ldmind_ref/tiled_sampling.py`` over the tile plan of ``ldmind_ref/latent_tiles.py``.
+sequence of ``ldmind_ref/core/tiled_sampling.py`` over the tile plan of ``ldmind_ref/core/latent_tiles.py``.
 
     upscale:  LR uint8 -> [-1, 1] -> mirror-pad to ``images.lr_pad_unit(cond_scale,
               ae_downsample, unet_multiple)`` -> tile plan of the latent -> encoder on LR
@@ -9,14 +9,14 @@ sequence of ``ldmind_ref/tiled_sampling.py`` over the tile plan of ``ldmind_ref/
               latent tiles blended each step; crop the latent to (h * cond_scale //
               ae_downsample, ...); decoder on tiles, blended -> features; LIIF queries at
               ``coords.output_size`` band by band -> uint8; back-projection onto the LR
-              (``ldmind_ref/consistency.py``), row block by row block.
+              (``ldmind_ref/core/consistency.py``), row block by row block.
     generate: DDIM from z_T at the manifest's ``generation_latent`` (or any latent size,
               tiled); decoder; LIIF.
     tiles:    a few times the training latent with >= 25 % overlap, unless the whole latent
               fits in memory and is estimated faster (``Pipeline.plan``); a latent that fits
               in one tile is sampled exactly as without tiling.
     DDIM:     ``diffusion.ddim_schedule(alpha_bar from the manifest, steps, eta)``; noise by
-              the RNG contract (``ldmind_ref/noise.py``): sample j uses seed + j, stream 0 is
+              the RNG contract (``ldmind_ref/core/noise.py``): sample j uses seed + j, stream 0 is
               z_T, stream k the k-th executed step, drawn only when sigma_t > 0.
 
 Batches larger than a backend accepts (TensorRT profiles) are split; because sample j
@@ -33,7 +33,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ldmind_ref import consistency, coords, diffusion, images, latent_tiles, noise as rng, tiled_sampling
+from ldmind_ref.core import consistency, contract, coords, diffusion, images, latent_tiles, noise as rng, tiled_sampling
+from ldmind_ref.core.contract import MAX_SAMPLES, TILE_BATCH_CELLS
 
 from . import alpha as _alpha, engine as _engine, limits, tiling
 from .backends.base import Engine, graphs_of
@@ -42,11 +43,6 @@ from .errors import InputError, NumericalError
 from .image_in import Metadata, read_metadata, to_rgb_alpha, to_rgb_array
 
 Progress = Callable[[str, int, int], None]
-MAX_SAMPLES = 1024
-# latent cells per graph call when tiles are batched: bounds the activations of one call (on a
-# CPU, batching tiles is no faster than one tile per call: measured 4.26 s for 4 tiles of 96 x
-# 96 through the small encoder, 1.15 s for one, with 3.5x the peak memory)
-TILE_BATCH_CELLS = 96 * 96
 
 
 class Pipeline:
@@ -93,11 +89,12 @@ class Pipeline:
 
     # -- public API --------------------------------------------------------------------------
     def upscale(self, image, scale: float | None = None, size: tuple[int, int] | None = None,
-                steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
+                steps: int = contract.DEFAULT_STEPS, eta: float = contract.DEFAULT_ETA,
+                seed: int = contract.DEFAULT_SEED, num_samples: int = contract.DEFAULT_NUM_SAMPLES,
                 tile: int | None = None, progress: Progress | None = None, output: str = "auto",
-                backproject: int = consistency.DEFAULT_ITERATIONS, latent_tile: int | None = None,
-                latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
-                depth: int | None = None, sampler: str = diffusion.DEFAULT_SAMPLER) -> list:
+                backproject: int = contract.DEFAULT_BACKPROJECT, latent_tile: int | None = None,
+                latent_overlap: int | None = None, schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
+                depth: int | None = None, sampler: str = contract.DEFAULT_SAMPLER) -> list:
         """Super-resolve ``image`` (PIL image, uint8 or uint16 array) by ``scale`` or to ``size``
         = (W, H).  Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``),
         else arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  A translucent input
@@ -110,7 +107,7 @@ class Pipeline:
         ``backproject``: iterations of back-projection onto the input (0: the raw sample).
         ``latent_tile``/``latent_overlap``: latent tile side and overlap in cells (default:
         chosen from the model, see ``plan``).  ``schedule``: DDIM's "full" or "paper"
-        (``diffusion.DDIM_SCHEDULES``).  ``sampler``: "ddim" or "dpm++2m" (DPM-Solver++(2M):
+        (``contract.DDIM_SCHEDULES``).  ``sampler``: "ddim" or "dpm++2m" (DPM-Solver++(2M):
         deterministic, the same image in fewer steps; ``eta`` and ``schedule`` are DDIM's)."""
         self._need_conditional(True)
         lr, alpha = to_rgb_alpha(image, "input image")
@@ -133,18 +130,18 @@ class Pipeline:
         for k, img in enumerate(out, start=1):
             consistency.apply_inplace(img, lr, backproject)
             if progress and backproject:
-                progress("back-project", k, len(out))
+                progress(contract.STAGE_BACKPROJECT, k, len(out))
         if alpha is not None:
             a = _alpha.resize(alpha, H, W, dtype)
             out = [np.dstack((img, a)) for img in out]
         return _convert(out, pil, read_metadata(image) if isinstance(image, Image.Image) else None)
 
-    def generate(self, size: tuple[int, int], steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0,
-                 num_samples: int = 1, tile: int | None = None, progress: Progress | None = None,
+    def generate(self, size: tuple[int, int], steps: int = contract.DEFAULT_STEPS, eta: float = contract.DEFAULT_ETA,
+                 seed: int = contract.DEFAULT_SEED, num_samples: int = contract.DEFAULT_NUM_SAMPLES, tile: int | None = None, progress: Progress | None = None,
                  output: str = "array", latent_size: tuple[int, int] | None = None,
                  latent_tile: int | None = None, latent_overlap: int | None = None,
-                 schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE, depth: int | None = None,
-                 sampler: str = diffusion.DEFAULT_SAMPLER) -> list:
+                 schedule: str = contract.DEFAULT_DDIM_SCHEDULE, depth: int | None = None,
+                 sampler: str = contract.DEFAULT_SAMPLER) -> list:
         """Unconditional samples rendered at ``size`` = (W, H), from the manifest's
         generation latent (or ``latent_size`` = (h, w): larger latents are sampled in tiles).
         ``depth``: 8 (uint8, the default) or 16 (uint16, arrays only)."""
@@ -157,7 +154,7 @@ class Pipeline:
         m = self.bundle.tile_align
         if isinstance(lh, bool) or isinstance(lw, bool) or not isinstance(lh, numbers.Integral) \
                 or not isinstance(lw, numbers.Integral) or lh < 1 or lw < 1 or lh % m or lw % m:
-            raise InputError(f"latent size must be positive multiples of {m}, got {lh}x{lw}")
+            raise InputError(contract.LATENT_SIZE.format(m, lh, lw))
         limits.check_output(n, H, W, extra=self._working_bytes(n, lh, lw), itemsize=dtype.itemsize)
         sched = self.sampling_schedule(steps, eta, schedule, sampler)   # refuse bad steps/eta before any work
         p = self.plan(lh, lw, steps, n, latent_tile, latent_overlap)
@@ -165,15 +162,16 @@ class Pipeline:
         out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap, dtype)[0]
         return _convert(list(out), pil)
 
-    def plan(self, h: int, w: int, steps: int = diffusion.DEFAULT_STEPS, num_samples: int = 1, latent_tile: int | None = None,
+    def plan(self, h: int, w: int, steps: int = contract.DEFAULT_STEPS, num_samples: int = contract.DEFAULT_NUM_SAMPLES,
+             latent_tile: int | None = None,
              latent_overlap: int | None = None, graphs: tuple[str, ...] | None = None, align: int | None = None):
-        """The latent tile plan (``ldmind_ref.latent_tiles.choose``) of an h x w latent: tiles of
+        """The latent tile plan (``ldmind_ref.core.latent_tiles.choose``) of an h x w latent: tiles of
         a few times the training latent, unless the whole latent fits in memory and is
         estimated faster; ``latent_tile``/``latent_overlap`` override."""
         b = self.bundle
         for v, what in ((latent_tile, "latent tile"), (latent_overlap, "latent overlap")):
             if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0):
-                raise InputError(f"{what} must be a non-negative integer, got {v}")
+                raise InputError(contract.NON_NEGATIVE_INTEGER.format(what, v))
         costs = {k: v for k, v in b.costs.items() if graphs is None or k in graphs}
         batch = self._batch(num_samples)
         try:
@@ -202,10 +200,11 @@ class Pipeline:
             limits.check_output(z.shape[0], H, W, extra=self._working_bytes(z.shape[0], z.shape[2], z.shape[3]))
         return self._render(z, sizes, tile, progress, latent_tile, latent_overlap)
 
-    def upscale_latents(self, image, steps: int = diffusion.DEFAULT_STEPS, eta: float = 1.0, seed: int = 0, num_samples: int = 1,
+    def upscale_latents(self, image, steps: int = contract.DEFAULT_STEPS, eta: float = contract.DEFAULT_ETA,
+                        seed: int = contract.DEFAULT_SEED, num_samples: int = contract.DEFAULT_NUM_SAMPLES,
                         progress: Progress | None = None, latent_tile: int | None = None,
-                        latent_overlap: int | None = None, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
-                        sampler: str = diffusion.DEFAULT_SAMPLER) -> np.ndarray:
+                        latent_overlap: int | None = None, schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
+                        sampler: str = contract.DEFAULT_SAMPLER) -> np.ndarray:
         """Sampled latents of an LR image cropped to the LR area: float32 [N, c, h', w']."""
         self._need_conditional(True)
         lr = to_rgb_array(image, "input image")
@@ -214,8 +213,8 @@ class Pipeline:
 
     def sample_latents(self, cond: np.ndarray | None, shape: tuple[int, int, int], steps: int, eta: float,
                        seed: int, num_samples: int, progress: Progress | None = None, plan=None,
-                       schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
-                       sampler: str = diffusion.DEFAULT_SAMPLER) -> np.ndarray:
+                       schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
+                       sampler: str = contract.DEFAULT_SAMPLER) -> np.ndarray:
         """From z_T to z_0 (DDIM or ``sampler``): float32 [num_samples, *shape]; ``cond``
         [1, c, h, w] or None; over the tiles of ``plan`` (default: ``self.plan``)."""
         sched = self.sampling_schedule(steps, eta, schedule, sampler)
@@ -230,12 +229,12 @@ class Pipeline:
         done = [0]
         total = len(schedule) * len(batches)
         if progress:
-            progress("denoise", 0, total)
+            progress(contract.STAGE_DENOISE, 0, total)
 
         def tick(_stage, _k, _total):
             done[0] += 1
             if progress:
-                progress("denoise", done[0], total)
+                progress(contract.STAGE_DENOISE, done[0], total)
 
         unet = self.engines["unet_step"]
 
@@ -263,13 +262,13 @@ class Pipeline:
                     size: tuple[int, int] | None = None) -> tuple[int, int]:
         """(H, W) of the output, as ``coords.output_size``, with user-facing errors."""
         if scale is not None and size is not None:
-            raise InputError("give either a scale or a size, not both")
+            raise InputError(contract.SCALE_AND_SIZE)
         if scale is None and size is None:
-            raise InputError("give a scale or a size")
+            raise InputError(contract.SCALE_OR_SIZE)
         if scale is not None:
             if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(float(scale)) \
                     or float(scale) <= 0:
-                raise InputError(f"scale must be a finite number > 0, got {scale}")
+                raise InputError(contract.POSITIVE_NUMBER.format("scale", scale))
         else:
             if len(tuple(size)) != 2:
                 raise InputError(f"size must be (width, height), got {size}")
@@ -309,7 +308,7 @@ class Pipeline:
         return t
 
     def _upscale_latents(self, lr: np.ndarray, steps, eta, seed, n: int, progress, latent_tile, latent_overlap,
-                         schedule: str, sampler: str = diffusion.DEFAULT_SAMPLER):
+                         schedule: str, sampler: str = contract.DEFAULT_SAMPLER):
         """Latents cropped to the LR area [n, c, h', w']."""
         b = self.bundle
         unit = images.lr_pad_unit(b.cond_scale, b.ae_downsample, b.unet_multiple)
@@ -318,7 +317,7 @@ class Pipeline:
         sched = self.sampling_schedule(steps, eta, schedule, sampler)  # refuse bad steps/eta before the encoder runs
         p = self.plan(ch, cw, steps, n, latent_tile, latent_overlap)
         encoder = self.engines["encoder"]
-        r = max(1, b.cond_scale // b.ae_downsample)
+        r = images.latent_per_lr_pixel(b.cond_scale, b.ae_downsample)
         cond = tiled_sampling.encode(lambda t: self._finite("encoder", encoder({"lr": t})["cond"]), x, p, r,
                                      self._tile_batch(p, 1), progress)
         z = self._sample(cond, (b.z_channels, ch, cw), sched, seed, n, progress, p)
@@ -348,19 +347,19 @@ class Pipeline:
                         bound.clear()
                         bound[key] = liif.bind({"features": np.ascontiguousarray(f[:, :, window])})
                     return bound[key]({"coord": co, "cell": ce})["rgb"]
-                tiling.render_into(out[a:b], query, z.shape[2], band, tile, progress, f"render {W}x{H}")
+                tiling.render_into(out[a:b], query, z.shape[2], band, tile, progress, contract.render_stage(W, H))
             results.append(out)
         return results
 
-    def sampling_schedule(self, steps, eta, schedule: str = diffusion.DEFAULT_DDIM_SCHEDULE,
-                          sampler: str = diffusion.DEFAULT_SAMPLER) -> list:
+    def sampling_schedule(self, steps, eta, schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
+                          sampler: str = contract.DEFAULT_SAMPLER) -> list:
         """The sampler's steps (``diffusion.sampling_schedule`` on the manifest's alpha_bar): the
         one check of ``steps``, ``eta``, ``schedule`` and ``sampler`` (``InputError``)."""
         T = self.bundle.timesteps
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
-            raise InputError(f"steps must be an integer in 1..{T}, got {steps}")
+            raise InputError(contract.STEPS.format(T, steps))
         if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or eta < 0:
-            raise InputError(f"eta must be a finite number >= 0, got {eta}")
+            raise InputError(contract.ETA.format(eta))
         try:
             return diffusion.sampling_schedule(self.bundle.alpha_bar, int(steps), float(eta), schedule, sampler)
         except ValueError as e:   # an eta the schedule cannot take, an unknown schedule or sampler name
@@ -375,23 +374,19 @@ class Pipeline:
 
     def _need_conditional(self, want: bool) -> None:
         if self.bundle.conditional != want:
-            if want:
-                raise InputError(f"{self.bundle.root}: {self.bundle.name} is a generation model "
-                                 f"(unconditional): use generate, not upscale")
-            raise InputError(f"{self.bundle.root}: {self.bundle.name} is a super-resolution model: "
-                             f"use upscale, not generate")
+            kind = contract.GENERATION_MODEL if want else contract.SR_MODEL
+            raise InputError(kind.format(self.bundle.root, self.bundle.name))
 
     @staticmethod
     def _finite(graph: str, x: np.ndarray, where: str = "") -> np.ndarray:
         if not np.all(np.isfinite(x)):
-            raise NumericalError(f"the {graph} graph produced NaN/inf{where}: the engines are broken or "
-                                 f"the model diverged; no image was written")
+            raise NumericalError(contract.NOT_FINITE.format(graph, where))
         return x
 
 
 def _positive(v, what: str) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise InputError(f"{what} must be a positive integer, got {v}")
+        raise InputError(contract.POSITIVE_INTEGER.format(what, v))
     return int(v)
 
 
@@ -409,7 +404,7 @@ def _depth_dtype(depth, input_dtype, pil: bool) -> np.dtype:
 def _count(n) -> int:
     n = _positive(n, "num_samples")
     if n > MAX_SAMPLES:
-        raise InputError(f"num_samples must be at most {MAX_SAMPLES}, got {n}")
+        raise InputError(contract.TOO_MANY_SAMPLES.format(MAX_SAMPLES, n))
     return n
 
 
@@ -428,7 +423,7 @@ def _wants_pil(output: str, was_pil: bool) -> bool:
 
 def _convert(arrays: list[np.ndarray], pil: bool, metadata: Metadata | None = None) -> list:
     """The API's return type; PIL outputs carry the input's ICC profile and EXIF in ``info``
-    (``runtime.io.save_image`` writes them)."""
+    (``runtime.image_out.save_image`` writes them)."""
     if pil:
         images = [Image.fromarray(a, "RGBA" if a.shape[2] == 4 else "RGB") for a in arrays]
         for im in images:

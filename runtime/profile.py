@@ -32,13 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ldmind_ref.core import contract
+from ldmind_ref.core.contract import PROFILE_STAGES as STAGES   # the table's rows, in order
+
 from .errors import InputError
 from .limits import proc_bytes
-
-STAGES = ("image decode", "encoder", "U-Net steps", "decoder", "LIIF queries", "back-projection",
-          "image encode+write", "other")
-_PROGRESS_STAGE = {"encode": "encoder", "denoise": "U-Net steps", "decode": "decoder",
-                   "back-project": "back-projection"}
 
 
 def _nvtx(enabled: bool):
@@ -91,7 +89,7 @@ class Recorder:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         now = time.perf_counter()
-        name = "LIIF queries" if stage.startswith("render") else _PROGRESS_STAGE.get(stage, stage)
+        name = contract.profile_stage(stage)
         if self._open is None or self._open[0] != name:
             if self._open is not None:
                 self._open[1].__exit__(None, None, None)
@@ -153,16 +151,14 @@ def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: 
 
 
 def profile(engines: str, image: str | None, scale=None, size=None, steps: int | None = None,
-            sampler: str | None = None, backend: str = "auto", repeat: int = 3, seed: int = 0,
-            threads: int = 0) -> dict:
+            sampler: str | None = None, backend: str = "auto", repeat: int = contract.DEFAULT_PROFILE_REPEAT,
+            seed: int = contract.DEFAULT_SEED, threads: int = contract.DEFAULT_THREADS) -> dict:
     """Warm-up + ``repeat`` requests; medians per stage (see the module doc).  ``steps`` and
-    ``sampler``: the defaults (``diffusion.DEFAULT_STEPS``/``DEFAULT_SAMPLER``) when None."""
-    from ldmind_ref import diffusion
-
+    ``sampler``: the defaults (``contract.DEFAULT_STEPS``/``DEFAULT_SAMPLER``) when None."""
     from .pipeline import Pipeline
 
-    steps = diffusion.DEFAULT_STEPS if steps is None else steps
-    sampler = diffusion.DEFAULT_SAMPLER if sampler is None else sampler
+    steps = contract.DEFAULT_STEPS if steps is None else steps
+    sampler = contract.DEFAULT_SAMPLER if sampler is None else sampler
     if repeat < 1:
         raise InputError(f"--repeat must be at least 1, got {repeat}")
     pipe = Pipeline.load(engines, backend=backend, threads=threads)

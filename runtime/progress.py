@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+from ldmind_ref.core.contract import STAGE_DENOISE
+
 
 class Progress:
     def __init__(self, stream=None, width: int = 30, quiet: bool = False, header: str | None = None):
@@ -35,7 +37,7 @@ class Progress:
             if stage != self._stage:
                 self._stage, self._t0, self._last = stage, now, 0.0
                 if not self.tty:
-                    self._write(f"{stage}: {total} {'steps' if stage == 'denoise' else 'tiles'}\n")
+                    self._write(f"{stage}: {total} {'steps' if stage == STAGE_DENOISE else 'tiles'}\n")
             finished = done >= total
             if self.tty and (finished or now - self._last > 0.1):
                 self._last = now

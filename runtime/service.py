@@ -2,7 +2,8 @@
 
 ``runtime/serve.py`` puts it behind HTTP (Starlette + uvicorn); everything that decides what
 a request gets is here, importable without them (the CLI takes its defaults from
-``Settings``).  Design:
+``Settings``).  A request's parameters are parsed and checked by ``runtime/request.py``, as
+the CLI's flags are.  Design:
 
 - One ``Pipeline`` (thread-safe after ``load``) is shared by ``Settings.workers`` threads.
   At most ``workers + queue`` upscales are admitted at once; one more is answered 503 with
@@ -35,13 +36,15 @@ from dataclasses import dataclass, fields
 import numpy as np
 from PIL import Image
 
-from ldmind_ref.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+from ldmind_ref.core import contract
 
-from . import cli, limits
+from . import info, limits
 from .errors import InputError, LdmindError, OutOfMemory
 from .image_in import decode_image
 from .image_out import encode_image
-from .output_paths import ALPHA_FORMATS, OUTPUT_EXTENSIONS, alpha_extensions, output_extensions
+from .output_paths import ALPHA_FORMATS, alpha_extensions
+from .request import (UpscaleRequest, int_at_least, integer, parse_backproject, parse_eta, parse_format,
+                      parse_quality, parse_sampler, parse_scale, parse_size)
 
 log = logging.getLogger("ldmind.serve")
 
@@ -65,7 +68,7 @@ class Settings:
     # Seconds from the end of the upload (checks and queue wait included) to the answer: 504 beyond.
     timeout_s: float = 300.0
     # DDIM steps when the request gives none, and the most a request may ask for.
-    default_steps: int = DEFAULT_STEPS
+    default_steps: int = contract.DEFAULT_STEPS
     max_steps: int = 200
     # On SIGTERM/SIGINT: seconds to let running and waiting requests finish.
     shutdown_timeout_s: float = 60.0
@@ -101,19 +104,19 @@ class Aborted(Exception):
         self.status = status
 
 
+@dataclass(frozen=True)
+class Query:
+    """A request's query string, parsed and checked: what to make and how to encode it."""
+    request: UpscaleRequest
+    fmt: str                 # Pillow's format name
+    quality: int | None
+
+
 @dataclass
 class Job:
     image: np.ndarray
     metadata: object
-    scale: float | None
-    size: tuple[int, int] | None
-    steps: int
-    eta: float
-    seed: int
-    backproject: int
-    fmt: str
-    sampler: str
-    quality: int | None
+    query: Query
     deadline: float          # time.monotonic()
     started: float = 0.0     # when a worker took it
 
@@ -132,7 +135,7 @@ class Service:
         self.counts = {"served": 0, "rejected_busy": 0, "client_errors": 0, "timed_out": 0, "server_errors": 0}
         self.stopping = threading.Event()
         self.started = time.time()
-        self.model = {k: v for k, v in cli.summary(str(pipeline.bundle.root), verify=False).items()
+        self.model = {k: v for k, v in info.summary(pipeline.bundle, verified=False).items()
                       if k != "directory"}    # the server's file system is not the client's business
 
     # -- admission ---------------------------------------------------------------------------
@@ -170,8 +173,8 @@ class Service:
             self.counts[key] += 1
 
     # -- checks before admission ---------------------------------------------------------------
-    def parse(self, query) -> dict:
-        """The query string as upscale's arguments, by the CLI's own parsers; ``Reply(400)``."""
+    def parse(self, query) -> Query:
+        """The query string as a ``Query``, by the parsers the CLI's flags use; ``Reply(400)``."""
         unknown = sorted(set(query.keys()) - set(PARAMETERS))
         if unknown:
             raise Reply(400, f"unknown parameter {unknown[0]!r}; accepted: {', '.join(PARAMETERS)}")
@@ -188,31 +191,36 @@ class Service:
             except argparse.ArgumentTypeError as e:
                 raise Reply(400, str(e).removeprefix("--")) from None
 
-        p = {"scale": get("scale", cli._scale, None), "size": get("size", cli._size, None),
-             "seed": get("seed", _integer("seed"), 0), "eta": get("eta", cli._eta, 1.0),
-             "steps": get("steps", cli._int_at_least(1, "steps"), s.default_steps),
-             "backproject": get("backproject", cli._backproject, cli.DEFAULT_BACKPROJECT),
-             "fmt": get("format", _format, "PNG"), "quality": get("quality", cli._quality, None),
-             "sampler": get("sampler", _sampler, DEFAULT_SAMPLER)}
+        p = {"scale": get("scale", parse_scale, None), "size": get("size", parse_size, None),
+             "seed": get("seed", integer("seed"), contract.DEFAULT_SEED),
+             "eta": get("eta", parse_eta, contract.DEFAULT_ETA),
+             "steps": get("steps", int_at_least(1, "steps"), s.default_steps),
+             "backproject": get("backproject", parse_backproject, contract.DEFAULT_BACKPROJECT),
+             "sampler": get("sampler", parse_sampler, contract.DEFAULT_SAMPLER)}
+        fmt, quality = get("format", parse_format, "PNG"), get("quality", parse_quality, None)
+        # in the query's own terms (the request's check would say "a scale or a size")
         if p["scale"] is None and p["size"] is None:
             raise Reply(400, "give scale=S or size=WxH")
         if p["scale"] is not None and p["size"] is not None:
             raise Reply(400, "give either scale or size, not both")
         if p["steps"] > s.max_steps:
             raise Reply(400, f"steps must be at most {s.max_steps} on this server, got {p['steps']}")
-        return p
+        try:
+            return Query(UpscaleRequest(**p), fmt, quality)
+        except InputError as e:
+            raise Reply(400, str(e)) from None
 
-    def prepare(self, body: bytearray, p: dict) -> tuple[np.ndarray, object, tuple[int, int]]:
+    def prepare(self, body: bytearray, q: Query) -> tuple[np.ndarray, object, tuple[int, int]]:
         """Decode and check the upload and the output it asks for (a Starlette thread, not a
         worker): (the image as ``upscale`` takes it, its metadata, (H, W)) or ``Reply``."""
-        s = self.settings
+        s, r = self.settings, q.request
         header = _header_size(body)
         if header and header[0] * header[1] > s.max_input_pixels:
             raise Reply(413, f"the input image is {header[0]}x{header[1]} = {_mpx(header[0] * header[1])}; this "
                              f"server takes at most {_mpx(s.max_input_pixels)}")
         try:
             rgb, alpha, meta = decode_image(body, "the uploaded image")
-            H, W = self.pipe.output_size(rgb.shape[0], rgb.shape[1], p["scale"], p["size"])
+            H, W = self.pipe.output_size(rgb.shape[0], rgb.shape[1], r.scale, r.size)
         except InputError as e:
             raise Reply(400, str(e)) from None
         if H * W > s.max_output_pixels:
@@ -222,11 +230,11 @@ class Service:
             limits.check_output(1, H, W, itemsize=rgb.dtype.itemsize)     # uint16 for a 16-bit upload
         except InputError as e:
             raise Reply(413, str(e)) from None
-        if alpha is not None and p["fmt"] not in ALPHA_FORMATS:      # the hint names format= values
-            raise Reply(400, f"the image has transparency and {p['fmt']} cannot store it; ask for format="
+        if alpha is not None and q.fmt not in ALPHA_FORMATS:      # the hint names format= values
+            raise Reply(400, f"the image has transparency and {q.fmt} cannot store it; ask for format="
                              + ", ".join(sorted(e[1:] for e in alpha_extensions())))
         try:
-            self.pipe.sampling_schedule(p["steps"], p["eta"], sampler=p["sampler"])   # the pipeline's own check
+            self.pipe.sampling_schedule(r.steps, r.eta, r.schedule, r.sampler)   # the pipeline's own check
         except InputError as e:
             raise Reply(400, str(e)) from None
         return (rgb if alpha is None else np.dstack((rgb, alpha))), meta, (H, W)
@@ -243,27 +251,24 @@ class Service:
                 if time.monotonic() > job.deadline:
                     raise Aborted(504, self.timeout_message())
             progress("start", 0, 1)
-            [image] = self.pipe.upscale(job.image, scale=job.scale, size=job.size, steps=job.steps, eta=job.eta,
-                                        seed=job.seed, backproject=job.backproject, progress=progress,
-                                        output="array", sampler=job.sampler)
-            return encode_image(image, job.fmt, job.metadata, job.quality)
+            [image] = self.pipe.upscale(job.image, **job.query.request.kwargs(), progress=progress, output="array")
+            return encode_image(image, job.query.fmt, job.metadata, job.query.quality)
         finally:
             took = time.monotonic() - job.started
             with self.lock:
                 self.running -= 1
                 self.recent_s = took if self.recent_s is None else 0.8 * self.recent_s + 0.2 * took
 
-    async def upscale(self, body: bytearray, p: dict) -> tuple[bytes, str, dict]:
+    async def upscale(self, body: bytearray, q: Query) -> tuple[bytes, str, dict]:
         """Check, admit, run: (the encoded image, its media type, headers) or an exception
         (``Reply``, ``Aborted``, the pipeline's) that ``status_of`` turns into a status."""
         t0 = time.monotonic()
-        image, meta, (H, W) = await asyncio.to_thread(self.prepare, body, p)
+        image, meta, (H, W) = await asyncio.to_thread(self.prepare, body, q)
         del body
         if not self.admit():
             raise Reply(503, f"the server is busy ({self.settings.workers} running, {self.settings.queue} waiting); "
                              f"retry later", {"Retry-After": str(self.retry_after())})
-        job = Job(image, meta, p["scale"], p["size"], p["steps"], p["eta"], p["seed"], p["backproject"], p["fmt"],
-                  p["sampler"], p["quality"], deadline=t0 + self.settings.timeout_s)
+        job = Job(image, meta, q, deadline=t0 + self.settings.timeout_s)
         try:
             future = self.pool.submit(self.work, job)
         except RuntimeError:       # the pool is shut down: we are stopping
@@ -283,8 +288,8 @@ class Service:
         data = waiter.result()
         end = time.monotonic()
         started = job.started or end
-        return data, Image.MIME.get(p["fmt"], "application/octet-stream"), {
-            "X-Ldmind-Size": f"{W}x{H}", "X-Ldmind-Seed": str(p["seed"]), "X-Ldmind-Steps": str(p["steps"]),
+        return data, Image.MIME.get(q.fmt, "application/octet-stream"), {
+            "X-Ldmind-Size": f"{W}x{H}", "X-Ldmind-Seed": str(q.request.seed), "X-Ldmind-Steps": str(q.request.steps),
             "X-Ldmind-Queue-Seconds": f"{started - t0:.3f}", "X-Ldmind-Seconds": f"{end - t0:.3f}"}
 
     def timeout_message(self) -> str:
@@ -313,30 +318,6 @@ def _trimmer():
 
 
 _malloc_trim = _trimmer()
-
-
-def _integer(what: str):
-    def parse(text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text[:40]!r}") from None
-    return parse
-
-
-def _sampler(text: str) -> str:
-    if text not in SAMPLERS:
-        raise argparse.ArgumentTypeError(f"sampler must be one of {', '.join(SAMPLERS)}, got {text!r}")
-    return text
-
-
-def _format(text: str) -> str:
-    ext = "." + text.lower().lstrip(".")
-    accepted = output_extensions()
-    if ext not in accepted:
-        raise argparse.ArgumentTypeError(f"format must be one of {', '.join(e[1:] for e in accepted)}, "
-                                          f"got {text[:40]!r}")
-    return OUTPUT_EXTENSIONS[ext]
 
 
 def _mpx(pixels: int) -> str:

@@ -1,6 +1,6 @@
 """Tiled coordinate queries: the image is rendered chunk by chunk straight into uint8 (or uint16).
 
-The queries are ``ldmind_ref.tiled_sampling.queries``, the reference's own sequence: band by
+The queries are ``ldmind_ref.core.tiled_sampling.queries``, the reference's own sequence: band by
 band of latent rows (the whole latent in one band when sampling was untiled), and in each
 band ranges [start, stop) of the row-major pixel index, ``tile`` at a time.  Only a chunk's
 own coordinates exist at any time: peak memory is the uint8 output plus O(tile), whatever
@@ -12,7 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from ldmind_ref import images, tiled_sampling
+from ldmind_ref.core import images, tiled_sampling
+from ldmind_ref.core.contract import NOT_FINITE, STAGE_RENDER
 
 from .errors import NumericalError
 
@@ -29,7 +30,7 @@ def rgb_to_pixels(rgb: np.ndarray, dtype=np.uint8) -> np.ndarray:
 
 
 def render_into(out: np.ndarray, query: Query, h: int, band: int, tile: int,
-                progress: Progress | None = None, label: str = "render") -> np.ndarray:
+                progress: Progress | None = None, label: str = STAGE_RENDER) -> np.ndarray:
     """Fill ``out`` (uint8 or uint16 [B, H, W, 3]) from an h-row latent, querying ``tile`` pixels per call
     in bands of ``band`` latent rows.  NaN or infinity from the graph raises ``NumericalError``."""
     B, H, W, _ = out.shape
@@ -44,8 +45,7 @@ def render_into(out: np.ndarray, query: Query, h: int, band: int, tile: int,
         rgb = query(window, np.broadcast_to(coord, (B, n, 2)), np.broadcast_to(cell, (B, n, 2)))
         if not np.all(np.isfinite(rgb)):
             row, col = divmod(start + int(np.argwhere(~np.isfinite(rgb))[0][1]), W)
-            raise NumericalError(f"the liif graph produced NaN/inf (first at output pixel x={col}, y={row}): "
-                                 f"the engines are broken or the model diverged; no image was written")
+            raise NumericalError(NOT_FINITE.format("liif", f" (first at output pixel x={col}, y={row})"))
         flat[:, start:stop] = rgb_to_pixels(rgb, out.dtype)
         if progress:
             progress(label, k, total)

@@ -1,11 +1,11 @@
-"""Back-projection onto the LR (ldmind_ref/consistency.py): PIL-exact resampling, the
+"""Back-projection onto the LR (ldmind_ref/core/consistency.py): PIL-exact resampling, the
 one-pass algebra equal to the textbook iteration, and outputs that shrink back to the input."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from ldmind_ref import consistency
-from ldmind_ref.consistency import BackProjection, Resampler, apply_inplace
+from ldmind_ref.core import consistency
+from ldmind_ref.core.consistency import BackProjection, Resampler, apply_inplace
 
 
 def pil_resize(a: np.ndarray, w: int, h: int) -> np.ndarray:

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ldmind_ref import diffusion as d, noise
 from ldmind_ref.config import preset
+from ldmind_ref.core import diffusion as d, noise
 from ldmind_ref.model import random_model
 from ldmind_ref.sampler import sample_latents
 

@@ -24,8 +24,8 @@ from export.cli import main as cli_main
 from export.manifest import MANIFEST_VERSION, ManifestError, load_manifest, sha256_file
 from export.reference import polygraphy_atol, save_reference
 from export.specs import DEFAULT_OPSET, MANIFEST_NAME
-from ldmind_ref import diffusion
 from ldmind_ref.config import ModelConfig, preset
+from ldmind_ref.core import diffusion
 from ldmind_ref.model import random_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from ldmind_ref import coords, latent_tiles as lt, liif, sampler, tiled_sampling
+from ldmind_ref import liif, sampler
 from ldmind_ref.checkpoint import load_model
+from ldmind_ref.core import coords, latent_tiles as lt, tiled_sampling
 from runtime import Pipeline, pipeline as rt_pipeline
 
 
@@ -241,7 +242,8 @@ def test_band_render_rows_are_seamless(sr, lr):
 def test_graph_bytes_by_hand():
     """limits.graph_bytes: the largest a c + b c^2 of any graph's measured terms, c = h w,
     times the batch and MEMORY_MARGIN (hand-computed)."""
-    from runtime.limits import MEMORY_MARGIN, graph_bytes
+    from ldmind_ref.core.contract import MEMORY_MARGIN
+    from runtime.limits import graph_bytes
 
     costs = {"encoder": {"memory": [[120.0, 0.0]]}, "decoder": {"memory": [[100.0, 0.0], [50.0, 0.5]]}}
     assert graph_bytes(costs, 1, 10, 10) == int(MEMORY_MARGIN * 12000)       # encoder's 120 x 100
@@ -251,7 +253,8 @@ def test_graph_bytes_by_hand():
 def test_default_tiles_shrink_to_the_memory_budget(sr, monkeypatch):
     """The runtime's own tiles keep one graph call within the working-memory budget: the
     largest aligned tile that fits, and no more tiles per call than fit."""
-    from runtime.limits import HEADROOM, graph_bytes
+    from ldmind_ref.core.contract import HEADROOM
+    from runtime.limits import graph_bytes
 
     _, pipe = sr
     costs = pipe.bundle.costs

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ldmind_ref import coords, liif
+from ldmind_ref import liif
+from ldmind_ref.core import coords
 
 
 def _size(h, w):

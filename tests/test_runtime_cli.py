@@ -270,6 +270,17 @@ def test_default_engines_missing(lr_png, tmp_path, capsys, monkeypatch):
                    r"engines/small not found.*make demo")
 
 
+def test_generate_default_engines(gen_engines, tmp_path, capsys, monkeypatch):
+    """generate without --engines looks where `make demo` exports the shipped generation model
+    (engines/small-gen), not at the super-resolution engines/small it would refuse."""
+    monkeypatch.chdir(tmp_path)
+    assert_refused(["generate", "--size", "8x8", "-o", tmp_path / "g", *FAST], capsys,
+                   r"^python -m runtime: error: engine directory engines/small-gen not found.*make demo")
+    shutil.copytree(gen_engines, tmp_path / "engines" / "small-gen")
+    code, _ = run_cli(["generate", "--size", "8x8", "-o", tmp_path / "g", "-q", *FAST], capsys)
+    assert code == 0 and (tmp_path / "g" / "sample_seed0.png").is_file()
+
+
 # -- a real process: exit status and stderr as a user sees them ----------------------------------
 def test_subprocess_exit_codes(sr_engines, lr_png, tmp_path):
     garbage = _bad_image("garbage", tmp_path)
@@ -597,7 +608,7 @@ def test_paper_schedule_option(sr_engines, lr_png, tmp_path, capsys):
 
 def test_memory_check_counts_every_sample(sr_engines, lr_png, tmp_path, capsys, monkeypatch):
     """One 480x400 output fits the memory, four do not: -n 4 is refused up front, -n 1 runs."""
-    from runtime.limits import HEADROOM
+    from ldmind_ref.core.contract import HEADROOM
 
     one = 400 * 480 * 3
     monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 2 * one))

@@ -13,7 +13,7 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, ImageOps
 
-from ldmind_ref import consistency, images
+from ldmind_ref.core import consistency, images
 from runtime import alpha as ra, depth16
 from runtime.cli import main
 from runtime.errors import InputError

@@ -6,10 +6,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from ldmind_ref import coords, noise
+from ldmind_ref.core import coords, noise
 from runtime import Pipeline
 from runtime.tiling import render_into, rgb_to_pixels
-from ldmind_ref import images
+from ldmind_ref.core import images
 
 
 @pytest.mark.parametrize("H,W", [(1, 1), (1, 7), (7, 1), (5, 9), (37, 23)])
@@ -85,7 +85,8 @@ def test_render_into_reports_nan_position():
 def test_output_check_multiplies_by_the_sample_count(monkeypatch):
     """limits.check_output: N x H x W x 3 bytes + HEADROOM against the limit (hand-computed)."""
     from runtime.errors import InputError
-    from runtime.limits import HEADROOM, check_output
+    from ldmind_ref.core.contract import HEADROOM
+    from runtime.limits import check_output
 
     monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 3 * 100 * 200 * 3))
     check_output(1, 100, 200)

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from ldmind_ref import consistency, noise, sampler
+from ldmind_ref import sampler
 from ldmind_ref.config import preset
+from ldmind_ref.core import consistency, noise
 from ldmind_ref.model import random_model
 
 
@@ -80,7 +81,7 @@ def test_seeds(tiny, lr):
 
 
 def test_injected_noise_reproduces_sample(tiny, lr):
-    from ldmind_ref import noise
+    from ldmind_ref.core import noise
 
     calls = []
 

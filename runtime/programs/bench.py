@@ -36,7 +36,7 @@ def _best(fn, repeat: int) -> float:
 def run(engines: str, backend: str, repeat: int) -> dict:
     import onnxruntime as ort
 
-    from ldmind_ref import consistency, coords, noise
+    from ldmind_ref.core import consistency, contract, coords, noise
 
     from ..pipeline import Pipeline
 
@@ -84,7 +84,7 @@ def run(engines: str, backend: str, repeat: int) -> dict:
             t0 = time.perf_counter()
             consistency.apply_inplace(big, small)
             res["backproject"].append({"lr": lr_side, "output": out_side,
-                                       "iterations": consistency.DEFAULT_ITERATIONS,
+                                       "iterations": contract.DEFAULT_BACKPROJECT,
                                        "seconds": round(time.perf_counter() - t0, 3)})
     else:
         for side in (64, 256):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ldmind_ref.diffusion import DEFAULT_STEPS
+from ldmind_ref.core.contract import DEFAULT_STEPS
 
 from ..profile import STAGES
 from .benchlib import ROOT

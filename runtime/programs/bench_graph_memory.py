@@ -46,7 +46,7 @@ def _feed(bundle, graph: str, side: int) -> dict[str, np.ndarray]:
 def _one(engines: str, graph: str, side: int) -> dict:
     import onnxruntime as ort
 
-    from ldmind_ref import latent_tiles
+    from ldmind_ref.core import latent_tiles
 
     from .benchlib import current_rss, peak_rss
     from ..bundle import load_bundle

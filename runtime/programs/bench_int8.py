@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ldmind_ref import diffusion
+from ldmind_ref.core import contract
 
 from ..backends.record import cpu_model
 from .benchlib import STAGES, cpu_flags, runtime_times
@@ -147,8 +147,8 @@ def main(argv=None) -> int:
     sp.add_argument("--image", type=int, default=0, help="index of the image of --data whose inputs measure the error")
     qp = sub.choices["quality"]
     qp.add_argument("--scales", type=int, nargs="+", default=[4, 8])
-    qp.add_argument("--sampler", default=diffusion.DEFAULT_SAMPLER)
-    qp.add_argument("--steps", type=int, default=diffusion.DEFAULT_STEPS)
+    qp.add_argument("--sampler", default=contract.DEFAULT_SAMPLER)
+    qp.add_argument("--steps", type=int, default=contract.DEFAULT_STEPS)
     a = ap.parse_args(argv)
     res = speed(a) if a.what == "speed" else quality(a)
     res["command"] = "python -m runtime.programs.bench_int8 " + " ".join(sys.argv[1:] if argv is None else argv)

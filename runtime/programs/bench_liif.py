@@ -42,7 +42,8 @@ def main(argv=None) -> int:
         print("python -m runtime.programs.bench_liif: error: the eager reference needs torch: pip install 'ldmind[ref]'",
               file=sys.stderr)
         return 2
-    from ldmind_ref import coords, liif
+    from ldmind_ref import liif
+    from ldmind_ref.core import coords
 
     from .. import tiling
     from .benchlib import reference_model

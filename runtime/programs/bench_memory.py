@@ -19,7 +19,7 @@ GiB = 1024 ** 3
 
 
 def run(engines: str, latent: int, scale: int, tile: int | None, backend: str = "cpu") -> dict:
-    from ldmind_ref import noise
+    from ldmind_ref.core import noise
 
     from ..pipeline import Pipeline
 

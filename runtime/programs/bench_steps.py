@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ldmind_ref import consistency, metrics
+from ldmind_ref import metrics
 from ldmind_ref.benchmark import bicubic, load_hr, make_lr
+from ldmind_ref.core import consistency, contract
 
 from ..pipeline import Pipeline
 
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, default=0, help="centre crop of the HR, pixels (default none)")
     ap.add_argument("--scales", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), help="SAMPLER:STEPS ...")
-    ap.add_argument("--backproject", type=int, default=consistency.DEFAULT_ITERATIONS)
+    ap.add_argument("--backproject", type=int, default=contract.DEFAULT_BACKPROJECT)
     ap.add_argument("--samples", type=int, default=1,
                     help="samples per image (seeds 0..K-1); K > 1 also records diversity: the mean per-pixel "
                          "standard deviation over the K back-projected samples (the benchmark's metric)")

@@ -115,14 +115,14 @@ def seam_score(img: np.ndarray, rows: list[int], cols: list[int], ref_rows: list
 def cell_borders(H: int, W: int, h: int, w: int) -> tuple[list[int], list[int]]:
     """First output row (column) of every latent cell: tile borders always fall on these, and
     the decoder's per-cell features make them differ from rows inside a cell."""
-    from ldmind_ref import latent_tiles as lt
+    from ldmind_ref.core import latent_tiles as lt
     return ([lt.band_rows(H, h, a, h)[0] for a in range(1, h)], [lt.band_rows(W, w, a, w)[0] for a in range(1, w)])
 
 
 def borders(pipe, h: int, w: int, H: int, W: int, steps: int, tile: int) -> tuple[list[int], list[int]]:
     """Output rows/columns where a tile of the sampling or decoding plan starts or ends, and
     where a render band starts: the places a seam would show."""
-    from ldmind_ref import latent_tiles as lt
+    from ldmind_ref.core import latent_tiles as lt
     ys, xs = set(), set()
     for p, hh, ww in ((pipe.plan(*pipe.sampling_latent(h, w), steps, 1, tile), h, w),
                       (pipe.plan(h, w, 0, 1, tile, graphs=("decoder",), align=1), h, w)):
@@ -139,7 +139,8 @@ def borders(pipe, h: int, w: int, H: int, W: int, steps: int, tile: int) -> tupl
 
 
 def run_quality(args) -> list[dict]:
-    from ldmind_ref import benchmark, consistency, metrics
+    from ldmind_ref import benchmark, metrics
+    from ldmind_ref.core import consistency
 
     from ..pipeline import Pipeline
 

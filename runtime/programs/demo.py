@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ldmind_ref import consistency, diffusion, latent_tiles
+from ldmind_ref.core import consistency, contract, latent_tiles
 
 from ..errors import EngineError, LdmindError
 from .benchlib import DEMO_PHOTO, ROOT
@@ -103,7 +103,7 @@ def _sheet(rows: list[list[tuple[str, Image.Image]]], footer: str, cell: int = 2
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m runtime.programs.demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "demo_out")
-    p.add_argument("--steps", type=int, default=diffusion.DEFAULT_STEPS)
+    p.add_argument("--steps", type=int, default=contract.DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     from ..image_out import save_image
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                 + [(f"x{s:g} {img.shape[1]}x{img.shape[0]}", Image.fromarray(img)) for s, img in zip(SCALES, ups)],
                 [(f"generated {j} (seed {a.seed + j})", Image.fromarray(g)) for j, g in enumerate(gens)]]
         sheet = _sheet(rows, f"upscaling: {sr_note}; generation: {gen_note}; "
-                             f"{a.steps} {diffusion.DEFAULT_SAMPLER} steps, seed {a.seed}, "
-                             f"{consistency.DEFAULT_ITERATIONS} back-projection iterations")
+                             f"{a.steps} {contract.DEFAULT_SAMPLER} steps, seed {a.seed}, "
+                             f"{contract.DEFAULT_BACKPROJECT} back-projection iterations")
         print(save_image(sheet, out / "contact_sheet.png"))
     except LdmindError as e:
         print(f"python -m runtime.programs.demo: error: {e}", file=sys.stderr)

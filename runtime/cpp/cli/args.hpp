@@ -5,7 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "contract.hpp"
+
 namespace ldmind_cli {
+
+namespace contract = ldmind::contract;   // defaults, limits and messages (src/contract.hpp, generated)
 
 // -- argparse (args.cpp) ------------------------------------------------------------------------
 struct Conv {                 // checks a value; returns "" or argparse's type-error message
@@ -65,12 +69,6 @@ struct Parser {
 };
 
 // -- the commands, as runtime/cli.py configures them (flags.cpp) ----------------------------------
-inline const char* const DEFAULT_ENGINES = "engines/small";
-constexpr int DEFAULT_STEPS = 10;
-constexpr int DEFAULT_BACKPROJECT = 10;
-constexpr int MAX_BACKPROJECT = 100;
-constexpr int DEFAULT_QUALITY = 95;
-
 extern const std::vector<std::string> COMMANDS;
 extern const char* const TOP_HELP;
 

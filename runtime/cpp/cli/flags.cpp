@@ -1,6 +1,7 @@
 // The ldmind CLI's commands on the argparse-alike (args.hpp), as runtime/cli.py configures them:
 // flags, their checks (argparse's type-error messages), choices, defaults and help.
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -14,8 +15,8 @@ namespace {
 Conv positive_number(const std::string& what) {
     return {[what](const std::string& t) -> std::string {
         double v;
-        if (!py_number(t, &v)) return what + " must be a number, got " + py_repr(t);
-        if (!std::isfinite(v) || v <= 0) return what + " must be a finite number > 0, got " + t;
+        if (!py_number(t, &v)) return contract::fill(contract::NUMBER, {what, py_repr(t)});
+        if (!std::isfinite(v) || v <= 0) return contract::fill(contract::POSITIVE_NUMBER, {what, t});
         return "";
     }};
 }
@@ -32,40 +33,40 @@ Conv size_arg() {
         }
         long long w, h;
         if (parts.size() != 2 || !py_int(parts[0], &w) || !py_int(parts[1], &h))
-            return "size must be WIDTHxHEIGHT in pixels, e.g. 512x384, got " + py_repr(t);
-        if (w < 1 || h < 1) return "size must be positive, got " + py_repr(t);
+            return contract::fill(contract::SIZE_FORMAT, {py_repr(t)});
+        if (w < 1 || h < 1) return contract::fill(contract::SIZE_POSITIVE, {py_repr(t)});
         return "";
     }};
 }
 Conv int_at_least(long long lo, const std::string& what) {
     return {[lo, what](const std::string& t) -> std::string {
         long long v;
-        if (!py_int(t, &v)) return what + " must be an integer, got " + py_repr(t);
-        if (v < lo) return what + " must be >= " + std::to_string(lo) + ", got " + std::to_string(v);
+        if (!py_int(t, &v)) return contract::fill(contract::INTEGER, {what, py_repr(t)});
+        if (v < lo) return contract::fill(contract::AT_LEAST, {what, std::to_string(lo), std::to_string(v)});
         return "";
     }};
 }
 Conv eta_arg() {
     return {[](const std::string& t) -> std::string {
         double v;
-        if (!py_number(t, &v)) return "eta must be a number, got " + py_repr(t);
-        if (!std::isfinite(v) || v < 0) return "eta must be a finite number >= 0, got " + t;
+        if (!py_number(t, &v)) return contract::fill(contract::NUMBER, {"eta", py_repr(t)});
+        if (!std::isfinite(v) || v < 0) return contract::fill(contract::ETA, {t});
         return "";
     }};
 }
 Conv int_in(long long lo, long long hi, const std::string& what) {
     return {[lo, hi, what](const std::string& t) -> std::string {
         long long v;
-        if (!py_int(t, &v)) return what + " must be an integer, got " + py_repr(t);
+        if (!py_int(t, &v)) return contract::fill(contract::INTEGER, {what, py_repr(t)});
         if (v < lo || v > hi)
-            return what + " must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + std::to_string(v);
+            return contract::fill(contract::IN_RANGE, {what, std::to_string(lo), std::to_string(hi), std::to_string(v)});
         return "";
     }};
 }
 Conv depth_arg() {
     return {[](const std::string& t) -> std::string {
         if (t == "auto" || t == "8" || t == "16") return "";
-        return "--depth must be 8, 16 or auto, got " + py_repr(t);
+        return contract::fill(contract::DEPTH, {py_repr(t)});
     }};
 }
 Conv plain_int() {
@@ -75,40 +76,51 @@ Conv plain_int() {
     }};
 }
 
-const std::vector<std::string> SAMPLERS{"ddim", "dpm++2m"};
-const std::vector<std::string> SCHEDULES{"full", "paper"};
 const std::vector<std::string> BACKENDS{"auto", "cpu", "cuda", "ort-trt", "tensorrt"};
 
-const char* COMMON_HELP =
-    "  --engines DIR         engine directory written by `python -m export` (default engines/small)\n"
-    "  -n, --num-samples K   samples (default 1)\n"
-    "  --steps N             sampler steps (default 10)\n"
-    "  --eta E               DDIM eta: 0 deterministic, 1 DDPM-like (default 1)\n"
-    "  --schedule {full,paper}  DDIM steps executed (default full)\n"
-    "  --sampler {ddim,dpm++2m} (default dpm++2m)\n"
-    "  --seed S              sample j uses seed + j (default 0)\n"
-    "  --backend {auto,cpu,cuda}  graph backend (default auto)\n"
-    "  --tile Q              output pixels per LIIF query (default: the manifest's query_chunk)\n"
-    "  --latent-tile N       latent tile side in cells (default: from the model)\n"
-    "  --latent-overlap N    overlap of neighbouring latent tiles in cells (default: a quarter of the tile)\n"
-    "  --threads T           CPU threads per graph (default 0: ONNX Runtime decides)\n"
-    "  --quality Q           JPEG output quality 1..100 (default 95)\n"
-    "  -q, --quiet           no progress output\n";
+std::string braces(const std::vector<std::string>& names) {   // argparse's {a,b} of choices
+    std::string s;
+    for (size_t k = 0; k < names.size(); ++k) s += (k ? "," : "") + names[k];
+    return "{" + s + "}";
+}
+
+std::string common_help(const std::string& engines) {
+    namespace c = contract;
+    char eta[32];
+    std::snprintf(eta, sizeof eta, "%g", c::DEFAULT_ETA);
+    return "  --engines DIR         engine directory written by `python -m export` (default " + engines + ")\n" +
+           "  -n, --num-samples K   samples (default " + std::to_string(c::DEFAULT_NUM_SAMPLES) + ")\n" +
+           "  --steps N             sampler steps (default " + std::to_string(c::DEFAULT_STEPS) + ")\n" +
+           "  --eta E               DDIM eta: 0 deterministic, 1 DDPM-like (default " + eta + ")\n" +
+           "  --schedule " + braces(c::DDIM_SCHEDULES) + "  DDIM steps executed (default " +
+           c::DEFAULT_DDIM_SCHEDULE + ")\n" +
+           "  --sampler " + braces(c::SAMPLERS) + " (default " + c::DEFAULT_SAMPLER + ")\n" +
+           "  --seed S              sample j uses seed + j (default " + std::to_string(c::DEFAULT_SEED) + ")\n" +
+           "  --backend {auto,cpu,cuda}  graph backend (default auto)\n"
+           "  --tile Q              output pixels per LIIF query (default: the manifest's query_chunk)\n"
+           "  --latent-tile N       latent tile side in cells (default: from the model)\n"
+           "  --latent-overlap N    overlap of neighbouring latent tiles in cells (default: a quarter of the tile)\n"
+           "  --threads T           CPU threads per graph (default " + std::to_string(c::DEFAULT_THREADS) +
+           ": ONNX Runtime decides)\n" +
+           "  --quality Q           JPEG output quality " + std::to_string(c::MIN_QUALITY) + ".." +
+           std::to_string(c::MAX_QUALITY) + " (default " + std::to_string(c::DEFAULT_QUALITY) + ")\n" +
+           "  -q, --quiet           no progress output\n";
+}
 
 void add_common(Parser& p) {
     p.add({"--engines"}, "engines");
     p.add({"-n", "--num-samples"}, "num_samples", int_at_least(1, "-n"));
     p.add({"--steps"}, "steps", int_at_least(1, "--steps"));
     p.add({"--eta"}, "eta", eta_arg());
-    p.add({"--schedule"}, "schedule").choices = SCHEDULES;
-    p.add({"--sampler"}, "sampler").choices = SAMPLERS;
+    p.add({"--schedule"}, "schedule").choices = contract::DDIM_SCHEDULES;
+    p.add({"--sampler"}, "sampler").choices = contract::SAMPLERS;
     p.add({"--seed"}, "seed", plain_int());
     p.add({"--backend"}, "backend").choices = BACKENDS;
     p.add({"--tile"}, "tile", int_at_least(1, "--tile"));
     p.add({"--latent-tile"}, "latent_tile", int_at_least(1, "--latent-tile"));
     p.add({"--latent-overlap"}, "latent_overlap", int_at_least(0, "--latent-overlap"));
     p.add({"--threads"}, "threads", int_at_least(0, "--threads"));
-    p.add({"--quality"}, "quality", int_in(1, 100, "--quality"));
+    p.add({"--quality"}, "quality", int_in(contract::MIN_QUALITY, contract::MAX_QUALITY, "--quality"));
     p.flag({"--webp-lossless"}, "webp_lossless");
     p.flag({"-q", "--quiet"}, "quiet");
 }
@@ -138,8 +150,9 @@ Parser make_parser(const std::string& cmd) {
                              "  --size WxH            output size WIDTHxHEIGHT\n"
                              "  -o, --output OUT      output image (.png, .jpg, .jpeg); with -n K: NAME_0.EXT ... NAME_{K-1}.EXT\n"
                              "  --overwrite           allow -o to be the input image itself (replaced)\n"
-                             "  --backproject K       back-projection iterations onto the input (default 10; 0: raw sample)\n") +
-                 COMMON_HELP;
+                             "  --backproject K       back-projection iterations onto the input (default " +
+                             std::to_string(contract::DEFAULT_BACKPROJECT) + "; 0: raw sample)\n") +
+                 common_help(contract::DEFAULT_ENGINES);
         p.positional("input");
         int g = p.group(true);
         p.add({"--scale"}, "scale", positive_number("scale"), g);
@@ -151,13 +164,13 @@ Parser make_parser(const std::string& cmd) {
         p.flag({"--skip-existing"}, "skip_existing");
         p.add({"--ext"}, "ext");
         p.add({"--depth"}, "depth", depth_arg());
-        p.add({"--backproject"}, "backproject", int_in(0, MAX_BACKPROJECT, "--backproject"));
+        p.add({"--backproject"}, "backproject", int_in(0, contract::MAX_BACKPROJECT, "--backproject"));
         add_common(p);
     } else if (cmd == "generate") {
         p.help = std::string("usage: ldmind generate --size WxH -o DIR [options]\n\n"
                              "  --size WxH            output size WIDTHxHEIGHT\n"
                              "  -o, --output DIR      output folder (created if missing): sample_seed{S+j}.png\n") +
-                 COMMON_HELP;
+                 common_help(contract::DEFAULT_GENERATION_ENGINES);
         p.add({"--size"}, "size", size_arg()).required = true;
         p.add({"-o", "--output"}, "output").required = true;
         p.add({"--depth"}, "depth", depth_arg());
@@ -167,14 +180,15 @@ Parser make_parser(const std::string& cmd) {
             "usage: ldmind profile ENGINES [IMAGE] [--scale S | --size WxH] [--steps N] [--sampler S]\n"
             "                      [--backend B] [--threads T] [--repeat K] [--json OUT]\n\n"
             "The per-stage latency table of `python -m runtime profile`, measured from the progress\n"
-            "callback's stage boundaries: one warm-up, then medians of --repeat requests (default 3).\n";
+            "callback's stage boundaries: one warm-up, then medians of --repeat requests (default " +
+            std::to_string(contract::DEFAULT_PROFILE_REPEAT) + ").\n";
         p.positional("engines");
         p.positional("image", true);
         int g = p.group(false);
         p.add({"--scale"}, "scale", positive_number("scale"), g);
         p.add({"--size"}, "size", size_arg(), g);
         p.add({"--steps"}, "steps", int_at_least(1, "--steps"));
-        p.add({"--sampler"}, "sampler").choices = SAMPLERS;
+        p.add({"--sampler"}, "sampler").choices = contract::SAMPLERS;
         p.add({"--backend"}, "backend").choices = BACKENDS;
         p.add({"--threads"}, "threads", int_at_least(0, "--threads"));
         p.add({"--repeat"}, "repeat", int_at_least(1, "--repeat"));

@@ -63,7 +63,7 @@ struct Progress {
             stage = st;
             t0 = now;
             last = 0;
-            if (!tty) write(st + ": " + std::to_string(total) + (st == "denoise" ? " steps\n" : " tiles\n"));
+            if (!tty) write(st + ": " + std::to_string(total) + (st == contract::STAGE_DENOISE ? " steps\n" : " tiles\n"));
         }
         const bool finished = done >= total;
         if (tty && (finished || now - last > 0.1)) {
@@ -99,20 +99,21 @@ struct Common {
 
 Common common(Parser& p) {
     Common c;
-    c.engines = p.get("engines", DEFAULT_ENGINES);
+    c.engines = p.get("engines", p.command == "generate" ? contract::DEFAULT_GENERATION_ENGINES : contract::DEFAULT_ENGINES);
     c.backend = p.get("backend", "auto");
-    c.n = static_cast<int>(std::min<long long>(p.get_int("num_samples", 1), 1 << 30));
-    c.steps = static_cast<int>(std::min<long long>(p.get_int("steps", DEFAULT_STEPS), 1 << 30));
-    c.backproject = p.find("backproject") ? static_cast<int>(p.get_int("backproject", DEFAULT_BACKPROJECT)) : 0;
-    c.threads = static_cast<int>(std::min<long long>(p.get_int("threads", 0), 1 << 30));
-    c.quality = static_cast<int>(p.get_int("quality", DEFAULT_QUALITY));
+    c.n = static_cast<int>(std::min<long long>(p.get_int("num_samples", contract::DEFAULT_NUM_SAMPLES), 1 << 30));
+    c.steps = static_cast<int>(std::min<long long>(p.get_int("steps", contract::DEFAULT_STEPS), 1 << 30));
+    c.backproject =
+        p.find("backproject") ? static_cast<int>(p.get_int("backproject", contract::DEFAULT_BACKPROJECT)) : 0;
+    c.threads = static_cast<int>(std::min<long long>(p.get_int("threads", contract::DEFAULT_THREADS), 1 << 30));
+    c.quality = static_cast<int>(p.get_int("quality", contract::DEFAULT_QUALITY));
     c.tile = static_cast<int>(std::min<long long>(p.get_int("tile", 0), 1 << 30));
     c.latent_tile = static_cast<int>(std::min<long long>(p.get_int("latent_tile", -1), 1 << 30));
     c.latent_overlap = static_cast<int>(std::min<long long>(p.get_int("latent_overlap", -1), 1 << 30));
-    c.eta = p.get_number("eta", 1.0);
-    c.seed = p.get_int("seed", 0);
-    c.sampler = p.get("sampler", "dpm++2m");
-    c.schedule = p.get("schedule", "full");
+    c.eta = p.get_number("eta", contract::DEFAULT_ETA);
+    c.seed = p.get_int("seed", contract::DEFAULT_SEED);
+    c.sampler = p.get("sampler", contract::DEFAULT_SAMPLER);
+    c.schedule = p.get("schedule", contract::DEFAULT_DDIM_SCHEDULE);
     c.quiet = p.has("quiet");
     return c;
 }
@@ -355,8 +356,7 @@ int main(int argc, char** argv) {
         line = std::string(PROG) + (e.sig == SIGTERM ? ": terminated (SIGTERM)" : ": interrupted (SIGINT)");
         code = 128 + e.sig;
     } catch (const std::bad_alloc&) {
-        line = std::string(PROG) + ": error: the machine ran out of memory; ask for a smaller output, fewer samples "
-                                   "or a smaller input, or free memory";
+        line = std::string(PROG) + ": error: " + contract::OUT_OF_MEMORY;
         code = 2;
     } catch (const Internal& e) {
         line = std::string(PROG) + ": internal error: " + e.msg + " (set LDMIND_DEBUG=1 for the traceback)";

@@ -26,8 +26,7 @@ namespace ldmind_cli {
 
 namespace {
 
-const std::vector<std::string> STAGES{"image decode", "encoder", "U-Net steps", "decoder", "LIIF queries",
-                                      "back-projection", "image encode+write", "other"};
+const std::vector<std::string>& STAGES = contract::PROFILE_STAGES;   // the table's rows, in order
 
 struct Recorder {           // profile.Recorder: stage boundaries as timestamps
     double t0 = 0, last = 0;
@@ -44,13 +43,10 @@ int record_cb(const char* stage_c, int done, int, void* user) {
     if (g_signal) return 1;
     Recorder& r = *static_cast<Recorder*>(user);
     const double now = now_s();
-    std::string stage = stage_c, name;
-    if (stage.compare(0, 6, "render") == 0) name = "LIIF queries";
-    else if (stage == "encode") name = "encoder";
-    else if (stage == "denoise") name = "U-Net steps";
-    else if (stage == "decode") name = "decoder";
-    else if (stage == "back-project") name = "back-projection";
-    else name = stage;
+    // contract.profile_stage: the row of the stage, "render WxH" by its first word
+    const std::string stage = stage_c;
+    const auto row = contract::PROFILE_STAGE_OF.find(stage.substr(0, stage.find(' ')));
+    const std::string name = row == contract::PROFILE_STAGE_OF.end() ? stage : row->second;
     if (done > 0) {
         r.wall[name] += now - r.last;
         if (name == "U-Net steps") r.steps.push_back(now - r.last);
@@ -114,10 +110,11 @@ int cmd_profile(Parser& p) {
         std::free(real);
         if (!ok) throw Fail{json_path + ": output folder " + jp.parent() + " does not exist"};
     }
-    const int steps = static_cast<int>(std::min<long long>(p.get_int("steps", DEFAULT_STEPS), 1 << 30));
-    const std::string sampler = p.get("sampler", "dpm++2m"), backend = p.get("backend", "auto");
-    const int repeat = static_cast<int>(std::min<long long>(p.get_int("repeat", 3), 1 << 20));
-    const int threads = static_cast<int>(std::min<long long>(p.get_int("threads", 0), 1 << 30));
+    const int steps = static_cast<int>(std::min<long long>(p.get_int("steps", contract::DEFAULT_STEPS), 1 << 30));
+    const std::string sampler = p.get("sampler", contract::DEFAULT_SAMPLER), backend = p.get("backend", "auto");
+    const int repeat =
+        static_cast<int>(std::min<long long>(p.get_int("repeat", contract::DEFAULT_PROFILE_REPEAT), 1 << 20));
+    const int threads = static_cast<int>(std::min<long long>(p.get_int("threads", contract::DEFAULT_THREADS), 1 << 30));
     Pipe pipe;
     open_pipeline(pipe, engines, backend, threads, true);
     const bool conditional = ldmind_is_conditional(pipe.p) != 0;

@@ -1,7 +1,7 @@
 /* ldmind C API: arbitrary-scale super-resolution and generation on exported ldmind graphs.
  *
  * The same computation as the Python runtime (`runtime/pipeline.py`): the same sampler
- * schedules, the RNG contract of `ldmind_ref/noise.py`, the latent tile plan, the tiled LIIF
+ * schedules, the RNG contract of `ldmind_ref/core/noise.py`, the latent tile plan, the tiled LIIF
  * queries and back-projection, so that the same seed gives the same uint8 image.
  *
  * Conventions: opaque handles; every call returns an ldmind_status; on failure the message

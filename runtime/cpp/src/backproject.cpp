@@ -1,4 +1,4 @@
-// Iterative back-projection onto the LR input (ldmind_ref/consistency.py): PIL's bicubic
+// Iterative back-projection onto the LR input (ldmind_ref/core/consistency.py): PIL's bicubic
 // resampling as banded matrices, the iteration on LR-sized arrays, float64, rounded halves up.
 #include <algorithm>
 #include <cmath>

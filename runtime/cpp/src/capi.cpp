@@ -25,8 +25,7 @@ ldmind_status guarded(F&& f) {
         last_error = e.what();
         return e.code;
     } catch (const std::bad_alloc&) {
-        last_error = "the machine ran out of memory; ask for a smaller output, fewer samples or a smaller input, "
-                     "or free memory";
+        last_error = ldmind::contract::OUT_OF_MEMORY;
         return LDMIND_ERR_MEMORY;
     } catch (const std::exception& e) {
         last_error = std::string("internal error: ") + e.what();
@@ -45,8 +44,8 @@ ldmind::core::Options options(const ldmind_options* o) {
     r.seed = o->seed;
     r.num_samples = o->num_samples;
     r.backproject = o->backproject;
-    r.sampler = o->sampler ? o->sampler : ldmind::core::DEFAULT_SAMPLER;
-    r.schedule = o->schedule ? o->schedule : "full";
+    r.sampler = o->sampler ? o->sampler : ldmind::contract::DEFAULT_SAMPLER;
+    r.schedule = o->schedule ? o->schedule : ldmind::contract::DEFAULT_DDIM_SCHEDULE;
     r.tile = o->tile;
     r.latent_tile = o->latent_tile;
     r.latent_overlap = o->latent_overlap;
@@ -71,8 +70,8 @@ void ldmind_options_init(ldmind_options* o) {
     o->seed = d.seed;
     o->num_samples = d.num_samples;
     o->backproject = d.backproject;
-    o->sampler = ldmind::core::DEFAULT_SAMPLER;
-    o->schedule = "full";
+    o->sampler = ldmind::contract::DEFAULT_SAMPLER;
+    o->schedule = ldmind::contract::DEFAULT_DDIM_SCHEDULE;
     o->tile = 0;
     o->latent_tile = -1;
     o->latent_overlap = -1;

@@ -1,7 +1,8 @@
 // The internals of the C++ runtime: the same functions, in the same order of floating-point
 // operations, as the Python runtime and the shared math of ldmind_ref (each declaration names
 // its Python original).  Built with -ffp-contract=off: a fused multiply-add would round
-// differently from numpy.
+// differently from numpy.  Defaults, limits and messages: contract.hpp, generated from
+// ldmind_ref/core/contract.py.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "contract.hpp"
 #include "ldmind.h"
 #include "pyfmt.hpp"
 
@@ -61,23 +63,21 @@ struct Bundle {
 Bundle load_bundle(const std::string& dir, bool verify);
 std::string sha256_file(const std::string& path);
 
-// -- samplers (ldmind_ref/diffusion.py) --------------------------------------------------------
+// -- samplers (ldmind_ref/core/diffusion.py) ---------------------------------------------------
 struct Step {
     bool solver = false;      // DPM-Solver++ step (SolverStep) or DDIM (DDIMStep)
     int t = 0;
     double alpha_bar_t = 0, alpha_bar_prev = 0, sigma_t = 0;
     double c_x = 0, c_d = 0, c_d_prev = 0;
 };
-constexpr const char* DEFAULT_SAMPLER = "dpm++2m";
-constexpr int DEFAULT_STEPS = 10;
 // throws std::invalid_argument with the Python message
 std::vector<Step> sampling_schedule(const std::vector<double>& alpha_bar, int steps, double eta,
                                     const std::string& schedule, const std::string& sampler);
 
-// -- the RNG contract (ldmind_ref/noise.py) ---------------------------------------------------
+// -- the RNG contract (ldmind_ref/core/noise.py) ----------------------------------------------
 void gaussian(int64_t seed, int64_t stream, size_t n, float* out);
 
-// -- the latent tile plan (ldmind_ref/latent_tiles.py) ---------------------------------------
+// -- the latent tile plan (ldmind_ref/core/latent_tiles.py) ----------------------------------
 struct TilePlan {
     int h = 0, w = 0, th = 0, tw = 0, tile = 0, overlap = 0;
     std::vector<int> ys, xs;
@@ -107,10 +107,10 @@ int64_t graph_bytes(const std::map<std::string, GraphCost>& costs, int64_t batch
 int64_t graph_budget();
 void check_latent(const std::map<std::string, GraphCost>& costs, int64_t batch, int h, int w);
 
-// -- back-projection (ldmind_ref/consistency.py) ----------------------------------------------
+// -- back-projection (ldmind_ref/core/consistency.py) -----------------------------------------
 void backproject_inplace(uint8_t* out, int H, int W, const uint8_t* lr, int h, int w, int iterations);
 
-// -- graphs on ONNX Runtime (runtime/engine.py) ------------------------------------------------
+// -- graphs on ONNX Runtime (runtime/backends/onnxruntime.py) ------------------------------------
 struct Tensor {
     std::vector<int64_t> shape;
     std::vector<float> data;
@@ -139,12 +139,12 @@ std::map<std::string, std::unique_ptr<Engine>> create_engines(const Bundle& b, c
 
 // -- the pipeline (runtime/pipeline.py) -------------------------------------------------------
 struct Options {
-    int steps = DEFAULT_STEPS;
-    double eta = 1.0;
-    int64_t seed = 0;
-    int num_samples = 1;
-    int backproject = 10;
-    std::string sampler = DEFAULT_SAMPLER, schedule = "full";
+    int steps = contract::DEFAULT_STEPS;
+    double eta = contract::DEFAULT_ETA;
+    int64_t seed = contract::DEFAULT_SEED;
+    int num_samples = contract::DEFAULT_NUM_SAMPLES;
+    int backproject = contract::DEFAULT_BACKPROJECT;
+    std::string sampler = contract::DEFAULT_SAMPLER, schedule = contract::DEFAULT_DDIM_SCHEDULE;
     int tile = 0, latent_tile = -1, latent_overlap = -1;
     ldmind_progress_fn progress = nullptr;
     void* user = nullptr;

@@ -1,5 +1,5 @@
 // Refuse work that cannot fit in memory before allocating it (runtime/limits.py, same
-// estimates, same messages).
+// estimates, same messages; the budgets are the contract's).
 #include <unistd.h>
 
 #include <cmath>
@@ -13,9 +13,6 @@ namespace ldmind::core {
 
 namespace {
 constexpr double GiB = 1024.0 * 1024.0 * 1024.0;
-constexpr int64_t HEADROOM = 512LL * 1024 * 1024;
-constexpr int64_t GRAPH_MEMORY_BUDGET = 1LL << 30;
-constexpr double MEMORY_MARGIN = 1.5;
 
 std::string fmt_bytes(double n) {
     return n >= GiB / 10 ? fmt("%.1f GiB", n / GiB) : fmt("%.0f MiB", n / (1024.0 * 1024.0));
@@ -28,7 +25,7 @@ int64_t available_memory() {
         double v = std::strtod(env, &end);
         while (end && *end == ' ') ++end;
         if (end == env || (end && *end) || !std::isfinite(v) || v < 0)
-            input_error(std::string("LDMIND_MEMORY_LIMIT must be a number of bytes >= 0 (e.g. 8e9), got '") + env + "'");
+            input_error(contract::fill(contract::MEMORY_LIMIT_ENV, {std::string("'") + env + "'"}));
         return static_cast<int64_t>(v);
     }
     std::ifstream f("/proc/meminfo");
@@ -49,28 +46,27 @@ void check_output(int64_t num, int64_t H, int64_t W, int64_t extra) {
     const double need = static_cast<double>(num) * static_cast<double>(H) * static_cast<double>(W) * 3.0 +
                         static_cast<double>(extra);
     const int64_t avail = available_memory();
-    if (need + static_cast<double>(HEADROOM) > static_cast<double>(avail)) {
+    if (need + static_cast<double>(contract::HEADROOM) > static_cast<double>(avail)) {
         std::string count = num == 1 ? "a" : std::to_string(num) + " images of";
-        input_error(count + " " + std::to_string(W) + "x" + std::to_string(H) + " output needs " +
-                    fmt_bytes(need) + " of memory but only " + fmt_bytes(static_cast<double>(avail)) +
-                    " is available; ask for a smaller scale or size");
+        input_error(contract::fill(contract::OUTPUT_MEMORY, {count, std::to_string(W), std::to_string(H), "output",
+                                                             fmt_bytes(need), fmt_bytes(static_cast<double>(avail))}));
     }
 }
 
 int64_t graph_bytes(const std::map<std::string, GraphCost>& costs, int64_t batch, int h, int w) {
     double need = 0;
     for (const auto& kv : costs) need = std::max(need, graph_memory(kv.second, h, w));
-    return static_cast<int64_t>(MEMORY_MARGIN * static_cast<double>(batch) * need);
+    return static_cast<int64_t>(contract::MEMORY_MARGIN * static_cast<double>(batch) * need);
 }
 
-int64_t graph_budget() { return std::min(GRAPH_MEMORY_BUDGET, available_memory() - HEADROOM); }
+int64_t graph_budget() { return std::min<int64_t>(contract::GRAPH_MEMORY_BUDGET, available_memory() - contract::HEADROOM); }
 
 void check_latent(const std::map<std::string, GraphCost>& costs, int64_t batch, int h, int w) {
     const int64_t need = graph_bytes(costs, batch, h, w), avail = available_memory();
-    if (need + HEADROOM > avail)
-        input_error("this request with " + std::to_string(w) + "x" + std::to_string(h) + " latent tiles needs about " +
-                    fmt_bytes(static_cast<double>(need)) + " of working memory, " + fmt_bytes(static_cast<double>(avail)) +
-                    " is available; use smaller latent tiles (or fewer samples)");
+    if (need + contract::HEADROOM > avail)
+        input_error(contract::fill(contract::LATENT_MEMORY, {"this request", std::to_string(w), std::to_string(h),
+                                                             fmt_bytes(static_cast<double>(need)),
+                                                             fmt_bytes(static_cast<double>(avail))}));
 }
 
 }  // namespace ldmind::core

@@ -1,5 +1,5 @@
 // The sampling pipeline on exported graphs (runtime/pipeline.py over
-// ldmind_ref/tiled_sampling.py): the same tiles, blends, noise draws, query windows and
+// ldmind_ref/core/tiled_sampling.py): the same tiles, blends, noise draws, query windows and
 // roundings, in the same order, so that the same seed gives the same image.
 #include <algorithm>
 #include <cmath>
@@ -12,10 +12,6 @@ namespace ldmind::core {
 
 namespace {
 
-constexpr int MAX_SAMPLES = 1024;
-constexpr int MAX_BACKPROJECT = 100;
-constexpr int64_t TILE_BATCH_CELLS = 96 * 96;
-
 int64_t floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q; }
 
 void tick(const Options& o, const std::string& stage, int done, int total) {
@@ -27,8 +23,7 @@ template <class T>
 const T& finite(const T& t, const char* graph, const std::string& where = "") {
     for (float v : t.data)
         if (!std::isfinite(v))
-            throw Error(LDMIND_ERR_NUMERICAL, std::string("the ") + graph + " graph produced NaN/inf" + where +
-                                                  ": the engines are broken or the model diverged; no image was written");
+            throw Error(LDMIND_ERR_NUMERICAL, contract::fill(contract::NOT_FINITE, {graph, where}));
     return t;
 }
 
@@ -71,8 +66,9 @@ std::vector<std::pair<size_t, size_t>> groups(const TilePlan& p, int tile_batch)
 }
 
 int count(int n) {
-    if (n < 1) input_error("num_samples must be a positive integer, got " + std::to_string(n));
-    if (n > MAX_SAMPLES) input_error(fmt("num_samples must be at most %d, got %d", MAX_SAMPLES, n));
+    if (n < 1) input_error(contract::fill(contract::POSITIVE_INTEGER, {"num_samples", std::to_string(n)}));
+    if (n > contract::MAX_SAMPLES)
+        input_error(contract::fill(contract::TOO_MANY_SAMPLES, {std::to_string(contract::MAX_SAMPLES), std::to_string(n)}));
     return n;
 }
 
@@ -88,20 +84,19 @@ Pipeline::Pipeline(const std::string& dir, const std::string& backend, int threa
 
 void Pipeline::output_size(int h, int w, double scale, int W_out, int H_out, int* H, int* W) const {
     const bool has_size = W_out != 0 || H_out != 0;
-    if (scale != 0 && has_size) input_error("give either a scale or a size, not both");
-    if (scale == 0 && !has_size) input_error("give a scale or a size");
+    if (scale != 0 && has_size) input_error(contract::SCALE_AND_SIZE);
+    if (scale == 0 && !has_size) input_error(contract::SCALE_OR_SIZE);
     if (has_size) {
         for (int v : {W_out, H_out})
-            if (v < 1) input_error("output width/height must be a positive integer, got " + std::to_string(v));
+            if (v < 1) input_error(contract::fill(contract::POSITIVE_INTEGER, {"output width/height", std::to_string(v)}));
         *H = H_out;
         *W = W_out;
         return;
     }
-    if (!std::isfinite(scale) || scale <= 0) input_error("scale must be a finite number > 0, got " + py_float(scale));
+    if (!std::isfinite(scale) || scale <= 0) input_error(contract::fill(contract::POSITIVE_NUMBER, {"scale", py_float(scale)}));
     double hh = std::floor(scale * h + 0.5), ww = std::floor(scale * w + 0.5);
     if (hh < 1 || ww < 1)
-        input_error("scale " + py_float(scale) + " gives an empty output for a " + std::to_string(w) + "x" +
-                    std::to_string(h) + " input");
+        input_error(contract::fill(contract::EMPTY_OUTPUT, {py_float(scale), std::to_string(w), std::to_string(h)}));
     if (hh > 1e9 || ww > 1e9) input_error("scale " + py_float(scale) + " gives an output too large to address");
     *H = static_cast<int>(hh);
     *W = static_cast<int>(ww);
@@ -109,8 +104,9 @@ void Pipeline::output_size(int h, int w, double scale, int W_out, int H_out, int
 
 std::vector<Step> Pipeline::schedule(const Options& o) const {
     const int T = static_cast<int>(b_.alpha_bar.size());
-    if (o.steps < 1 || o.steps > T) input_error(fmt("steps must be an integer in 1..%d, got %d", T, o.steps));
-    if (!std::isfinite(o.eta) || o.eta < 0) input_error("eta must be a finite number >= 0, got " + py_float(o.eta));
+    if (o.steps < 1 || o.steps > T)
+        input_error(contract::fill(contract::STEPS, {std::to_string(T), std::to_string(o.steps)}));
+    if (!std::isfinite(o.eta) || o.eta < 0) input_error(contract::fill(contract::ETA, {py_float(o.eta)}));
     try {
         return sampling_schedule(b_.alpha_bar, o.steps, o.eta, o.schedule, o.sampler);
     } catch (const std::invalid_argument& e) {
@@ -123,7 +119,7 @@ int64_t Pipeline::working_bytes(int64_t n, int64_t h, int64_t w) const {
 }
 
 int Pipeline::tile_batch(const TilePlan& p, int n) const {
-    int64_t t = std::max<int64_t>(1, TILE_BATCH_CELLS / std::max<int64_t>(1, static_cast<int64_t>(p.th) * p.tw * n));
+    int64_t t = std::max<int64_t>(1, contract::TILE_BATCH_CELLS / std::max<int64_t>(1, static_cast<int64_t>(p.th) * p.tw * n));
     int64_t one = graph_bytes(b_.costs, n, p.th, p.tw);
     t = std::max<int64_t>(1, std::min(t, floordiv(graph_budget(), std::max<int64_t>(1, one))));
     if (max_batch_) t = std::min<int64_t>(t, std::max(1, max_batch_ / n));
@@ -132,9 +128,10 @@ int Pipeline::tile_batch(const TilePlan& p, int n) const {
 
 TilePlan Pipeline::plan(int h, int w, int steps, int n, int latent_tile, int latent_overlap, bool decoder_only,
                         int align) const {
-    if (latent_tile < -1) input_error("latent tile must be a non-negative integer, got " + std::to_string(latent_tile));
+    if (latent_tile < -1)
+        input_error(contract::fill(contract::NON_NEGATIVE_INTEGER, {"latent tile", std::to_string(latent_tile)}));
     if (latent_overlap < -1)
-        input_error("latent overlap must be a non-negative integer, got " + std::to_string(latent_overlap));
+        input_error(contract::fill(contract::NON_NEGATIVE_INTEGER, {"latent overlap", std::to_string(latent_overlap)}));
     std::map<std::string, GraphCost> costs;
     for (const auto& [k, c] : b_.costs)
         if (!decoder_only || k == "decoder") costs[k] = c;
@@ -161,8 +158,7 @@ void Pipeline::latent_shape(int h, int w, int* c, int* lh, int* lw) const {
 
 void Pipeline::need_conditional(bool want) const {
     if (b_.conditional == want) return;
-    if (want) input_error(b_.root + ": " + b_.name + " is a generation model (unconditional): use generate, not upscale");
-    input_error(b_.root + ": " + b_.name + " is a super-resolution model: use upscale, not generate");
+    input_error(contract::fill(want ? contract::GENERATION_MODEL : contract::SR_MODEL, {b_.root, b_.name}));
 }
 
 std::vector<std::pair<int, int>> Pipeline::batches(int n) const {
@@ -178,7 +174,7 @@ std::vector<float> Pipeline::sample(const std::vector<float>* cond, int c, int h
     const auto bs = batches(N);
     const int total = static_cast<int>(sched.size() * bs.size());
     int done = 0;
-    tick(o, "denoise", 0, total);
+    tick(o, contract::STAGE_DENOISE, 0, total);
     const size_t one = static_cast<size_t>(c) * h * w;
     std::vector<float> result(one * N);
     const Engine& unet = *engines_.at("unet_step");
@@ -242,7 +238,7 @@ std::vector<float> Pipeline::sample(const std::vector<float>* cond, int c, int h
             } else {
                 z.swap(out_all);
             }
-            tick(o, "denoise", ++done, total);
+            tick(o, contract::STAGE_DENOISE, ++done, total);
         }
         std::copy(z.begin(), z.end(), result.begin() + static_cast<std::ptrdiff_t>(one * a));
     }
@@ -266,7 +262,7 @@ std::vector<float> Pipeline::latents_padded(const uint8_t* rgb, int h, int w, co
     const std::vector<Step> sched = schedule(o);    // refuses bad steps/eta before the encoder runs
     const int n = count(o.num_samples);
     const TilePlan p = plan(*ch, *cw, o.steps, n, o.latent_tile, o.latent_overlap, false, b_.tile_align);
-    const int r = std::max(1, b_.cond_scale / b_.ae_downsample);
+    const int r = std::max(1, b_.cond_scale / b_.ae_downsample);   // images.latent_per_lr_pixel
     const TilePlan lp = p.scaled(r);
     const auto gs = groups(p, tile_batch(p, 1));
     const Engine& enc = *engines_.at("encoder");
@@ -277,7 +273,7 @@ std::vector<float> Pipeline::latents_padded(const uint8_t* rgb, int h, int w, co
         auto r_ = enc.run({{"lr", {static_cast<int64_t>(k1 - k0), 3, lp.th, lp.tw}, t.data()}}, {"cond"});
         finite(r_[0], "encoder");
         blend(cond.data(), r_[0].data.data(), 1, b_.z_channels, p.h, p.w, p, k0, k1 - k0);
-        tick(o, "encode", static_cast<int>(g) + 1, static_cast<int>(gs.size()));
+        tick(o, contract::STAGE_ENCODE, static_cast<int>(g) + 1, static_cast<int>(gs.size()));
     }
     return sample(&cond, b_.z_channels, p.h, p.w, sched, o, p);
 }
@@ -332,20 +328,20 @@ std::vector<float> Pipeline::decode(const float* z, int N, int h, int w, const T
         auto r = dec.run({{"z", {static_cast<int64_t>((k1 - k0) * N), c, p.th, p.tw}, t.data()}}, {"features"});
         finite(r[0], "decoder");
         blend(f.data(), r[0].data.data(), N, C, h, w, p, k0, k1 - k0);
-        tick(o, "decode", static_cast<int>(g) + 1, static_cast<int>(gs.size()));
+        tick(o, contract::STAGE_DECODE, static_cast<int>(g) + 1, static_cast<int>(gs.size()));
     }
     return f;
 }
 
 // LIIF queries band by band of latent rows, `chunk` pixels per call, straight into uint8
-// (runtime/tiling.py render_into over ldmind_ref/tiled_sampling.queries)
+// (runtime/tiling.py render_into over ldmind_ref/core/tiled_sampling.queries)
 void Pipeline::query(const std::vector<float>& f, int N, int h, int w, int H, int W, int band, int chunk,
                      const Options& o, uint8_t* out) const {
     const int C = b_.feature_channels;
     const auto bs = bands(H, h, band);
     int total = 0;
     for (const auto& bd : bs) total += static_cast<int>((static_cast<int64_t>(bd.i1 - bd.i0) * W + chunk - 1) / chunk);
-    const std::string label = "render " + std::to_string(W) + "x" + std::to_string(H);
+    const std::string label = std::string(contract::STAGE_RENDER) + " " + std::to_string(W) + "x" + std::to_string(H);
     tick(o, label, 0, total);
     const Engine& liif = *engines_.at("liif");
     const float cell_y = static_cast<float>(2.0 / H), cell_x = static_cast<float>(2.0 / W);
@@ -382,9 +378,10 @@ void Pipeline::query(const std::vector<float>& f, int N, int h, int w, int H, in
                 if (!std::isfinite(rgb[q])) {
                     const int64_t pix = start + static_cast<int64_t>((q / 3) % static_cast<size_t>(n));
                     throw Error(LDMIND_ERR_NUMERICAL,
-                                fmt("the liif graph produced NaN/inf (first at output pixel x=%lld, y=%lld): the engines "
-                                    "are broken or the model diverged; no image was written",
-                                    static_cast<long long>(pix % W), static_cast<long long>(pix / W)));
+                                contract::fill(contract::NOT_FINITE,
+                                               {"liif", fmt(" (first at output pixel x=%lld, y=%lld)",
+                                                            static_cast<long long>(pix % W),
+                                                            static_cast<long long>(pix / W))}));
                 }
             for (int s = 0; s < N; ++s) {
                 uint8_t* dst = out + (static_cast<size_t>(s) * H * W + static_cast<size_t>(start)) * 3;
@@ -405,8 +402,9 @@ void Pipeline::upscale(const uint8_t* rgb, int h, int w, double scale, int W_out
     need_conditional(true);
     int c, lh, lw;
     latent_shape(h, w, &c, &lh, &lw);
-    if (o.backproject < 0 || o.backproject > MAX_BACKPROJECT)
-        input_error(fmt("back-projection iterations must be an integer in 0..%d, got %d", MAX_BACKPROJECT, o.backproject));
+    if (o.backproject < 0 || o.backproject > contract::MAX_BACKPROJECT)
+        input_error(contract::fill(contract::BACKPROJECT, {std::to_string(contract::MAX_BACKPROJECT),
+                                                           std::to_string(o.backproject)}));
     int H, W;
     output_size(h, w, scale, W_out, H_out, &H, &W);
     const int n = count(o.num_samples);
@@ -415,7 +413,7 @@ void Pipeline::upscale(const uint8_t* rgb, int h, int w, double scale, int W_out
     render(z, n, lh, lw, H, W, o, out);
     for (int k = 0; k < n; ++k) {
         backproject_inplace(out + static_cast<size_t>(k) * H * W * 3, H, W, rgb, h, w, o.backproject);
-        if (o.backproject) tick(o, "back-project", k + 1, n);
+        if (o.backproject) tick(o, contract::STAGE_BACKPROJECT, k + 1, n);
     }
 }
 
@@ -427,7 +425,7 @@ void Pipeline::generate(int W_out, int H_out, int lh, int lw, const Options& o, 
     if (lh <= 0 || lw <= 0) { lh = b_.gen_h; lw = b_.gen_w; }
     const int m = b_.tile_align;
     if (lh < 1 || lw < 1 || lh % m || lw % m)
-        input_error(fmt("latent size must be positive multiples of %d, got %dx%d", m, lh, lw));
+        input_error(contract::fill(contract::LATENT_SIZE, {std::to_string(m), std::to_string(lh), std::to_string(lw)}));
     check_output(n, H, W, working_bytes(n, lh, lw));
     const std::vector<Step> sched = schedule(o);
     const TilePlan p = plan(lh, lw, o.steps, n, o.latent_tile, o.latent_overlap, false, b_.tile_align);

@@ -1,5 +1,6 @@
-// Sampler schedules (ldmind_ref/diffusion.py: ddim_timesteps, ddim_schedule,
+// Sampler schedules (ldmind_ref/core/diffusion.py: ddim_timesteps, ddim_schedule,
 // dpm_solver_schedule, sampling_schedule), float64 in numpy's order of operations.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -9,10 +10,22 @@ namespace ldmind::core {
 
 namespace {
 
-constexpr int LOWER_ORDER_FINAL_BELOW = 15;
+std::string steps_message(int T, int steps) {
+    return contract::fill(contract::SCHEDULE_STEPS, {std::to_string(T), std::to_string(steps)});
+}
+
+bool known(const std::vector<std::string>& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+std::string choices(const std::vector<std::string>& names) {
+    std::string s;
+    for (size_t k = 0; k < names.size(); ++k) s += (k ? ", " : "") + names[k];
+    return s;
+}
 
 std::vector<int> ddim_timesteps(int T, int steps) {
-    if (steps < 1 || steps > T) throw std::invalid_argument(fmt("steps must be in 1..%d, got %d", T, steps));
+    if (steps < 1 || steps > T) throw std::invalid_argument(steps_message(T, steps));
     std::vector<int> ts(static_cast<size_t>(steps));
     for (int k = 0; k < steps; ++k) ts[static_cast<size_t>(k)] = std::min(k * (T / steps) + 1, T - steps + k);
     return ts;
@@ -24,12 +37,13 @@ double log_snr(double ab) { return 0.5 * (std::log(ab) - std::log1p(-ab)); }
 
 std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, double eta,
                                     const std::string& schedule, const std::string& sampler) {
-    if (sampler != "ddim" && sampler != "dpm++2m")
-        throw std::invalid_argument("sampler must be one of ddim, dpm++2m, got '" + sampler + "'");
+    if (!known(contract::SAMPLERS, sampler))
+        throw std::invalid_argument(contract::fill(contract::ONE_OF, {"sampler", choices(contract::SAMPLERS),
+                                                                      "'" + sampler + "'"}));
     const int T = static_cast<int>(ab.size());
     std::vector<Step> out;
     if (sampler == "dpm++2m") {
-        if (steps < 1 || steps > T) throw std::invalid_argument(fmt("steps must be in 1..%d, got %d", T, steps));
+        if (steps < 1 || steps > T) throw std::invalid_argument(steps_message(T, steps));
         std::vector<int> ts = ddim_timesteps(T, steps);
         std::vector<int> desc(ts.rbegin(), ts.rend());
         std::vector<double> h(static_cast<size_t>(steps));
@@ -47,7 +61,7 @@ std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, do
             s.alpha_bar_t = ab_t;
             s.c_x = std::sqrt((1 - ab_s) / (1 - ab_t));
             double a = std::sqrt(ab_s) * -std::expm1(-h[u]);
-            bool first = i == 0 || (i == steps - 1 && steps < LOWER_ORDER_FINAL_BELOW);
+            bool first = i == 0 || (i == steps - 1 && steps < contract::LOWER_ORDER_FINAL_BELOW);
             if (h[u] == 0) {
                 s.c_d = 0.0; s.c_d_prev = 0.0;
             } else if (first || h[u - 1] == 0) {
@@ -61,7 +75,7 @@ std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, do
         }
         return out;
     }
-    if (!std::isfinite(eta) || eta < 0) throw std::invalid_argument(fmt("eta must be a finite number >= 0, got %g", eta));
+    if (!std::isfinite(eta) || eta < 0) throw std::invalid_argument(contract::fill(contract::ETA, {py_float(eta)}));
     std::vector<int> ts = ddim_timesteps(T, steps);
     const size_t N = ts.size();
     std::vector<double> a(N), p(N), sigma(N);
@@ -70,11 +84,11 @@ std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, do
         p[k] = k == 0 ? ab[0] : ab[static_cast<size_t>(ts[k - 1])];
         sigma[k] = eta * std::sqrt((1 - p[k]) / (1 - a[k]) * (1 - a[k] / p[k]));
     }
-    if (schedule != "full" && schedule != "paper")
-        throw std::invalid_argument("schedule must be one of full, paper, got '" + schedule + "'");
+    if (!known(contract::DDIM_SCHEDULES, schedule))
+        throw std::invalid_argument(contract::fill(contract::ONE_OF, {"schedule", choices(contract::DDIM_SCHEDULES),
+                                                                      "'" + schedule + "'"}));
     if (schedule == "paper" && steps < 2)
-        throw std::invalid_argument(fmt("the paper schedule drops the noisiest of the requested steps: steps must be "
-                                        "in 2..%d, got %d", T, steps));
+        throw std::invalid_argument(contract::fill(contract::PAPER_STEPS, {std::to_string(T), std::to_string(steps)}));
     const size_t n = schedule == "paper" ? N - 1 : N;
     bool bad = false;
     double worst = 0;
@@ -83,8 +97,8 @@ std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, do
         worst = std::max(worst, (1 - a[k] / p[k]) / (1 - a[k]));
     }
     if (bad)
-        throw std::invalid_argument(fmt("eta %g is too large for %d steps: sigma_t^2 would exceed 1 - alpha_bar_prev; "
-                                        "this schedule allows eta up to %.4g", eta, steps, std::sqrt(1 / worst)));
+        throw std::invalid_argument(contract::fill(contract::ETA_TOO_LARGE, {fmt("%g", eta), std::to_string(steps),
+                                                                             fmt("%.4g", std::sqrt(1 / worst))}));
     for (size_t k = n; k-- > 0;) {
         Step s;
         s.t = ts[k];
@@ -96,7 +110,7 @@ std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, do
     return out;
 }
 
-// -- the RNG contract (ldmind_ref/noise.py) ---------------------------------------------------
+// -- the RNG contract (ldmind_ref/core/noise.py) ----------------------------------------------
 namespace {
 constexpr uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL;
 inline uint64_t splitmix64(uint64_t x) {

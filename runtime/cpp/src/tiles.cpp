@@ -1,4 +1,4 @@
-// The latent tile plan (ldmind_ref/latent_tiles.py), float64 in numpy's order of operations.
+// The latent tile plan (ldmind_ref/core/latent_tiles.py), float64 in numpy's order of operations.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -8,9 +8,6 @@
 namespace ldmind::core {
 
 namespace {
-
-constexpr int DEFAULT_TILE_FACTOR = 4;
-constexpr double MIN_OVERLAP_FRACTION = 0.25;
 
 int round_up(int v, int m) { return -((-v) / m) * m; }   // v >= 0
 int floordiv(int a, int b) { int q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q; }
@@ -77,7 +74,7 @@ std::vector<std::vector<double>> axis_weights(int length, const std::vector<int>
 }
 
 int default_overlap(int tile, int align) {
-    return std::min(round_up(static_cast<int>(std::ceil(MIN_OVERLAP_FRACTION * tile)), align), tile / 2 / align * align);
+    return std::min(round_up(static_cast<int>(std::ceil(contract::MIN_OVERLAP_FRACTION * tile)), align), tile / 2 / align * align);
 }
 
 double graph_cost(const GraphCost& c, int h, int w) {
@@ -136,15 +133,15 @@ TilePlan whole(int h, int w) {
 
 TilePlan choose(int h, int w, int align, int train_latent, const std::map<std::string, GraphCost>& costs,
                 int steps, int tile, int overlap, const Fits& fits) {
-    const int default_tile = round_up(DEFAULT_TILE_FACTOR * train_latent, align);
+    const int default_tile = round_up(contract::DEFAULT_TILE_FACTOR * train_latent, align);
     if (tile >= 0 || overlap >= 0) {
         int t = tile < 0 ? default_tile : tile;
         int o = overlap < 0 ? default_overlap(t, align) : overlap;
         if (t < align || t % align)
-            throw std::invalid_argument(fmt("latent tile must be a positive multiple of %d cells, got %d", align, t));
+            throw std::invalid_argument(contract::fill(contract::LATENT_TILE, {std::to_string(align), std::to_string(t)}));
         if (o < 0 || o % align || o > t / 2)
-            throw std::invalid_argument(fmt("latent overlap must be a multiple of %d in 0..%d (half the tile), got %d",
-                                            align, t / 2, o));
+            throw std::invalid_argument(contract::fill(contract::LATENT_OVERLAP, {std::to_string(align),
+                                                                                  std::to_string(t / 2), std::to_string(o)}));
         return make_plan(h, w, t, o, align);
     }
     int t = default_tile;

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import coords
+from .contract import STAGE_DECODE, STAGE_DENOISE, STAGE_ENCODE
 from .diffusion import DDIMStep, SolverStep, solver_update
 from .latent_tiles import TilePlan, bands, blend, gather, window_cell, window_coords
 
@@ -48,7 +49,7 @@ def encode(encode_fn: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, p: Til
             out = np.zeros((1, cond.shape[1], p.h, p.w), dtype=np.float32)
         blend(out, cond.reshape(len(ks), 1, *cond.shape[1:]), p, ks.start)
         if tick:
-            tick("encode", g, len(gs))
+            tick(STAGE_ENCODE, g, len(gs))
     return out
 
 
@@ -86,7 +87,7 @@ def denoise(make_step: Callable[[np.ndarray | None, int], Step], cond: np.ndarra
         else:
             z = out_all
         if tick:
-            tick("denoise", k, len(schedule))
+            tick(STAGE_DENOISE, k, len(schedule))
     return z
 
 
@@ -102,7 +103,7 @@ def decode(decode_fn: Callable[[np.ndarray], np.ndarray], z: np.ndarray, p: Tile
             out = np.zeros((N, f.shape[1], p.h, p.w), dtype=np.float32)
         blend(out, f.reshape(len(ks), N, *f.shape[1:]), p, ks.start)
         if tick:
-            tick("decode", g, len(gs))
+            tick(STAGE_DECODE, g, len(gs))
     return out
 
 

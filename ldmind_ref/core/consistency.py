@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_ITERATIONS = 10  # back-projection passes of ``upscale`` (0 = the raw diffusion sample)
-MAX_ITERATIONS = 100     # largest count the APIs and CLIs accept
+from .contract import BACKPROJECT, DEFAULT_BACKPROJECT, MAX_BACKPROJECT
+
 _BICUBIC_A = -0.5        # PIL's bicubic kernel (Keys, a = -0.5)
 _BICUBIC_SUPPORT = 2.0
 
@@ -99,7 +99,7 @@ class BackProjection:
     Use: ``add_rows(r0, rows)`` for every row block of the raw output (any order, each row
     once), then ``solve()``, then ``correction(r0, r1)`` per row block, added to the output."""
 
-    def __init__(self, lr: np.ndarray, H: int, W: int, iterations: int = DEFAULT_ITERATIONS):
+    def __init__(self, lr: np.ndarray, H: int, W: int, iterations: int = DEFAULT_BACKPROJECT):
         lr = np.asarray(lr, dtype=np.float64)
         if lr.ndim != 3 or lr.shape[2] != 3:
             raise ValueError(f"lr must be [h, w, 3], got {lr.shape}")
@@ -151,7 +151,7 @@ def block_rows(W: int, pixels: int = 1 << 18) -> int:
     return max(1, pixels // max(1, W))
 
 
-def apply_inplace(out: np.ndarray, lr: np.ndarray, iterations: int = DEFAULT_ITERATIONS) -> np.ndarray:
+def apply_inplace(out: np.ndarray, lr: np.ndarray, iterations: int = DEFAULT_BACKPROJECT) -> np.ndarray:
     """Back-project ``out`` (uint8 or uint16 [H, W, 3]) onto ``lr`` [h, w, 3] in place (in
     float64, rounded halves up, clipped to 0..the dtype's maximum) and return it.  ``lr`` is
     taken in ``out``'s unit: a uint8 LR for a uint16 output is scaled by 257 first (so is a
@@ -176,7 +176,7 @@ def apply_inplace(out: np.ndarray, lr: np.ndarray, iterations: int = DEFAULT_ITE
 
 def iterations_arg(v) -> int:
     """Validate an iteration count (shared by the CLIs and APIs)."""
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= MAX_ITERATIONS:
-        raise ValueError(f"back-projection iterations must be an integer in 0..{MAX_ITERATIONS}, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= MAX_BACKPROJECT:
+        raise ValueError(BACKPROJECT.format(MAX_BACKPROJECT, repr(v)))
     return int(v)
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .contract import (DDIM_SCHEDULES, DEFAULT_DDIM_SCHEDULE, DEFAULT_SAMPLER, ETA, ETA_TOO_LARGE,
+                       LOWER_ORDER_FINAL_BELOW, ONE_OF, PAPER_STEPS, SAMPLERS, SCHEDULE_STEPS)
+
 SCHEDULES = ("linear", "linear_beta", "cosine")
 
 
@@ -77,7 +80,7 @@ def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
     N < T the clip never binds and the grid is exactly 1, 1 + c, ...
     """
     if not 1 <= steps <= timesteps:
-        raise ValueError(f"steps must be in 1..{timesteps}, got {steps}")
+        raise ValueError(SCHEDULE_STEPS.format(timesteps, steps))
     k = np.arange(steps, dtype=np.int64)
     return np.minimum(k * (timesteps // steps) + 1, timesteps - steps + k)
 
@@ -90,17 +93,15 @@ def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
 #   ``ddim_timesteps[:-1]``): the noisiest timestep is dropped, so N requested steps run N - 1,
 #   starting one grid step lower (50 steps: 49 from t = 961 instead of 981; 10: 9 from 801).
 #   The coefficients of the remaining steps are those of the full schedule.
-DDIM_SCHEDULES = ("full", "paper")
-DEFAULT_DDIM_SCHEDULE = "full"
+# The names and the default: contract.DDIM_SCHEDULES, contract.DEFAULT_DDIM_SCHEDULE.
 
 
 def ddim_executed_timesteps(timesteps: int, steps: int, schedule: str = DEFAULT_DDIM_SCHEDULE) -> np.ndarray:
     """The timesteps actually executed, ascending (see ``DDIM_SCHEDULES``)."""
     if schedule not in DDIM_SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(DDIM_SCHEDULES)}, got {schedule!r}")
+        raise ValueError(ONE_OF.format("schedule", ", ".join(DDIM_SCHEDULES), repr(schedule)))
     if schedule == "paper" and steps < 2:
-        raise ValueError(f"the paper schedule drops the noisiest of the requested steps: steps must be "
-                         f"in 2..{timesteps}, got {steps}")
+        raise ValueError(PAPER_STEPS.format(timesteps, steps))
     ts = ddim_timesteps(timesteps, steps)
     return ts[:-1] if schedule == "paper" else ts
 
@@ -121,7 +122,7 @@ def ddim_schedule(alpha_bar: np.ndarray, steps: int, eta: float,
     what the step allows (1 - alpha_bar_prev - sigma_t^2 < 0: the square root of a negative
     direction term), naming the largest eta that works."""
     if not np.isfinite(eta) or eta < 0:
-        raise ValueError(f"eta must be a finite number >= 0, got {eta}")
+        raise ValueError(ETA.format(eta))
     alpha_bar = np.asarray(alpha_bar, dtype=np.float64)
     ts = ddim_timesteps(len(alpha_bar), steps)
     ab = alpha_bar[ts]
@@ -132,8 +133,7 @@ def ddim_schedule(alpha_bar: np.ndarray, steps: int, eta: float,
     if np.any(1 - ab_prev[:n] - sigma[:n] ** 2 < -1e-12):
         ratio = (1 - ab[:n] / ab_prev[:n]) / (1 - ab[:n])     # sigma_t^2 / (eta^2 (1 - ab_prev))
         largest = float(np.sqrt(1 / ratio.max()))
-        raise ValueError(f"eta {eta:g} is too large for {steps} steps: sigma_t^2 would exceed "
-                         f"1 - alpha_bar_prev; this schedule allows eta up to {largest:.4g}")
+        raise ValueError(ETA_TOO_LARGE.format(f"{eta:g}", steps, f"{largest:.4g}"))
     out = [DDIMStep(int(t), float(a), float(p), float(s)) for t, a, p, s in zip(ts, ab, ab_prev, sigma)]
     return out[:n][::-1]
 
@@ -153,17 +153,8 @@ def ddim_step(z_t, eps, alpha_bar_t, alpha_bar_prev, sigma_t, noise):
 # "dpm++2m", DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling
 # of Diffusion Probabilistic Models", Algorithm 2): a deterministic (ODE) solver that reuses the
 # previous step's data prediction for second order, from the graph's ``pred_z0`` output.
-SAMPLERS = ("ddim", "dpm++2m")
-# The defaults of every API and CLI, chosen by the quality-against-steps curve of the shipped
-# model (docs/RESULTS.md, `python -m runtime.bench_steps`): DPM-Solver++(2M) with 10 steps is
-# within 0.07 dB PSNR-Y of 50 DDIM steps raw and 0.01 dB after back-projection on Set5 and
-# Set14 at 4x and 8x, for a fifth of the U-Net calls (5 steps: 0.23 dB raw, too close to the
-# 0.3 dB allowed).
-DEFAULT_SAMPLER = "dpm++2m"
-DEFAULT_STEPS = 10
-# as diffusers' DPMSolverMultistepScheduler (lower_order_final): below this many steps the last
-# step is first order, which is stabler where the step in lambda is the longest
-LOWER_ORDER_FINAL_BELOW = 15
+# The names and the defaults (and why they are the defaults): contract.SAMPLERS,
+# contract.DEFAULT_SAMPLER, contract.DEFAULT_STEPS.
 
 
 @dataclass(frozen=True)
@@ -231,9 +222,9 @@ def sampling_schedule(alpha_bar: np.ndarray, steps: int, eta: float, schedule: s
     (SolverStep; ``eta`` and ``schedule`` are DDIM's and do not apply).  ValueError names a
     bad sampler."""
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        raise ValueError(ONE_OF.format("sampler", ", ".join(SAMPLERS), repr(sampler)))
     if sampler == "ddim":
         return ddim_schedule(alpha_bar, steps, eta, schedule)
     if not 1 <= steps <= len(alpha_bar):
-        raise ValueError(f"steps must be in 1..{len(alpha_bar)}, got {steps}")
+        raise ValueError(SCHEDULE_STEPS.format(len(alpha_bar), steps))
     return dpm_solver_schedule(alpha_bar, steps)

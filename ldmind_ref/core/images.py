@@ -42,6 +42,12 @@ def to_pixels(x: np.ndarray, dtype) -> np.ndarray:
     return to_uint16(x) if pixel_max(dtype) == 65535 else to_uint8(x)
 
 
+def latent_per_lr_pixel(cond_scale: int, ae_downsample: int) -> int:
+    """Latent cells per LR pixel along each side of a super-resolution model: the LR is
+    resized by cond_scale, then the auto-encoder divides by ae_downsample."""
+    return max(1, cond_scale // ae_downsample)
+
+
 def lr_pad_unit(cond_scale: int, ae_downsample: int, unet_multiple: int) -> int:
     """LR pixels per U-Net size unit: LR sides padded to a multiple of this give latent
     sides (LR * cond_scale / ae_downsample) that the U-Net's downsamplings divide."""

@@ -30,9 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-# Default tile: this many times the latent the model was trained on, overlap a quarter of it.
-DEFAULT_TILE_FACTOR = 4
-MIN_OVERLAP_FRACTION = 0.25
+from .contract import DEFAULT_TILE_FACTOR, LATENT_OVERLAP, LATENT_TILE, MIN_OVERLAP_FRACTION
 
 
 def axis_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
@@ -174,10 +172,9 @@ def native_latent(side: int, downsample: int, align: int) -> int:
 def check_geometry(tile: int, overlap: int, align: int) -> None:
     """Refuse a user's tile/overlap with one clear line (ValueError)."""
     if tile < align or tile % align:
-        raise ValueError(f"latent tile must be a positive multiple of {align} cells, got {tile}")
+        raise ValueError(LATENT_TILE.format(align, tile))
     if overlap < 0 or overlap % align or overlap > tile // 2:
-        raise ValueError(f"latent overlap must be a multiple of {align} in 0..{tile // 2} "
-                         f"(half the tile), got {overlap}")
+        raise ValueError(LATENT_OVERLAP.format(align, tile // 2, overlap))
 
 
 def graph_cost(cost: dict, h: int, w: int) -> float:

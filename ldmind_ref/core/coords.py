@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .contract import EMPTY_OUTPUT, POSITIVE_NUMBER
+
 
 def output_size(h: int, w: int, scale: float | None = None,
                 size: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -25,10 +27,10 @@ def output_size(h: int, w: int, scale: float | None = None,
         return H, W
     s = float(scale)
     if not math.isfinite(s) or s <= 0:
-        raise ValueError(f"scale must be a finite number > 0, got {scale}")
+        raise ValueError(POSITIVE_NUMBER.format("scale", scale))
     H, W = math.floor(s * h + 0.5), math.floor(s * w + 0.5)
     if H < 1 or W < 1:
-        raise ValueError(f"scale {s} gives an empty output for a {w}x{h} input")
+        raise ValueError(EMPTY_OUTPUT.format(s, w, h))
     return H, W
 
 
