@@ -22,7 +22,7 @@ test: $(STAMP) cpp
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) -m runtime.demo
+	$(PY) -m runtime.programs.demo
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache runtime/cpp/build

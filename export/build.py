@@ -18,7 +18,7 @@ from ldmind_ref.model import LDMind
 
 from . import activations, feeds, graphs, manifest as mf, quantize, trt_engines
 from .onnx_export import DEFAULT_OPSET, ExportError, export_graph
-from .specs import MANIFEST_NAME, MANIFEST_VERSION, GraphSpec, graph_specs
+from .specs import MANIFEST_NAME, GraphSpec, graph_specs
 
 # The self-check's bound on max |graph - reference| / max |reference| per output.  fp32
 # differs from PyTorch by summation order only; fp16 by half-precision rounding.  (int8
@@ -115,7 +115,7 @@ def build_manifest(model: LDMind, precision: str, opset: int, graph_entries: dic
     for name, cost in costs.graph_costs(model).items():   # what tiling and memory checks need
         graph_entries[name]["cost"] = {**cost, "memory": memory[name]}
     return {
-        "format_version": MANIFEST_VERSION,
+        "format_version": mf.MANIFEST_VERSION,
         "model": {"name": cfg.name, "config": cfg.to_dict(), "source": source},
         "scale_factor": float(model.scale_factor),
         "latent": {"z_channels": ae.z_channels, "feature_channels": ae.feature_channels,

@@ -15,14 +15,14 @@ from .calibration import CalibrationPlan, photos
 from .specs import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         # one line, no usage dump: the user sees what is wrong and where to look
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="python -m export", description="Export ldmind to ONNX graphs (+ TensorRT engines).")
+    p = Parser(prog="python -m export", description="Export ldmind to ONNX graphs (+ TensorRT engines).")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="ldmind checkpoint (.safetensors) to export")
     src.add_argument("--preset", help="model preset to export untrained (needs --random-init)")

@@ -1,29 +1,15 @@
 """``manifest.json``: what an export directory holds, and its validation.
 
-Torch-free and onnx-free (json + hashlib only): the runtime imports this module to load an
-export directory and refuse a broken one.  Every error is a ``ManifestError`` whose message
+Torch-free and onnx-free (json, hashlib, jsonschema): the runtime imports this module to load
+an export directory and refuse a broken one.  Every error is a ``ManifestError`` whose message
 starts with the offending file's path.
 
-Layout (``format_version`` = ``specs.MANIFEST_VERSION``)::
-
-    format_version  int
-    model           {name, config (ModelConfig.to_dict()), source}
-    scale_factor    float
-    latent          {z_channels, feature_channels, ae_downsample, cond_scale, unet_multiple,
-                     conditional, generation_latent [h, w], train_latent, tile_align}
-    schedule        {name, timesteps, linear_start, linear_end, cosine_s, alpha_bar [T floats]}
-    liif            {query_chunk}
-    precision       "fp32" | "fp16" | "int8"
-    graphs          {name: {file, sha256, precision, inputs, outputs, profile, [cost]}}
-                    inputs/outputs: [{name, dtype, shape}], symbolic dims as strings;
-                    cost (encoder, unet_step, decoder): {macs_per_cell, attention: [{stride,
-                    channels, heads, blocks}], memory: [[bytes per cell, per cell^2]]}
-                    as measured by ``ldmind_ref.costs`` and ``export.activations``
-    producer        {ldmind, torch, onnx, opset}
-    tensorrt        null, or {version, gpu, compute_capability, timing_cache,
-                              engines: {name: {file, sha256, precision, profiles}}}
-    quantization    int8 only: {method, calibration {folder, photos, ...}, graphs: {name:
-                    {error {rel_rms, rel_max}, float_nodes {node: why}}}} (export/quantize.py)
+The fields, their types and ranges are declared once, in ``manifest.schema.json`` beside this
+module (a JSON Schema document: format_version, model, scale_factor, latent, schedule, liif,
+precision, graphs, producer, tensorrt, and for int8 quantization).  ``validate`` checks a
+manifest against it and then what a schema cannot say: the graph set and their inputs and
+outputs (``specs.graph_specs``), a schedule that is one non-increasing value per timestep,
+every listed file present and (``verify``) with its sha256.
 """
 from __future__ import annotations
 
@@ -34,132 +20,81 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .specs import MANIFEST_NAME, MANIFEST_VERSION, PRECISIONS, GraphSpec, graph_specs
+import jsonschema
+
+from .specs import MANIFEST_NAME, GraphSpec, graph_specs
 
 
 class ManifestError(ValueError):
     """An export directory that cannot be used; the message names the offending file."""
 
 
-# -- the manifest's schema, declared once ----------------------------------------------------
-# Every reader goes through ``validate``, which walks this declaration: a field of the wrong
-# type or range is refused with one line naming it (never a TypeError deep in a reader).
-# Objects list their required keys; extra keys are allowed (a newer exporter may add some).
-class _Spec:
-    what = "?"
-
-    def problem(self, value: Any) -> str | None:      # None when ``value`` conforms
-        raise NotImplementedError
+# -- the manifest's schema, declared once: manifest.schema.json ----------------------------------
+# Every reader goes through ``validate``: a field of the wrong type or range is refused with one
+# line naming it (never a TypeError deep in a reader).  The C++ loader checks the same document
+# through a table generated from it (``export.schema_header``).
+SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
+SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+MANIFEST_VERSION: int = SCHEMA["properties"]["format_version"]["const"]
 
 
-class _Int(_Spec):
-    def __init__(self, lo: int | None = None):
-        self.lo = lo
-        self.what = "an integer" if lo is None else f"an integer >= {lo}"
-
-    def problem(self, v):
-        ok = isinstance(v, int) and not isinstance(v, bool) and (self.lo is None or v >= self.lo)
-        return None if ok else self.what
+def _finite_number(_checker, v: Any) -> bool:
+    # JSON's numbers are finite; Python's json also reads NaN and Infinity
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-class _Number(_Spec):
-    def __init__(self, positive: bool = False):
-        self.positive = positive
-        self.what = "a finite number" + (" > 0" if positive else "")
-
-    def problem(self, v):
-        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-              and (not self.positive or v > 0))
-        return None if ok else self.what
+def _integer(_checker, v: Any) -> bool:
+    # written without a fraction: 3.0 is not an integer (jsonschema's default takes it)
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
-class _Is(_Spec):
-    def __init__(self, types: tuple, what: str, test=None):
-        self.types, self.what, self.test = types, what, test
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"number": _finite_number, "integer": _integer}))
+_VALIDATOR = _Validator(SCHEMA)
 
-    def problem(self, v):
-        # bool is an int to Python, never to a manifest
-        ok = isinstance(v, self.types) and not (isinstance(v, bool) and int in self.types)
-        return None if ok and (self.test is None or self.test(v)) else self.what
-
-
-class _OneOf(_Spec):
-    def __init__(self, *values):
-        self.values = values
-        self.what = "one of " + ", ".join(repr(v) for v in values)
-
-    def problem(self, v):
-        return None if any(v == x and type(v) is type(x) for x in self.values) else self.what
+# how each JSON type is named in a message
+TYPE_WORDS = {"integer": "an integer", "number": "a finite number", "string": "a string", "boolean": "true or false",
+              "null": "null", "object": "an object", "array": "a list"}
 
 
-class _Nullable(_Spec):
-    def __init__(self, spec):
-        self.spec = spec
-        self.what = f"null or {spec.what}"
+def resolve(node: dict[str, Any]) -> dict[str, Any]:
+    """A schema node, its ``$ref`` (to ``#/$defs/NAME``: the only kind the schema uses) followed."""
+    while "$ref" in node:
+        node = SCHEMA["$defs"][node["$ref"].removeprefix("#/$defs/")]
+    return node
 
 
-class _List(_Spec):
-    def __init__(self, item, length: int | None = None, min_length: int = 0):
-        self.item, self.length, self.min_length = item, length, min_length
-        self.what = "a list" + (f" of {length}" if length is not None else "")
-
-    def problem(self, v):
-        if not isinstance(v, list):
-            return self.what
-        if self.length is not None and len(v) != self.length:
-            return self.what
-        return None if len(v) >= self.min_length else f"a list of at least {self.min_length}"
-
-
-class _Map(_Spec):
-    """An object whose keys are names (graphs, engines) and whose values follow one spec."""
-    def __init__(self, value):
-        self.value = value
-        self.what = "an object"
-
-
-class _Object(_Spec):
-    def __init__(self, fields: dict[str, Any]):
-        self.fields = fields
-        self.what = "an object"
-
-
-_ANY = _Is((object,), "anything")
-_STR = _Is((str,), "a string")
-_BOOL = _Is((bool,), "true or false")
-_POS = _Int(1)
-_SHA256 = _Is((str,), "64 hexadecimal digits",
-              lambda v: len(v) == 64 and all(c in "0123456789abcdef" for c in v.lower()))
-_FILE = _Is((str,), "a plain file name (no folder)", lambda v: v not in ("", ".", "..") and Path(v).name == v)
-_TENSOR = _Object({"name": _STR, "dtype": _STR,
-                   "shape": _List(_Is((int, str), "an integer or a symbol name"))})
-_GRAPH = _Object({"file": _FILE, "sha256": _SHA256, "precision": _STR, "inputs": _List(_TENSOR),
-                  "outputs": _List(_TENSOR), "profile": _Map(_List(_Int(0), length=3))})
-# what ``ldmind_ref.costs`` measured (encoder, unet_step, decoder): tiling and memory checks read it
-# and what ``export.activations`` measured on the graph (working memory per cell and cell^2)
-_COST = _Object({"macs_per_cell": _Number(positive=True),
-                 "attention": _List(_Object({"stride": _Number(positive=True), "channels": _POS, "heads": _POS,
-                                             "blocks": _POS})),
-                 "memory": _List(_List(_Number(), length=2), min_length=1)})
-_ENGINE = _Object({"file": _FILE, "sha256": _SHA256, "profiles": _List(_ANY)})
-
-MANIFEST_SCHEMA = _Object({
-    "format_version": _Int(),
-    "model": _Object({"name": _STR, "config": _Map(_ANY)}),
-    "scale_factor": _Number(positive=True),
-    "latent": _Object({"z_channels": _POS, "feature_channels": _POS, "ae_downsample": _POS, "cond_scale": _POS,
-                       "unet_multiple": _POS, "conditional": _BOOL,
-                       "generation_latent": _Nullable(_List(_POS, length=2)),
-                       "train_latent": _POS, "tile_align": _POS}),
-    "schedule": _Object({"name": _STR, "timesteps": _POS, "linear_start": _Number(), "linear_end": _Number(),
-                         "cosine_s": _Number(), "alpha_bar": _List(_Number(positive=True), min_length=1)}),
-    "liif": _Object({"query_chunk": _POS}),
-    "precision": _OneOf(*PRECISIONS),
-    "graphs": _Map(_GRAPH),
-    "producer": _Object({"ldmind": _ANY, "torch": _ANY, "onnx": _ANY, "opset": _ANY}),
-    "tensorrt": _Nullable(_Object({"version": _STR, "gpu": _STR, "compute_capability": _Is((str, int, float), "a version"),
-                                   "engines": _Map(_ENGINE)})),
-})
+def wording(node: dict[str, Any]) -> str:
+    """What a value at ``node`` must be, as the one-line message says it ("an integer >= 1"):
+    the node's title, else derived from its keywords."""
+    node = resolve(node)
+    if "title" in node:
+        return node["title"]
+    if "const" in node:
+        return repr(node["const"])
+    if "enum" in node:
+        return "one of " + ", ".join(repr(v) for v in node["enum"])
+    types = node["type"] if isinstance(node.get("type"), list) else [node.get("type")]
+    words = []
+    for t in types:
+        w = TYPE_WORDS.get(t, "anything")
+        if t in ("integer", "number"):
+            lo = ("(", node["exclusiveMinimum"]) if "exclusiveMinimum" in node else ("[", node.get("minimum"))
+            hi = (node["exclusiveMaximum"], ")") if "exclusiveMaximum" in node else (node.get("maximum"), "]")
+            if lo[1] is not None and hi[0] is not None:
+                w += f" in {lo[0]}{lo[1]}, {hi[0]}{hi[1]}"
+            elif lo[1] is not None:
+                w += f" {'>' if lo[0] == '(' else '>='} {lo[1]}"
+            elif hi[0] is not None:
+                w += f" {'<' if hi[1] == ')' else '<='} {hi[0]}"
+        elif t == "array" and node.get("minItems") is not None and node.get("minItems") == node.get("maxItems"):
+            w += f" of {node['minItems']}"
+        elif t == "array" and node.get("minItems"):
+            w += f" of at least {node['minItems']}"
+        words.append(w)
+    return " or ".join(words)
 
 
 def _short(v: Any) -> str:
@@ -167,33 +102,47 @@ def _short(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_schema(value: Any, spec: _Spec, where: str, path: str = "") -> None:
-    """Raise ManifestError naming ``path`` (e.g. ``graphs.liif.sha256``) where ``value``
-    does not follow ``spec``."""
-    name = path or "the manifest"
-    if isinstance(spec, _Nullable):
-        if value is not None:
-            check_schema(value, spec.spec, where, path)
-        return
-    if isinstance(spec, (_Object, _Map)):
-        if not isinstance(value, dict):
-            raise ManifestError(f"{where}: {name} must be an object, got {_short(value)}")
-        if isinstance(spec, _Map):
-            for key, v in value.items():
-                check_schema(v, spec.value, where, f"{path}.{key}" if path else key)
-            return
-        missing = [k for k in spec.fields if k not in value]
-        if missing:
-            raise ManifestError(f"{where}: {name} lacks key(s) {missing}")
-        for key, sub in spec.fields.items():
-            check_schema(value[key], sub, where, f"{path}.{key}" if path else key)
-        return
-    why = spec.problem(value)
-    if why is not None:
-        raise ManifestError(f"{where}: {name} must be {why}, got {_short(value)}")
-    if isinstance(spec, _List):
-        for i, v in enumerate(value):
-            check_schema(v, spec.item, where, f"{path}[{i}]")
+def path_name(path) -> str:
+    """``graphs.decoder.sha256``, ``schedule.alpha_bar[3]``: where in the manifest."""
+    out = ""
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else step)
+    return out or "the manifest"
+
+
+def _walk_order(error: jsonschema.ValidationError, manifest: Any) -> tuple:
+    """Where ``error`` comes in a depth-first walk of the schema that checks each node's keywords
+    in the order written, ``properties`` in the schema's order and the members of
+    ``additionalProperties`` and ``items`` in the manifest's: the first error is the one the
+    C++ loader, which walks so, reports too (jsonschema visits additional properties in set order)."""
+    node, value, key = SCHEMA, manifest, []
+    for step in error.absolute_path:
+        node = resolve(node)
+        keywords = list(node)
+        if isinstance(step, int):
+            key += [keywords.index("items"), step]
+            node = node["items"]
+        elif step in node.get("properties", {}):
+            key += [keywords.index("properties"), list(node["properties"]).index(step)]
+            node = node["properties"][step]
+        else:
+            key += [keywords.index("additionalProperties"), list(value).index(step)]
+            node = node["additionalProperties"]
+        value = value[step]
+    return (*key, list(resolve(node)).index(error.validator))
+
+
+def schema_problem(manifest: Any) -> str | None:
+    """The first place where ``manifest`` breaks the schema, as one line without the file name
+    ("latent.z_channels must be an integer >= 1, got True"); None when it conforms."""
+    errors = list(_VALIDATOR.iter_errors(manifest))
+    if not errors:
+        return None
+    e = min(errors, key=lambda e: _walk_order(e, manifest))
+    name = path_name(e.absolute_path)
+    if e.validator == "required":
+        return f"{name} lacks key(s) {[k for k in e.validator_value if k not in e.instance]}"
+    return f"{name} must be {wording(e.schema)}, got {_short(e.instance)}"
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -225,7 +174,7 @@ def write_manifest(directory: str | os.PathLike, manifest: dict[str, Any]) -> Pa
 
 
 def _check_file(directory: Path, entry: dict[str, Any], where: str, what: str, verify: bool) -> None:
-    name = entry["file"]       # a plain file name (the schema): never outside its directory
+    name = entry["file"]       # a plain file name (the schema's "file"): never outside its directory
     path = directory / name
     if not path.is_file():
         raise ManifestError(f"{path}: missing ({what} listed in {where})")
@@ -240,8 +189,9 @@ def _check_file(directory: Path, entry: dict[str, Any], where: str, what: str, v
 def validate(manifest: dict[str, Any], directory: str | os.PathLike, verify: bool = True,
              where: str | None = None) -> None:
     """Raise ManifestError unless ``manifest`` describes a usable export in ``directory``:
-    format version, required keys, the graph set and I/O of ``specs.graph_specs``, every
-    listed file present and (``verify``) with its sha256."""
+    format version, the schema (``schema_problem``), a non-increasing schedule of one value per
+    timestep, the graph set and I/O of ``specs.graph_specs``, every listed file present and
+    (``verify``) with its sha256."""
     directory = Path(directory)
     where = where or str(directory / MANIFEST_NAME)
     if not isinstance(manifest, dict):
@@ -250,11 +200,16 @@ def validate(manifest: dict[str, Any], directory: str | os.PathLike, verify: boo
     if version != MANIFEST_VERSION:
         raise ManifestError(f"{where}: format_version {version!r}, this code reads {MANIFEST_VERSION}; "
                             f"re-export with the matching `python -m export`")
-    check_schema(manifest, MANIFEST_SCHEMA, where)
-    lat = manifest["latent"]
-    if len(manifest["schedule"]["alpha_bar"]) != manifest["schedule"]["timesteps"]:
-        raise ManifestError(f"{where}: schedule.alpha_bar has {len(manifest['schedule']['alpha_bar'])} "
+    why = schema_problem(manifest)
+    if why:
+        raise ManifestError(f"{where}: {why}")
+    lat, alpha_bar = manifest["latent"], manifest["schedule"]["alpha_bar"]
+    if len(alpha_bar) != manifest["schedule"]["timesteps"]:
+        raise ManifestError(f"{where}: schedule.alpha_bar has {len(alpha_bar)} "
                             f"values for {manifest['schedule']['timesteps']} timesteps")
+    # every sampler coefficient comes from it: refuse what cannot be a cumulative product of (1 - beta)
+    if any(b > a for a, b in zip(alpha_bar, alpha_bar[1:])):
+        raise ManifestError(f"{where}: schedule.alpha_bar must be a non-increasing list of numbers in (0, 1]")
 
     expected = graph_specs(lat["z_channels"], lat["feature_channels"], lat["conditional"])
     graphs = manifest["graphs"]
@@ -268,10 +223,8 @@ def validate(manifest: dict[str, Any], directory: str | os.PathLike, verify: boo
             if g[io] != want:
                 raise ManifestError(f"{where}: graph '{name}' {io} {g[io]} differ from the declared "
                                     f"{want} (export/specs.py)")
-        if name != "liif":
-            if "cost" not in g:
-                raise ManifestError(f"{where}: graph '{name}' lacks its measured cost; re-export with `python -m export`")
-            check_schema(g["cost"], _COST, where, f"graphs.{name}.cost")
+        if name != "liif" and "cost" not in g:
+            raise ManifestError(f"{where}: graph '{name}' lacks its measured cost; re-export with `python -m export`")
         _check_file(directory, g, where, f"graph '{name}'", verify)
 
     trt = manifest["tensorrt"]

@@ -62,9 +62,9 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import _Parser, load
+    from .cli import Parser, load
 
-    p = _Parser(prog="python -m export.reference", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m export.reference", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path)
     src.add_argument("--preset")

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MANIFEST_VERSION = 3   # 2: latent.train_latent/tile_align and graphs[*].cost (latent tiling); 3: cost.memory
 MANIFEST_NAME = "manifest.json"
 # ONNX opset of the graphs: 17 by default (GroupNorm as InstanceNormalization, which every
 # backend folds); the legacy exporter reaches 20, and attention (SDPA) needs 14.
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 14, 20
-# The manifest's "precision": fp32 and fp16 graphs are traced so; int8 graphs are traced in
-# fp32 and then quantized (export/quantize.py).  Graph I/O is float32 in all three.
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Eager PyTorch timings of the reference's stages, for side-by-side benchmarks (a library
-for ``python -m runtime.bench --side-by-side``; never a test).
+for ``python -m runtime.programs.bench --side-by-side``; never a test).
 
 Each stage is called as the reference sampler calls it (``sampler.py``): ``encode_lr`` on an
 LR image, one ``unet_step`` on a latent, ``decode`` on a latent, and the LIIF queries of an

@@ -4,7 +4,7 @@
     pipe = Pipeline.load("engines/small")                 # backend="auto"
     [hr] = pipe.upscale(Image.open("in.png"), scale=3.7)
 
-Depends on numpy, Pillow, onnxruntime, pypng and tifffile only (GPU backends, the service, plots optional); never imports torch.
+Depends on numpy, Pillow, onnxruntime, pypng, tifffile and jsonschema only (GPU backends, the service, plots optional); never imports torch.
 See docs/RUNTIME.md.
 """
 from __future__ import annotations

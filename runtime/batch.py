@@ -22,7 +22,8 @@ from typing import Callable
 from PIL import Image
 
 from .errors import InputError, LdmindError
-from .io import OUTPUT_EXTENSIONS, check_output_path, load_upscale_input, output_depth, output_extensions
+from .image_in import load_upscale_input
+from .output_paths import OUTPUT_EXTENSIONS, check_output_path, output_depth, output_extensions
 from .request import UpscaleRequest
 
 
@@ -103,8 +104,8 @@ def run_folder(jobs: list[Job], pipe, request: UpscaleRequest, depth: int | str,
                skip_existing: bool, say: Callable[[str], None], report: Callable[[str], None],
                progress: Callable[[int, int, float], None], s: Summary | None = None) -> Summary:
     """Upscale each job on ``pipe`` (a ``Pipeline``) as ``request`` asks, its outputs ``depth``
-    bits per value (8, 16, or "auto": as ``io.output_depth`` decides per file), write each with
-    ``save(image, path, metadata) -> path`` (``runtime.io.save_image``); ``say`` each output path (stdout),
+    bits per value (8, 16, or "auto": as ``output_paths.output_depth`` decides per file), write each with
+    ``save(image, path, metadata) -> path`` (``runtime.image_out.save_image``); ``say`` each output path (stdout),
     ``report`` one line per failed file (stderr), ``progress(done, total, eta)`` after each.
     Counts go into ``s`` as they happen (an interrupted run's caller still has them)."""
     s = s if s is not None else Summary()

@@ -1,23 +1,23 @@
 """An engine directory (``python -m export --out DIR``) as the runtime sees it.
 
-The manifest is read and verified (format version, every graph's checksum) by the
-exporter's own torch-free ``export.manifest.load_manifest``, so that writer and reader
-can never disagree on the format; this module only turns it into the handful of numbers
-the pipeline needs and refuses, with one clear line, anything it cannot run.
+The manifest is read and validated by the exporter's own torch-free
+``export.manifest.load_manifest`` against the one manifest schema (export/manifest.schema.json:
+format version, every field's type and range, the graph set, every graph's checksum), so that
+writer and reader can never disagree on the format; this module only turns a valid manifest
+into the handful of numbers the pipeline needs.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import EngineError
+from export.manifest import ManifestError, load_manifest
+from export.specs import MANIFEST_NAME
 
-REQUIRED_GRAPHS = ("unet_step", "decoder", "liif")
+from .errors import EngineError
 
 
 @dataclass(frozen=True)
@@ -60,23 +60,6 @@ class Bundle:
         return self.root / self.graphs[name]["file"]
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
-    # load_manifest returns the parsed JSON; accept a dataclass or an object with to_dict too
-    if isinstance(obj, dict):
-        return obj
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    raise EngineError(f"export.manifest.load_manifest returned an unexpected {type(obj).__name__}")
-
-
-def _positive_int(value: Any, what: str, where: Path) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise EngineError(f"{where}: {what} must be a positive integer, got {value!r}")
-    return value
-
-
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     """Read and check ``path``/manifest.json (checksums too when ``verify``)."""
     root = Path(path)
@@ -85,74 +68,29 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
                           f"`python -m export --checkpoint CKPT --out {root}` (or run `make demo`)")
     if not root.is_dir():
         raise EngineError(f"{root} is not a directory; --engines wants the folder written by `python -m export`")
-    try:
-        from export import manifest as _manifest
-        from export.specs import MANIFEST_NAME
-    except ImportError as e:  # the runtime is installed from the same distribution as export
-        raise EngineError(f"cannot read engine manifests: the torch-free module export.manifest is missing ({e})") from None
     mpath = root / MANIFEST_NAME
     if not mpath.is_file():
         raise EngineError(f"{mpath} not found: {root} is not an engine directory written by `python -m export`")
     try:
-        raw = _as_dict(_manifest.load_manifest(root, verify=verify))
-    except _manifest.ManifestError as e:
+        return from_manifest(root, load_manifest(root, verify=verify))
+    except ManifestError as e:
         raise EngineError(str(e)) from None
     except OSError as e:
         raise EngineError(f"{mpath}: cannot read ({e.strerror or e})") from None
-    return _bundle_from(root, raw, mpath)
 
 
-def from_manifest(root: str | Path, manifest: dict[str, Any]) -> Bundle:
-    """The bundle of a manifest that is not written yet (``python -m export --int8`` runs its
-    fp32 graphs to record calibration inputs before it writes the final manifest)."""
-    from export.specs import MANIFEST_NAME
-    return _bundle_from(Path(root), manifest, Path(root) / MANIFEST_NAME)
-
-
-def _bundle_from(root: Path, m: dict[str, Any], mpath: Path) -> Bundle:
-    try:
-        lat, sched, graphs = m["latent"], m["schedule"], m["graphs"]
-        conditional = bool(lat["conditional"])
-        alpha_bar = np.asarray(sched["alpha_bar"], dtype=np.float64)
-        gen = lat.get("generation_latent")
-        bundle = Bundle(
-            root=root, manifest=m, name=str(m.get("model", {}).get("name", root.name)),
-            conditional=conditional,
-            z_channels=_positive_int(lat["z_channels"], "latent.z_channels", mpath),
-            feature_channels=_positive_int(lat["feature_channels"], "latent.feature_channels", mpath),
-            ae_downsample=_positive_int(lat["ae_downsample"], "latent.ae_downsample", mpath),
-            cond_scale=_positive_int(lat["cond_scale"], "latent.cond_scale", mpath),
-            unet_multiple=_positive_int(lat["unet_multiple"], "latent.unet_multiple", mpath),
-            generation_latent=(tuple(_positive_int(v, "latent.generation_latent", mpath) for v in gen)
-                               if gen else None),
-            train_latent=_positive_int(lat["train_latent"], "latent.train_latent", mpath),
-            tile_align=_positive_int(lat["tile_align"], "latent.tile_align", mpath),
-            alpha_bar=alpha_bar,
-            query_chunk=_positive_int(m.get("liif", {}).get("query_chunk", 65536), "liif.query_chunk", mpath),
-            precision=str(m.get("precision", "fp32")),
-            graphs=dict(graphs),
-            tensorrt=m.get("tensorrt"),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise EngineError(f"{mpath}: malformed manifest ({type(e).__name__}: {e})") from None
-    # The schedule drives every DDIM coefficient: refuse one that cannot be a cumulative
-    # product of (1 - beta) rather than sample garbage from it.
-    ab = bundle.alpha_bar
-    if ab.ndim != 1 or len(ab) < 1 or not np.all(np.isfinite(ab)) or ab.min() <= 0 or ab.max() > 1 \
-            or np.any(np.diff(ab) > 0):
-        raise EngineError(f"{mpath}: schedule.alpha_bar must be a non-increasing list of numbers in (0, 1]")
-    T = sched.get("timesteps")
-    if T is not None and T != len(ab):
-        raise EngineError(f"{mpath}: schedule.timesteps is {T} but alpha_bar has {len(ab)} entries")
-    needed = REQUIRED_GRAPHS + (("encoder",) if bundle.conditional else ())
-    for name in needed:
-        if name not in bundle.graphs:
-            raise EngineError(f"{mpath}: graph {name!r} is missing from the manifest")
-        f = bundle.graph_path(name)
-        if not f.is_file():
-            raise EngineError(f"{f}: graph file missing (listed in {mpath.name}); re-run `python -m export`")
-    if bundle.generation_latent is not None and len(bundle.generation_latent) != 2:
-        raise EngineError(f"{mpath}: latent.generation_latent must be [h, w]")
-    if not math.isfinite(float(m.get("scale_factor", 1.0))):
-        raise EngineError(f"{mpath}: scale_factor is not a finite number")
-    return bundle
+def from_manifest(root: str | Path, m: dict[str, Any]) -> Bundle:
+    """The bundle of a validated manifest (``export.manifest.validate``): ``load_bundle``'s, or
+    one not written yet (``python -m export --int8`` runs its fp32 graphs to record calibration
+    inputs before it writes the final manifest)."""
+    lat, graphs = m["latent"], m["graphs"]
+    gen = lat["generation_latent"]
+    return Bundle(
+        root=Path(root), manifest=m, name=m["model"]["name"], conditional=lat["conditional"],
+        z_channels=lat["z_channels"], feature_channels=lat["feature_channels"],
+        ae_downsample=lat["ae_downsample"], cond_scale=lat["cond_scale"], unet_multiple=lat["unet_multiple"],
+        generation_latent=tuple(gen) if gen else None, train_latent=lat["train_latent"],
+        tile_align=lat["tile_align"], alpha_bar=np.asarray(m["schedule"]["alpha_bar"], dtype=np.float64),
+        query_chunk=m["liif"]["query_chunk"], precision=m["precision"], graphs=dict(graphs),
+        tensorrt=m["tensorrt"],
+    )

@@ -32,7 +32,8 @@ from ldmind_ref.core import contract
 
 from .commands import COMMANDS
 from .console import PROG, Terminated, on_sigterm, say
-from .engine import BACKENDS, CPU_QUERY_TILE
+from .backends.onnxruntime import CPU_QUERY_TILE
+from .engine import BACKENDS
 from .errors import LdmindError
 from .request import (int_at_least, parse_backproject, parse_depth, parse_eta, parse_port, parse_quality, parse_scale,
                       parse_size, positive_number)

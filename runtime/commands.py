@@ -30,7 +30,7 @@ def _load(args):
 
 def _saver(args):
     """``save(image, path, metadata)`` with the command's output options."""
-    from .io import save_image
+    from .image_out import save_image
 
     strip = getattr(args, "strip_metadata", False)
     return lambda img, path, meta=None: save_image(img, path, None if strip else meta, args.quality,
@@ -38,7 +38,8 @@ def _saver(args):
 
 
 def cmd_upscale(args) -> int:
-    from .io import check_output_path, load_upscale_input, output_depth
+    from .image_in import load_upscale_input
+    from .output_paths import check_output_path, output_depth
 
     request = UpscaleRequest.from_namespace(args)
     if Path(args.input).is_dir():
@@ -97,13 +98,13 @@ def cmd_generate(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from . import engine
+    from .backends import onnxruntime
     from .bundle import load_bundle
 
     verify = not args.no_verify
     b = load_bundle(args.engines, verify=verify)
     if verify:
-        engine.verify_graphs(b)    # a swapped graph file with its checksum fixed up
+        onnxruntime.verify_graphs(b)    # a swapped graph file with its checksum fixed up
     s = info.summary(b, verified=verify)
     say(json.dumps(s, indent=2) if args.json else info.lines(s))
     return 0

@@ -11,7 +11,7 @@ from .bundle import Bundle
 
 def summary(b: Bundle, verified: bool) -> dict:
     """The loaded bundle ``b`` as a JSON-able dict; ``verified``: whether its checksums were
-    checked (``load_bundle(verify=True)`` and ``engine.verify_graphs``)."""
+    checked (``load_bundle(verify=True)`` and ``backends.onnxruntime.verify_graphs``)."""
     m = b.manifest
     # the tiles a large input gets here: the default, shrunk to the working-memory budget
     big = latent_tiles.choose(1 << 14, 1 << 14, b.tile_align, b.train_latent, b.costs, 50,

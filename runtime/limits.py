@@ -80,7 +80,7 @@ def graph_bytes(costs: dict, batch: int, h: int, w: int) -> int:
 
     The linear terms are activations; the squared ones attention scores.  What they do not
     see (kernel scratch space, allocator slack) is what MEMORY_MARGIN covers: single calls
-    measured by ``python -m runtime.bench_graph_memory`` against the terms are in
+    measured by ``python -m runtime.programs.bench_graph_memory`` against the terms are in
     docs/BENCHMARKS.md."""
     need = max((latent_tiles.graph_memory(cost, h, w) for cost in costs.values()), default=0.0)
     return int(MEMORY_MARGIN * batch * need)

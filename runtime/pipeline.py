@@ -37,15 +37,16 @@ from ldmind_ref.core import consistency, contract, coords, diffusion, images, la
 from ldmind_ref.core.contract import MAX_SAMPLES, TILE_BATCH_CELLS
 
 from . import alpha as _alpha, engine as _engine, limits, tiling
+from .backends.base import Engine, graphs_of
 from .bundle import Bundle, load_bundle
 from .errors import InputError, NumericalError
-from .io import Metadata, read_metadata, to_rgb_alpha, to_rgb_array
+from .image_in import Metadata, read_metadata, to_rgb_alpha, to_rgb_array
 
 Progress = Callable[[str, int, int], None]
 
 
 class Pipeline:
-    def __init__(self, bundle: Bundle, engines: dict[str, _engine.Engine], backend: str,
+    def __init__(self, bundle: Bundle, engines: dict[str, Engine], backend: str,
                  skipped: dict[str, str] | None = None, tile: int | None = None, requested: str = "auto"):
         self.bundle = bundle
         self.engines = engines
@@ -65,7 +66,7 @@ class Pipeline:
         """Open an engine directory.  ``backend``: auto (the fastest that works here, see
         ``backend_reason``), cpu, cuda, ort-trt, tensorrt or openvino."""
         bundle = load_bundle(path, verify=verify)
-        limits.check_address_space(sum(bundle.graph_path(g).stat().st_size for g in _engine.graphs_of(bundle)))
+        limits.check_address_space(sum(bundle.graph_path(g).stat().st_size for g in graphs_of(bundle)))
         limits.reserve_blas_buffers()
         name, engines, skipped = _engine.select(bundle, backend, threads)
         return cls(bundle, engines, name, skipped, tile, requested=backend)
@@ -422,7 +423,7 @@ def _wants_pil(output: str, was_pil: bool) -> bool:
 
 def _convert(arrays: list[np.ndarray], pil: bool, metadata: Metadata | None = None) -> list:
     """The API's return type; PIL outputs carry the input's ICC profile and EXIF in ``info``
-    (``runtime.io.save_image`` writes them)."""
+    (``runtime.image_out.save_image`` writes them)."""
     if pil:
         images = [Image.fromarray(a, "RGBA" if a.shape[2] == 4 else "RGB") for a in arrays]
         for im in images:

@@ -111,7 +111,9 @@ class Recorder:
 def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: str, seed: int,
                 out_dir: str, nvtx) -> dict:
     """Run one request; returns its stage times (seconds), graph times and per-step times."""
-    from .io import encode_image, load_upscale_input, output_format
+    from .image_in import load_upscale_input
+    from .image_out import encode_image
+    from .output_paths import output_format
 
     graph_s: dict[str, float] = {}
     original = pipe.engines

@@ -20,7 +20,7 @@ from typing import Callable
 from ldmind_ref.core import contract
 
 from .errors import InputError
-from .io import OUTPUT_EXTENSIONS, output_extensions
+from .output_paths import OUTPUT_EXTENSIONS, output_extensions
 
 Parser = Callable[[str], object]
 

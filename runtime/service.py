@@ -40,7 +40,9 @@ from ldmind_ref.core import contract
 
 from . import info, limits
 from .errors import InputError, LdmindError, OutOfMemory
-from .io import ALPHA_FORMATS, alpha_extensions, decode_image, encode_image
+from .image_in import decode_image
+from .image_out import encode_image
+from .output_paths import ALPHA_FORMATS, alpha_extensions
 from .request import (UpscaleRequest, int_at_least, integer, parse_backproject, parse_eta, parse_format,
                       parse_quality, parse_sampler, parse_scale, parse_size)
 

@@ -120,10 +120,10 @@ def cpp_build() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _no_backend_record(tmp_path_factory):
     """``backend="auto"`` reads a per-machine record of CPU backend timings
-    (runtime/backend_record.py); the suite starts with none, here and in subprocesses."""
+    (runtime/backends/record.py); the suite starts with none, here and in subprocesses."""
     import os
 
-    from runtime.backend_record import RECORD_ENV
+    from runtime.backends.record import RECORD_ENV
 
     old = os.environ.get(RECORD_ENV)
     os.environ[RECORD_ENV] = str(tmp_path_factory.mktemp("backend_record") / "backends.json")

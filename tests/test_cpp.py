@@ -174,6 +174,48 @@ def test_engine_refusals_equal_python(cpp_build, tmp_path, sr_engines, damage):
         assert line == str(e.value)
 
 
+# schema violations (export/manifest.schema.json): the C++ loader walks the table generated from
+# the schema (runtime/cpp/src/manifest_schema.hpp) and must say what export.manifest says
+SCHEMA_DAMAGES = {
+    "scale-abc": lambda m: m.__setitem__("scale_factor", "abc"),
+    "scale-null": lambda m: m.__setitem__("scale_factor", None),
+    "sha-null": lambda m: m["graphs"]["decoder"].__setitem__("sha256", None),
+    "sha-newline": lambda m: m["graphs"]["liif"].__setitem__("sha256", "a" * 64 + "\n"),
+    "timesteps-str": lambda m: m["schedule"].__setitem__("timesteps", "1000"),
+    "latent-bool": lambda m: m["latent"].__setitem__("z_channels", True),
+    "latent-float": lambda m: m["latent"].__setitem__("tile_align", 2.0),
+    "no-schedule": lambda m: m.pop("schedule"),
+    "no-sha": lambda m: m["graphs"]["decoder"].pop("sha256"),
+    "file-up": lambda m: m["graphs"]["liif"].__setitem__("file", "../liif.onnx"),
+    "file-dots": lambda m: m["graphs"]["liif"].__setitem__("file", ".."),
+    "alpha-above-1": lambda m: m["schedule"]["alpha_bar"].__setitem__(3, 1.5),
+    "alpha-rising": lambda m: m["schedule"]["alpha_bar"].__setitem__(9, m["schedule"]["alpha_bar"][1]),
+    "generation-3": lambda m: m["latent"].__setitem__("generation_latent", [1, 2, 3]),
+    "tensorrt-list": lambda m: m.__setitem__("tensorrt", [1]),
+    "precision": lambda m: m.__setitem__("precision", "bf16"),
+    "profile-short": lambda m: m["graphs"]["liif"]["profile"].__setitem__("Q", [1, 2]),
+    "memory-empty": lambda m: m["graphs"]["decoder"]["cost"].__setitem__("memory", []),
+    "shape-float": lambda m: m["graphs"]["decoder"]["inputs"][0]["shape"].__setitem__(1, 2.0),
+    "two-graphs": lambda m: (m["graphs"]["liif"].__setitem__("sha256", 1), m["graphs"]["unet_step"].__setitem__("sha256", 2)),
+}
+
+
+@pytest.mark.parametrize("damage", SCHEMA_DAMAGES)
+def test_schema_refusals_equal_python(cpp_build, tmp_path, sr_engines, damage):
+    from runtime import Pipeline
+    from runtime.errors import EngineError
+
+    d = _copy_engines(sr_engines, tmp_path / "engines")
+    m = json.loads((d / "manifest.json").read_text())
+    SCHEMA_DAMAGES[damage](m)
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EngineError) as e:
+        Pipeline.load(d, backend="cpu")
+    r = probe(cpp_build, "upscale", tmp_path, lr_crop(8, 8), dir=d, scale=2)
+    assert r.returncode == 10 + 2, r.stderr
+    assert r.stderr.strip().split(": ", 1)[1] == str(e.value)
+
+
 @pytest.mark.parametrize("kw,python", [
     (dict(steps=0), dict(steps=0)),
     (dict(steps=2, sampler="ddim", eta=50), dict(steps=2, sampler="ddim", eta=50.0)),
@@ -237,10 +279,10 @@ def test_progress_events_equal_python_and_cancel(cpp_build, tmp_path, sr_pipe, s
 
 
 def test_bench_cpp_runs(cpp_build, tmp_path, sr_engines):
-    """``python -m runtime.bench_cpp`` (the C++ vs Python table of docs/BENCHMARKS.md) on the
+    """``python -m runtime.programs.bench_cpp`` (the C++ vs Python table of docs/BENCHMARKS.md) on the
     tiny model: both sides profiled, every stage reported."""
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "runtime.bench_cpp", "--engines", str(sr_engines), "--crop", "16",
+    r = subprocess.run([sys.executable, "-m", "runtime.programs.bench_cpp", "--engines", str(sr_engines), "--crop", "16",
                         "--scale", "2", "--steps", "2", "--rounds", "1", "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr

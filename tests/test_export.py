@@ -21,9 +21,9 @@ import pytest
 from export import feeds, graphs
 from export.build import export_model, specs_for
 from export.cli import main as cli_main
-from export.manifest import ManifestError, load_manifest, sha256_file
+from export.manifest import MANIFEST_VERSION, ManifestError, load_manifest, sha256_file
 from export.reference import polygraphy_atol, save_reference
-from export.specs import DEFAULT_OPSET, MANIFEST_NAME, MANIFEST_VERSION
+from export.specs import DEFAULT_OPSET, MANIFEST_NAME
 from ldmind_ref.config import ModelConfig, preset
 from ldmind_ref.core import diffusion
 from ldmind_ref.model import random_model

@@ -562,7 +562,7 @@ def test_impossible_eta_refused_before_any_work(sr_engines, gen_engines, lr_png,
 
 def test_output_extensions_agree_with_the_message(sr_engines, lr_png, tmp_path, capsys):
     """Finding 13: .pdf was written while the message listed png/jpg/webp/tif/bmp."""
-    from runtime.io import output_extensions
+    from runtime.output_paths import output_extensions
 
     out = tmp_path / "o.pdf"
     line = assert_refused(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "-o", out, *FAST], capsys,

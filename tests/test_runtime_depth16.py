@@ -17,8 +17,10 @@ from ldmind_ref.core import consistency, images
 from runtime import alpha as ra, depth16
 from runtime.cli import main
 from runtime.errors import InputError
-from runtime.bench_depth16 import gradient, shrink
-from runtime.io import Metadata, decode_image, encode_image, load_image, output_depth, to_rgb_alpha
+from runtime.programs.bench_depth16 import gradient, shrink
+from runtime.image_in import Metadata, decode_image, load_image, to_rgb_alpha
+from runtime.image_out import encode_image
+from runtime.output_paths import output_depth
 
 FAST = ["--steps", "2", "-q"]
 RNG = np.random.default_rng(7)

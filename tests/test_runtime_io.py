@@ -1,4 +1,5 @@
-"""Image loading and conversion rules of runtime/io.py, and atomic writes."""
+"""Image loading and conversion rules of runtime/image_in.py, output paths (runtime/output_paths.py)
+and atomic writes (runtime/image_out.py)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,8 @@ import pytest
 from PIL import Image
 
 from runtime.errors import InputError
-from runtime.io import load_image, save_image, to_rgb_array
+from runtime.image_in import load_image, to_rgb_array
+from runtime.image_out import save_image
 
 ROOT = Path(__file__).resolve().parents[1]
 RGB = np.random.RandomState(0).randint(0, 256, (12, 16, 3)).astype(np.uint8)
@@ -61,7 +63,7 @@ def test_palette_and_palette_with_transparency(tmp_path):
     im.save(q, transparency=int(np.asarray(im)[0, 0]))
     with pytest.raises(InputError, match="transparent"):
         load_image(q)
-    from runtime.io import load_image_meta
+    from runtime.image_in import load_image_meta
     rgb, alpha, _ = load_image_meta(q)              # upscale's reader keeps the alpha
     transparent = np.asarray(Image.open(q)) == np.asarray(Image.open(q))[0, 0]
     np.testing.assert_array_equal(alpha == 0, transparent)
@@ -128,7 +130,7 @@ def test_arrays():
         to_rgb_array(np.zeros((0, 4, 3), np.uint8))
     with pytest.raises(InputError, match="transparent"):
         to_rgb_array(np.zeros((2, 2, 4), np.uint8))
-    from runtime.io import to_rgb_alpha
+    from runtime.image_in import to_rgb_alpha
     rgba = np.dstack([RGB, np.arange(12 * 16).reshape(12, 16).astype(np.uint8)])
     rgb, alpha = to_rgb_alpha(rgba)
     np.testing.assert_array_equal(rgb, RGB)
@@ -247,7 +249,7 @@ def test_temporary_name_is_short_and_stale_ones_of_dead_processes_go(tmp_path, m
 
 
 def test_output_checks(tmp_path):
-    from runtime.io import check_output_path
+    from runtime.output_paths import check_output_path
 
     check_output_path(tmp_path / ("a" * 251 + ".png"))
     with pytest.raises(InputError, match="256 bytes long"):

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image, ImageCms
 
 from runtime.cli import main
-from runtime.io import Metadata, read_metadata, save_image
+from runtime.image_in import Metadata, read_metadata
+from runtime.image_out import save_image
 
 FAST = ["--steps", "1", "--backproject", "1", "-q"]
 ORIENTATION, MAKE, EXIF_IFD, PIXEL_X, PIXEL_Y = 0x0112, 0x010F, 0x8769, 0xA002, 0xA003

@@ -1,5 +1,5 @@
-"""The ``openvino`` backend (runtime/openvino_engine.py) against ONNX Runtime's CPU backend on
-the tiny exports, and how ``backend="auto"`` decides on it (runtime/backend_record.py)."""
+"""The ``openvino`` backend (runtime/backends/openvino.py) against ONNX Runtime's CPU backend on
+the tiny exports, and how ``backend="auto"`` decides on it (runtime/backends/record.py)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,9 @@ import pytest
 from export.feeds import random_feed
 from export.specs import graph_specs
 from runtime import EngineError, Pipeline
-from runtime import backend_record, engine as engine_mod
+from runtime import engine as engine_mod
+from runtime.backends import record as backend_record
+from runtime.backends.base import graphs_of
 from runtime.bundle import load_bundle
 
 
@@ -28,7 +30,7 @@ def _feeds(bundle, seed=0):
     cfg = ModelConfig.from_dict(bundle.config)
     specs = graph_specs(bundle.z_channels, cfg.autoencoder.feature_channels, bundle.conditional)
     dims = feeds.dims_for(cfg, 2, (6, 10), queries=50)
-    return {g: random_feed(specs[g], cfg, dims, seed) for g in engine_mod.graphs_of(bundle)}
+    return {g: random_feed(specs[g], cfg, dims, seed) for g in graphs_of(bundle)}
 
 
 def test_every_graph_matches_onnxruntime(pipes):
@@ -134,7 +136,7 @@ def test_save_record_round_trip(sr_engines, tmp_path, monkeypatch):
 
 
 def test_precision_is_f32_unless_asked(sr_engines, monkeypatch):
-    from runtime import openvino_engine
+    from runtime.backends import openvino as openvino_engine
 
     assert openvino_engine.precision() == "f32"
     monkeypatch.setenv(openvino_engine.PRECISION_ENV, "fp8")

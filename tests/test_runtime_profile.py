@@ -62,7 +62,7 @@ def test_profile_refusals(runtime_exports, photo, capsys, argv, says):
 
 def test_side_by_side_program_runs(runtime_exports, tmp_path):
     """The side-by-side benchmark (a program, not a timing test): every stage in every column."""
-    from runtime import bench
+    from runtime.programs import bench
 
     e = runtime_exports["sr"]
     out = tmp_path / "side.json"

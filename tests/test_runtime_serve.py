@@ -334,7 +334,7 @@ def test_sixteen_bit_upload_comes_back_sixteen_bit(server, pipe):
     chosen by name gives the API's image for the same sampler."""
     import png as pypng
 
-    from runtime.io import encode_image
+    from runtime.image_out import encode_image
 
     lr16 = (np.random.RandomState(3).rand(12, 12, 3) * 65535).astype(np.uint16)
     port, _, _ = server

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from runtime import EngineError, Pipeline
-from runtime import engine as engine_mod
+from runtime.backends import onnxruntime as ort_backend
 from runtime.bundle import load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ Image.fromarray(img).save({str(tmp_path / 'in.png')!r})
 assert main(["upscale", {str(tmp_path / 'in.png')!r}, "--engines", {str(sr)!r}, "--scale", "2", "--steps", "2",
              "-q", "-o", {str(tmp_path / 'out.png')!r}]) == 0
 assert main(["info", {str(sr)!r}]) == 0
-import runtime.bench, runtime.bench_memory, runtime.demo, runtime.trt_native  # every module
+import runtime.programs.bench, runtime.programs.bench_memory, runtime.programs.demo, runtime.backends.tensorrt  # every module
 bad = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.") or m in ("ldmind_ref.model", "ldmind_ref.sampler"))
 assert not bad, bad
 print("torch-free")
@@ -98,7 +98,7 @@ def test_explicit_backend_unavailable(runtime_exports, backend, pattern):
 def test_trt_provider_profiles(runtime_exports):
     """The ORT TensorRT EP options are built from the manifest's profiles (not executed here)."""
     b = load_bundle(runtime_exports["sr"]["engines"])
-    providers = engine_mod._ort_providers("ort-trt", b, "liif")
+    providers = ort_backend.providers("ort-trt", b, "liif")
     name, opts = providers[0]
     assert name == "TensorrtExecutionProvider"
     assert opts["trt_profile_min_shapes"] == "features:1x8x8x8,coord:1x1024x2,cell:1x1024x2"

@@ -102,7 +102,7 @@ def test_default_tile_is_the_backends_preference(pipe):
     a backend without a preference, or an explicit tile, keeps its own."""
     import dataclasses
 
-    from runtime.engine import CPU_QUERY_TILE
+    from runtime.backends.onnxruntime import CPU_QUERY_TILE
 
     assert pipe.tile == min(pipe.bundle.query_chunk, CPU_QUERY_TILE)
     b = dataclasses.replace(pipe.bundle, query_chunk=65536)     # small's and div2k-sr's

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 # -- engines --------------------------------------------------------------------------------
 # Where `python -m runtime` and `ldmind` look without --engines: the shipped super-resolution
-# and generation models as `make demo` / `python -m runtime.demo` export them (engines/README.md).
+# and generation models as `make demo` / `python -m runtime.programs.demo` export them (engines/README.md).
 DEFAULT_ENGINES = "engines/small"
 DEFAULT_GENERATION_ENGINES = "engines/small-gen"
 
@@ -24,7 +24,7 @@ DEFAULT_GENERATION_ENGINES = "engines/small-gen"
 # "dpm++2m", DPM-Solver++(2M), deterministic, the same image in fewer steps.
 SAMPLERS = ("ddim", "dpm++2m")
 # The defaults of every API and CLI, chosen by the quality-against-steps curve of the shipped
-# model (docs/RESULTS.md, `python -m runtime.bench_steps`): DPM-Solver++(2M) with 10 steps is
+# model (docs/RESULTS.md, `python -m runtime.programs.bench_steps`): DPM-Solver++(2M) with 10 steps is
 # within 0.07 dB PSNR-Y of 50 DDIM steps raw and 0.01 dB after back-projection on Set5 and
 # Set14 at 4x and 8x, for a fifth of the U-Net calls (5 steps: 0.23 dB raw, too close to the
 # 0.3 dB allowed).

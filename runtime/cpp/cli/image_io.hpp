@@ -1,5 +1,6 @@
 // Image files for the ldmind CLI: PNG and JPEG in (libpng, libjpeg), 8-bit RGB out, with the
-// Python runtime's rules and messages (runtime/io.py) where the C++ CLI can follow them.
+// Python runtime's rules and messages (runtime/image_in.py) where the C++ CLI can follow them.
+// The codecs: png.cpp, jpeg.cpp; the messages: image_messages.cpp.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -9,7 +10,7 @@
 
 namespace ldmind_cli {
 
-// A refusal of the input image: one line, starting with the file's name (io.py's InputError).
+// A refusal of the input image: one line, starting with the file's name (image_in.py's InputError).
 struct ImageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
@@ -24,7 +25,7 @@ constexpr int64_t MAX_INPUT_PIXELS = 89478485;
 
 // Read `path` (its name in messages: `name`) as 8-bit RGB: PNG (palette, grey, 1/2/4/8 bits,
 // interlaced; alpha dropped when opaque everywhere) or JPEG (grey or YCbCr; a missing end
-// marker tolerated as io.py does); EXIF orientation applied.  Refused with ImageError: 16-bit
+// marker tolerated as image_in.py does); EXIF orientation applied.  Refused with ImageError: 16-bit
 // PNGs, images with transparent pixels, CMYK JPEGs, other formats, corrupt or truncated files.
 Image load_image(const std::string& path, const std::string& name);
 

@@ -80,12 +80,12 @@ const std::vector<std::string> PYTHON_EXTENSIONS{".png", ".jpg", ".jpeg", ".webp
 
 }  // namespace
 
-// io.check_output_path
+// output_paths.check_output_path
 void check_output_path(const PyPath& p, const std::string& input, bool overwrite) {
     const std::string ext = lower(p.suffix());
     if (std::find(PYTHON_EXTENSIONS.begin(), PYTHON_EXTENSIONS.end(), ext) == PYTHON_EXTENSIONS.end())
         throw Fail{p.s + ": cannot tell the output format from the extension " + py_repr(ext.empty() ? "(none)" : ext) +
-                   "; use .png, .jpg, .jpeg, .webp, .tif, .tiff, .bmp"};   // Python's text (io.output_format)
+                   "; use .png, .jpg, .jpeg, .webp, .tif, .tiff, .bmp"};   // Python's text (output_paths.output_format)
     if (ext != ".png" && ext != ".jpg" && ext != ".jpeg")
         throw Fail{p.s + ": the C++ CLI writes PNG and JPEG only (.png, .jpg, .jpeg); for " + ext +
                    " use python -m runtime"};
@@ -110,7 +110,7 @@ bool pid_alive(long pid) {
     return kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH;
 }
 
-// io.remove_stale_temporaries: ".ldmind-<pid>-<8 hex>.tmp" of dead processes
+// output_paths.remove_stale_temporaries: ".ldmind-<pid>-<8 hex>.tmp" of dead processes
 void remove_stale_temporaries(const std::string& folder) {
     DIR* d = opendir(folder.c_str());
     if (!d) return;
@@ -133,7 +133,7 @@ void remove_stale_temporaries(const std::string& folder) {
 
 }  // namespace
 
-// io.save_image: encode into a temporary beside the output, fsync, rename
+// image_out.save_image: encode into a temporary beside the output, fsync, rename
 void save_image(const Image& img, const PyPath& p, int quality) {
     const std::string ext = lower(p.suffix());
     const std::string folder = p.parent();

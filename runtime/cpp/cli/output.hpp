@@ -1,6 +1,6 @@
 // The ldmind CLI's signals and outputs: SIGINT/SIGTERM, the temporary output being written, the
-// checks of an output path before any work (io.check_output_path) and atomic image writes
-// (io.save_image: a temporary in the output's folder, fsync, rename).
+// checks of an output path before any work (output_paths.check_output_path) and atomic image writes
+// (image_out.save_image: a temporary in the output's folder, fsync, rename).
 #pragma once
 #include <csignal>
 #include <cstdio>
@@ -26,10 +26,10 @@ bool is_dir(const std::string& p);
 bool exists(const std::string& p);
 bool same_file(const std::string& a, const std::string& b);
 
-// io.check_output_path
+// output_paths.check_output_path
 void check_output_path(const PyPath& p, const std::string& input, bool overwrite);
 
-// io.save_image: encode into a temporary beside the output, fsync, rename
+// image_out.save_image: encode into a temporary beside the output, fsync, rename
 void save_image(const Image& img, const PyPath& p, int quality);
 
 }  // namespace ldmind_cli

@@ -110,7 +110,7 @@ void check_latent(const std::map<std::string, GraphCost>& costs, int64_t batch, 
 // -- back-projection (ldmind_ref/core/consistency.py) -----------------------------------------
 void backproject_inplace(uint8_t* out, int H, int W, const uint8_t* lr, int h, int w, int iterations);
 
-// -- graphs on ONNX Runtime (runtime/engine.py) ------------------------------------------------
+// -- graphs on ONNX Runtime (runtime/backends/onnxruntime.py) ------------------------------------
 struct Tensor {
     std::vector<int64_t> shape;
     std::vector<float> data;

@@ -1,4 +1,4 @@
-// Graphs on ONNX Runtime (runtime/engine.py's OrtEngine): the same session options as the
+// Graphs on ONNX Runtime (runtime/backends/onnxruntime.py's OrtEngine): the same session options as the
 // Python runtime (default graph optimisations, no CPU arena, fatal-only logging), so the same
 // kernels run on the same inputs.  Session::Run is thread-safe: one session serves every
 // concurrent call.
@@ -41,7 +41,7 @@ std::string first_line(const std::string& s) {
 
 std::string base_name(const std::string& p) { return p.substr(p.rfind('/') + 1); }
 
-// LIIF queries per call on the CPU: runtime/engine.py's CPU_QUERY_TILE (the MLP's activations
+// LIIF queries per call on the CPU: runtime/backends/onnxruntime.py's CPU_QUERY_TILE (the MLP's activations
 // stay in cache; docs/BENCHMARKS.md "LIIF stage").  Only the speed depends on it: each query's
 // RGB is computed alone, so any chunking gives the same image.
 constexpr int CPU_QUERY_TILE = 4096;

@@ -1,4 +1,4 @@
-// Native TensorRT engines listed in the manifest's tensorrt block (runtime/trt_native.py's
+// Native TensorRT engines listed in the manifest's tensorrt block (runtime/backends/tensorrt.py's
 // design, minus CUDA graphs).  NOT EXECUTED HERE: compiled only where CMake finds TensorRT's
 // headers and libraries (LDMIND_WITH_TENSORRT), written to the documented TensorRT 10 C++ API
 // (name-based I/O: getNbIOTensors, getTensorName, getTensorIOMode, setInputShape,

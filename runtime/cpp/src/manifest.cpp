@@ -1,22 +1,24 @@
 // The engine directory: manifest.json read and verified as export/manifest.py's
-// load_manifest and runtime/bundle.py's load_bundle do, with their messages.
+// load_manifest and runtime/bundle.py's load_bundle do, with their messages.  The manifest's
+// fields, types and ranges are not written here: they are the schema's (export/
+// manifest.schema.json), walked from the table generated from it (manifest_schema.hpp).
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include <cmath>
 #include <cstdarg>
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <regex>
 #include <sstream>
 
 #include "core.hpp"
 #include "json.hpp"
+#include "manifest_schema.hpp"
 
 namespace ldmind::core {
-
-constexpr int MANIFEST_VERSION = 3;   // export/specs.py
 
 void input_error(const std::string& m) { throw Error(LDMIND_ERR_INPUT, m); }
 void engine_error(const std::string& m) { throw Error(LDMIND_ERR_ENGINE, m); }
@@ -47,33 +49,146 @@ std::string norm(std::string p) {
     return p;
 }
 
-// Python's repr of a JSON scalar, as the manifest messages print it
+// Python's repr() of a str, as a message quotes it
+std::string py_str(const std::string& s) {
+    const char q = s.find('\'') != std::string::npos && s.find('"') == std::string::npos ? '"' : '\'';
+    std::string out(1, q);
+    for (unsigned char c : s) {
+        if (c == '\\' || c == static_cast<unsigned char>(q)) out += '\\', out += static_cast<char>(c);
+        else if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (c == '\t') out += "\\t";
+        else if (c < 0x20 || c == 0x7f) out += fmt("\\x%02x", c);
+        else out += static_cast<char>(c);
+    }
+    return out + q;
+}
+
+// Python's repr of a JSON value as the manifest messages print it (export/manifest.py _short)
 std::string repr(const json::Value* v) {
     if (!v || v->kind == json::Value::Null) return "None";
+    std::string text;
     switch (v->kind) {
-        case json::Value::Bool: return v->b ? "True" : "False";
-        case json::Value::Number: return v->integral ? std::to_string(v->i) : py_float(v->num);
-        case json::Value::String: return "'" + v->str + "'";
-        case json::Value::Array: return "list";
-        default: return "dict";
+        case json::Value::Bool: text = v->b ? "True" : "False"; break;
+        case json::Value::Number: text = v->integral ? std::to_string(v->i) : py_float(v->num); break;
+        case json::Value::String: text = py_str(v->str); break;
+        case json::Value::Array: text = "list"; break;
+        default: text = "dict";
+    }
+    return text.size() <= 60 ? text : text.substr(0, 57) + "...";
+}
+
+// -- the schema walk (export/manifest.py schema_problem) ----------------------------------------
+using schema::Op;
+
+bool finite_number(const json::Value& v) { return v.kind == json::Value::Number && std::isfinite(v.num); }
+
+bool of_type(const json::Value& v, unsigned types) {
+    using namespace schema;
+    switch (v.kind) {
+        case json::Value::Null: return types & NUL;
+        case json::Value::Bool: return types & BOOLEAN;
+        case json::Value::Number: return ((types & INTEGER) && v.is_int()) || ((types & NUMBER) && finite_number(v));
+        case json::Value::String: return types & STRING;
+        case json::Value::Array: return types & ARRAY;
+        default: return types & OBJECT;
     }
 }
 
-struct Malformed : std::runtime_error { using std::runtime_error::runtime_error; };
+bool among(const std::string& s, const schema::Check& c) {
+    for (int k = c.first; k < c.first + c.count; ++k)
+        if (s == schema::NAMES[k]) return true;
+    return false;
+}
 
-const json::Value& at(const json::Value& v, const std::string& key) {
-    const json::Value* r = v.find(key);
-    if (!r) throw Malformed("KeyError: '" + key + "'");
-    return *r;
+size_t code_points(const std::string& s) {
+    size_t n = 0;
+    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    return n;
 }
-int positive_int(const json::Value& v, const std::string& what, const std::string& where) {
-    if (!v.is_int() || v.i < 1 || v.i > (1 << 30))
-        engine_error(where + ": " + what + " must be a positive integer, got " + repr(&v));
+
+const std::regex& compiled(const char* pattern) {
+    static const std::map<std::string, std::regex> all = [] {
+        std::map<std::string, std::regex> m;
+        for (const auto& c : schema::CHECKS)
+            if (c.op == Op::Pattern) m.emplace(c.pattern, std::regex(c.pattern));
+        return m;
+    }();
+    return all.at(pattern);
+}
+
+// the keyword check c of a node fails for v (export/manifest.py: jsonschema's keywords, the
+// type dialect of _finite_number and _integer)
+bool fails(const schema::Check& c, const json::Value& v) {
+    const bool number = finite_number(v);
+    switch (c.op) {
+        case Op::Type: return !of_type(v, c.types);
+        case Op::Const: return !(v.kind == json::Value::Number && v.num == c.bound);
+        case Op::Enum: return !(v.kind == json::Value::String && among(v.str, c));
+        case Op::NotEnum: return v.kind == json::Value::String && among(v.str, c);
+        case Op::MinItems: return v.kind == json::Value::Array && static_cast<double>(v.arr.size()) < c.bound;
+        case Op::MaxItems: return v.kind == json::Value::Array && static_cast<double>(v.arr.size()) > c.bound;
+        case Op::Minimum: return number && v.num < c.bound;
+        case Op::ExclusiveMinimum: return number && v.num <= c.bound;
+        case Op::Maximum: return number && v.num > c.bound;
+        case Op::ExclusiveMaximum: return number && v.num >= c.bound;
+        case Op::MaxLength: return v.kind == json::Value::String && static_cast<double>(code_points(v.str)) > c.bound;
+        case Op::Pattern: return v.kind == json::Value::String && !std::regex_search(v.str, compiled(c.pattern));
+        default: return false;   // Required and the keywords over members: schema_problem
+    }
+}
+
+// key is one of the node's properties (its Properties check; null: it has none)
+bool declared(const schema::Check* props, const std::string& key) {
+    for (int j = props ? props->first : 0; props && j < props->first + props->count; ++j)
+        if (key == schema::PROPERTIES[j].name) return true;
+    return false;
+}
+
+std::string member(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
+
+// The first place where v breaks schema::NODES[n], worded as export/manifest.py's schema_problem
+// words it ("" when v conforms): a depth-first walk, each node's keywords in the schema's order,
+// properties in the schema's order, other members in the manifest's.
+std::string schema_problem(const json::Value& v, int n, const std::string& path) {
+    const schema::Node& node = schema::NODES[n];
+    const std::string name = path.empty() ? "the manifest" : path;
+    const schema::Check* props = nullptr;
+    for (int k = node.first; k < node.first + node.count; ++k)
+        if (schema::CHECKS[k].op == Op::Properties) props = &schema::CHECKS[k];
+    for (int k = node.first; k < node.first + node.count; ++k) {
+        const schema::Check& c = schema::CHECKS[k];
+        std::string why;
+        if (c.op == Op::Required && v.kind == json::Value::Object) {
+            std::string missing;
+            for (int j = c.first; j < c.first + c.count; ++j)
+                if (!v.find(schema::NAMES[j])) missing += (missing.empty() ? "'" : ", '") + std::string(schema::NAMES[j]) + "'";
+            if (!missing.empty()) return name + " lacks key(s) [" + missing + "]";
+        } else if (c.op == Op::Properties && v.kind == json::Value::Object) {
+            for (int j = c.first; j < c.first + c.count && why.empty(); ++j)
+                if (const json::Value* m = v.find(schema::PROPERTIES[j].name))
+                    why = schema_problem(*m, schema::PROPERTIES[j].node, member(path, schema::PROPERTIES[j].name));
+        } else if (c.op == Op::AdditionalProperties && v.kind == json::Value::Object) {
+            for (const auto& [key, m] : v.obj) {
+                if (declared(props, key)) continue;
+                why = schema_problem(m, c.node, member(path, key));
+                if (!why.empty()) break;
+            }
+        } else if (c.op == Op::Items && v.kind == json::Value::Array) {
+            for (size_t i = 0; i < v.arr.size() && why.empty(); ++i)
+                why = schema_problem(v.arr[i], c.node, path + "[" + std::to_string(i) + "]");
+        } else if (fails(c, v)) {
+            return name + " must be " + node.what + ", got " + repr(&v);
+        }
+        if (!why.empty()) return why;
+    }
+    return "";
+}
+
+// a value the schema has checked, as the int the library keeps it in
+int to_int(const json::Value& v, const std::string& what, const std::string& where) {
+    if (v.i > (1 << 30)) engine_error(where + ": " + what + " is too large for this build, got " + repr(&v));
     return static_cast<int>(v.i);
-}
-double number(const json::Value& v, const std::string& what) {
-    if (v.kind != json::Value::Number) throw Malformed("TypeError: " + what + " is not a number");
-    return v.num;
 }
 
 }  // namespace
@@ -129,119 +244,99 @@ Bundle load_bundle(const std::string& dir_in, bool verify) {
     } catch (const json::JsonError& e) {
         engine_error(mpath + ": not readable JSON (" + e.what() + ")");
     }
+    // export/manifest.py validate: the version, the schema, then what a schema cannot say
     if (m.kind != json::Value::Object)
         engine_error(mpath + ": the manifest must be an object, got " + repr(&m));
     const json::Value* version = m.find("format_version");
-    if (!version || !version->is_int() || version->i != MANIFEST_VERSION)
+    if (!version || !version->is_int() || version->i != schema::MANIFEST_VERSION)
         engine_error(mpath + ": format_version " + repr(version) + ", this code reads " +
-                     std::to_string(MANIFEST_VERSION) + "; re-export with the matching `python -m export`");
+                     std::to_string(schema::MANIFEST_VERSION) + "; re-export with the matching `python -m export`");
+    const std::string why = schema_problem(m, 0, "");
+    if (!why.empty()) engine_error(mpath + ": " + why);
+    const json::Value& lat = *m.find("latent");
+    const json::Value& sched = *m.find("schedule");
+    const json::Value& graphs = *m.find("graphs");
     Bundle b;
     b.root = root;
-    b.format_version = MANIFEST_VERSION;
-    try {
-        const auto& lat = at(m, "latent");
-        const auto& sched = at(m, "schedule");
-        const auto& graphs = at(m, "graphs");
-        if (graphs.kind != json::Value::Object) throw Malformed("TypeError: graphs is not an object");
-        const json::Value* model = m.find("model");
-        const json::Value* name = model ? model->find("name") : nullptr;
-        b.name = name && name->kind == json::Value::String ? name->str : root.substr(root.rfind('/') + 1);
-        b.conditional = at(lat, "conditional").kind == json::Value::Bool && at(lat, "conditional").b;
-        b.z_channels = positive_int(at(lat, "z_channels"), "latent.z_channels", mpath);
-        b.feature_channels = positive_int(at(lat, "feature_channels"), "latent.feature_channels", mpath);
-        b.ae_downsample = positive_int(at(lat, "ae_downsample"), "latent.ae_downsample", mpath);
-        b.cond_scale = positive_int(at(lat, "cond_scale"), "latent.cond_scale", mpath);
-        b.unet_multiple = positive_int(at(lat, "unet_multiple"), "latent.unet_multiple", mpath);
-        b.train_latent = positive_int(at(lat, "train_latent"), "latent.train_latent", mpath);
-        b.tile_align = positive_int(at(lat, "tile_align"), "latent.tile_align", mpath);
-        const json::Value* gen = lat.find("generation_latent");
-        if (gen && gen->kind == json::Value::Array) {
-            if (gen->arr.size() != 2) engine_error(mpath + ": latent.generation_latent must be [h, w]");
-            b.gen_h = positive_int(gen->arr[0], "latent.generation_latent", mpath);
-            b.gen_w = positive_int(gen->arr[1], "latent.generation_latent", mpath);
+    b.format_version = schema::MANIFEST_VERSION;
+    for (const auto& v : sched.find("alpha_bar")->arr) b.alpha_bar.push_back(v.num);
+    const json::Value& T = *sched.find("timesteps");
+    if (static_cast<size_t>(T.i) != b.alpha_bar.size())
+        engine_error(mpath + ": schedule.alpha_bar has " + std::to_string(b.alpha_bar.size()) + " values for " +
+                     std::to_string(T.i) + " timesteps");
+    for (size_t k = 1; k < b.alpha_bar.size(); ++k)
+        if (b.alpha_bar[k] > b.alpha_bar[k - 1])
+            engine_error(mpath + ": schedule.alpha_bar must be a non-increasing list of numbers in (0, 1]");
+    b.conditional = lat.find("conditional")->b;
+    // the graphs, in export/specs.py's order
+    std::vector<std::string> need;
+    if (b.conditional) need.push_back("encoder");
+    for (const char* g : {"unet_step", "decoder", "liif"}) need.push_back(g);
+    std::string missing;
+    for (const auto& g : need)
+        if (!graphs.find(g)) missing += (missing.empty() ? "'" : ", '") + g + "'";
+    if (!missing.empty()) engine_error(mpath + ": 'graphs' lacks key(s) [" + missing + "]");
+    for (const auto& g : need) {
+        const json::Value& e = *graphs.find(g);
+        Graph gr;
+        gr.file = e.find("file")->str;
+        gr.sha256 = e.find("sha256")->str;
+        gr.precision = e.find("precision")->str;
+        // TensorRT profiles: the largest batch, and each output at the profile maxima
+        std::map<std::string, int64_t> top;
+        for (const auto& [sym, mm] : e.find("profile")->obj) top[sym] = mm.arr[2].i;
+        gr.max_batch = top.count("B") ? static_cast<int>(top["B"]) : 0;
+        for (const auto& o : e.find("outputs")->arr) {
+            std::vector<int64_t> shape;
+            for (const auto& d : o.find("shape")->arr)
+                shape.push_back(d.kind == json::Value::String ? (top.count(d.str) ? top[d.str] : 1) : d.i);
+            gr.outputs_max.emplace_back(o.find("name")->str, shape);
         }
-        for (const auto& v : at(sched, "alpha_bar").arr) b.alpha_bar.push_back(number(v, "alpha_bar"));
-        const json::Value* liif = m.find("liif");
-        if (liif && liif->find("query_chunk"))
-            b.query_chunk = positive_int(at(*liif, "query_chunk"), "liif.query_chunk", mpath);
-        const json::Value* prec = m.find("precision");
-        b.precision = prec && prec->kind == json::Value::String ? prec->str : "fp32";
-        const json::Value* T = sched.find("timesteps");
-        if (T && T->is_int() && static_cast<size_t>(T->i) != b.alpha_bar.size())
-            engine_error(mpath + ": schedule.alpha_bar has " + std::to_string(b.alpha_bar.size()) + " values for " +
-                         std::to_string(T->i) + " timesteps");
-        // the graphs, in export/specs.py's order
-        std::vector<std::string> need;
-        if (b.conditional) need.push_back("encoder");
-        for (const char* g : {"unet_step", "decoder", "liif"}) need.push_back(g);
-        std::string missing;
-        for (const auto& g : need)
-            if (!graphs.find(g)) missing += (missing.empty() ? "'" : ", '") + g + "'";
-        if (!missing.empty()) engine_error(mpath + ": 'graphs' lacks key(s) [" + missing + "]");
-        for (const auto& g : need) {
-            const auto& e = at(graphs, g);
-            Graph gr;
-            gr.file = at(e, "file").str;
-            gr.sha256 = at(e, "sha256").str;
-            const json::Value* gp = e.find("precision");
-            gr.precision = gp && gp->kind == json::Value::String ? gp->str : b.precision;
-            if (gr.file.empty() || gr.file.find('/') != std::string::npos)
-                engine_error(mpath + ": graphs." + g + ".file must be a plain file name, got '" + gr.file + "'");
-            // TensorRT profiles: the largest batch, and each output at the profile maxima
-            std::map<std::string, int64_t> top;
-            if (const json::Value* prof = e.find("profile"))
-                for (const auto& [sym, mm] : prof->obj)
-                    if (mm.kind == json::Value::Array && mm.arr.size() == 3 && mm.arr[2].is_int()) top[sym] = mm.arr[2].i;
-            gr.max_batch = top.count("B") ? static_cast<int>(top["B"]) : 0;
-            if (const json::Value* outs = e.find("outputs"))
-                for (const auto& o : outs->arr) {
-                    std::vector<int64_t> shape;
-                    for (const auto& d : at(o, "shape").arr)
-                        shape.push_back(d.kind == json::Value::String ? (top.count(d.str) ? top[d.str] : 1) : d.i);
-                    gr.outputs_max.emplace_back(at(o, "name").str, shape);
-                }
-            if (const json::Value* cost = e.find("cost")) {
-                GraphCost c;
-                c.macs_per_cell = number(at(*cost, "macs_per_cell"), "macs_per_cell");
-                for (const auto& a : at(*cost, "attention").arr)
-                    c.attention.push_back({number(at(a, "stride"), "stride"), number(at(a, "channels"), "channels")});
-                for (const auto& t : at(*cost, "memory").arr) {
-                    if (t.arr.size() != 2) throw Malformed("ValueError: memory terms are [a, b]");
-                    c.memory.emplace_back(number(t.arr[0], "memory"), number(t.arr[1], "memory"));
-                }
-                b.costs[g] = c;
-            } else if (g != "liif") {
-                engine_error(mpath + ": graph '" + g + "' lacks its measured cost; re-export with `python -m export`");
-            }
-            check_file(root, gr, "graph '" + g + "'", mpath, verify);
-            b.graphs[g] = gr;
+        if (const json::Value* cost = e.find("cost")) {
+            GraphCost c;
+            c.macs_per_cell = cost->find("macs_per_cell")->num;
+            for (const auto& a : cost->find("attention")->arr)
+                c.attention.push_back({a.find("stride")->num, a.find("channels")->num});
+            for (const auto& t : cost->find("memory")->arr) c.memory.emplace_back(t.arr[0].num, t.arr[1].num);
+            b.costs[g] = c;
+        } else if (g != "liif") {
+            engine_error(mpath + ": graph '" + g + "' lacks its measured cost; re-export with `python -m export`");
         }
-        const json::Value* trt = m.find("tensorrt");
-        if (trt && trt->kind == json::Value::Object) {
-            auto info = std::make_unique<TrtInfo>();
-            info->version = at(*trt, "version").str;
-            const auto& cc = at(*trt, "compute_capability");
-            info->compute_capability = cc.kind == json::Value::String ? cc.str : repr(&cc);
-            if (const json::Value* gpu = trt->find("gpu")) info->gpu = gpu->str;
-            for (const auto& [g, e] : at(*trt, "engines").obj) {
-                Graph eg;
-                eg.file = at(e, "file").str;
-                eg.sha256 = at(e, "sha256").str;
-                check_file(root, eg, "engine '" + g + "'", mpath, verify);
-                info->engines[g] = eg;
-            }
-            b.tensorrt = std::move(info);
-        }
-    } catch (const Malformed& e) {
-        engine_error(mpath + ": malformed manifest (" + e.what() + ")");
+        check_file(root, gr, "graph '" + g + "'", mpath, verify);
+        b.graphs[g] = gr;
     }
-    // the schedule drives every sampler coefficient (runtime/bundle.py)
-    bool ok = !b.alpha_bar.empty();
-    for (size_t k = 0; ok && k < b.alpha_bar.size(); ++k) {
-        double a = b.alpha_bar[k];
-        ok = std::isfinite(a) && a > 0 && a <= 1 && (k == 0 || a <= b.alpha_bar[k - 1]);
+    const json::Value& trt = *m.find("tensorrt");
+    if (trt.kind == json::Value::Object) {
+        auto info = std::make_unique<TrtInfo>();
+        info->version = trt.find("version")->str;
+        const json::Value& cc = *trt.find("compute_capability");
+        info->compute_capability = cc.kind == json::Value::String ? cc.str : repr(&cc);
+        info->gpu = trt.find("gpu")->str;
+        for (const auto& [g, e] : trt.find("engines")->obj) {
+            Graph eg;
+            eg.file = e.find("file")->str;
+            eg.sha256 = e.find("sha256")->str;
+            check_file(root, eg, "engine '" + g + "'", mpath, verify);
+            info->engines[g] = eg;
+        }
+        b.tensorrt = std::move(info);
     }
-    if (!ok) engine_error(mpath + ": schedule.alpha_bar must be a non-increasing list of numbers in (0, 1]");
+    // the conversion (runtime/bundle.py _bundle_from): every value below passed the schema
+    b.name = m.find("model")->find("name")->str;
+    b.precision = m.find("precision")->str;
+    b.z_channels = to_int(*lat.find("z_channels"), "latent.z_channels", mpath);
+    b.feature_channels = to_int(*lat.find("feature_channels"), "latent.feature_channels", mpath);
+    b.ae_downsample = to_int(*lat.find("ae_downsample"), "latent.ae_downsample", mpath);
+    b.cond_scale = to_int(*lat.find("cond_scale"), "latent.cond_scale", mpath);
+    b.unet_multiple = to_int(*lat.find("unet_multiple"), "latent.unet_multiple", mpath);
+    b.train_latent = to_int(*lat.find("train_latent"), "latent.train_latent", mpath);
+    b.tile_align = to_int(*lat.find("tile_align"), "latent.tile_align", mpath);
+    const json::Value& gen = *lat.find("generation_latent");
+    if (gen.kind == json::Value::Array) {
+        b.gen_h = to_int(gen.arr[0], "latent.generation_latent", mpath);
+        b.gen_w = to_int(gen.arr[1], "latent.generation_latent", mpath);
+    }
+    b.query_chunk = to_int(*m.find("liif")->find("query_chunk"), "liif.query_chunk", mpath);
     return b;
 }
 

@@ -1,8 +1,8 @@
 """Quality against steps: DDIM and DPM-Solver++(2M) on the same graphs (issue 11).
 
-    python -m runtime.bench_steps --engines engines/small --data ../shared/data/val \
+    python -m runtime.programs.bench_steps --engines engines/small --data ../shared/data/val \
         --scales 4 8 --out docs/results/steps_val.json [--plot docs/results/steps_val.png]
-    python -m runtime.bench_steps --engines engines/small --data ../shared/data/train --every 20 \
+    python -m runtime.programs.bench_steps --engines engines/small --data ../shared/data/train --every 20 \
         --crop 256 --scales 4 8 --out docs/results/steps_holdout.json
 
 For every image (each set folder under --data, or the files of --data itself; with --every K
@@ -28,7 +28,7 @@ from ldmind_ref import metrics
 from ldmind_ref.benchmark import bicubic, load_hr, make_lr
 from ldmind_ref.core import consistency, contract
 
-from .pipeline import Pipeline
+from ..pipeline import Pipeline
 
 DEFAULT_CONFIGS = ("ddim:10", "ddim:20", "ddim:50", "dpm++2m:5", "dpm++2m:10", "dpm++2m:20")
 

@@ -1,6 +1,6 @@
 """The C++ runtime against the Python runtime on one request, side by side (issue 12).
 
-    python -m runtime.bench_cpp [--engines engines/small] [--image tests/data/skimage-astronaut.jpg]
+    python -m runtime.programs.bench_cpp [--engines engines/small] [--image tests/data/skimage-astronaut.jpg]
         [--crop 128] [--scale 4] [--steps N] [--rounds 3] [--out docs/results/cpp_vs_python.json]
 
 Both profilers (``python -m runtime profile`` and ``ldmind profile``, the same table) run the
@@ -23,9 +23,9 @@ from PIL import Image
 
 from ldmind_ref.core.contract import DEFAULT_STEPS
 
-from .profile import STAGES
+from ..profile import STAGES
+from .benchlib import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 LDMIND = ROOT / "runtime" / "cpp" / "build" / "rel" / "ldmind"
 
 
@@ -37,7 +37,7 @@ def profile(cmd: list[str], out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.bench_cpp", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m runtime.programs.bench_cpp", description=__doc__.split("\n\n")[0])
     p.add_argument("--engines", default="engines/small")
     p.add_argument("--image", default=str(ROOT / "tests" / "data" / "skimage-astronaut.jpg"))
     p.add_argument("--crop", type=int, default=128, help="LR side: a centred crop of the image")

@@ -1,7 +1,7 @@
 """``make demo``: export the shipped model, upscale a sample at 2.5x, 4x and 7.3x, generate
 4 images, and write everything under demo_out/ with one contact sheet.
 
-    python -m runtime.demo [--out demo_out] [--steps N] [--seed 0]
+    python -m runtime.programs.demo [--out demo_out] [--steps N] [--seed 0]
 
 The export step shells out to ``python -m export`` (the demo's venv has torch; this module
 itself never imports it).  Engines: ``ldmind_ref/weights/small.safetensors`` -> engines/small
@@ -25,9 +25,9 @@ from PIL import Image, ImageDraw
 
 from ldmind_ref.core import consistency, contract, latent_tiles
 
-from .errors import EngineError, LdmindError
+from ..errors import EngineError, LdmindError
+from .benchlib import DEMO_PHOTO, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCALES = (2.5, 4.0, 7.3)
 LR_SIDE = 48
 
@@ -39,7 +39,7 @@ def _notice(text: str) -> None:
 
 def _export(out: Path, source: list[str], stale_if_older_than: Path | None = None) -> Path:
     """Run ``python -m export`` unless ``out`` already holds a valid, up-to-date export."""
-    from .bundle import load_bundle
+    from ..bundle import load_bundle
 
     manifest = out / "manifest.json"
     fresh = manifest.is_file() and (stale_if_older_than is None
@@ -69,14 +69,11 @@ def _shipped_or_random(engines: Path, weights: Path, preset: str, notice: str) -
             f"{preset} preset, RANDOM weights")
 
 
-DEMO_PHOTO = Path(__file__).resolve().parent / "data" / "demo_photo.png"
-
-
 def _sample_image() -> tuple[np.ndarray, str]:
     """A 48 x 48 LR picture made from the real photo shipped with the runtime
     (``runtime/data/demo_photo.png``, 192 x 192, scikit-image's ``chelsea``, public domain)
     by bicubic / 4, as the benchmarks make LR images."""
-    from .io import load_image
+    from ..image_in import load_image
 
     hr = Image.fromarray(load_image(DEMO_PHOTO))
     lr = hr.resize((hr.width // 4, hr.height // 4), Image.BICUBIC)
@@ -104,14 +101,14 @@ def _sheet(rows: list[list[tuple[str, Image.Image]]], footer: str, cell: int = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m runtime.programs.demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "demo_out")
     p.add_argument("--steps", type=int, default=contract.DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    from .io import save_image
-    from .pipeline import Pipeline
-    from .progress import Progress
+    from ..image_out import save_image
+    from ..pipeline import Pipeline
+    from ..progress import Progress
 
     t0 = time.perf_counter()
     weights = ROOT / "ldmind_ref" / "weights" / "small.safetensors"
@@ -129,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             f"NOTICE: {gen_weights.relative_to(ROOT)} is not there, so the 4 generated images\n"
             "come from the 'tiny-gen' preset with RANDOM WEIGHTS (engines/tiny-gen-random): expect noise.")
     except subprocess.CalledProcessError as e:
-        print(f"python -m runtime.demo: error: the export failed (exit {e.returncode}); see above", file=sys.stderr)
+        print(f"python -m runtime.programs.demo: error: the export failed (exit {e.returncode}); see above", file=sys.stderr)
         return 1
 
     out = a.out
@@ -162,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{contract.DEFAULT_BACKPROJECT} back-projection iterations")
         print(save_image(sheet, out / "contact_sheet.png"))
     except LdmindError as e:
-        print(f"python -m runtime.demo: error: {e}", file=sys.stderr)
+        print(f"python -m runtime.programs.demo: error: {e}", file=sys.stderr)
         return 2
     print(f"demo done in {time.perf_counter() - t0:.0f} s: {out}/contact_sheet.png")
     return 0

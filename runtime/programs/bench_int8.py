@@ -1,13 +1,13 @@
 """int8 against fp32 (``python -m export --int8``; issue 11): speed per graph in one run,
 error per graph on real inputs, quality on Set5/Set14.
 
-    python -m runtime.bench_int8 speed --fp32 engines/small --int8 engines/small-int8 \
+    python -m runtime.programs.bench_int8 speed --fp32 engines/small --int8 engines/small-int8 \
         --data ../shared/data/val --out docs/results/int8_speed.json
-    python -m runtime.bench_int8 quality --fp32 engines/small --int8 engines/small-int8 \
+    python -m runtime.programs.bench_int8 quality --fp32 engines/small --int8 engines/small-int8 \
         --data ../shared/data/val --scales 4 8 --out docs/results/int8_quality.json
 
-speed: each graph of both exports at the shapes of ``python -m runtime.bench --side-by-side``
-(``bench_side.runtime_times``: encoder on an --lr LR, one U-Net step and the decoder on its
+speed: each graph of both exports at the shapes of ``python -m runtime.programs.bench --side-by-side``
+(``benchlib.runtime_times``: encoder on an --lr LR, one U-Net step and the decoder on its
 latent, the LIIF queries of the --scale output, called as the pipeline calls them); the two
 exports alternate for --rounds rounds (each a warm-up and one timed call per stage), so both
 see the same machine load, and each figure is the median over rounds.  Then the error of
@@ -15,7 +15,7 @@ each int8 graph against its fp32 self on real inputs: the graphs' inputs recorde
 fp32 pipeline upscales one image of --data at 4x (``export.calibration.Recorder``; Set5/Set14
 are never calibrated on), measured as ``export.quantize.graph_error``.
 
-quality: ``runtime.bench_steps`` on each export (the default sampler and steps, seed 0;
+quality: ``runtime.programs.bench_steps`` on each export (the default sampler and steps, seed 0;
 PSNR-Y, shave = scale, raw and back-projected), then a table int8 - fp32 per set and scale.
 Both print a table and write JSON.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import date
@@ -34,16 +33,13 @@ import numpy as np
 
 from ldmind_ref.core import contract
 
-from .bench_side import STAGES, _cpu_flags, runtime_times
+from ..backends.record import cpu_model
+from .benchlib import STAGES, cpu_flags, runtime_times
 
 
 def _machine() -> dict:
-    try:
-        model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown"
-    return {"date": date.today().isoformat(), "cpu": model, "cpus": os.cpu_count(), "cpu_flags": _cpu_flags(),
-            "vnni": "vnni" in _cpu_flags(), "loadavg_start": list(os.getloadavg())}
+    return {"date": date.today().isoformat(), "cpu": cpu_model(), "cpus": os.cpu_count(), "cpu_flags": cpu_flags(),
+            "vnni": "vnni" in cpu_flags(), "loadavg_start": list(os.getloadavg())}
 
 
 def speed(a) -> dict:
@@ -73,7 +69,7 @@ def graph_errors(a) -> dict:
     from ldmind_ref.benchmark import load_hr, make_lr
 
     from .bench_steps import images
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     name, path = images(Path(a.data), 1)[a.image]
     _, lr = make_lr(load_hr(path), 4)
@@ -135,7 +131,7 @@ def quality_table(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m runtime.bench_int8", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m runtime.programs.bench_int8", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     for name in ("speed", "quality"):
         p = sub.add_parser(name)
@@ -155,7 +151,7 @@ def main(argv=None) -> int:
     qp.add_argument("--steps", type=int, default=contract.DEFAULT_STEPS)
     a = ap.parse_args(argv)
     res = speed(a) if a.what == "speed" else quality(a)
-    res["command"] = "python -m runtime.bench_int8 " + " ".join(sys.argv[1:] if argv is None else argv)
+    res["command"] = "python -m runtime.programs.bench_int8 " + " ".join(sys.argv[1:] if argv is None else argv)
     print(speed_table(res) if a.what == "speed" else quality_table(res))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")

@@ -1,4 +1,4 @@
-"""Image files in and out: validation, conversion to uint8 RGB, atomic writes.
+"""Image files in: validation and conversion to uint8 (or uint16) RGB with alpha apart.
 
 Inputs are refused with one line naming the file when they cannot be read faithfully;
 they are converted when the conversion is unambiguous:
@@ -22,19 +22,11 @@ they are converted when the conversion is unambiguous:
   applied but carried to the output (``Metadata``), with the EXIF block;
 - a JPEG missing only its end-of-image marker is read, as viewers do and as a PNG missing
   its IEND chunk is; a JPEG whose entropy-coded (pixel) data is cut short is refused.
-
-Outputs are written to a temporary name in the destination folder and renamed, so a
-crash or a full disk never leaves a half-written image behind.  The temporary name is
-short (``.ldmind-<pid>-<hex>.tmp``), so any output name the file system allows works;
-temporaries of this pattern whose process is gone (a SIGKILL, a power cut) are removed
-by the next write into the same folder.
 """
 from __future__ import annotations
 
 import io
 import os
-import re
-import secrets
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +34,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from ldmind_ref.core.contract import DEFAULT_QUALITY
-
 from . import depth16
 from .errors import InputError
+from .output_paths import check_alpha_output
 
 # Pillow warns above MAX_IMAGE_PIXELS (~89 Mpx) and refuses above twice that; we refuse at
 # its warning threshold (or 89 Mpx if it is disabled), from the header alone.
@@ -61,10 +52,6 @@ _SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}
 PNG_MAX_CHUNK = 64 * 1024 ** 2
 PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, PNG_MAX_CHUNK)
 
-# The output formats, one list: what ``output_format`` accepts is what its message names.
-OUTPUT_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
-                     ".tiff": "TIFF", ".bmp": "BMP"}
-
 _JPEG_EOI = b"\xff\xd9"
 
 
@@ -78,7 +65,8 @@ class Metadata:
     exif: bytes | None = None
 
 
-_ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0xA002, 0xA003
+# the EXIF orientation tag: applied when read, reset to 1 in what is carried over
+_ORIENTATION = 0x0112
 
 
 def read_metadata(img: Image.Image) -> Metadata:
@@ -97,19 +85,6 @@ def read_metadata(img: Image.Image) -> Metadata:
     except Exception:  # noqa: BLE001 - Pillow raises many kinds on malformed EXIF
         exif = None
     return Metadata(icc, exif)
-
-
-def _exif_for(exif: bytes, width: int, height: int) -> bytes:
-    """EXIF bytes with the pixel dimensions (where the block has them) set to the output's."""
-    try:
-        e = Image.Exif()
-        e.load(exif)
-        ifd = e.get_ifd(_EXIF_IFD)
-        if _PIXEL_X in ifd or _PIXEL_Y in ifd:
-            ifd[_PIXEL_X], ifd[_PIXEL_Y] = width, height
-        return e.tobytes()
-    except Exception:  # noqa: BLE001
-        return exif
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -317,213 +292,3 @@ def to_rgb_alpha(image, name: str = "image") -> tuple[np.ndarray, np.ndarray | N
         raise InputError(f"{name}: expected uint8 (0..255) or uint16 (0..65535) pixels, got {a.dtype}; "
                          f"scale and cast, e.g. (x * 255).round().astype(np.uint8)")
     return _split(a, name)
-
-
-# -- output ----------------------------------------------------------------------------------
-def output_extensions() -> list[str]:
-    """The output extensions this Pillow can write (``OUTPUT_EXTENSIONS`` it supports)."""
-    Image.init()
-    return [ext for ext, fmt in OUTPUT_EXTENSIONS.items() if fmt in Image.SAVE]
-
-
-def output_format(path: str | os.PathLike) -> str:
-    """Pillow format name for ``path``'s extension, or ``InputError`` listing the accepted ones."""
-    ext = Path(path).suffix.lower()
-    accepted = output_extensions()
-    if ext not in accepted:
-        raise InputError(f"{path}: cannot tell the output format from the extension {ext or '(none)'!r}; "
-                         f"use {', '.join(accepted)}")
-    return OUTPUT_EXTENSIONS[ext]
-
-
-def name_max(folder: Path) -> int:
-    """Longest file name (bytes) the file system of ``folder`` allows."""
-    try:
-        return os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):
-        return 255
-
-
-def check_output_path(path: str | os.PathLike, inputs: tuple = (), overwrite_input: bool = False) -> None:
-    """Refuse an output path before any work is done: bad extension, a name too long for the
-    file system, missing or unwritable folder, a directory in the way, or one of ``inputs``
-    (the user's original) unless ``overwrite_input``."""
-    p = Path(path)
-    output_format(p)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{p}: output folder {parent} does not exist")
-    limit = name_max(parent)
-    if len(os.fsencode(p.name)) > limit:
-        raise InputError(f"{p.name[:40]}...: output file name is {len(os.fsencode(p.name))} bytes long, "
-                         f"the file system allows {limit}")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{p}: output folder {parent} is not writable")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory; give an image file name")
-    for src in inputs:
-        if not overwrite_input and _same_file(p, Path(src)):
-            raise InputError(f"{p}: is the input image; refusing to replace it (add --overwrite to replace "
-                             f"the original)")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-# our temporaries: ".ldmind-<pid>-<8 hex>.tmp", short whatever the output name
-_TMP_PATTERN = re.compile(r"\.ldmind-(\d+)-[0-9a-f]{8}\.tmp")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return True     # not a pid we wrote: leave it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:     # EPERM: another user's live process
-        return True
-    return True
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete our temporaries (``_TMP_PATTERN``) in ``folder`` whose writing process is dead
-    (killed by SIGKILL or a power cut); returns them.  Only that pattern, only dead pids, so
-    another run's file in progress and anything else are never touched."""
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        m = _TMP_PATTERN.fullmatch(name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
-            try:
-                os.unlink(os.path.join(folder, name))
-                removed.append(Path(folder) / name)
-            except OSError:
-                pass
-    return removed
-
-
-ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}    # of OUTPUT_EXTENSIONS' formats, those that keep alpha
-
-
-def alpha_extensions() -> list[str]:
-    return [e for e in output_extensions() if OUTPUT_EXTENSIONS[e] in ALPHA_FORMATS]
-
-
-def check_alpha_format(fmt: str, what: str) -> None:
-    """Refuse an output format that would lose transparency; ``what`` starts the message."""
-    if fmt not in ALPHA_FORMATS:
-        raise InputError(f"{what} has transparency and {fmt} cannot store it; use {', '.join(alpha_extensions())}")
-
-
-def check_alpha_output(path: str | os.PathLike) -> None:
-    """Refuse, before any work, an output format that would lose an input's transparency."""
-    check_alpha_format(output_format(path), f"{path}: the input")
-
-
-def save_options(fmt: str, width: int, height: int, metadata: Metadata | None, quality: int | None = None,
-                 lossless: bool = False) -> dict:
-    """Pillow ``save`` keywords: the metadata where the format can hold it (BMP cannot), the
-    quality of JPEG and lossy WebP, WebP's lossless mode."""
-    kw: dict = {}
-    if metadata is not None and fmt != "BMP":
-        if metadata.icc_profile:
-            kw["icc_profile"] = metadata.icc_profile
-        if metadata.exif:
-            kw["exif"] = _exif_for(metadata.exif, width, height)
-    if fmt in ("JPEG", "WEBP"):
-        kw["quality"] = DEFAULT_QUALITY if quality is None else quality
-    if fmt == "WEBP" and lossless:
-        kw["lossless"] = True
-    return kw
-
-
-def output_depth(path: str | os.PathLike, input_dtype, requested: str | int = "auto") -> int:
-    """Bits per value an upscale writes to ``path``: ``requested`` 8 or 16, or "auto": 16
-    when the input was 16-bit and the format stores 16 bits (PNG, TIFF), else 8.  16 for a
-    format that cannot store it is refused here, before any work."""
-    fmt = output_format(path)
-    if requested == "auto":
-        return 16 if np.dtype(input_dtype) == np.uint16 and fmt in depth16.DEEP_FORMATS else 8
-    if requested not in (8, 16):
-        raise InputError(f"depth must be 8, 16 or auto, got {requested!r}")
-    if requested == 16 and fmt not in depth16.DEEP_FORMATS:
-        deep = [e for e in output_extensions() if OUTPUT_EXTENSIONS[e] in depth16.DEEP_FORMATS]
-        raise InputError(f"{path}: {fmt} stores 8 bits per value; for 16 use {', '.join(deep)}")
-    return int(requested)
-
-
-def encode_image(image: np.ndarray | Image.Image, fmt: str, metadata: Metadata | None = None,
-                 quality: int | None = None, lossless: bool = False, what: str = "the image") -> bytes:
-    """An output image encoded in ``fmt`` (a value of ``OUTPUT_EXTENSIONS``), as bytes.
-
-    A uint16 array is written with 16 bits per value to PNG and TIFF (``runtime/depth16.py``)
-    and reduced to 8 bits for the other formats.  ``metadata``: what to carry (``Metadata``);
-    a PIL image returned by the API carries its input's in ``info`` and that is used when
-    ``metadata`` is None.  ``quality``: JPEG and lossy WebP (default DEFAULT_QUALITY);
-    ``lossless``: WebP only.  An image with alpha is refused for a format that cannot store it
-    (``what`` names it in the message)."""
-    if isinstance(image, Image.Image):
-        img, deep = image, None
-        alpha = image.mode in ("RGBA", "LA", "PA")
-    else:
-        a = np.asarray(image)
-        if a.dtype == np.uint16 and fmt not in depth16.DEEP_FORMATS:
-            a = depth16.reduce8(a)
-        deep = a if a.dtype == np.uint16 else None
-        img = None if deep is not None else Image.fromarray(
-            np.asarray(a, dtype=np.uint8), "RGBA" if a.ndim == 3 and a.shape[2] == 4 else "RGB")
-        alpha = a.ndim == 3 and a.shape[2] == 4
-    if alpha:
-        check_alpha_format(fmt, what)
-    if metadata is None and isinstance(image, Image.Image):
-        metadata = Metadata(image.info.get("icc_profile") or None, image.info.get("exif") or None)
-    if deep is not None:
-        icc = metadata.icc_profile if metadata else None
-        if fmt == "TIFF":
-            return depth16.encode_tiff(deep, icc)
-        exif = _exif_for(metadata.exif, deep.shape[1], deep.shape[0]) if metadata and metadata.exif else None
-        return depth16.encode_png(deep, icc, exif)
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **save_options(fmt, img.width, img.height, metadata, quality, lossless))
-    return buf.getvalue()
-
-
-def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, metadata: Metadata | None = None,
-               quality: int | None = None, lossless: bool = False) -> Path:
-    """Write ``encode_image(image, <format of path's extension>, ...)`` atomically: a
-    temporary file beside ``path``, then an atomic rename.  An interrupt (SIGINT, SIGTERM
-    raised as an exception) at any point removes the temporary."""
-    p = Path(path)
-    fmt = output_format(p)
-    data = encode_image(image, fmt, metadata, quality, lossless, what=f"{p}: the input")
-    folder = p.parent if str(p.parent) else Path(".")
-    remove_stale_temporaries(folder)
-    # O_EXCL with a random name rather than mkstemp: mkstemp's 0600 would survive the
-    # rename, while this honours the umask like any other new file
-    tmp = folder / f".ldmind-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    try:
-        # created inside the try: an interrupt right after the open still removes it
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException as e:
-        if not isinstance(e, FileExistsError):   # never delete a file that is not ours
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(e, OSError):
-            raise InputError(f"{p}: cannot write ({e.strerror or e})") from None
-        raise
-    return p

@@ -1,41 +1,27 @@
 """Memory benchmark: render a 48x48 latent at 64x (3072 x 3072) and report peak RSS.
 
-    python -m runtime.bench_memory [--engines engines/tiny-random] [--latent 48] [--scale 64] [--tile Q]
+    python -m runtime.programs.bench_memory [--engines engines/tiny-random] [--latent 48] [--scale 64] [--tile Q]
 
 Budget: peak RSS <= the output's bytes + 1 GiB (the render is tiled: nothing else grows
 with the scale).  Run it in its own process (peak RSS is per process); ``python -m
-runtime.bench`` does.  Prints one JSON object; exit status 1 when over budget.
+runtime.programs.bench`` does.  Prints one JSON object; exit status 1 when over budget.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 
-from .limits import proc_bytes
+from .benchlib import current_rss, peak_rss
 
 GiB = 1024 ** 3
-
-
-def peak_rss() -> int:
-    """Peak resident set size of this process in bytes (VmHWM; ru_maxrss as a fallback)."""
-    hwm = proc_bytes("/proc/self/status", "VmHWM")
-    if hwm is not None:
-        return hwm
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == "darwin" else r * 1024   # bytes on macOS, KiB on Linux
-
-
-def current_rss() -> int:
-    return proc_bytes("/proc/self/status", "VmRSS") or 0
 
 
 def run(engines: str, latent: int, scale: int, tile: int | None, backend: str = "cpu") -> dict:
     from ldmind_ref.core import noise
 
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     pipe = Pipeline.load(engines, backend=backend, tile=tile)
     z = noise.gaussian(0, 0, (1, pipe.bundle.z_channels, latent, latent))
@@ -58,19 +44,19 @@ def run(engines: str, latent: int, scale: int, tile: int | None, backend: str = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.bench_memory", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m runtime.programs.bench_memory", description=__doc__.splitlines()[0])
     p.add_argument("--engines", default="engines/tiny-random")
     p.add_argument("--latent", type=int, default=48)
     p.add_argument("--scale", type=int, default=64)
     p.add_argument("--tile", type=int, default=None)
     p.add_argument("--backend", default="cpu")
     a = p.parse_args(argv)
-    from .errors import LdmindError
+    from ..errors import LdmindError
 
     try:
         r = run(a.engines, a.latent, a.scale, a.tile, a.backend)
     except LdmindError as e:
-        print(f"python -m runtime.bench_memory: error: {e}", file=sys.stderr)
+        print(f"python -m runtime.programs.bench_memory: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(r))
     mib = 1024 ** 2

@@ -2,16 +2,16 @@
 graphs, per graph and end to end, calls alternating so that a shared machine's load falls on
 both alike.
 
-    python -m runtime.bench_backends --engines engines/small [--backend cpu --backend openvino]
+    python -m runtime.programs.bench_backends --engines engines/small [--backend cpu --backend openvino]
         [--lr 48] [--scale 8] [--e2e-lr 48] [--e2e-scale 4] [--steps 10] [--repeat 5] [--threads 2]
         [--out bench_out/backends.json] [--record]
 
-Per graph: the stages of ``runtime.bench_side`` (encoder on an LR of --lr pixels, one U-Net
+Per graph: the stages of ``runtime.programs.bench_side`` (encoder on an LR of --lr pixels, one U-Net
 step and the decoder on its latent, the LIIF queries of the --scale output).  End to end:
 ``Pipeline.upscale`` of a --e2e-lr square photo crop at --e2e-scale with --steps steps of the
 default sampler.  Each figure is the median of --repeat rounds after a warm-up; a round calls
 every backend once.  ``--record`` writes the end-to-end medians to the backend record that
-``backend="auto"`` reads (runtime/backend_record.py).
+``backend="auto"`` reads (runtime/backends/record.py).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench_side import STAGES, _cpu_flags, stage_calls
+from .benchlib import DEMO_PHOTO, STAGES, cpu_flags, stage_calls
 
 
 def alternating(calls: dict[str, dict], repeat: int) -> dict[str, dict]:
@@ -47,7 +47,7 @@ def alternating(calls: dict[str, dict], repeat: int) -> dict[str, dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m runtime.bench_backends", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m runtime.programs.bench_backends", description=__doc__.splitlines()[0])
     ap.add_argument("--engines", default="engines/small")
     ap.add_argument("--backend", action="append", default=None)
     ap.add_argument("--lr", type=int, default=48)
@@ -61,15 +61,15 @@ def main(argv=None) -> int:
     ap.add_argument("--record", action="store_true", help="save the end-to-end medians for backend='auto'")
     a = ap.parse_args(argv)
 
-    from . import backend_record
-    from .errors import LdmindError
-    from .pipeline import Pipeline
+    from ..backends import record as backend_record
+    from ..errors import LdmindError
+    from ..pipeline import Pipeline
 
     backends = a.backend or ["cpu", "openvino"]
     try:
         pipes = {b: Pipeline.load(a.engines, backend=b, threads=a.threads) for b in backends}
     except LdmindError as e:
-        print(f"python -m runtime.bench_backends: error: {e}", file=sys.stderr)
+        print(f"python -m runtime.programs.bench_backends: error: {e}", file=sys.stderr)
         return 2
     bundle = next(iter(pipes.values())).bundle
     out_side = a.lr * a.scale
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     e2e = alternating({b: {"upscale": (lambda p=p: p.upscale(photo, scale=a.e2e_scale, steps=a.steps))}
                        for b, p in pipes.items()}, a.repeat)
     res = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-           "cpu": backend_record.machine_key(), "cpu_flags": _cpu_flags(),
+           "cpu": backend_record.machine_key(), "cpu_flags": cpu_flags(),
            "loadavg": list(os.getloadavg()), "engines": a.engines, "model": backend_record.model_key(bundle),
            "threads": a.threads, "repeat": a.repeat, "lr": a.lr, "scale": a.scale,
            "e2e": {"lr": a.e2e_lr, "scale": a.e2e_scale, "steps": a.steps},
@@ -97,8 +97,7 @@ def _photo(side: int) -> np.ndarray:
     """A side x side centre crop of the demo's photo (192 x 192), uint8 RGB."""
     from PIL import Image
 
-    from .demo import DEMO_PHOTO
-    from .io import to_rgb_array
+    from ..image_in import to_rgb_array
 
     with Image.open(DEMO_PHOTO) as im:
         rgb = to_rgb_array(im)

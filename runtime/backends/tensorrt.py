@@ -1,4 +1,4 @@
-"""Native TensorRT backend: serialized engines listed in the manifest's ``tensorrt`` block.
+"""The ``tensorrt`` backend, native TensorRT: serialized engines listed in the manifest's ``tensorrt`` block.
 
 NOT EXECUTED HERE: written to the documented TensorRT 10 Python API (name-based I/O:
 ``num_io_tensors``, ``get_tensor_name``, ``get_tensor_mode``, ``set_input_shape``,
@@ -27,9 +27,9 @@ import threading
 
 import numpy as np
 
-from .bundle import Bundle
-from .engine import Engine, Feed, graphs_of
-from .errors import EngineError
+from ..bundle import Bundle
+from ..errors import EngineError
+from .base import Engine, Feed, graphs_of
 
 
 def _cudart():
@@ -57,7 +57,7 @@ def device_description() -> tuple[str, str]:
     return name.rstrip("\x00").strip(), f"{props.major}.{props.minor}"
 
 
-def unavailable_reason(bundle: Bundle) -> str | None:
+def unavailable_reason(backend: str, bundle: Bundle) -> str | None:
     info = bundle.tensorrt
     if not info or not info.get("engines"):
         return "the manifest lists no TensorRT engines (export them on the target GPU)"
@@ -203,5 +203,6 @@ class _Free:
             pass
 
 
-def create_engines(bundle: Bundle) -> dict[str, Engine]:
+def create_engines(backend: str, bundle: Bundle, threads: int = 0) -> dict[str, Engine]:
+    """``threads`` is the CPU backends' setting: TensorRT runs on the GPU."""
     return {g: TrtEngine(bundle, g) for g in graphs_of(bundle)}

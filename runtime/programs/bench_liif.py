@@ -1,12 +1,12 @@
 """The LIIF stage alone, eager reference against the runtime at several query tiles and
 backends, calls alternating (a program, never a test; issue 11, part "LIIF stage").
 
-    python -m runtime.bench_liif [--model small=engines/small:ldmind_ref/weights/small.safetensors]
+    python -m runtime.programs.bench_liif [--model small=engines/small:ldmind_ref/weights/small.safetensors]
         [--model div2k-sr=engines/div2k-random] [--lr 48] [--scale 8] [--tile 65536 --tile 1024]
         [--backend cpu --backend openvino] [--repeat 5] [--threads 2] [--out bench_out/liif.json]
 
 The queries of a (--lr x scale)^2 output over the decoder features of a --lr LR's latent, as
-``runtime.bench_side`` times them (eager: ``ldmind_ref.speed.stage_times``'s loop in the model's
+``runtime.programs.bench_side`` times them (eager: ``ldmind_ref.speed.stage_times``'s loop in the model's
 query_chunk; runtime: ``tiling.render_into`` with the features bound once), every column once
 per round, median of --repeat rounds after a warm-up: on a shared machine the load falls on
 all columns alike.  Wall time and the process's CPU time (less sensitive to other jobs) are
@@ -26,7 +26,7 @@ import numpy as np
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m runtime.bench_liif", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m runtime.programs.bench_liif", description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", default=None, metavar="LABEL=ENGINES[:CHECKPOINT]")
     ap.add_argument("--backend", action="append", default=None)
     ap.add_argument("--tile", action="append", type=int, default=None)
@@ -39,15 +39,15 @@ def main(argv=None) -> int:
     try:
         import torch
     except ImportError:
-        print("python -m runtime.bench_liif: error: the eager reference needs torch: pip install 'ldmind[ref]'",
+        print("python -m runtime.programs.bench_liif: error: the eager reference needs torch: pip install 'ldmind[ref]'",
               file=sys.stderr)
         return 2
     from ldmind_ref import liif
     from ldmind_ref.core import coords
 
-    from . import tiling
-    from .bench_side import reference_model
-    from .pipeline import Pipeline
+    from .. import tiling
+    from .benchlib import reference_model
+    from ..pipeline import Pipeline
 
     torch.set_num_threads(a.threads)
     models = [m.split("=", 1) for m in (a.model or ["small=engines/small:ldmind_ref/weights/small.safetensors",

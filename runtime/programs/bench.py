@@ -1,11 +1,11 @@
-"""Timing benchmark (a program, never a test): ``python -m runtime.bench``.
+"""Timing benchmark (a program, never a test): ``python -m runtime.programs.bench``.
 
-    python -m runtime.bench [--engines engines/tiny-random] [--backend auto] [--out bench_out/bench.json]
+    python -m runtime.programs.bench [--engines engines/tiny-random] [--backend auto] [--out bench_out/bench.json]
                             [--repeat 3] [--no-memory]
-    python -m runtime.bench --side-by-side ...      # eager reference vs runtime: runtime/bench_side.py
+    python -m runtime.programs.bench --side-by-side ...      # eager reference vs runtime: runtime/programs/bench_side.py
 
 Times each graph (best of ``--repeat``), LIIF query throughput per tile size, and whole
-``upscale`` calls; then runs the memory benchmark (``runtime.bench_memory``) in a fresh
+``upscale`` calls; then runs the memory benchmark (``runtime.programs.bench_memory``) in a fresh
 process, because peak RSS is per process.  Prints a table and writes JSON.  Numbers from a
 shared or busy machine are noisy: the JSON records the CPU count and the load average.
 """
@@ -38,7 +38,7 @@ def run(engines: str, backend: str, repeat: int) -> dict:
 
     from ldmind_ref.core import consistency, contract, coords, noise
 
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     t0 = time.perf_counter()
     pipe = Pipeline.load(engines, backend=backend)
@@ -99,19 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     if "--side-by-side" in argv:          # the eager reference beside the runtime: bench_side.py
         from . import bench_side
         return bench_side.main([a for a in argv if a != "--side-by-side"])
-    p = argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m runtime.programs.bench", description=__doc__.splitlines()[0])
     p.add_argument("--engines", default="engines/tiny-random")
     p.add_argument("--backend", default="auto")
     p.add_argument("--out", default="bench_out/bench.json")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--no-memory", action="store_true", help="skip the memory benchmark")
     a = p.parse_args(argv)
-    from .errors import LdmindError
+    from ..errors import LdmindError
 
     try:
         res = run(a.engines, a.backend, a.repeat)
     except LdmindError as e:
-        print(f"python -m runtime.bench: error: {e}", file=sys.stderr)
+        print(f"python -m runtime.programs.bench: error: {e}", file=sys.stderr)
         return 2
     print(f"{res['model']} on {res['backend']} ({res['cpus']} CPUs, load {res['loadavg']}):")
     for k, v in res["graphs"].items():
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         what = ("back-project " if "iterations" in u else "") + json.dumps({k: v for k, v in u.items() if k != "seconds"})
         print(f"  {what:<45} {u['seconds']:8.2f} s")
     if not a.no_memory:
-        r = subprocess.run([sys.executable, "-m", "runtime.bench_memory", "--engines", a.engines],
+        r = subprocess.run([sys.executable, "-m", "runtime.programs.bench_memory", "--engines", a.engines],
                            capture_output=True, text=True)
         if r.returncode in (0, 1) and r.stdout.strip():
             res["memory"] = json.loads(r.stdout.strip().splitlines()[-1])

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import Bundle
-from .engine import Engine, Feed, graphs_of, out_of_memory
-from .errors import EngineError, OutOfMemory
+from ..bundle import Bundle
+from ..errors import EngineError
+from .base import Engine, Feed, first_line, graphs_of, load_error
 
 PRECISION_ENV = "LDMIND_OPENVINO_PRECISION"
 PRECISIONS = ("f32", "bf16")
@@ -36,7 +36,7 @@ def _ov():
     return openvino
 
 
-def unavailable_reason(bundle: Bundle) -> str | None:
+def unavailable_reason(backend: str, bundle: Bundle) -> str | None:
     """Why OpenVINO cannot run ``bundle`` here (None: worth trying).  Cheap: looks the package
     up without importing it (the import takes seconds)."""
     if importlib.util.find_spec("openvino") is None:
@@ -63,11 +63,7 @@ class OpenVINOEngine(Engine):
         try:
             self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with its own text
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if out_of_memory(msg):
-                raise OutOfMemory(f"the machine ran out of memory while loading {path.name}; free memory and retry") \
-                    from None
-            raise EngineError(f"{path}: openvino cannot load this graph ({msg})") from None
+            raise load_error(path, "openvino", e) from None
         declared = declared or {}
         inputs, outputs = (_names(ports, [t["name"] for t in declared.get(kind) or []])
                            for kind, ports in (("inputs", self.compiled.inputs), ("outputs", self.compiled.outputs)))
@@ -108,10 +104,9 @@ def _names(ports, wanted: list[str]) -> list[str]:
     return out
 
 
-def create_engines(bundle: Bundle, threads: int = 0) -> dict[str, Engine]:
+def create_engines(backend: str, bundle: Bundle, threads: int = 0) -> dict[str, Engine]:
     try:
         core = _ov().Core()
     except Exception as e:  # noqa: BLE001 - a broken install: ImportError, RuntimeError, ...
-        raise EngineError(f"openvino cannot start ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})") \
-            from None
+        raise EngineError(f"openvino cannot start ({first_line(e)})") from None
     return {g: OpenVINOEngine(core, bundle.graph_path(g), g, threads, bundle.graphs[g]) for g in graphs_of(bundle)}

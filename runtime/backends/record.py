@@ -5,7 +5,7 @@ is faster depends on the CPU (AVX2 / AVX-512 / AMX), the library versions and th
 the 2-core AVX2 development machine they are within noise of each other (docs/BENCHMARKS.md).
 Timing both at every load would cost seconds, so ``auto`` follows a measurement recorded by
 
-    python -m runtime.bench_backends --engines ENGINES --record
+    python -m runtime.programs.bench_backends --engines ENGINES --record
 
 which times both end to end, alternating, and writes the result to ``record_path()``.
 ``auto`` picks ``openvino`` for a model only when a record exists for this machine (CPU
@@ -20,7 +20,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-from .bundle import Bundle
+from ..bundle import Bundle
 
 RECORD_ENV = "LDMIND_BACKEND_RECORD"
 
@@ -32,7 +32,8 @@ def record_path() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ldmind" / "backends.json"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or "unknown"."""
     try:
         with open("/proc/cpuinfo") as f:
             return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "unknown")
@@ -42,7 +43,7 @@ def _cpu_model() -> str:
 
 def machine_key() -> str:
     """What a measurement is valid for: CPU model, CPUs, onnxruntime and openvino versions."""
-    return (f"{_cpu_model()} | {os.cpu_count()} CPUs | onnxruntime {_version('onnxruntime', 'onnxruntime-gpu')} | "
+    return (f"{cpu_model()} | {os.cpu_count()} CPUs | onnxruntime {_version('onnxruntime', 'onnxruntime-gpu')} | "
             f"openvino {_version('openvino')}")
 
 
@@ -87,7 +88,7 @@ def not_faster(backend: str, bundle: Bundle, baseline: str = "cpu") -> str | Non
     entry = load().get(machine_key(), {}).get(model_key(bundle))
     if not entry:
         return (f"not measured faster than {baseline} on this machine (record one with "
-                f"`python -m runtime.bench_backends --engines {bundle.root} --record`)")
+                f"`python -m runtime.programs.bench_backends --engines {bundle.root} --record`)")
     s = entry.get("seconds", {})
     if backend not in s or baseline not in s:
         return f"the record at {record_path()} has no {backend}/{baseline} times for {model_key(bundle)}"

@@ -1,6 +1,6 @@
 """Working memory of single graph calls: measured, beside the manifest's estimate.
 
-    python -m runtime.bench_graph_memory --engines engines/small [--sides 48 96 192] [--json OUT]
+    python -m runtime.programs.bench_graph_memory --engines engines/small [--sides 48 96 192] [--json OUT]
 
 Each (graph, latent side) runs once, in a fresh process: an ONNX Runtime CPU session as the
 runtime opens it (no memory arena), one thread, inputs of the declared shapes (batch 1, an
@@ -48,8 +48,8 @@ def _one(engines: str, graph: str, side: int) -> dict:
 
     from ldmind_ref.core import latent_tiles
 
-    from .bench_memory import current_rss, peak_rss
-    from .bundle import load_bundle
+    from .benchlib import current_rss, peak_rss
+    from ..bundle import load_bundle
 
     b = load_bundle(engines)
     so = ort.SessionOptions()
@@ -69,7 +69,7 @@ def _one(engines: str, graph: str, side: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.bench_graph_memory", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m runtime.programs.bench_graph_memory", description=__doc__.splitlines()[0])
     p.add_argument("--engines", required=True)
     p.add_argument("--sides", type=int, nargs="+", default=[48, 96, 192])
     p.add_argument("--json", default=None)
@@ -78,12 +78,12 @@ def main(argv=None) -> int:
     if args._one:
         print(json.dumps(_one(args.engines, args._one[0], int(args._one[1]))))
         return 0
-    from .bundle import load_bundle
+    from ..bundle import load_bundle
 
     rows = []
     for side in args.sides:
         for graph in load_bundle(args.engines).costs:
-            r = subprocess.run([sys.executable, "-m", "runtime.bench_graph_memory", "--engines", args.engines,
+            r = subprocess.run([sys.executable, "-m", "runtime.programs.bench_graph_memory", "--engines", args.engines,
                                 "--_one", graph, str(side)], capture_output=True, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
             if r.returncode != 0:
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
-                                               "command": "python -m runtime.bench_graph_memory "
+                                               "command": "python -m runtime.programs.bench_graph_memory "
                                                + " ".join(argv or sys.argv[1:]), "rows": rows}, indent=1) + "\n")
     return 0
 

@@ -1,6 +1,6 @@
 """A smooth 16-bit gradient through the pipeline at 16 and at 8 bits: is there 8-bit banding?
 
-    python -m runtime.bench_depth16 [--engines engines/small] [--steps 10] [--json OUT]
+    python -m runtime.programs.bench_depth16 [--engines engines/small] [--steps 10] [--json OUT]
 
 The LR is a sky-like ramp (64 x 48, about six 8-bit levels across each channel, every
 16-bit value distinct), upscaled 4x once as uint16 and once reduced to uint8.  Printed per
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import Pipeline
-from .depth16 import reduce8
+from .. import Pipeline
+from ..depth16 import reduce8
 
 
 def gradient(h: int = 48, w: int = 64) -> np.ndarray:

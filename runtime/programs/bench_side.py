@@ -1,7 +1,7 @@
 """Side by side in one run: the eager PyTorch reference and the runtime, same shapes, per
-stage and summed (``python -m runtime.bench --side-by-side``; issue 11).
+stage and summed (``python -m runtime.programs.bench --side-by-side``; issue 11).
 
-    python -m runtime.bench --side-by-side [--model div2k-sr=engines/div2k-random]
+    python -m runtime.programs.bench --side-by-side [--model div2k-sr=engines/div2k-random]
         [--model small=engines/small:ldmind_ref/weights/small.safetensors] [--lr 48] [--scale 8]
         [--steps 50] [--repeat 3] [--threads 2] [--no-bf16] [--out docs/results/side_by_side.json]
         [--plot docs/results/side_by_side.png]
@@ -27,61 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ldmind_ref.benchmark import median_seconds as _median
-
-STAGES = ("encoder", "unet_step", "decoder", "liif")
-
-
-def runtime_times(engines: str, backend: str, lr_side: int, out_side: int, repeat: int, threads: int) -> dict:
-    """The runtime's graphs at the same shapes, called as the pipeline calls them (LIIF: the
-    band loop of ``tiling.render_into`` with the features bound once)."""
-    from .pipeline import Pipeline
-
-    pipe = Pipeline.load(engines, backend=backend, threads=threads)
-    out = {s: _median(fn, repeat) for s, fn in stage_calls(pipe, lr_side, out_side).items()}
-    return {"model": pipe.bundle.name, "backend": pipe.backend, "times": out}
-
-
-def stage_calls(pipe, lr_side: int, out_side: int) -> dict:
-    """{stage: a call of that stage} for the stages of ``STAGES``: the encoder on an LR of
-    lr_side^2, one U-Net step and the decoder on its latent, the LIIF queries of an
-    out_side^2 output (shared with ``runtime.bench_backends``)."""
-    from . import tiling
-
-    b, e = pipe.bundle, pipe.engines
-    h = w = lr_side * b.cond_scale // b.ae_downsample
-    rs = np.random.RandomState(0)
-    z = rs.randn(1, b.z_channels, h, w).astype(np.float32)
-    out = {}
-    if b.conditional:
-        lr = (rs.rand(1, 3, lr_side, lr_side) * 2 - 1).astype(np.float32)
-        out["encoder"] = lambda: e["encoder"]({"lr": lr})
-    feed = {"z_t": z, "timestep": np.array([500], np.int64), "alpha_bar_t": np.array([0.5], np.float32),
-            "alpha_bar_prev": np.array([0.6], np.float32), "sigma_t": np.array([0.1], np.float32), "noise": z}
-    if b.conditional:
-        feed["cond"] = z
-    out["unet_step"] = lambda: e["unet_step"](feed)
-    out["decoder"] = lambda: e["decoder"]({"z": z})
-    f = e["decoder"]({"z": z})["features"]
-    img = np.empty((1, out_side, out_side, 3), np.uint8)
-
-    def render():
-        run = e["liif"].bind({"features": f})
-        tiling.render_into(img, lambda _w, co, ce: run({"coord": co, "cell": ce})["rgb"], h, h, pipe.tile)
-    out["liif"] = render
-    return out
-
-
-def reference_model(engines: str, checkpoint: str | None):
-    from ldmind_ref.checkpoint import load_model
-    from ldmind_ref.config import ModelConfig
-    from ldmind_ref.model import random_model
-
-    from .bundle import load_bundle
-
-    if checkpoint:
-        return load_model(checkpoint)
-    return random_model(ModelConfig.from_dict(load_bundle(engines).config), 0)   # the exported architecture
+from .benchlib import STAGES, cpu_flags, reference_model, runtime_times
 
 
 def total(t: dict, steps: int) -> float:
@@ -89,7 +35,7 @@ def total(t: dict, steps: int) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m runtime.bench --side-by-side", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m runtime.programs.bench --side-by-side", description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", default=None, metavar="LABEL=ENGINES[:CHECKPOINT]")
     ap.add_argument("--backend", action="append", default=None)
     ap.add_argument("--lr", type=int, default=48)
@@ -104,7 +50,7 @@ def main(argv=None) -> int:
     try:
         import torch
     except ImportError:
-        print("python -m runtime.bench --side-by-side: error: the eager reference needs torch: "
+        print("python -m runtime.programs.bench --side-by-side: error: the eager reference needs torch: "
               "pip install 'ldmind[ref]'", file=sys.stderr)
         return 2
     torch.set_num_threads(a.threads)
@@ -112,7 +58,7 @@ def main(argv=None) -> int:
                                                     "small=engines/small:ldmind_ref/weights/small.safetensors"])]
     out_side = a.lr * a.scale
     res = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-           "cpu_flags": _cpu_flags(), "torch": torch.__version__, "threads": a.threads, "lr": a.lr,
+           "cpu_flags": cpu_flags(), "torch": torch.__version__, "threads": a.threads, "lr": a.lr,
            "scale": a.scale, "steps": a.steps, "repeat": a.repeat, "models": {}}
     for label, spec in models:
         engines, _, ckpt = spec.partition(":")
@@ -136,15 +82,6 @@ def main(argv=None) -> int:
 def _ref_times(model, a, out_side: int, bf16: bool) -> dict:
     from ldmind_ref.speed import stage_times
     return stage_times(model, a.lr, out_side, a.repeat, bf16)
-
-
-def _cpu_flags() -> str:
-    try:
-        flags = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    keep = [f for f in flags if f.startswith(("avx", "amx", "fma"))]
-    return " ".join(keep) or "no AVX"
 
 
 def table(label: str, cols: dict, a) -> str:

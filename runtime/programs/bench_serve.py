@@ -1,6 +1,6 @@
-"""Load test of the HTTP service (a program, never a test): ``python -m runtime.bench_serve``.
+"""Load test of the HTTP service (a program, never a test): ``python -m runtime.programs.bench_serve``.
 
-    python -m runtime.bench_serve --engines engines/small [--out docs/results/serve_load.json]
+    python -m runtime.programs.bench_serve --engines engines/small [--out docs/results/serve_load.json]
         [--clients 32] [--requests 500] [--bad 0.1] [--steps 4] [--max-seconds 900]
 
 Runs ``python -m runtime serve`` as a subprocess on a free loopback port and talks to it over
@@ -34,7 +34,6 @@ import http.client
 import io
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -46,9 +45,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .limits import proc_bytes
+from ..backends.record import cpu_model
+from ..limits import proc_bytes
+from .benchlib import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BAD_KINDS = {  # kind: (query, expected status)
     "corrupt": ("scale=2", 400), "truncated": ("scale=2", 400), "non-image": ("scale=2", 400),
     "bad-scale": ("scale=0", 400), "oversize-output": ("scale=1000", 413)}
@@ -82,7 +82,7 @@ class Server:
         m = re.search(r"http://127\.0\.0\.1:(\d+)", first)
         if not m:
             self.proc.kill()
-            raise SystemExit(f"python -m runtime.bench_serve: the server did not start: {first.strip()}")
+            raise SystemExit(f"python -m runtime.programs.bench_serve: the server did not start: {first.strip()}")
         self.port = int(m.group(1))
         self.lines = [first.rstrip()]
         threading.Thread(target=lambda: self.lines.extend(l.rstrip() for l in self.proc.stderr), daemon=True).start()
@@ -275,7 +275,7 @@ def overfill(engines: str, backend: str, good: list, burst: int, recovery: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.bench_serve", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m runtime.programs.bench_serve", description=__doc__.splitlines()[0])
     p.add_argument("--engines", default="engines/small")
     p.add_argument("--backend", default="cpu")
     p.add_argument("--photos", default=str(ROOT / "tests" / "data"), help="crops of these photos are the inputs")
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recovery", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     t_all = time.perf_counter()
     inputs = _inputs(Path(a.photos))
@@ -353,10 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         "overfill: recovery": over["recovery_ok"] == a.recovery and over["burst_200_correct"] == over["burst_200"],
         "graceful exit 0": summary["exit_status"] == 0 and over["exit_status"] == 0,
     }
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    res = {"command": "python -m runtime.bench_serve " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "date": time.strftime("%Y-%m-%d"), "cpu": cpu, "cpus": os.cpu_count(), "loadavg_before": list(load0),
+    res = {"command": "python -m runtime.programs.bench_serve " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "cpus": os.cpu_count(), "loadavg_before": list(load0),
            "loadavg_after": list(os.getloadavg()), "engines": a.engines, "backend": a.backend,
            "server": f"workers 1, queue {a.queue}, other settings default",
            "clients": a.clients, "steps": a.steps,

@@ -1,8 +1,8 @@
 """Large-input benchmark of latent tiling: time, memory and seams on real photos.
 
-    python -m runtime.bench_tiles large --engines engines/small --photo PHOTO [--steps 20]
+    python -m runtime.programs.bench_tiles large --engines engines/small --photo PHOTO [--steps 20]
                                         [--case 512x384:4 --case 1024x768:2 ...] [--json OUT]
-    python -m runtime.bench_tiles quality --engines engines/small --data ../shared/data/val
+    python -m runtime.programs.bench_tiles quality --engines engines/small --data ../shared/data/val
                                           [--scales 4 8] [--tile 72] [--steps 20] [--json OUT]
 
 ``large``: each case (LR WxH : scale) is the photo resized (PIL bicubic) to the LR size and
@@ -34,8 +34,8 @@ DEFAULT_CASES = ("512x384:4", "1024x768:2", "2048x1536:2")
 
 def _case(engines: str, photo: str, lr_size: tuple[int, int], scale: float, steps: int, threads: int,
           latent_tile: int | None) -> dict:
-    from .bench_memory import peak_rss
-    from .pipeline import Pipeline
+    from .benchlib import peak_rss
+    from ..pipeline import Pipeline
 
     lr = np.asarray(Image.open(photo).convert("RGB").resize(lr_size, Image.BICUBIC))
     pipe = Pipeline.load(engines, backend="cpu", threads=threads)
@@ -70,7 +70,7 @@ def run_large(args, save) -> list[dict]:
     rows = []
     for case in args.case or DEFAULT_CASES:
         size, scale = case.split(":")
-        cmd = [sys.executable, "-m", "runtime.bench_tiles", "_case", "--engines", args.engines, "--photo", args.photo,
+        cmd = [sys.executable, "-m", "runtime.programs.bench_tiles", "_case", "--engines", args.engines, "--photo", args.photo,
                "--lr", size, "--scale", scale, "--steps", str(args.steps), "--threads", str(args.threads)]
         if args.tile:
             cmd += ["--tile", str(args.tile)]
@@ -142,7 +142,7 @@ def run_quality(args) -> list[dict]:
     from ldmind_ref import benchmark, metrics
     from ldmind_ref.core import consistency
 
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     pipe = Pipeline.load(args.engines, backend="cpu", threads=args.threads)
     rows = []
@@ -215,7 +215,7 @@ def summarise_quality(rows: list[dict]) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.bench_tiles", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m runtime.programs.bench_tiles", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("large", "quality", "_case"):
         q = sub.add_parser(name)
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
         print(json.dumps(_case(args.engines, args.photo, (w, h), args.scale, args.steps, args.threads, args.tile)))
         return 0
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "load_average": os.getloadavg(), "command": "python -m runtime.bench_tiles " + " ".join(argv or sys.argv[1:])}
+            "load_average": os.getloadavg(), "command": "python -m runtime.programs.bench_tiles " + " ".join(argv or sys.argv[1:])}
     def save(result):
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
         result = {**meta, "rows": run_large(args, lambda rows: save({**meta, "rows": rows}))}
     else:
         if args.tile is None:
-            from .bundle import load_bundle
+            from ..bundle import load_bundle
             b = load_bundle(args.engines)
             args.tile = 3 * b.train_latent
         rows = run_quality(args)

@@ -1,0 +1,100 @@
+"""What the benchmark programs share: the machine a figure was measured on, peak RSS, the
+demo photo, and the per-stage calls that the side-by-side, backend and int8 benchmarks time
+alike (so their columns measure the same thing).
+
+Programs only: the runtime library never imports ``runtime.programs``, and the wheel leaves
+it out.
+"""
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ldmind_ref.benchmark import median_seconds
+
+from ..limits import proc_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+# the runtime's one shipped photo (runtime/data/README.md): scikit-image's ``chelsea``, 192 x 192
+DEMO_PHOTO = ROOT / "runtime" / "data" / "demo_photo.png"
+STAGES = ("encoder", "unet_step", "decoder", "liif")
+
+
+def cpu_flags() -> str:
+    """The CPU's vector extensions (AVX, AMX, FMA flags of /proc/cpuinfo): what a timing depends on."""
+    try:
+        flags = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    keep = [f for f in flags if f.startswith(("avx", "amx", "fma"))]
+    return " ".join(keep) or "no AVX"
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process in bytes (VmHWM; ru_maxrss as a fallback)."""
+    hwm = proc_bytes("/proc/self/status", "VmHWM")
+    if hwm is not None:
+        return hwm
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024   # bytes on macOS, KiB on Linux
+
+
+def current_rss() -> int:
+    return proc_bytes("/proc/self/status", "VmRSS") or 0
+
+
+def runtime_times(engines: str, backend: str, lr_side: int, out_side: int, repeat: int, threads: int) -> dict:
+    """The runtime's graphs at the same shapes, called as the pipeline calls them (LIIF: the
+    band loop of ``tiling.render_into`` with the features bound once)."""
+    from ..pipeline import Pipeline
+
+    pipe = Pipeline.load(engines, backend=backend, threads=threads)
+    out = {s: median_seconds(fn, repeat) for s, fn in stage_calls(pipe, lr_side, out_side).items()}
+    return {"model": pipe.bundle.name, "backend": pipe.backend, "times": out}
+
+
+def stage_calls(pipe, lr_side: int, out_side: int) -> dict:
+    """{stage: a call of that stage} for the stages of ``STAGES``: the encoder on an LR of
+    lr_side^2, one U-Net step and the decoder on its latent, the LIIF queries of an
+    out_side^2 output."""
+    from .. import tiling
+
+    b, e = pipe.bundle, pipe.engines
+    h = w = lr_side * b.cond_scale // b.ae_downsample
+    rs = np.random.RandomState(0)
+    z = rs.randn(1, b.z_channels, h, w).astype(np.float32)
+    out = {}
+    if b.conditional:
+        lr = (rs.rand(1, 3, lr_side, lr_side) * 2 - 1).astype(np.float32)
+        out["encoder"] = lambda: e["encoder"]({"lr": lr})
+    feed = {"z_t": z, "timestep": np.array([500], np.int64), "alpha_bar_t": np.array([0.5], np.float32),
+            "alpha_bar_prev": np.array([0.6], np.float32), "sigma_t": np.array([0.1], np.float32), "noise": z}
+    if b.conditional:
+        feed["cond"] = z
+    out["unet_step"] = lambda: e["unet_step"](feed)
+    out["decoder"] = lambda: e["decoder"]({"z": z})
+    f = e["decoder"]({"z": z})["features"]
+    img = np.empty((1, out_side, out_side, 3), np.uint8)
+
+    def render():
+        run = e["liif"].bind({"features": f})
+        tiling.render_into(img, lambda _w, co, ce: run({"coord": co, "cell": ce})["rgb"], h, h, pipe.tile)
+    out["liif"] = render
+    return out
+
+
+def reference_model(engines: str, checkpoint: str | None):
+    """The eager reference of an export: ``checkpoint``'s weights, or without one a random
+    model of the exported architecture (speed does not depend on the weights).  Needs torch."""
+    from ldmind_ref.checkpoint import load_model
+    from ldmind_ref.config import ModelConfig
+    from ldmind_ref.model import random_model
+
+    from ..bundle import load_bundle
+
+    if checkpoint:
+        return load_model(checkpoint)
+    return random_model(ModelConfig.from_dict(load_bundle(engines).config), 0)
