@@ -1,7 +1,7 @@
 """SR benchmark (torch-free): PSNR-Y / SSIM-Y against PIL bicubic, SelfSSIM, diversity.
 
 The same protocol runs on the reference (``python -m ldmind_ref.eval --model
-LABEL=CHECKPOINT ...``) and on exported engines (``python -m runtime.eval --model
+LABEL=CHECKPOINT ...``) and on exported engines (``python -m runtime.programs.eval --model
 LABEL=ENGINES ...``): a *sampler* is any object with
 ``upscale_latents(lr, steps, eta, seed, num_samples) -> z`` and ``render(z, sizes) -> [uint8
 [N, H, W, 3] per size]`` (``ldmind_ref.eval.ReferenceSampler``, ``runtime.Pipeline``).

@@ -41,7 +41,7 @@ def test_make_lr_crops_to_a_multiple():
 def test_reference_and_runtime_benchmarks_agree(tmp_path, runtime_exports):
     """The same protocol through the reference checkpoint and through its exported engines."""
     from ldmind_ref import eval as ref_eval
-    from runtime import eval as rt_eval
+    from runtime.programs import eval as rt_eval
 
     data = tmp_path / "data" / "SetA"
     data.mkdir(parents=True)

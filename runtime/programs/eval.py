@@ -1,6 +1,6 @@
 """The SR benchmark on exported engines, torch-free (protocol: ``ldmind_ref/benchmark.py``).
 
-    python -m runtime.eval --model final=engines/small --data ../shared/data/val --out docs/results
+    python -m runtime.programs.eval --model final=engines/small --data ../shared/data/val --out docs/results
 """
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import sys
 
 from ldmind_ref.benchmark import parser, run
 
-from .errors import InputError
-from .pipeline import Pipeline
+from ..errors import InputError
+from ..pipeline import Pipeline
 
 
 def main(argv=None) -> int:
-    p = parser("python -m runtime.eval", "ENGINES")
+    p = parser("python -m runtime.programs.eval", "ENGINES")
     p.add_argument("--backend", default="auto")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads per graph (0: the backend's default)")
     args = p.parse_args(argv)
