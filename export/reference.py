@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import feeds, graphs
-from .specs import GraphSpec
+from .specs import GRAPH_NAMES, GraphSpec
 
 RUNNER = "ldmind_ref-fp32"
 # polygraphy compares elementwise |out - ref| <= atol (+ rtol |ref|); an atol of this
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--preset")
     p.add_argument("--random-init", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--graph", required=True, choices=("encoder", "unet_step", "decoder", "liif"))
+    p.add_argument("--graph", required=True, choices=GRAPH_NAMES)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--latent", type=_size, default=(16, 16), help="latent size HxW (default 16x16)")

@@ -64,3 +64,8 @@ def graph_specs(z_channels: int, feature_channels: int, conditional: bool) -> di
         "liif", (_f("features", "B", C, "h", "w"), _f("coord", "B", "Q", 2), _f("cell", "B", "Q", 2)),
         (_f("rgb", "B", "Q", 3),), {**lat, "Q": (1024, 65536, 65536)})
     return specs
+
+
+# Every graph a model may have, in pipeline order (an SR model's; generation has no encoder),
+# read off the declaration above rather than listed again.
+GRAPH_NAMES: tuple[str, ...] = tuple(graph_specs(1, 1, conditional=True))

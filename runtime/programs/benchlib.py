@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.specs import GRAPH_NAMES
 from ldmind_ref.benchmark import median_seconds
 
 from ..limits import proc_bytes
@@ -20,7 +21,7 @@ from ..limits import proc_bytes
 ROOT = Path(__file__).resolve().parents[2]
 # the runtime's one shipped photo (runtime/data/README.md): scikit-image's ``chelsea``, 192 x 192
 DEMO_PHOTO = ROOT / "runtime" / "data" / "demo_photo.png"
-STAGES = ("encoder", "unet_step", "decoder", "liif")
+STAGES = GRAPH_NAMES
 
 
 def cpu_flags() -> str:
