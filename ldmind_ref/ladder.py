@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from datetime import date
@@ -28,7 +26,7 @@ import numpy as np
 import torch
 
 from . import metrics, sampler
-from .benchmark import bicubic, load_hr
+from .benchmark import bicubic, cpu_summary, load_hr
 from .checkpoint import load_model, read_metadata
 from .core import consistency, contract, images
 from .data import EXTENSIONS, ImageFolder
@@ -137,7 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=contract.DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="images per set (0: all)")
-    p.add_argument("--machine", default=cpu_flags())
+    p.add_argument("--machine", default=cpu_summary())
     p.add_argument("--out", required=True, help="folder for ladder.json and ladder.md")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
@@ -167,22 +165,6 @@ def main(argv=None) -> int:
     (out / "ladder.md").write_text(md + "\n")
     print(md)
     return 0
-
-
-def cpu_flags() -> str:
-    """'x86_64, 2 cores, AVX2 AVX-512 BF16 VNNI AMX' -- the flags every figure is quoted with."""
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    names = [("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "BF16"), ("avx512_vnni", "VNNI"),
-             ("amx_bf16", "AMX")]
-    have = " ".join(n for f, n in names if f in flags) or "no AVX2"
-    return f"{platform.machine()}, {os.cpu_count()} cores, {have}"
 
 
 if __name__ == "__main__":

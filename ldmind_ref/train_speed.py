@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
+from .benchmark import cpu_summary
 from .config import preset
 from .data import ImageFolder, step_generator
-from .ladder import cpu_flags
 from .model import LDMind
 from .train import Objective, autocast, batch_for, make_optimizer, trainable
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    machine = f"{cpu_flags()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    machine = f"{cpu_summary()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     crop = (ckpt.read_config(args.init) if args.init else preset(args.config)).train.crop
     data = ImageFolder(args.data, crop)
     if args.curve:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from export.specs import GRAPH_NAMES
-from ldmind_ref.benchmark import median_seconds
+from ldmind_ref.benchmark import cpu_flag_list, median_seconds
 
 from ..limits import proc_bytes
 
@@ -26,9 +26,8 @@ STAGES = GRAPH_NAMES
 
 def cpu_flags() -> str:
     """The CPU's vector extensions (AVX, AMX, FMA flags of /proc/cpuinfo): what a timing depends on."""
-    try:
-        flags = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
+    flags = cpu_flag_list()
+    if not flags:
         return "unknown"
     keep = [f for f in flags if f.startswith(("avx", "amx", "fma"))]
     return " ".join(keep) or "no AVX"
