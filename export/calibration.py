@@ -1,11 +1,11 @@
 """Calibration inputs for ``python -m export --int8``: each graph's real inputs, recorded
 while the fp32 runtime upscales photos.
 
-The exporter first writes the fp32 graphs; ``record`` opens them with the runtime
-(``runtime.Pipeline``, CPU) and wraps every engine in a ``Recorder`` that keeps a copy of
-what the pipeline feeds it: the encoder's LR tiles, the U-Net's latents and coefficients
-at every solver step, the decoder's latents and the LIIF features with real query
-coordinates.  So the ranges that static quantization calibrates are those of real
+The exporter first writes the fp32 graphs; ``record`` has the runtime open them in its own
+process (``python -m runtime.calibrate``, CPU), with every engine wrapped in a recorder that
+keeps a copy of what the pipeline feeds it: the encoder's LR tiles, the U-Net's latents and
+coefficients at every solver step, the decoder's latents and the LIIF features with real
+query coordinates.  So the ranges that static quantization calibrates are those of real
 requests, not of random numbers.
 
 Each photo: shrunk by the plan's LR factor (PIL bicubic, as the benchmark makes LR images),
@@ -15,6 +15,11 @@ not calibrated on: their inputs measure the quantized graphs' error against fp32
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from PIL import Image
 
 from ldmind_ref.core import contract
 
+REPO_ROOT = Path(__file__).resolve().parents[1]   # where ``runtime`` sits beside ``export``
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 Feed = dict[str, np.ndarray]
@@ -75,85 +81,46 @@ def photos(plan: CalibrationPlan) -> list[Path]:
     return chosen
 
 
-def lr_crop(path: Path, plan: CalibrationPlan) -> np.ndarray:
-    """uint8 [h, w, 3]: the photo shrunk by ``plan.shrink`` (PIL bicubic), centre crop."""
-    with Image.open(path) as im:
-        rgb = im.convert("RGB")
-    w, h = rgb.size
-    small = rgb.resize((max(1, w // plan.shrink), max(1, h // plan.shrink)), Image.BICUBIC)
-    a = np.asarray(small)
-    c = plan.crop
-    y, x = max(0, (a.shape[0] - c) // 2), max(0, (a.shape[1] - c) // 2)
-    return np.ascontiguousarray(a[y:y + c, x:x + c])
-
-
-class Recorder:
-    """An engine that runs the wrapped one and keeps a copy of every feed it is given
-    (``bind`` constants included), tagged with the photo being upscaled.  LIIF feeds keep a
-    random subset of ``liif_queries`` queries (ranges, not every pixel, are what counts)."""
-
-    def __init__(self, engine, liif_queries: int, seed: int = 0):
-        self.engine = engine
-        self.liif_queries = liif_queries
-        self.rng = np.random.default_rng(seed)
-        self.photo = 0
-        self.feeds: list[tuple[int, Feed]] = []
-        self.max_batch = getattr(engine, "max_batch", None)
-
-    def _keep(self, feed: Feed) -> None:
-        feed = {k: np.array(v) for k, v in feed.items()}
-        if "coord" in feed and feed["coord"].shape[1] > self.liif_queries:
-            idx = np.sort(self.rng.choice(feed["coord"].shape[1], self.liif_queries, replace=False))
-            feed["coord"], feed["cell"] = feed["coord"][:, idx], feed["cell"][:, idx]
-        self.feeds.append((self.photo, feed))
-
-    def __call__(self, feed: Feed) -> Feed:
-        self._keep(feed)
-        return self.engine(feed)
-
-    def bind(self, constants: Feed):
-        run = self.engine.bind(constants)
-
-        def call(feed: Feed) -> Feed:
-            self._keep({**constants, **feed})
-            return run(feed)
-        return call
-
-    def close(self) -> None:
-        self.engine.close()
-
-
-def _spread(items: list, n: int) -> list:
-    if len(items) <= n:
-        return list(items)
-    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)] if n > 1 else items[:1]
+def load_feeds(path: Path) -> dict[str, dict[str, list[Feed]]]:
+    """The .npz of ``runtime.calibrate`` back as {split: {graph: [feed, ...]}} in order."""
+    out: dict[str, dict[str, dict[str, Feed]]] = {}
+    with np.load(path) as z:
+        for key in sorted(z.files):
+            split, graph, index, name = key.split("|")
+            out.setdefault(split, {}).setdefault(graph, {}).setdefault(index, {})[name] = z[key]
+    return {split: {g: [fs[i] for i in sorted(fs)] for g, fs in graphs.items()} for split, graphs in out.items()}
 
 
 def record(engines_dir: Path, manifest: dict, plan: CalibrationPlan, used: list[Path], log=print
            ) -> tuple[dict[str, list[Feed]], dict[str, list[Feed]]]:
     """Upscale every photo of ``used`` with the fp32 graphs in ``engines_dir`` that ``manifest``
     (validated, not yet written) describes; returns ({graph: calibration feeds}, {graph:
-    held-out feeds}), at most ``plan.per_graph`` each."""
-    # the torch-free runtime, imported only when calibrating
-    from runtime import Pipeline, bundle as _bundle, engine as _engine
+    held-out feeds}), at most ``plan.per_graph`` each.
 
-    b = _bundle.from_manifest(engines_dir, manifest)
-    pipe = Pipeline(b, _engine.create_engines(b, "cpu"), "cpu", requested="cpu")
-    recorders = {g: Recorder(e, plan.liif_queries, seed=i) for i, (g, e) in enumerate(pipe.engines.items())}
-    pipe.engines.update(recorders)
-    try:
-        for i, path in enumerate(used):
-            for r in recorders.values():
-                r.photo = i
-            lr = lr_crop(path, plan)
-            scale = plan.scales[i % len(plan.scales)]
-            pipe.upscale(lr, scale=scale, steps=plan.steps, sampler=plan.sampler, seed=i, backproject=0,
-                         output="array")
-            log(f"  calibration photo {i + 1}/{len(used)}: {path.name}, LR {lr.shape[1]}x{lr.shape[0]} "
-                f"x{scale:g}{' (held out)' if i >= len(used) - plan.holdout else ''}")
-    finally:
-        pipe.close()
-    first_held = len(used) - plan.holdout
-    calib = {g: _spread([f for p, f in r.feeds if p < first_held], plan.per_graph) for g, r in recorders.items()}
-    held = {g: _spread([f for p, f in r.feeds if p >= first_held], plan.per_graph) for g, r in recorders.items()}
-    return calib, held
+    The runtime records them in its own process (``python -m runtime.calibrate``): imports
+    flow one way, ``export`` never imports ``runtime``.  Its progress lines go to ``log``; a
+    failure is a ``CalibrationError`` with the runtime's last line."""
+    graphs = list(manifest["graphs"])
+    with tempfile.TemporaryDirectory(prefix="ldmind-calibration-") as tmp:
+        job = {"engines": str(Path(engines_dir).resolve()), "manifest": manifest,
+               "photos": [str(Path(p).resolve()) for p in used], "holdout": plan.holdout,
+               "shrink": plan.shrink, "crop": plan.crop, "scales": list(plan.scales), "steps": plan.steps,
+               "sampler": plan.sampler, "per_graph": plan.per_graph, "liif_queries": plan.liif_queries,
+               "out": str(Path(tmp) / "feeds.npz")}
+        (Path(tmp) / "job.json").write_text(json.dumps(job))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        proc = subprocess.Popen([sys.executable, "-m", "runtime.calibrate", str(Path(tmp) / "job.json")],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        lines = []
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            if line.startswith("  calibration photo "):
+                log(line)
+        if proc.wait() != 0:
+            last = next((x for x in reversed(lines) if x.strip()), f"exit code {proc.returncode}")
+            raise CalibrationError(f"recording the calibration inputs failed: {last.strip()}")
+        feeds = load_feeds(Path(job["out"]))
+    return ({g: feeds.get("calib", {}).get(g, []) for g in graphs},
+            {g: feeds.get("held", {}).get(g, []) for g in graphs})

@@ -119,9 +119,13 @@ def make_optimizer(cfg: ModelConfig, stage: str, params) -> torch.optim.Optimize
     return torch.optim.Adam(params, lr=t.align_lr)
 
 
-def learning_rate(base: float, step: int, steps: int, decay: bool) -> float:
-    """LR of optimisation step ``step`` (0-based) of a run of ``steps`` steps."""
-    return base * (1.0 - step / steps) if decay else base
+def learning_rate(base: float, step: int, steps: int, decay: bool, warmup: int = 0) -> float:
+    """LR of optimisation step ``step`` (0-based) of a run of ``steps`` steps: linear from
+    base / warmup up to ``base`` over the first ``warmup`` steps (a restarted Adam's first
+    updates are about ``lr`` per weight whatever the gradient, which knocks a warm-started
+    model out of its minimum), then constant or, with ``decay``, linear down to 0 at ``steps``."""
+    lr = base * (1.0 - step / steps) if decay else base
+    return lr * min(1.0, (step + 1) / warmup) if warmup > 0 else lr
 
 
 def ema_decay(decay: float, updates: int) -> float:
@@ -378,7 +382,8 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             for group in self.opt.param_groups:
-                group["lr"] = learning_rate(self.base_lr, self.step, steps, self.args.decay)
+                group["lr"] = learning_rate(self.base_lr, self.step, steps, self.args.decay,
+                                            getattr(self.args, "warmup", 0))
             if tc.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.params, tc.grad_clip)
             self.opt.step()
@@ -447,6 +452,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's for the stage)")
     p.add_argument("--decay", action="store_true", help="decay the learning rate linearly to 0 at --steps")
+    p.add_argument("--warmup", type=int, default=0, metavar="N",
+                   help="raise the learning rate linearly over the first N steps of the run (0: off)")
+    p.add_argument("--minutes", type=float, default=None, metavar="M",
+                   help="stop after M minutes of wall time (validated and checkpointed where it stopped)")
     add_run_options(p)
     return p.parse_args(argv)
 
@@ -465,11 +474,16 @@ def main(argv=None) -> None:
         raise SystemExit("--device cuda: no CUDA device is available")
     if args.lr is not None and not args.lr > 0:
         raise SystemExit("--lr must be positive")
+    if args.warmup < 0:
+        raise SystemExit("--warmup must be >= 0")
+    if args.minutes is not None and not args.minutes > 0:
+        raise SystemExit("--minutes must be positive")
     if args.threads:
         torch.set_num_threads(args.threads)
+    deadline = time.time() + 60.0 * args.minutes if args.minutes is not None else None
     trainer = Trainer(args)
     try:
-        trainer.run(args.steps)
+        trainer.run(args.steps, deadline=deadline)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

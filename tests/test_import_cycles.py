@@ -108,3 +108,19 @@ def test_no_import_cycles():
     assert "runtime.engine" in known and "runtime.backends.base" in known
     graph = {m: imports(m, p, known) for m, p in known.items()}
     assert cycles(graph) == []
+
+
+def test_imports_flow_one_way():
+    """``ldmind_ref`` <- ``export`` <- ``runtime``: neither ``export`` nor ``ldmind_ref`` imports
+    ``runtime``, not even inside a function (the int8 calibration runs ``python -m
+    runtime.calibrate`` as a child process instead)."""
+    known = modules() | {"runtime": ROOT / "runtime" / "__init__.py"}
+    offenders = {}
+    for pkg in ("export", "ldmind_ref"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            bad = sorted(m for m in imports(name, path, known) if m == "runtime" or m.startswith("runtime."))
+            if bad:
+                offenders[name] = bad
+    assert offenders == {}

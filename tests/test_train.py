@@ -132,6 +132,9 @@ def test_learning_rate_schedule():
     assert learning_rate(2e-4, 0, 100, True) == 2e-4
     assert learning_rate(2e-4, 50, 100, True) == pytest.approx(1e-4)
     assert learning_rate(2e-4, 99, 100, True) == pytest.approx(2e-6)
+    # warm-up: step k (0-based) of 4 gets (k + 1) / 4 of the rate, then the schedule as before
+    assert [learning_rate(2e-4, k, 100, False, 4) for k in range(5)] == pytest.approx([5e-5, 1e-4, 1.5e-4, 2e-4, 2e-4])
+    assert learning_rate(2e-4, 1, 100, True, 4) == pytest.approx(2e-4 * 0.99 * 0.5)
 
 
 def test_lr_override_reaches_the_optimiser(train_dir, tmp_path):
