@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -30,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from . import metrics
-from .core import consistency, contract
+from .core import consistency, contract, cpuinfo
 
 DIVERSITY_SCALE, DIVERSITY_SAMPLES = 8, 4
 SELF_SSIM_SCALES = (4, 8)
@@ -49,23 +48,14 @@ def median_seconds(fn, repeat: int) -> float:
 
 
 def cpu_flag_list() -> list[str]:
-    """The CPU's feature flags in /proc/cpuinfo's order (empty where it is absent): what every
-    timing and every bf16 figure depends on."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            line = next((ln for ln in f if ln.startswith("flags")), "")
-    except OSError:
-        return []
-    return line.split(":", 1)[1].split() if ":" in line else []
+    """The CPU's feature flags in /proc/cpuinfo's order: what every timing and every bf16
+    figure depends on (``core.cpuinfo``)."""
+    return cpuinfo.flag_list()
 
 
 def cpu_summary() -> str:
     """'x86_64, 2 cores, AVX2 AVX-512 BF16 VNNI AMX': the machine every figure is quoted with."""
-    flags = set(cpu_flag_list())
-    names = [("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "BF16"), ("avx512_vnni", "VNNI"),
-             ("amx_bf16", "AMX")]
-    have = " ".join(n for f, n in names if f in flags) or "no AVX2"
-    return f"{platform.machine()}, {os.cpu_count()} cores, {have}"
+    return cpuinfo.summary()
 
 
 def load_hr(path: Path) -> np.ndarray:

@@ -1,31 +1,31 @@
 """Which backend runs an export's graphs: an explicit one, or ``backend="auto"``.
 
-    backend, engines, skipped = select(bundle, "auto")
+    engines, skipped, how = select(bundle, "auto")
     engines["liif"]({"features": f, "coord": c, "cell": s})     # runtime/backends/base.py
 
 The backends are plugins (runtime/backends/, registered in ``backends.base.REGISTRY``):
 
-- ``cpu``      ONNX Runtime, CPUExecutionProvider.  The default; the only one executed here.
+- ``cpu``      ONNX Runtime, CPUExecutionProvider.  Executed here, as is OpenVINO.
 - ``cuda``     ONNX Runtime, CUDAExecutionProvider with IO binding.
 - ``ort-trt``  ONNX Runtime, TensorrtExecutionProvider.            (backends/onnxruntime.py)
 - ``tensorrt`` native TensorRT engines listed in the manifest.      (backends/tensorrt.py)
-- ``openvino`` the ONNX graphs compiled by OpenVINO for the CPU.    (backends/openvino.py)
+- ``openvino`` the ONNX graphs compiled by OpenVINO for the CPU;    (backends/openvino.py)
+  ``openvino-bf16`` the same in bf16.
 
 This module reads the registry and decides; it imports no backend itself, and no backend
 imports it.
 """
 from __future__ import annotations
 
-from .backends import record
+from .backends import choice
 from .backends.base import REGISTRY, Engine, plugin
 from .bundle import Bundle
-from .errors import EngineError, OutOfMemory
+from .errors import EngineError
 
 BACKENDS = tuple(REGISTRY)
-AUTO_ORDER = ("tensorrt", "ort-trt", "cuda", "openvino", "cpu")   # fastest first
-# backends that ``auto`` takes only where a recorded measurement says they beat ``cpu`` here
-# (runtime/backends/record.py): both run on the same CPU, and which wins depends on it
-AUTO_IF_MEASURED = ("openvino",)
+# ``auto``: the GPU backends first, fastest first, each running every graph; where none opens,
+# each graph on the fastest CPU backend allowed for it (runtime/backends/choice.py)
+GPU_ORDER = ("tensorrt", "ort-trt", "cuda")
 
 
 def unavailable_reason(backend: str, bundle: Bundle) -> str | None:
@@ -43,29 +43,26 @@ def create_engines(bundle: Bundle, backend: str, threads: int = 0) -> dict[str, 
     return plugin(backend).create_engines(backend, bundle, threads)
 
 
-def auto_unavailable_reason(backend: str, bundle: Bundle) -> str | None:
-    """Why ``auto`` passes ``backend`` over (None: it takes it if it opens)."""
-    why = unavailable_reason(backend, bundle)
-    if why is None and backend in AUTO_IF_MEASURED:
-        why = record.not_faster(backend, bundle)
-    return why
+def backend_name(engines: dict[str, Engine]) -> str:
+    """The backend running ``engines``: its name where one runs them all, else "mixed"."""
+    names = {e.backend for e in engines.values()}
+    return names.pop() if len(names) == 1 else "mixed"
 
 
 def select(bundle: Bundle, backend: str = "auto", threads: int = 0
-           ) -> tuple[str, dict[str, Engine], dict[str, str]]:
-    """(backend, engines, {faster backend passed over: why}).  ``auto`` tries ``AUTO_ORDER``."""
+           ) -> tuple[dict[str, Engine], dict[str, str], str | None]:
+    """(engines, {backend passed over: why}, how ``auto`` chose: None for an explicit backend).
+    Each engine's ``backend`` names what runs it."""
     if backend != "auto":
-        return backend, create_engines(bundle, backend, threads), {}
+        return create_engines(bundle, backend, threads), {}, None
     skipped: dict[str, str] = {}
-    last: EngineError | None = None
-    for name in AUTO_ORDER:
-        why = auto_unavailable_reason(name, bundle)
+    for name in GPU_ORDER:
+        why = unavailable_reason(name, bundle)
         if why is None:
             try:
-                return name, create_engines(bundle, name, threads), skipped
+                return create_engines(bundle, name, threads), skipped, "the fastest backend that opens"
             except EngineError as e:
-                why, last = str(e), e
+                why = str(e)
         skipped[name] = why
-    if isinstance(last, OutOfMemory):
-        raise last      # the slowest backend failed for memory: that is the user's answer
-    raise EngineError("no backend can run these graphs: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    plan, engines = choice.cpu_plan(bundle, threads)
+    return engines, skipped | plan.passed_over, plan.describe()

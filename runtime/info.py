@@ -6,6 +6,7 @@ from ldmind_ref.core import latent_tiles
 from ldmind_ref.core.contract import GRAPH_MEMORY_BUDGET
 
 from . import engine, limits
+from .backends import choice
 from .bundle import Bundle
 
 
@@ -18,11 +19,11 @@ def summary(b: Bundle, verified: bool) -> dict:
                               fits=limits.fits_budget(b.costs, 1))
     tile = (big.th, big.overlap)
     backends = {name: engine.unavailable_reason(name, b) or "available" for name in engine.BACKENDS}
-    for name in engine.AUTO_IF_MEASURED:
-        why = engine.auto_unavailable_reason(name, b)
-        if backends[name] == "available" and why:
+    _, passed_over = choice.allowed(b)
+    for name, why in passed_over.items():
+        if backends[name] == "available":
             backends[name] = f"available; auto passes it over: {why}"
-    auto = next((n for n in engine.AUTO_ORDER if engine.auto_unavailable_reason(n, b) is None), None)
+    auto = next((n for n in engine.GPU_ORDER if backends[n] == "available"), None) or choice.preview(b)
     return {
         "directory": str(b.root), "model": b.name, "source": m["model"].get("source"),
         "kind": "super-resolution" if b.conditional else "generation", "precision": b.precision,
@@ -61,6 +62,6 @@ def lines(s: dict) -> str:
                             f"TensorRT {s['tensorrt']['version']} for {s['tensorrt']['gpu']} "
                             f"(sm {s['tensorrt']['compute_capability']})"),
         "  backends:",
-        *[f"    {k:<9} {v}" for k, v in s["backends"].items()],
+        *[f"    {k:<13} {v}" for k, v in s["backends"].items()],
         f"  auto picks: {s['auto']}",
     ])

@@ -38,6 +38,7 @@ from ldmind_ref.core.contract import MAX_SAMPLES, TILE_BATCH_CELLS
 
 from . import alpha as _alpha, engine as _engine, limits, tiling
 from .backends.base import Engine, graphs_of
+from .backends.timing import liif_tile
 from .bundle import Bundle, load_bundle
 from .errors import InputError, NumericalError
 from .image_in import Metadata, read_metadata, to_rgb_alpha, to_rgb_array
@@ -47,16 +48,17 @@ Progress = Callable[[str, int, int], None]
 
 class Pipeline:
     def __init__(self, bundle: Bundle, engines: dict[str, Engine], backend: str,
-                 skipped: dict[str, str] | None = None, tile: int | None = None, requested: str = "auto"):
+                 skipped: dict[str, str] | None = None, tile: int | None = None, requested: str = "auto",
+                 auto: str | None = None):
         self.bundle = bundle
         self.engines = engines
-        self.backend = backend            # the backend actually running the graphs
-        self.skipped = dict(skipped or {})  # backend="auto": faster backends passed over, and why
+        self.backend = backend            # the backend running the graphs ("mixed": several, see graph_backends)
+        self.graph_backends = {g: getattr(e, "backend", backend) for g, e in engines.items()}
+        self.skipped = dict(skipped or {})  # backend="auto": backends passed over, and why
         self.requested = requested
+        self.auto = auto                  # backend="auto": how it chose, per graph (one line)
         # LIIF queries per call: the manifest's query_chunk, or less where the backend is faster so
-        preferred = getattr(engines.get("liif"), "query_tile", None)
-        self.tile = _positive(tile, "tile") if tile is not None else min(bundle.query_chunk,
-                                                                           preferred or bundle.query_chunk)
+        self.tile = _positive(tile, "tile") if tile is not None else liif_tile(bundle, engines)
         limits_ = [e.max_batch for e in engines.values() if e.max_batch]
         self.max_batch = min(limits_) if limits_ else None
 
@@ -68,16 +70,17 @@ class Pipeline:
         bundle = load_bundle(path, verify=verify)
         limits.check_address_space(sum(bundle.graph_path(g).stat().st_size for g in graphs_of(bundle)))
         limits.reserve_blas_buffers()
-        name, engines, skipped = _engine.select(bundle, backend, threads)
-        return cls(bundle, engines, name, skipped, tile, requested=backend)
+        engines, skipped, how = _engine.select(bundle, backend, threads)
+        return cls(bundle, engines, _engine.backend_name(engines), skipped, tile, requested=backend, auto=how)
 
     @property
     def backend_reason(self) -> str:
         if self.requested != "auto":
             return "requested"
-        if not self.skipped:
-            return "auto"
-        return "auto; skipped " + "; ".join(f"{k}: {v}" for k, v in self.skipped.items())
+        out = f"auto: {self.auto}" if self.auto else "auto"
+        if self.skipped:
+            out += "; skipped " + "; ".join(f"{k}: {v}" for k, v in self.skipped.items())
+        return out
 
     def describe(self) -> str:
         kind = "super-resolution" if self.bundle.conditional else "generation"

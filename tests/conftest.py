@@ -119,16 +119,21 @@ def cpp_build() -> Path:
 # -- backend selection (issue 11): no recorded measurement from the developer's cache ----------
 @pytest.fixture(scope="session", autouse=True)
 def _no_backend_record(tmp_path_factory):
-    """``backend="auto"`` reads a per-machine record of CPU backend timings
-    (runtime/backends/record.py); the suite starts with none, here and in subprocesses."""
+    """``backend="auto"`` reads a per-machine record of per-graph CPU backend timings
+    (runtime/backends/record.py) and measures one on first use; the suite starts with none and
+    measures nothing unless a test asks (every graph on ``cpu``: the outputs the parity tests
+    pin), here and in subprocesses."""
     import os
 
+    from runtime.backends.choice import MEASURE_ENV
     from runtime.backends.record import RECORD_ENV
 
-    old = os.environ.get(RECORD_ENV)
+    old = {k: os.environ.get(k) for k in (RECORD_ENV, MEASURE_ENV)}
     os.environ[RECORD_ENV] = str(tmp_path_factory.mktemp("backend_record") / "backends.json")
+    os.environ[MEASURE_ENV] = "0"
     yield
-    if old is None:
-        os.environ.pop(RECORD_ENV, None)
-    else:
-        os.environ[RECORD_ENV] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -9,7 +9,9 @@ A backend is a module of this package with two functions, registered by name in 
 
     unavailable_reason(backend, bundle) -> str | None    why it cannot run here (None: worth
                                                           trying); cheap, imports nothing heavy
-    create_engines(backend, bundle, threads) -> {graph: Engine}   or EngineError saying why not
+    create_engines(backend, bundle, threads, graphs=None) -> {graph: Engine}   (all the
+                                                          bundle's graphs, or those named), or
+                                                          EngineError saying why not
 
 The registry names modules rather than importing them: a backend's module (and its library:
 openvino takes seconds to import, tensorrt is absent from most machines) is imported only
@@ -33,7 +35,8 @@ REGISTRY: dict[str, str] = {
     "cuda": f"{__package__}.onnxruntime",       # ONNX Runtime, CUDAExecutionProvider, IO binding
     "ort-trt": f"{__package__}.onnxruntime",    # ONNX Runtime, TensorrtExecutionProvider
     "tensorrt": f"{__package__}.tensorrt",      # native TensorRT engines listed in the manifest
-    "openvino": f"{__package__}.openvino",      # the ONNX graphs compiled by OpenVINO for the CPU
+    "openvino": f"{__package__}.openvino",      # the ONNX graphs compiled by OpenVINO for the CPU, fp32
+    "openvino-bf16": f"{__package__}.openvino", # the same in bf16 (fast where the CPU has AVX-512 BF16 / AMX)
 }
 
 Feed = dict[str, np.ndarray]

@@ -232,6 +232,7 @@ def unavailable_reason(backend: str, bundle: Bundle) -> str | None:
     return None
 
 
-def create_engines(backend: str, bundle: Bundle, threads: int = 0) -> dict[str, Engine]:
+def create_engines(backend: str, bundle: Bundle, threads: int = 0, graphs: list[str] | None = None
+                   ) -> dict[str, Engine]:
     return {g: _ENGINES[backend](bundle.graph_path(g), g, providers(backend, bundle, g), threads, bundle.graphs[g])
-            for g in graphs_of(bundle)}
+            for g in graphs or graphs_of(bundle)}

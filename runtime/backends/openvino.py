@@ -5,10 +5,11 @@ unless this backend is asked for or ``auto`` considers it.  Same ``Engine`` inte
 ONNX Runtime backends: dict of numpy arrays in, dict out; ``bind`` keeps the constants as
 host arrays passed (without a copy: ``share_inputs``) on every call.
 
-Precision: fp32 inference (``INFERENCE_PRECISION_HINT=f32``), whatever the CPU.  OpenVINO's
-default on CPUs with AVX-512 BF16 or AMX is bf16, which would change the numbers behind the
-user's back; ``LDMIND_OPENVINO_PRECISION=bf16`` asks for it explicitly (not measured: the
-development machine has AVX2 only, see docs/BENCHMARKS.md).
+Precision, by backend name: ``openvino`` runs fp32 (``INFERENCE_PRECISION_HINT=f32``), whatever
+the CPU - OpenVINO's own default on CPUs with AVX-512 BF16 or AMX is bf16, which would change
+the numbers behind the user's back; ``openvino-bf16`` asks for bf16.  On a CPU without native
+bf16 (``core.cpuinfo.native_bf16``) OpenVINO emulates it no faster; ``auto`` offers it only
+where the CPU has it and the export's quality gate allows it (runtime/backends/choice.py).
 
 Thread safety: one compiled model per graph; each call takes an idle infer request from a
 pool (creating one when all are busy) and returns it afterwards, so concurrent calls never
@@ -17,7 +18,6 @@ share a request.
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from pathlib import Path
 
@@ -27,8 +27,8 @@ from ..bundle import Bundle
 from ..errors import EngineError
 from .base import Engine, Feed, first_line, graphs_of, load_error
 
-PRECISION_ENV = "LDMIND_OPENVINO_PRECISION"
-PRECISIONS = ("f32", "bf16")
+# backend name -> OpenVINO's inference precision
+PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
 
 
 def _ov():
@@ -44,20 +44,13 @@ def unavailable_reason(backend: str, bundle: Bundle) -> str | None:
     return None
 
 
-def precision() -> str:
-    p = os.environ.get(PRECISION_ENV, "f32")
-    if p not in PRECISIONS:
-        raise EngineError(f"{PRECISION_ENV}={p!r}: choose one of {', '.join(PRECISIONS)}")
-    return p
-
-
 class OpenVINOEngine(Engine):
     """One graph compiled by OpenVINO for the CPU."""
 
-    backend = "openvino"
-
-    def __init__(self, core, path: Path, graph: str, threads: int = 0, declared: dict | None = None):
-        config = {"INFERENCE_PRECISION_HINT": precision(), "PERFORMANCE_HINT": "LATENCY"}
+    def __init__(self, core, path: Path, graph: str, threads: int = 0, declared: dict | None = None,
+                 backend: str = "openvino"):
+        self.backend = backend
+        config = {"INFERENCE_PRECISION_HINT": PRECISION[backend], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
@@ -104,9 +97,11 @@ def _names(ports, wanted: list[str]) -> list[str]:
     return out
 
 
-def create_engines(backend: str, bundle: Bundle, threads: int = 0) -> dict[str, Engine]:
+def create_engines(backend: str, bundle: Bundle, threads: int = 0, graphs: list[str] | None = None
+                   ) -> dict[str, Engine]:
     try:
         core = _ov().Core()
     except Exception as e:  # noqa: BLE001 - a broken install: ImportError, RuntimeError, ...
         raise EngineError(f"openvino cannot start ({first_line(e)})") from None
-    return {g: OpenVINOEngine(core, bundle.graph_path(g), g, threads, bundle.graphs[g]) for g in graphs_of(bundle)}
+    return {g: OpenVINOEngine(core, bundle.graph_path(g), g, threads, bundle.graphs[g], backend)
+            for g in graphs or graphs_of(bundle)}

@@ -1,24 +1,26 @@
-"""Recorded backend measurements: which CPU backend ``auto`` picks on this machine.
+"""Measured graph times per CPU backend: what ``auto`` chooses by (runtime/backends/choice.py).
 
-ONNX Runtime (``cpu``) and OpenVINO (``openvino``) both run the graphs on the CPU, and which
-is faster depends on the CPU (AVX2 / AVX-512 / AMX), the library versions and the model: on
-the 2-core AVX2 development machine they are within noise of each other (docs/BENCHMARKS.md).
-Timing both at every load would cost seconds, so ``auto`` follows a measurement recorded by
+Which CPU backend runs a graph fastest depends on the CPU (AVX2, AVX-512, BF16, AMX), the
+library versions, the graph and its precision: ONNX Runtime leads on one graph, OpenVINO on
+another, and bf16 doubles OpenVINO's speed where the CPU has it.  So ``auto`` times every
+graph on every allowed CPU backend once (``choice.measure``, a few seconds) and keeps the
+medians here, keyed by the machine (CPU model, CPUs, onnxruntime and openvino versions:
+``machine_key``) and the export (its graphs' sha256: ``export_key``):
 
-    python -m runtime.programs.bench_backends --engines ENGINES --record
+    {machine key: {export key: {"seconds": {backend: {graph: s}}, "date": ..., ...}}}
 
-which times both end to end, alternating, and writes the result to ``record_path()``.
-``auto`` picks ``openvino`` for a model only when a record exists for this machine (CPU
-model, core count, onnxruntime and openvino versions: ``machine_key``) and that model
-(name and precision), and it says OpenVINO was faster there; otherwise it keeps ``cpu``
-and ``Pipeline.skipped`` says why.
+The file is ``$LDMIND_BACKEND_RECORD``, else ``$XDG_CACHE_HOME/ldmind/backends.json``
+(~/.cache).  ``python -m runtime.programs.bench_backends --record`` writes the same entry.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from importlib import metadata
 from pathlib import Path
+
+from ldmind_ref.core import cpuinfo
 
 from ..bundle import Bundle
 
@@ -32,18 +34,9 @@ def record_path() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ldmind" / "backends.json"
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), or "unknown"."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "unknown")
-    except OSError:
-        return "unknown"
-
-
 def machine_key() -> str:
     """What a measurement is valid for: CPU model, CPUs, onnxruntime and openvino versions."""
-    return (f"{cpu_model()} | {os.cpu_count()} CPUs | onnxruntime {_version('onnxruntime', 'onnxruntime-gpu')} | "
+    return (f"{cpuinfo.model_name()} | {os.cpu_count()} CPUs | onnxruntime {_version('onnxruntime', 'onnxruntime-gpu')} | "
             f"openvino {_version('openvino')}")
 
 
@@ -58,12 +51,14 @@ def _version(*packages: str) -> str:
     return "none"
 
 
-def model_key(bundle: Bundle) -> str:
-    return f"{bundle.name}/{bundle.precision}"
+def export_key(bundle: Bundle) -> str:
+    """The export a measurement is of: its name and precision and a digest of its graphs."""
+    digest = hashlib.sha256("".join(f"{g}:{s['sha256']};" for g, s in sorted(bundle.graphs.items())).encode())
+    return f"{bundle.name}/{bundle.precision}/{digest.hexdigest()[:16]}"
 
 
 def load() -> dict:
-    """The record file ({machine key: {model key: {backend: seconds, ...}}}); {} if absent or unreadable."""
+    """The record file; {} if absent or unreadable."""
     try:
         data = json.loads(record_path().read_text())
     except (OSError, ValueError):
@@ -71,27 +66,27 @@ def load() -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def save(bundle: Bundle, seconds: dict[str, float], detail: dict | None = None) -> Path:
-    """Record end-to-end ``seconds`` per backend for ``bundle`` on this machine."""
+def times(bundle: Bundle) -> dict[str, dict[str, float]] | None:
+    """{backend: {graph: seconds}} recorded for ``bundle`` on this machine, or None."""
+    entry = load().get(machine_key(), {}).get(export_key(bundle))
+    s = entry.get("seconds") if isinstance(entry, dict) else None
+    if not isinstance(s, dict) or not all(isinstance(v, dict) for v in s.values()):
+        return None
+    return s
+
+
+def save(bundle: Bundle, seconds: dict[str, dict[str, float]], detail: dict | None = None) -> Path | None:
+    """Record ``seconds`` ({backend: {graph: s}}) for ``bundle`` on this machine; written
+    atomically.  None where the record cannot be written (a read-only home): ``auto`` then
+    measures again next time, and says nothing."""
     data = load()
-    data.setdefault(machine_key(), {})[model_key(bundle)] = {"seconds": seconds, **(detail or {})}
+    data.setdefault(machine_key(), {})[export_key(bundle)] = {"seconds": seconds, **(detail or {})}
     path = record_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.replace(path)
+    except OSError:
+        return None
     return path
-
-
-def not_faster(backend: str, bundle: Bundle, baseline: str = "cpu") -> str | None:
-    """Why ``auto`` should not pick ``backend`` over ``baseline`` here (None: a record says it is faster)."""
-    entry = load().get(machine_key(), {}).get(model_key(bundle))
-    if not entry:
-        return (f"not measured faster than {baseline} on this machine (record one with "
-                f"`python -m runtime.programs.bench_backends --engines {bundle.root} --record`)")
-    s = entry.get("seconds", {})
-    if backend not in s or baseline not in s:
-        return f"the record at {record_path()} has no {backend}/{baseline} times for {model_key(bundle)}"
-    if s[backend] >= s[baseline]:
-        return f"measured slower than {baseline} here ({s[backend]:.3g} s vs {s[baseline]:.3g} s end to end)"
-    return None

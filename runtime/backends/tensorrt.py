@@ -203,6 +203,7 @@ class _Free:
             pass
 
 
-def create_engines(backend: str, bundle: Bundle, threads: int = 0) -> dict[str, Engine]:
+def create_engines(backend: str, bundle: Bundle, threads: int = 0, graphs: list[str] | None = None
+                   ) -> dict[str, Engine]:
     """``threads`` is the CPU backends' setting: TensorRT runs on the GPU."""
-    return {g: TrtEngine(bundle, g) for g in graphs_of(bundle)}
+    return {g: TrtEngine(bundle, g) for g in graphs or graphs_of(bundle)}

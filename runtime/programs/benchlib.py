@@ -11,7 +11,6 @@ import resource
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from export.specs import GRAPH_NAMES
 from ldmind_ref.benchmark import cpu_flag_list, median_seconds
@@ -59,31 +58,11 @@ def runtime_times(engines: str, backend: str, lr_side: int, out_side: int, repea
 def stage_calls(pipe, lr_side: int, out_side: int) -> dict:
     """{stage: a call of that stage} for the stages of ``STAGES``: the encoder on an LR of
     lr_side^2, one U-Net step and the decoder on its latent, the LIIF queries of an
-    out_side^2 output."""
-    from .. import tiling
+    out_side^2 output (``backends.timing.graph_calls``)."""
+    from ..backends.timing import graph_calls
 
-    b, e = pipe.bundle, pipe.engines
-    h = w = lr_side * b.cond_scale // b.ae_downsample
-    rs = np.random.RandomState(0)
-    z = rs.randn(1, b.z_channels, h, w).astype(np.float32)
-    out = {}
-    if b.conditional:
-        lr = (rs.rand(1, 3, lr_side, lr_side) * 2 - 1).astype(np.float32)
-        out["encoder"] = lambda: e["encoder"]({"lr": lr})
-    feed = {"z_t": z, "timestep": np.array([500], np.int64), "alpha_bar_t": np.array([0.5], np.float32),
-            "alpha_bar_prev": np.array([0.6], np.float32), "sigma_t": np.array([0.1], np.float32), "noise": z}
-    if b.conditional:
-        feed["cond"] = z
-    out["unet_step"] = lambda: e["unet_step"](feed)
-    out["decoder"] = lambda: e["decoder"]({"z": z})
-    f = e["decoder"]({"z": z})["features"]
-    img = np.empty((1, out_side, out_side, 3), np.uint8)
-
-    def render():
-        run = e["liif"].bind({"features": f})
-        tiling.render_into(img, lambda _w, co, ce: run({"coord": co, "cell": ce})["rgb"], h, h, pipe.tile)
-    out["liif"] = render
-    return out
+    b = pipe.bundle
+    return graph_calls(b, pipe.engines, max(1, lr_side * b.cond_scale // b.ae_downsample), out_side, pipe.tile)
 
 
 def reference_model(engines: str, checkpoint: str | None):
