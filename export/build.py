@@ -18,7 +18,7 @@ from ldmind_ref.model import LDMind
 
 from . import activations, feeds, graphs, manifest as mf, quantize, trt_engines
 from .onnx_export import DEFAULT_OPSET, ExportError, export_graph
-from .specs import GRAPH_NAMES, MANIFEST_NAME, GraphSpec, graph_specs
+from .specs import GRAPH_NAMES, MANIFEST_NAME, PRECISION_GATE_NAME, GraphSpec, graph_specs
 
 # The self-check's bound on max |graph - reference| / max |reference| per output.  fp32
 # differs from PyTorch by summation order only; fp16 by half-precision rounding.  (int8
@@ -141,6 +141,7 @@ def _clear_previous(out_dir: Path) -> None:
     that lists a mix of old and new files) and its graphs/engines that this export will
     not rewrite (e.g. encoder.onnx when a generation model replaces an SR model)."""
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    (out_dir / PRECISION_GATE_NAME).unlink(missing_ok=True)     # judged the old graphs
     for name in GRAPH_NAMES:
         for suffix in (".onnx", ".engine"):
             (out_dir / f"{name}{suffix}").unlink(missing_ok=True)

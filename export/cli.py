@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manifest = export_model(model, a.out, precision, a.opset, tensorrt=a.trt, check=not a.no_check,
                                 source=source, calibration=plan)
+        if a.checkpoint is not None:
+            from .gate import carry
+            carry(a.checkpoint, a.out, manifest)
     except (ExportError, OSError) as e:
         print(f"{prog}: export failed: {e}", file=sys.stderr)
         return 1

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MANIFEST_NAME = "manifest.json"
+# beside the manifest: which graphs may run in bf16 (runtime/precision_gate.py); an export
+# carries it from beside its checkpoint (``CKPT_STEM`` + this suffix) when measured on those weights
+PRECISION_GATE_NAME = "precision_gate.json"
 # ONNX opset of the graphs: 17 by default (GroupNorm as InstanceNormalization, which every
 # backend folds); the legacy exporter reaches 20, and attention (SDPA) needs 14.
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 14, 20

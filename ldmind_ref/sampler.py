@@ -187,16 +187,16 @@ def generate(model: LDMind, size: tuple[int, int], steps: int = contract.DEFAULT
              latent_size: tuple[int, int] | None = None, latent_tile: int | None = None,
              latent_overlap: int | None = None,
              schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
-             sampler: str = contract.DEFAULT_SAMPLER) -> list[np.ndarray]:
-    """Unconditional samples rendered at ``size`` = (W, H); the latent is the training
-    latent size (crop / downsample) unless ``latent_size`` = (h, w) is given (sampled in
-    tiles when large)."""
+             sampler: str = contract.DEFAULT_SAMPLER, zoom: bool = False) -> list[np.ndarray]:
+    """Unconditional samples rendered at ``size`` = (W, H); the latent is the output's own
+    scale (``latent_tiles.generation_latent``; sampled in tiles when large), the training
+    latent stretched with ``zoom``, or ``latent_size`` = (h, w)."""
     if model.cfg.unet.conditional:
         raise ValueError("this model is conditional (super-resolution): use upscale()")
     H, W = coords.output_size(1, 1, size=size)
-    n = model.cfg.train_latent
-    lh, lw = latent_size or (n, n)
     m = model.cfg.tile_align
+    lh, lw = latent_size or latent_tiles.generation_latent(H, W, model.cfg.autoencoder.downsample, m,
+                                                           model.cfg.train_latent, zoom)
     if lh % m or lw % m:
         raise ValueError(f"latent size must be a multiple of {m}, got {lh}x{lw}")
     shape = (model.cfg.autoencoder.z_channels, lh, lw)

@@ -33,13 +33,15 @@ from ldmind_ref.core import contract
 from .commands import COMMANDS
 from .console import PROG, Terminated, on_sigterm, say
 from .backends.onnxruntime import CPU_QUERY_TILE
-from .engine import BACKENDS
+from .engine import BACKENDS, PRECISIONS
 from .errors import LdmindError
 from .request import (int_at_least, parse_backproject, parse_depth, parse_eta, parse_port, parse_quality, parse_scale,
                       parse_size, positive_number)
 
 
-BACKEND_HELP = "graph backend (default auto: the fastest available)"
+BACKEND_HELP = "graph backend (default auto: on the CPU, each graph on the fastest backend allowed here)"
+PRECISION_HELP = ("CPU arithmetic: auto (bf16 where the CPU has it natively and the model's quality gate "
+                  "allows it), fp32, or bf16 (forced, on openvino-bf16)")
 THREADS_HELP = f"CPU threads per graph (default {contract.DEFAULT_THREADS}: ONNX Runtime decides)"
 
 
@@ -68,6 +70,7 @@ def _common(p: argparse.ArgumentParser, engines: str) -> None:
     p.add_argument("--seed", type=int, default=c.DEFAULT_SEED,
                    help=f"sample j uses seed + j (default {c.DEFAULT_SEED})")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--tile", type=int_at_least(1, "--tile"), default=None,
                    help=f"output pixels per LIIF query (default: the manifest's query_chunk, at most "
                         f"{CPU_QUERY_TILE} on the cpu backend)")
@@ -118,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     gen.add_argument("--depth", type=parse_depth, default=8, help="bits per value of the PNG outputs, 8 or 16 "
                                                                  "(default 8)")
+    gen.add_argument("--zoom", action="store_true",
+                     help="sample the training latent and stretch it to --size (large, soft cells); "
+                          "default: a latent of the output's own scale, tiled, detail at the photos' scale")
     _common(gen, c.DEFAULT_GENERATION_ENGINES)
     prof = sub.add_parser("profile", help="latency of one real request, stage by stage")
     prof.add_argument("engines", help="engine directory")
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"steps (default {c.DEFAULT_STEPS})")
     prof.add_argument("--sampler", choices=c.SAMPLERS, default=c.DEFAULT_SAMPLER, help="ddim or dpm++2m")
     prof.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
+    prof.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     _threads(prof)
     prof.add_argument("--repeat", type=int_at_least(1, "--repeat"), default=c.DEFAULT_PROFILE_REPEAT,
                       help=f"requests measured after one warm-up (default {c.DEFAULT_PROFILE_REPEAT}); "
@@ -171,6 +178,7 @@ def _serve_parser(sub) -> None:
     srv.add_argument("--shutdown-timeout", type=positive_number("--shutdown-timeout"), default=d.shutdown_timeout_s,
                      help=f"seconds SIGTERM waits for running and waiting requests (default {d.shutdown_timeout_s:g})")
     srv.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
+    srv.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     _threads(srv, THREADS_HELP)
     srv.add_argument("-q", "--quiet", action="store_true", help="no access log (one line per request on stderr)")
 

@@ -21,7 +21,8 @@ def _load(args):
     from .pipeline import Pipeline
     from .progress import Progress
 
-    pipe = Pipeline.load(args.engines, backend=args.backend, tile=args.tile, threads=args.threads)
+    pipe = Pipeline.load(args.engines, backend=args.backend, tile=args.tile, threads=args.threads,
+                         precision=args.precision)
     how = "requested" if args.backend != "auto" else "auto"
     if pipe.skipped:
         how += f"; {', '.join(pipe.skipped)} unavailable: `{PROG} info {args.engines}` says why"
@@ -124,7 +125,7 @@ def cmd_profile(args) -> int:
         except ImportError:
             raise InputError("--plot needs matplotlib: pip install 'ldmind[plot]'") from None
     p = profile.profile(args.engines, args.image, args.scale, args.size, args.steps, args.sampler, args.backend,
-                        args.repeat, threads=args.threads)
+                        args.repeat, threads=args.threads, precision=args.precision)
     say(profile.table(p))
     if args.json:
         profile.write_json(p, args.json)
@@ -149,7 +150,7 @@ def cmd_serve(args) -> int:
                         max_output_pixels=max(1, round(args.max_output_mpx * 1e6)),
                         max_steps=args.max_steps, default_steps=min(Settings.default_steps, args.max_steps),
                         shutdown_timeout_s=args.shutdown_timeout)
-    pipe = Pipeline.load(args.engines, backend=args.backend, threads=args.threads)
+    pipe = Pipeline.load(args.engines, backend=args.backend, threads=args.threads, precision=args.precision)
     stopped_by, counts = serve(pipe, settings, args.host, args.port, access_log=not args.quiet,
                                say=lambda line: say(f"{PROG}: {line}", sys.stderr))
     say(f"{PROG}: stopped{f' ({stopped_by})' if stopped_by else ''}: "

@@ -49,11 +49,23 @@ def backend_name(engines: dict[str, Engine]) -> str:
     return names.pop() if len(names) == 1 else "mixed"
 
 
-def select(bundle: Bundle, backend: str = "auto", threads: int = 0
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def select(bundle: Bundle, backend: str = "auto", threads: int = 0, precision: str = "auto"
            ) -> tuple[dict[str, Engine], dict[str, str], str | None]:
     """(engines, {backend passed over: why}, how ``auto`` chose: None for an explicit backend).
-    Each engine's ``backend`` names what runs it."""
+    Each engine's ``backend`` names what runs it.  ``precision`` (auto, fp32, bf16) forces the
+    CPU arithmetic: fp32 keeps ``auto`` off bf16, bf16 runs every graph on ``openvino-bf16``
+    (quality gate or not); on an explicit CPU backend it must be the backend's own."""
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if backend == "auto" and precision == "bf16":
+        backend = "openvino-bf16"
     if backend != "auto":
+        own = choice.PRECISION.get(backend)
+        if precision != "auto" and own is not None and own != precision:
+            raise EngineError(f"backend {backend!r} runs {own}, not {precision}")
         return create_engines(bundle, backend, threads), {}, None
     skipped: dict[str, str] = {}
     for name in GPU_ORDER:
@@ -64,5 +76,5 @@ def select(bundle: Bundle, backend: str = "auto", threads: int = 0
             except EngineError as e:
                 why = str(e)
         skipped[name] = why
-    plan, engines = choice.cpu_plan(bundle, threads)
+    plan, engines = choice.cpu_plan(bundle, threads, fp32_only=precision == "fp32")
     return engines, skipped | plan.passed_over, plan.describe()

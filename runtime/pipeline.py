@@ -64,13 +64,14 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", tile: int | None = None, threads: int = 0,
-             verify: bool = True) -> "Pipeline":
-        """Open an engine directory.  ``backend``: auto (the fastest that works here, see
-        ``backend_reason``), cpu, cuda, ort-trt, tensorrt or openvino."""
+             verify: bool = True, precision: str = "auto") -> "Pipeline":
+        """Open an engine directory.  ``backend``: auto (the fastest that works here, per graph
+        on the CPU: see ``backend_reason`` and runtime/backends/choice.py), cpu, cuda, ort-trt,
+        tensorrt, openvino or openvino-bf16.  ``precision``: auto, fp32 (never bf16) or bf16."""
         bundle = load_bundle(path, verify=verify)
         limits.check_address_space(sum(bundle.graph_path(g).stat().st_size for g in graphs_of(bundle)))
         limits.reserve_blas_buffers()
-        engines, skipped, how = _engine.select(bundle, backend, threads)
+        engines, skipped, how = _engine.select(bundle, backend, threads, precision)
         return cls(bundle, engines, _engine.backend_name(engines), skipped, tile, requested=backend, auto=how)
 
     @property
@@ -144,17 +145,22 @@ class Pipeline:
                  output: str = "array", latent_size: tuple[int, int] | None = None,
                  latent_tile: int | None = None, latent_overlap: int | None = None,
                  schedule: str = contract.DEFAULT_DDIM_SCHEDULE, depth: int | None = None,
-                 sampler: str = contract.DEFAULT_SAMPLER) -> list:
-        """Unconditional samples rendered at ``size`` = (W, H), from the manifest's
-        generation latent (or ``latent_size`` = (h, w): larger latents are sampled in tiles).
+                 sampler: str = contract.DEFAULT_SAMPLER, zoom: bool = False) -> list:
+        """Unconditional samples rendered at ``size`` = (W, H), from a latent of the output's own
+        scale (``latent_tiles.generation_latent``: size / downsample per side, sampled in tiles
+        when larger than the training latent), or with ``zoom`` the manifest's generation
+        latent stretched to the size, or ``latent_size`` = (h, w).
         ``depth``: 8 (uint8, the default) or 16 (uint16, arrays only)."""
         self._need_conditional(False)
         pil = _wants_pil(output, False)
         dtype = _depth_dtype(depth, np.uint8, pil)
         H, W = self.output_size(1, 1, size=size)
         n = _count(num_samples)
-        lh, lw = latent_size or self.bundle.generation_latent or (0, 0)
-        m = self.bundle.tile_align
+        b, m = self.bundle, self.bundle.tile_align
+        if latent_size is None and zoom:
+            lh, lw = b.generation_latent or (0, 0)
+        else:
+            lh, lw = latent_size or latent_tiles.generation_latent(H, W, b.ae_downsample, m, b.train_latent, False)
         if isinstance(lh, bool) or isinstance(lw, bool) or not isinstance(lh, numbers.Integral) \
                 or not isinstance(lw, numbers.Integral) or lh < 1 or lw < 1 or lh % m or lw % m:
             raise InputError(contract.LATENT_SIZE.format(m, lh, lw))

@@ -7,15 +7,21 @@ graph in bf16 alone and with all of them, against fp32 with the same seeds, and 
 ``MAX_LOSS_DB``.  ``auto``
 runs a graph in bf16 only when the gate file is there, was measured on these very graphs
 (their sha256), the graph passed, and all passing graphs together passed too.
+
+Shipped weights carry their gate beside them (``ldmind_ref/weights/NAME.precision_gate.json``,
+written by the program's ``--checkpoint``): ``python -m export --checkpoint`` copies it into the
+engine directory when it was measured on the same weights (``export.gate``), so an export of
+shipped weights runs bf16 where the CPU has it without measuring anything.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from export.specs import PRECISION_GATE_NAME as GATE_FILE
+
 from .bundle import Bundle
 
-GATE_FILE = "precision_gate.json"
 # PSNR-Y a reduced precision may cost against fp32, per setting (dB; issue 24's gate)
 MAX_LOSS_DB = {"defaults": 0.1, "raw": 0.2}
 REDUCED = ("bf16",)

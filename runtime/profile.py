@@ -35,6 +35,7 @@ import numpy as np
 from ldmind_ref.core import contract
 from ldmind_ref.core.contract import PROFILE_STAGES as STAGES   # the table's rows, in order
 
+from .engine import GPU_ORDER
 from .errors import InputError
 from .limits import proc_bytes
 
@@ -152,7 +153,8 @@ def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: 
 
 def profile(engines: str, image: str | None, scale=None, size=None, steps: int | None = None,
             sampler: str | None = None, backend: str = "auto", repeat: int = contract.DEFAULT_PROFILE_REPEAT,
-            seed: int = contract.DEFAULT_SEED, threads: int = contract.DEFAULT_THREADS) -> dict:
+            seed: int = contract.DEFAULT_SEED, threads: int = contract.DEFAULT_THREADS,
+            precision: str = "auto") -> dict:
     """Warm-up + ``repeat`` requests; medians per stage (see the module doc).  ``steps`` and
     ``sampler``: the defaults (``contract.DEFAULT_STEPS``/``DEFAULT_SAMPLER``) when None."""
     from .pipeline import Pipeline
@@ -161,14 +163,14 @@ def profile(engines: str, image: str | None, scale=None, size=None, steps: int |
     sampler = contract.DEFAULT_SAMPLER if sampler is None else sampler
     if repeat < 1:
         raise InputError(f"--repeat must be at least 1, got {repeat}")
-    pipe = Pipeline.load(engines, backend=backend, threads=threads)
+    pipe = Pipeline.load(engines, backend=backend, threads=threads, precision=precision)
     if image is None and pipe.bundle.conditional:
         raise InputError(f"{engines}: a super-resolution model: give an IMAGE to upscale")
     if image is not None and not pipe.bundle.conditional:
         raise InputError(f"{engines}: a generation model: give --size and no IMAGE")
     if image is None and size is None:
         raise InputError("generation: give --size WxH")
-    nvtx = _nvtx(pipe.backend != "cpu")
+    nvtx = _nvtx(any(b in GPU_ORDER for b in pipe.graph_backends.values()))
     runs = []
     with tempfile.TemporaryDirectory(prefix="ldmind-profile-") as tmp:
         for k in range(repeat + 1):                       # k = 0: warm-up, not counted
@@ -184,7 +186,8 @@ def profile(engines: str, image: str | None, scale=None, size=None, steps: int |
     all_steps = [t for r in runs for t in r["steps"]]
     peak = proc_bytes("/proc/self/status", "VmHWM")
     return {
-        "engines": str(engines), "model": pipe.bundle.name, "backend": pipe.backend, "image": image,
+        "engines": str(engines), "model": pipe.bundle.name, "backend": pipe.backend,
+        "graph_backends": pipe.graph_backends, "backend_reason": pipe.backend_reason, "image": image,
         "output": [W, H], "steps": steps, "sampler": sampler, "repeat": repeat,
         "stages_s": stages, "total_s": float(np.median([r["total"] for r in runs])),
         "graph_s": graph,
@@ -204,6 +207,7 @@ def table(p: dict) -> str:
     W, H = p["output"]
     lines = [f"{p['model']} on {p['backend']}: {p['image'] or 'generate'} -> {W}x{H}, {p['steps']} steps "
              f"({p['sampler']}), median of {p['repeat']} after a warm-up",
+             *([f"backends: {p['backend_reason']}"] if p.get("backend_reason") else []),
              f"{'stage':<20} {'wall ms':>10} {'graph ms':>10} {'share':>6}"]
     total = p["total_s"]
     for s in STAGES:

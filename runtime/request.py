@@ -215,9 +215,13 @@ class UpscaleRequest(_Sampling):
 
 @dataclass(frozen=True, kw_only=True)
 class GenerateRequest(_Sampling):
-    """Unconditional samples rendered at ``size`` = (W, H)."""
+    """Unconditional samples rendered at ``size`` = (W, H): sampled at the output's own scale, or
+    with ``zoom`` at the training latent stretched to the size."""
     size: tuple[int, int]
+    zoom: bool = False
 
     def __post_init__(self):
         super().__post_init__()
         _check_size(self.size)
+        if not isinstance(self.zoom, bool):
+            raise InputError(contract.ONE_OF.format("zoom", "true, false", repr(self.zoom)))

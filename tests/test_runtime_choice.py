@@ -121,3 +121,28 @@ def test_auto_measures_once_on_first_use(export, monkeypatch, capsys):
     again = Pipeline.load(export)                            # decided from the record, silently
     assert capsys.readouterr().err == "" and again.graph_backends == pipe.graph_backends
     assert "recorded for this machine" in again.auto
+
+
+def test_export_carries_a_gate_measured_on_the_same_weights(export, tmp_path):
+    from export import gate
+    from export.manifest import load_manifest, sha256_file
+
+    ckpt = tmp_path / "w.safetensors"
+    ckpt.write_bytes(b"weights")
+    m = load_manifest(export)
+    (export / precision_gate.GATE_FILE).unlink(missing_ok=True)
+    assert not gate.carry(ckpt, export, m, log=lambda _: None)                # no sidecar
+    body = {"graphs_sha256": {g: "0" * 64 for g in GRAPHS}, "checkpoint_sha256": sha256_file(ckpt),
+            "precisions": {"bf16": {"per_graph": {g: {"pass": g != "liif"} for g in GRAPHS},
+                                    "together": {"pass": True}}}}
+    gate.sidecar(ckpt).write_text(json.dumps(body))
+    assert gate.sidecar(ckpt).name == "w.precision_gate.json"
+    assert not gate.carry(ckpt, export, {**m, "precision": "fp16"}, log=lambda _: None)   # fp32 only
+    assert gate.carry(ckpt, export, m, log=lambda _: None)
+    b = load_bundle(export)
+    assert precision_gate.refusal(b, "bf16", "unet_step") is None             # re-keyed to these graphs
+    assert "liif in bf16 failed" in precision_gate.refusal(b, "bf16", "liif")
+    ckpt.write_bytes(b"other weights")
+    (export / precision_gate.GATE_FILE).unlink()
+    assert not gate.carry(ckpt, export, m, log=lambda _: None)
+    assert not (export / precision_gate.GATE_FILE).exists()

@@ -169,6 +169,16 @@ def native_latent(side: int, downsample: int, align: int) -> int:
     return max(align, side // downsample // align * align)
 
 
+def generation_latent(H: int, W: int, downsample: int, align: int, train_latent: int, zoom: bool) -> tuple[int, int]:
+    """(lh, lw) that ``generate`` samples for an H x W image: the output's own scale
+    (``native_latent`` per side: detail at the scale of the training photos, tiled when larger
+    than the training latent), or with ``zoom`` the training latent stretched to the size
+    (cells of about size / train_latent pixels: the blocky look)."""
+    if zoom:
+        return train_latent, train_latent
+    return native_latent(H, downsample, align), native_latent(W, downsample, align)
+
+
 def check_geometry(tile: int, overlap: int, align: int) -> None:
     """Refuse a user's tile/overlap with one clear line (ValueError)."""
     if tile < align or tile % align:

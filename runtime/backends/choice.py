@@ -55,13 +55,15 @@ def measuring() -> bool:
     return os.environ.get(MEASURE_ENV, "1") != "0"
 
 
-def allowed(bundle: Bundle) -> tuple[dict[str, list[str]], dict[str, str]]:
+def allowed(bundle: Bundle, fp32_only: bool = False) -> tuple[dict[str, list[str]], dict[str, str]]:
     """({backend: the graphs it may run}, {backend: why it runs none}) among ``CPU_BACKENDS``."""
     graphs = graphs_of(bundle)
     ok: dict[str, list[str]] = {}
     over: dict[str, str] = {}
     for b in CPU_BACKENDS:
         why = plugin(b).unavailable_reason(b, bundle)
+        if why is None and PRECISION[b] != "fp32" and fp32_only:
+            why = "fp32 requested"
         if why is None and PRECISION[b] == "bf16" and not cpuinfo.native_bf16():
             why = "the CPU has no native bf16 (avx512_bf16 / amx_bf16 in /proc/cpuinfo)"
         if why is None and PRECISION[b] != "fp32" and bundle.precision != "fp32":
@@ -114,11 +116,11 @@ def preview(bundle: Bundle) -> str:
         + ", timed on first use"
 
 
-def cpu_plan(bundle: Bundle, threads: int = 0, log=None) -> tuple[Plan, dict[str, Engine]]:
+def cpu_plan(bundle: Bundle, threads: int = 0, log=None, fp32_only: bool = False) -> tuple[Plan, dict[str, Engine]]:
     """The CPU plan for ``bundle`` and its engines (one per graph).  ``log``: where the one-line
-    notice of a first-use measurement goes (default stderr)."""
+    notice of a first-use measurement goes (default stderr).  ``fp32_only``: no bf16."""
     graphs = graphs_of(bundle)
-    ok, over = allowed(bundle)
+    ok, over = allowed(bundle, fp32_only)
     if list(ok) == ["cpu"]:
         plan = Plan({g: "cpu" for g in graphs}, "the only CPU backend allowed here", over)
         return plan, _create(bundle, plan.backends, threads)

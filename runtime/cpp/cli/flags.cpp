@@ -169,11 +169,14 @@ Parser make_parser(const std::string& cmd) {
     } else if (cmd == "generate") {
         p.help = std::string("usage: ldmind generate --size WxH -o DIR [options]\n\n"
                              "  --size WxH            output size WIDTHxHEIGHT\n"
-                             "  -o, --output DIR      output folder (created if missing): sample_seed{S+j}.png\n") +
+                             "  -o, --output DIR      output folder (created if missing): sample_seed{S+j}.png\n"
+                             "  --zoom                sample the training latent and stretch it to --size (large,\n"
+                             "                        soft cells); default: a latent of the output's own scale\n") +
                  common_help(contract::DEFAULT_GENERATION_ENGINES);
         p.add({"--size"}, "size", size_arg()).required = true;
         p.add({"-o", "--output"}, "output").required = true;
         p.add({"--depth"}, "depth", depth_arg());
+        p.flag({"--zoom"}, "zoom");
         add_common(p);
     } else if (cmd == "profile") {
         p.help =

@@ -216,7 +216,8 @@ int cmd_generate(Parser& p) {
     options_from(c, o, &progress);
     const size_t one = static_cast<size_t>(H) * W * 3;
     Buffer buf(static_cast<double>(c.n) * H * W * 3);
-    run_call([&] { return ldmind_generate(pipe.p, W, H, 0, 0, &o, buf.get()); });
+    const int latent = p.has("zoom") ? -1 : 0;     // -1: the training latent, stretched; 0: the output's scale
+    run_call([&] { return ldmind_generate(pipe.p, W, H, latent, latent, &o, buf.get()); });
     if (mkdir(out.s.c_str(), 0777) != 0 && errno != EEXIST)
         throw Fail{out.s + ": cannot create the folder (" + std::strerror(errno) + ")"};
     for (int j = 0; j < c.n; ++j) {

@@ -90,8 +90,11 @@ LDMIND_EXPORT ldmind_status ldmind_upscale(const ldmind_pipeline *p, const uint8
                              double scale, int out_width, int out_height, const ldmind_options *o,
                              uint8_t *out);
 
-/* Unconditional samples at out_width x out_height from the model's generation latent (or
- * latent_h x latent_w when both are > 0) into out (num_samples * H * W * 3 bytes). */
+/* Unconditional samples at out_width x out_height into out (num_samples * H * W * 3 bytes),
+ * sampled on a latent_h x latent_w latent when both are > 0; when either is 0, on the output's
+ * own scale (H / downsample x W / downsample cells, rounded down to the tile alignment; tiled
+ * when larger than the training latent); when either is < 0, on the model's generation latent
+ * stretched to the size (the zoom). */
 LDMIND_EXPORT ldmind_status ldmind_generate(const ldmind_pipeline *p, int out_width, int out_height, int latent_h,
                               int latent_w, const ldmind_options *o, uint8_t *out);
 

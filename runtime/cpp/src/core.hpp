@@ -90,6 +90,7 @@ struct TilePlan {
     }
 };
 TilePlan make_plan(int h, int w, int tile, int overlap, int align);
+int native_latent(int side, int downsample, int align);
 TilePlan whole(int h, int w);
 using Fits = std::function<bool(int, int)>;
 // throws std::invalid_argument with the Python message

@@ -422,7 +422,12 @@ void Pipeline::generate(int W_out, int H_out, int lh, int lw, const Options& o, 
     int H, W;
     output_size(1, 1, 0, W_out, H_out, &H, &W);
     const int n = count(o.num_samples);
-    if (lh <= 0 || lw <= 0) { lh = b_.gen_h; lw = b_.gen_w; }
+    if (lh < 0 || lw < 0) {            // the zoom: the training latent, stretched to the size
+        lh = b_.gen_h; lw = b_.gen_w;
+    } else if (lh == 0 || lw == 0) {   // the output's own scale (latent_tiles.native_latent)
+        lh = native_latent(H, b_.ae_downsample, b_.tile_align);
+        lw = native_latent(W, b_.ae_downsample, b_.tile_align);
+    }
     const int m = b_.tile_align;
     if (lh < 1 || lw < 1 || lh % m || lw % m)
         input_error(contract::fill(contract::LATENT_SIZE, {std::to_string(m), std::to_string(lh), std::to_string(lw)}));

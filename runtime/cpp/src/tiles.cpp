@@ -154,6 +154,11 @@ TilePlan choose(int h, int w, int align, int train_latent, const std::map<std::s
     return tiled;
 }
 
+// latent_tiles.native_latent
+int native_latent(int side, int downsample, int align) {
+    return std::max(align, side / downsample / align * align);
+}
+
 int render_band(const TilePlan& p) { return p.tiled() ? p.th : p.h; }
 
 std::vector<Band> bands(int H, int h, int rows) {
