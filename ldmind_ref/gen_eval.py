@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from . import metrics
-from .core import contract, latent_tiles
+from .core import contract
 
 SHEET = 16          # images per contact sheet
 
@@ -75,15 +75,13 @@ def sheet(images: list[np.ndarray], path: Path, cols: int = 4) -> None:
 
 def samples(checkpoint: str, n: int, size: int, steps: int, seed: int) -> tuple[str, list[np.ndarray]]:
     """(model name, n reference samples of size x size, seeds seed .. seed + n - 1), each
-    sampled on the ``native_latent`` of ``size``: at the scale of the native-resolution crops
-    they are measured against."""
+    sampled, as ``generate`` does by default, on a latent of the output's own scale: the scale
+    of the native-resolution crops they are measured against."""
     from . import sampler
     from .checkpoint import load_model
 
     model = load_model(checkpoint)
-    side = latent_tiles.native_latent(size, model.cfg.autoencoder.downsample, model.cfg.tile_align)
-    return model.cfg.name, sampler.generate(model, (size, size), steps=steps, seed=seed, num_samples=n,
-                                            latent_size=(side, side))
+    return model.cfg.name, sampler.generate(model, (size, size), steps=steps, seed=seed, num_samples=n)
 
 
 def evaluate(models: dict[str, str], data: str, out: Path, n: int = 64, size: int = 128,
