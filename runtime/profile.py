@@ -207,7 +207,6 @@ def table(p: dict) -> str:
     W, H = p["output"]
     lines = [f"{p['model']} on {p['backend']}: {p['image'] or 'generate'} -> {W}x{H}, {p['steps']} steps "
              f"({p['sampler']}), median of {p['repeat']} after a warm-up",
-             *([f"backends: {p['backend_reason']}"] if p.get("backend_reason") else []),
              f"{'stage':<20} {'wall ms':>10} {'graph ms':>10} {'share':>6}"]
     total = p["total_s"]
     for s in STAGES:

@@ -3,7 +3,8 @@ graphs, per graph and end to end, calls alternating so that a shared machine's l
 both alike.
 
     python -m runtime.programs.bench_backends --engines engines/small [--backend cpu --backend openvino]
-        [--lr 48] [--scale 8] [--e2e-lr 48] [--e2e-scale 4] [--steps 10] [--repeat 5] [--threads 2]
+        [--lr 48] [--scale 8] [--e2e-lr 48|WxH] [--photo PATH] [--e2e-scale 4] [--steps 10] [--repeat 5]
+        [--threads 2]
         [--out bench_out/backends.json] [--record]
 
 Per graph: the stages of ``runtime.programs.bench_side`` (encoder on an LR of --lr pixels, one U-Net
@@ -36,7 +37,8 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", action="append", default=None)
     ap.add_argument("--lr", type=int, default=48)
     ap.add_argument("--scale", type=int, default=8)
-    ap.add_argument("--e2e-lr", type=int, default=48)
+    ap.add_argument("--e2e-lr", default="48", help="end-to-end input: a SIDE or WxH centre crop of --photo")
+    ap.add_argument("--photo", default=str(DEMO_PHOTO), help="the end-to-end photo (default: the demo's)")
     ap.add_argument("--e2e-scale", type=float, default=4)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
@@ -58,14 +60,14 @@ def main(argv=None) -> int:
     bundle = next(iter(pipes.values())).bundle
     out_side = a.lr * a.scale
     per_graph = alternating({b: stage_calls(p, a.lr, out_side) for b, p in pipes.items()}, a.repeat)
-    photo = _photo(a.e2e_lr)
+    photo = _photo(a.photo, a.e2e_lr)
     e2e = alternating({b: {"upscale": (lambda p=p: p.upscale(photo, scale=a.e2e_scale, steps=a.steps))}
                        for b, p in pipes.items()}, a.repeat)
     res = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
            "cpu": backend_record.machine_key(), "cpu_flags": cpu_flags(),
            "loadavg": list(os.getloadavg()), "engines": a.engines, "model": backend_record.export_key(bundle),
            "threads": a.threads, "repeat": a.repeat, "lr": a.lr, "scale": a.scale,
-           "e2e": {"lr": a.e2e_lr, "scale": a.e2e_scale, "steps": a.steps},
+           "e2e": {"photo": Path(a.photo).name, "lr": a.e2e_lr, "scale": a.e2e_scale, "steps": a.steps},
            "seconds": {b: {**per_graph[b], "upscale": e2e[b]["upscale"]} for b in backends}}
     print(table(res, backends))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -77,24 +79,26 @@ def main(argv=None) -> int:
     return 0
 
 
-def _photo(side: int) -> np.ndarray:
-    """A side x side centre crop of the demo's photo (192 x 192), uint8 RGB."""
+def _photo(path: str, crop: str) -> np.ndarray:
+    """A centre crop of ``path`` (uint8 RGB): ``crop`` is SIDE (a square) or WxH."""
     from PIL import Image
 
     from ..image_in import to_rgb_array
 
-    with Image.open(DEMO_PHOTO) as im:
+    cw, _, ch = crop.partition("x")
+    cw, ch = int(cw), int(ch or cw)
+    with Image.open(path) as im:
         rgb = to_rgb_array(im)
     h, w = rgb.shape[:2]
-    y, x = (h - side) // 2, (w - side) // 2
-    return np.ascontiguousarray(rgb[y:y + side, x:x + side])
+    y, x = max(0, (h - ch) // 2), max(0, (w - cw) // 2)
+    return np.ascontiguousarray(rgb[y:y + ch, x:x + cw])
 
 
 def table(res: dict, backends: list[str]) -> str:
     base = res["seconds"][backends[0]]
     e = res["e2e"]
     lines = [f"\n{res['model']}: per graph at LR {res['lr']}^2 ({res['scale']}x LIIF), end to end "
-             f"{e['lr']}^2 -> {e['scale']}x, {e['steps']} steps; {res['threads']} threads "
+             f"{e['lr']} -> {e['scale']}x, {e['steps']} steps; {res['threads']} threads "
              f"(ms; x = {backends[0]} / column)",
              f"{'what':<12}" + "".join(f"{b:>22}" for b in backends)]
     for w in (*(s for s in STAGES if s in base), "upscale"):

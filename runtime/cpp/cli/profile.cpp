@@ -237,6 +237,14 @@ int cmd_profile(Parser& p) {
         j += " \"engines\": " + json_str(engines) + ",\n";
         j += " \"model\": " + json_str(model) + ",\n";
         j += " \"backend\": " + json_str(used) + ",\n";
+        // the C++ library runs every graph on one backend (ONNX Runtime): the same keys as Python's
+        j += " \"graph_backends\": {\n";
+        const std::vector<std::string> graphs = conditional ? std::vector<std::string>{"encoder", "unet_step", "decoder", "liif"}
+                                                            : std::vector<std::string>{"unet_step", "decoder", "liif"};
+        for (size_t k = 0; k < graphs.size(); ++k)
+            j += "  " + json_str(graphs[k]) + ": " + json_str(used) + (k + 1 < graphs.size() ? ",\n" : "\n");
+        j += " },\n";
+        j += " \"backend_reason\": " + json_str(backend == "auto" ? "auto" : "requested") + ",\n";
         j += " \"image\": " + (has_image ? json_str(image) : std::string("null")) + ",\n";
         j += " \"output\": [\n  " + std::to_string(W) + ",\n  " + std::to_string(H) + "\n ],\n";
         j += " \"steps\": " + std::to_string(steps) + ",\n";
