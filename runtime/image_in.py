@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from ldmind_ref.core import contract
 
 from . import depth16
 from .errors import InputError
@@ -111,16 +114,53 @@ def load_upscale_input(path: str | os.PathLike, outputs) -> tuple[np.ndarray, Me
 def load_image_meta(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, Metadata]:
     """An image file as (RGB [H, W, 3], alpha [H, W] or None, its ``Metadata``): uint8, or
     uint16 for a 16-bit file."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, not an image file")
+    return decode_image(read_input_file(path), str(path))
+
+
+def _kind(mode: int) -> str:
+    """A ``FILE_KINDS`` key for a file that is neither a regular file nor a directory."""
+    for test, kind in ((stat.S_ISFIFO, "fifo"), (stat.S_ISCHR, "char"), (stat.S_ISBLK, "block"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return kind
+    return "other"
+
+
+def _check_regular(st: os.stat_result, name: str) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{name}: is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(contract.NOT_A_REGULAR_FILE.format(name, contract.FILE_KINDS[_kind(st.st_mode)]))
+
+
+def read_input_file(path: str | os.PathLike) -> bytes:
+    """The bytes of an input file.  Anything but a regular file (after symlinks) is refused
+    before a byte is read: a FIFO would block, a device such as /dev/zero never end.  The file
+    is opened without blocking and checked again (it may have been swapped since), and read no
+    further than the size it had then."""
+    name = str(path)
     try:
-        data = p.read_bytes()
+        _check_regular(os.stat(path), name)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except OSError as e:            # a symlink loop, a permission, a name too long
+        raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        _check_regular(st, name)
+        parts, left = [], st.st_size
+        while left > 0:
+            part = os.read(fd, left)
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
     except OSError as e:
-        raise InputError(f"{p}: cannot read ({e.strerror})") from None
-    return decode_image(data, str(p))
+        raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
 
 
 def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, np.ndarray | None, Metadata]:

@@ -1,0 +1,92 @@
+"""Issue 23, the input side: whatever a user points the CLI at, the answer is one line on
+stderr and exit 2 (a folder run: one ``failed:`` line per bad file, the run goes on, exit 1),
+no traceback, nothing half-written, no existing output destroyed."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from runtime.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--steps", "1", "--backproject", "1"]
+
+
+def refused(argv, capsys) -> str:
+    """Run the CLI in this process: exit 2 and exactly one line on stderr, which is returned."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, (code, err)
+    return lines[0]
+
+
+def folder_run(argv, capsys) -> tuple[int, list[str], str]:
+    """A folder run in this process: (exit status, its failed: lines, its last line)."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    return code, [ln for ln in err.splitlines() if ": failed: " in ln], err.splitlines()[-1]
+
+
+@pytest.fixture
+def special(tmp_path):
+    """{kind: path}: a symlink to /dev/zero, a FIFO and a Unix socket, all named *.png."""
+    d = tmp_path / "special"
+    d.mkdir()
+    (d / "zero.png").symlink_to("/dev/zero")
+    os.mkfifo(d / "fifo.png")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(d / "sock.png"))
+    yield {"char": d / "zero.png", "fifo": d / "fifo.png", "socket": d / "sock.png"}
+    sock.close()
+
+
+# -- 1: endless and special inputs -------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["char", "fifo", "socket"])
+def test_special_files_are_refused_before_reading(special, kind, tmp_path, capsys):
+    """/dev/zero was read until the machine ran out of memory; a FIFO blocked forever."""
+    from ldmind_ref.core.contract import FILE_KINDS
+
+    t = time.monotonic()
+    line = refused(["upscale", special[kind], "--scale", "2", "-o", tmp_path / "o.png",
+                    "--engines", tmp_path / "none"], capsys)
+    assert time.monotonic() - t < 1.0
+    assert line.endswith(f"{special[kind].name}: is {FILE_KINDS[kind]}, not a regular image file"), line
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_special_files_in_a_folder_run_fail_alone(special, sr_engines, tmp_path, capsys):
+    src = special["fifo"].parent
+    Image.new("RGB", (8, 6), (10, 200, 30)).save(src / "ok.png")
+    t = time.monotonic()
+    for recursive in ([], ["--recursive"]):
+        out = tmp_path / f"out{len(recursive)}"
+        code, failed, last = folder_run(["upscale", src, "--engines", sr_engines, "--scale", "2", "-o", out, "-q",
+                                         *recursive, *FAST], capsys)
+        assert code == 1 and len(failed) == 3, failed
+        assert {ln.split(": failed: ")[1].split(":")[0] for ln in failed} == {str(p) for p in special.values()}
+        assert last.endswith("1 done, 0 skipped, 3 failed in " + last.split(" failed in ")[1])
+        assert sorted(p.name for p in out.iterdir()) == ["ok.png"]
+    assert time.monotonic() - t < 30
+
+
+# -- 2: a symlink loop in a folder ----------------------------------------------------------------
+@pytest.mark.parametrize("recursive", [[], ["--recursive"]])
+def test_symlink_loop_in_a_folder_is_one_failed_line(sr_engines, tmp_path, capsys, recursive):
+    """Was: ``internal error: OSError: [Errno 40] ...`` and no summary."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "loop.png").symlink_to("loop.png")
+    Image.new("RGB", (8, 6)).save(src / "ok.png")
+    code, failed, last = folder_run(["upscale", src, "--engines", sr_engines, "--scale", "2", "-o", tmp_path / "out",
+                                     "-q", *recursive, *FAST], capsys)
+    assert code == 1 and len(failed) == 1 and "loop.png: cannot read (Too many levels of symbolic links)" in failed[0]
+    assert "1 done, 0 skipped, 1 failed" in last
