@@ -66,7 +66,7 @@ def plan_folder(src: Path, out: Path, recursive: bool, ext: str | None, n: int,
     readable = input_extensions()
     out_abs = out.resolve()
     files = []
-    walk = os.walk(src) if recursive else [(str(src), [], [e.name for e in os.scandir(src) if e.is_file()])]
+    walk = os.walk(src) if recursive else [(str(src), [], [e.name for e in os.scandir(src) if not _is_dir(e)])]
     for folder, dirs, names in walk:
         # outputs written inside the input tree are not inputs of this run (or the next)
         dirs[:] = sorted(d for d in dirs if Path(folder, d).resolve() != out_abs)
@@ -87,6 +87,15 @@ def plan_folder(src: Path, out: Path, recursive: bool, ext: str | None, n: int,
         for job in jobs:
             output_depth(job.outputs[0], None, 16)      # a format that stores 8 bits: refused up front
     return jobs
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """Whether a folder entry is a folder; one that cannot be told (a symlink loop) is listed
+    as a file, so that reading it reports it as the one file that failed (as ``os.walk`` does)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 @dataclass
