@@ -30,7 +30,6 @@ import os
 import stat
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
@@ -142,7 +141,7 @@ def read_input_file(path: str | os.PathLike) -> bytes:
     try:
         _check_regular(os.stat(path), name)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise InputError(f"{name}: no such file") from None
     except OSError as e:            # a symlink loop, a permission, a name too long
         raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
@@ -170,7 +169,9 @@ def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, np.ndarr
         raise InputError(f"{name}: empty file (0 bytes), not an image")
     try:
         with warnings.catch_warnings():
-            # a bomb warning would print a second line: make it the error it is
+            # a warning would print more lines ("Truncated File Read", "Corrupt EXIF data"):
+            # what matters is said by the error, if any; a bomb warning is made the error it is
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 w, h = img.size
