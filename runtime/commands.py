@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import info
-from .console import PROG, Terminated, say
+from .console import PROG, Terminated, one_line, say
 from .errors import InputError, LdmindError
 from .request import GenerateRequest, UpscaleRequest
 
@@ -56,7 +56,7 @@ def cmd_upscale(args) -> int:
     images = pipe.upscale(image, **request.kwargs(), progress=progress, depth=depth)
     save = _saver(args)
     for img, o in zip(images, outs):
-        say(str(save(img, o, meta)))
+        say(one_line(str(save(img, o, meta))))
     return 0
 
 
@@ -67,12 +67,13 @@ def _upscale_folder(args, request: UpscaleRequest) -> int:
     jobs = plan_folder(src, out, args.recursive, args.ext, request.num_samples, args.overwrite, args.depth)
     pipe, progress = _load(args)
     if not args.quiet:
-        say(f"{progress.header}; {len(jobs)} images from {src}", sys.stderr)
+        say(one_line(f"{progress.header}; {len(jobs)} images from {src}"), sys.stderr)
     out.mkdir(exist_ok=True)
     summary = Summary()
     try:
-        run_folder(jobs, pipe, request, args.depth, _saver(args), args.skip_existing, say,
-                   lambda line: say(f"{PROG}: failed: {line}", sys.stderr), file_progress(quiet=args.quiet), summary)
+        run_folder(jobs, pipe, request, args.depth, _saver(args), args.skip_existing, lambda path: say(one_line(path)),
+                   lambda line: say(one_line(f"{PROG}: failed: {line}"), sys.stderr), file_progress(quiet=args.quiet),
+                   summary)
     except (KeyboardInterrupt, Terminated) as e:
         e.add_note(f"{summary.line()} before it; --skip-existing resumes")   # main's one line says it
         raise
@@ -93,7 +94,7 @@ def cmd_generate(args) -> int:
     out.mkdir(exist_ok=True)
     save = _saver(args)
     for j, img in enumerate(images):
-        say(str(save(img, out / f"sample_seed{request.seed + j}.png")))
+        say(one_line(str(save(img, out / f"sample_seed{request.seed + j}.png"))))
     return 0
 
 

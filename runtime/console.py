@@ -17,6 +17,16 @@ def on_sigterm(signum, frame):
     raise Terminated()
 
 
+def one_line(text: str) -> str:
+    """``text`` with each character that is not printable (a newline, a tab, an escape, an
+    undecodable byte of a file name) written as Python writes it in a string literal: \\n,
+    \\x1b, \\udcff.  Every line that names a file goes through here, so a name cannot split
+    an error (or a folder run's ``failed:`` line, or the list of outputs) in two."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def say(text: str, stream=None) -> None:
     """Print to stdout (or ``stream``); a reader that went away (BrokenPipe) or a full device
     (ENOSPC) is ignored: this output is informative, the work is done.  The stream is then

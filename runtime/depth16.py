@@ -12,7 +12,9 @@ profile in its tag; EXIF is not written: tifffile cannot write an EXIF sub-direc
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import struct
 import zlib
 
@@ -67,13 +69,26 @@ def _read_png(data: bytes, name: str) -> np.ndarray:
     return a
 
 
+@contextlib.contextmanager
+def _quiet_log(name: str):
+    """The logger ``name`` silenced meanwhile: tifffile logs what it finds wrong in a file
+    ("<TiffTag.fromfile> raised ...") before the error that reports it in one line."""
+    log = logging.getLogger(name)
+    before = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = before
+
+
 def read_tiff(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, bytes | None]:
     """A 16-bit TIFF as (uint16 [H, W, C] as ``read``, its ICC profile or None); tifffile
     alone, so it also reads layouts Pillow does not open (planes stored separately).  More
     than ``max_pixels`` pixels: refused from the header, before decoding."""
     import tifffile
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        with _quiet_log("tifffile"), tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages[0]
             if page.imagewidth * page.imagelength > max_pixels:
                 raise InputError(f"{name}: {page.imagewidth}x{page.imagelength} exceeds the "

@@ -90,3 +90,46 @@ def test_symlink_loop_in_a_folder_is_one_failed_line(sr_engines, tmp_path, capsy
                                      "-q", *recursive, *FAST], capsys)
     assert code == 1 and len(failed) == 1 and "loop.png: cannot read (Too many levels of symbolic links)" in failed[0]
     assert "1 done, 0 skipped, 1 failed" in last
+
+
+# -- 4: one line whatever the name, the file or the machine ----------------------------------------
+def test_newline_in_a_file_name_stays_one_line(sr_engines, tmp_path, capsys):
+    """Was: the name's newline split the error (and a folder run's failed: line) in two."""
+    from runtime.console import one_line
+
+    assert one_line("a\nb\tc\x1b[31m\udcff.png") == "a\\nb\\tc\\x1b[31m\\udcff.png"
+    src = tmp_path / "in"
+    src.mkdir()
+    bad = src / "bad\nname.png"
+    bad.write_bytes(b"not an image\n")
+    line = refused(["upscale", bad, "--scale", "2", "-o", tmp_path / "o.png", "--engines", sr_engines], capsys)
+    assert "bad\\nname.png: not a recognised image file" in line
+    Image.new("RGB", (8, 6)).save(src / "ok\nname.png")
+    out = tmp_path / "out"
+    code = main([str(a) for a in ["upscale", src, "--engines", sr_engines, "--scale", "2", "-o", out, "-q", *FAST]])
+    cap = capsys.readouterr()
+    assert code == 1 and len(cap.err.splitlines()) == 2, cap.err          # one failed: line, the summary
+    assert "failed: " in cap.err and "bad\\nname.png" in cap.err
+    assert cap.out.splitlines() == [str(out / "ok\\nname.png")] and (out / "ok\nname.png").is_file()
+
+
+def test_truncated_sixteen_bit_tiff_is_one_line(tmp_path, capsys):
+    """Was: a Pillow UserWarning and a tifffile log line before the error."""
+    import tifffile
+
+    p = tmp_path / "deep.tif"
+    tifffile.imwrite(p, np.arange(64 * 48 * 3, dtype=np.uint16).reshape(64, 48, 3), photometric="rgb")
+    p.write_bytes(p.read_bytes()[:200])     # inside the tags' values: both libraries complain
+    line = refused(["upscale", p, "--scale", "2", "-o", tmp_path / "o.png", "--engines", tmp_path / "none"], capsys)
+    assert "deep.tif: truncated or corrupt" in line
+
+
+def test_unwritable_home_adds_no_onnxruntime_line(sr_engines, tmp_path):
+    """Was: "[W:onnxruntime:...] Failed to persist telemetry device ID" (written while
+    onnxruntime is imported).  /proc/...: a HOME that not even root can create."""
+    Image.new("RGB", (8, 6)).save(tmp_path / "in.png")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": "/proc/ldmind-no-home"}
+    r = subprocess.run([sys.executable, "-m", "runtime", "upscale", str(tmp_path / "in.png"), "--engines",
+                        str(sr_engines), "--scale", "2", "-q", "-o", str(tmp_path / "o.png"), *FAST],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
