@@ -58,15 +58,24 @@ def is_tiff(data: bytes) -> bool:
 def _read_png(data: bytes, name: str) -> np.ndarray:
     import png    # pypng
     try:
-        w, h, rows, info = png.Reader(bytes=data).asDirect()
+        reader = png.Reader(bytes=data)
+        reader.preamble()
+        if reader.sbit and not all(0 < b <= reader.bitdepth for b in reader.sbit):
+            reader.sbit = None      # an sBIT the spec forbids (0, or more than the depth): all bits count
+        w, h, rows, info = reader.asDirect()
         a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
     except (png.Error, ValueError, zlib.error, EOFError) as e:
         raise InputError(f"{name}: truncated or corrupt PNG file ({str(e).splitlines()[0] if str(e) else e})") from None
     a = a.reshape(h, w, info["planes"])
     bits = info["bitdepth"]
-    if bits != 16:    # pypng returns the significant bits (sBIT) only: back to 0..65535
-        a = np.floor(a.astype(np.float64) * (65535.0 / (2 ** bits - 1)) + 0.5).astype(np.uint16)
-    return a
+    return a if bits == 16 else rescale_significant_bits(a, bits)
+
+
+def rescale_significant_bits(a: np.ndarray, bits: int) -> np.ndarray:
+    """Values of ``bits`` significant bits (what pypng returns for an sBIT chunk) back to
+    0..65535: v * 65535 / (2^bits - 1), rounded, so that the largest maps to 65535 (dividing by
+    2^bits instead would leave white at 65520 for 12 bits)."""
+    return np.floor(a.astype(np.float64) * (65535.0 / (2 ** bits - 1)) + 0.5).astype(np.uint16)
 
 
 @contextlib.contextmanager

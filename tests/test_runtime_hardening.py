@@ -133,3 +133,40 @@ def test_unwritable_home_adds_no_onnxruntime_line(sr_engines, tmp_path):
                         str(sr_engines), "--scale", "2", "-q", "-o", str(tmp_path / "o.png"), *FAST],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+# -- 3: sBIT and an EXIF block too large for the output ---------------------------------------------
+def _png_with_sbit(rgb16: np.ndarray, sbit: bytes) -> bytes:
+    """A 16-bit RGB PNG of ``rgb16`` with an sBIT chunk right after IHDR."""
+    import struct
+    import zlib
+
+    from runtime.depth16 import encode_png
+
+    data = encode_png(rgb16)
+    body = sbit
+    chunk = struct.pack(">I", len(body)) + b"sBIT" + body + struct.pack(">I", zlib.crc32(b"sBIT" + body))
+    return data[:33] + chunk + data[33:]                     # signature (8) + IHDR (25)
+
+
+def test_sbit_of_zero_is_ignored_not_a_crash(tmp_path, capsys):
+    """Was: TypeError inside pypng (exit 1, internal error)."""
+    from runtime.image_in import decode_image
+
+    rgb = (np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3) * 1000)
+    got, alpha, _ = decode_image(_png_with_sbit(rgb, b"\0\0\0"), "zero-sbit.png")
+    np.testing.assert_array_equal(got, rgb)                  # all 16 bits, as if there were no sBIT
+    got, _, _ = decode_image(_png_with_sbit(rgb, b"\x11\x11\x11"), "big-sbit.png")   # 17 > 16: ignored too
+    np.testing.assert_array_equal(got, rgb)
+
+
+def test_significant_bits_are_scaled_by_two_to_the_bits_minus_one():
+    """12 significant bits (sBIT 12): v12 -> v12 * 65535 / 4095, rounded; white stays 65535
+    (65535 / 4096 would give 65520), mid grey 2048 -> 32776 (not 32768)."""
+    from runtime.image_in import decode_image
+
+    v12 = np.array([0, 1, 2048, 4095], dtype=np.uint16)
+    stored = (v12 << 4) | (v12 >> 8)                         # the spec's left-bit replication
+    rgb = np.repeat(stored[None, :, None], 3, axis=2)
+    got, _, _ = decode_image(_png_with_sbit(rgb, b"\x0c\x0c\x0c"), "sbit12.png")
+    np.testing.assert_array_equal(got[0, :, 0], [0, 16, 32776, 65535])
