@@ -38,8 +38,9 @@ def _saver(args):
 
 
 def cmd_upscale(args) -> int:
+    from .batch import warn_dropped_metadata
     from .image_in import load_upscale_input
-    from .output_paths import check_output_path, output_depth
+    from .output_paths import check_depth, check_output_path, output_depth
 
     request = UpscaleRequest.from_namespace(args)
     if Path(args.input).is_dir():
@@ -50,14 +51,24 @@ def cmd_upscale(args) -> int:
     outs = _outputs(args.output, request.num_samples)
     for o in outs:
         check_output_path(o, inputs=(args.input,), overwrite_input=args.overwrite)
+    check_depth(outs[0], args.depth)
     image, meta = load_upscale_input(args.input, outs)
     depth = output_depth(outs[0], image.dtype, args.depth)
+    warn_dropped_metadata(outs[0], meta, args.input, _warner(args))
     pipe, progress = _load(args)
     images = pipe.upscale(image, **request.kwargs(), progress=progress, depth=depth)
     save = _saver(args)
     for img, o in zip(images, outs):
         say(one_line(str(save(img, o, meta))))
     return 0
+
+
+def _warner(args):
+    """``warn(note)``: one warning line (metadata an output format cannot hold, said before the
+    work: ``image_out.fit_metadata``); None with --strip-metadata (nothing is carried anyway)."""
+    if getattr(args, "strip_metadata", False):
+        return None
+    return lambda note: say(one_line(f"{PROG}: warning: {note}"), sys.stderr)
 
 
 def _upscale_folder(args, request: UpscaleRequest) -> int:
@@ -73,7 +84,7 @@ def _upscale_folder(args, request: UpscaleRequest) -> int:
     try:
         run_folder(jobs, pipe, request, args.depth, _saver(args), args.skip_existing, lambda path: say(one_line(path)),
                    lambda line: say(one_line(f"{PROG}: failed: {line}"), sys.stderr), file_progress(quiet=args.quiet),
-                   summary)
+                   summary, warn=_warner(args))
     except (KeyboardInterrupt, Terminated) as e:
         e.add_note(f"{summary.line()} before it; --skip-existing resumes")   # main's one line says it
         raise

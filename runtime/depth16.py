@@ -24,6 +24,7 @@ from .errors import InputError
 
 DEEP_FORMATS = {"PNG", "TIFF"}    # of the output formats, those that store 16 bits per value
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"\0\0\0\0IEND\xaeB`\x82"    # the PNG end chunk, always these 12 bytes
 _ROWS_PER_BLOCK = 256             # PNG rows filtered at a time (bounds the int32 temporaries)
 
 
@@ -57,6 +58,8 @@ def is_tiff(data: bytes) -> bool:
 
 def _read_png(data: bytes, name: str) -> np.ndarray:
     import png    # pypng
+    if not data.endswith(PNG_IEND):
+        data += PNG_IEND              # read without its IEND chunk, as Pillow reads 8-bit ones
     try:
         reader = png.Reader(bytes=data)
         reader.preamble()
@@ -76,6 +79,11 @@ def rescale_significant_bits(a: np.ndarray, bits: int) -> np.ndarray:
     0..65535: v * 65535 / (2^bits - 1), rounded, so that the largest maps to 65535 (dividing by
     2^bits instead would leave white at 65520 for 12 bits)."""
     return np.floor(a.astype(np.float64) * (65535.0 / (2 ** bits - 1)) + 0.5).astype(np.uint16)
+
+
+def _needs_imagecodecs(name: str, why: str) -> str:
+    return (f"{name}: a 16-bit TIFF compressed this way ({why}) is read at full precision only with the "
+            f"imagecodecs package (pip install imagecodecs); or save it uncompressed or with ZIP compression")
 
 
 @contextlib.contextmanager
@@ -102,6 +110,10 @@ def read_tiff(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, byte
             if page.imagewidth * page.imagelength > max_pixels:
                 raise InputError(f"{name}: {page.imagewidth}x{page.imagelength} exceeds the "
                                  f"{max_pixels / 1e6:.0f} Mpx limit (refused as a possible decompression bomb)")
+            try:                   # a codec tifffile has only with imagecodecs: said before decoding
+                tifffile.TIFF.DECOMPRESSORS[page.compression]
+            except KeyError as e:
+                raise InputError(_needs_imagecodecs(name, str(e).strip(chr(34)))) from None
             a = page.asarray()
             separate = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
             extra = tuple(page.extrasamples or ())
@@ -109,9 +121,7 @@ def read_tiff(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, byte
     except InputError:
         raise
     except KeyError as e:          # a compression tifffile decodes only with imagecodecs
-        raise InputError(f"{name}: a 16-bit TIFF compressed this way ({str(e).strip(chr(34))}) is read at "
-                         f"full precision only with the imagecodecs package (pip install imagecodecs); "
-                         f"or save it uncompressed or with ZIP compression") from None
+        raise InputError(_needs_imagecodecs(name, str(e).strip(chr(34)))) from None
     except Exception as e:  # noqa: BLE001 - tifffile raises many kinds on corrupt files
         raise InputError(f"{name}: truncated or corrupt TIFF file ({str(e).splitlines()[0] if str(e) else e})") \
             from None

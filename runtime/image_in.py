@@ -7,7 +7,8 @@ they are converted when the conversion is unambiguous:
 - 16-bit files keep their 16 bits: uint16 arrays (PNG of any colour type, RGB/RGBA TIFF are
   read by ``runtime/depth16.py``, 16-bit grayscale by Pillow); ``load_image`` alone reduces
   them to 8 bits (v / 257, rounded);
-- palette (P) -> RGB, or RGBA when the palette has transparency;
+- palette (P) -> RGB, or RGBA when the palette has transparency; a grey or RGB PNG with a
+  colour key (tRNS) -> RGBA, 8-bit as 16-bit;
 - RGBA / LA whose alpha is fully opaque -> RGB (alpha dropped); translucent ones keep their
   alpha (``pil_to_rgb_alpha``; ``upscale`` renders it beside the colour, see
   ``runtime/alpha.py``), and are written only to formats that store it (PNG, WebP, TIFF);
@@ -20,8 +21,11 @@ they are converted when the conversion is unambiguous:
 - a PNG may carry an ICC profile or text chunks up to 64 MiB (Pillow's default refuses
   more than 1 MiB decompressed, which a camera's profile can exceed); the profile is not
   applied but carried to the output (``Metadata``), with the EXIF block;
-- a JPEG missing only its end-of-image marker is read, as viewers do and as a PNG missing
-  its IEND chunk is; a JPEG whose entropy-coded (pixel) data is cut short is refused.
+- a JPEG missing only its end-of-image marker is read, as viewers do and as a PNG (8- or
+  16-bit) missing its IEND chunk is; a JPEG whose entropy-coded (pixel) data is cut short is
+  refused;
+- only regular files are read (``read_input_file``): a FIFO, a device, a socket are refused
+  before a byte is read.
 """
 from __future__ import annotations
 
@@ -281,6 +285,8 @@ def pil_to_rgb_alpha(img: Image.Image, name: str = "image") -> tuple[np.ndarray,
     mode = img.mode
     if mode == "P" and ("transparency" in img.info or img.palette and img.palette.mode == "RGBA"):
         img, mode = img.convert("RGBA"), "RGBA"
+    elif mode in ("1", "L", "RGB") and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"      # a colour key (PNG tRNS), as 16-bit files keep it
     if mode in _SIXTEEN_BIT or mode == "I":
         a = np.asarray(img)
         if a.size and (a.min() < 0 or a.max() > 65535):
