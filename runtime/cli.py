@@ -31,7 +31,7 @@ import sys
 from ldmind_ref.core import contract
 
 from .commands import COMMANDS
-from .console import PROG, Terminated, on_sigterm, say
+from .console import PROG, Terminated, on_sigterm, one_line, say
 from .backends.onnxruntime import CPU_QUERY_TILE
 from .engine import BACKENDS, PRECISIONS
 from .errors import LdmindError
@@ -198,21 +198,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except LdmindError as e:
-        say(f"{PROG}: error: {e}", sys.stderr)
+        say(one_line(f"{PROG}: error: {e}"), sys.stderr)
         return 2
     except MemoryError:
         say(f"{PROG}: error: {contract.OUT_OF_MEMORY}", sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        say(f"{PROG}: interrupted (SIGINT){_notes(e)}", sys.stderr)
+        say(one_line(f"{PROG}: interrupted (SIGINT){_notes(e)}"), sys.stderr)
         return 130
     except Terminated as e:
-        say(f"{PROG}: terminated (SIGTERM){_notes(e)}", sys.stderr)
+        say(one_line(f"{PROG}: terminated (SIGTERM){_notes(e)}"), sys.stderr)
         return 128 + signal.SIGTERM
     except Exception as e:  # noqa: BLE001 - a bug: say so in one line unless debugging
         if os.environ.get("LDMIND_DEBUG"):
             raise
-        say(f"{PROG}: internal error: {type(e).__name__}: {e} (set LDMIND_DEBUG=1 for the traceback)", sys.stderr)
+        say(one_line(f"{PROG}: internal error: {type(e).__name__}: {e} (set LDMIND_DEBUG=1 for the traceback)"),
+            sys.stderr)
         return 1
     finally:
         if previous is not None:

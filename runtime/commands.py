@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import info
-from .console import PROG, Terminated, say
+from .console import PROG, Terminated, one_line, say
 from .errors import InputError, LdmindError
 from .request import GenerateRequest, UpscaleRequest
 
@@ -39,8 +39,9 @@ def _saver(args):
 
 
 def cmd_upscale(args) -> int:
+    from .batch import warn_dropped_metadata
     from .image_in import load_upscale_input
-    from .output_paths import check_output_path, output_depth
+    from .output_paths import check_depth, check_output_path, output_depth
 
     request = UpscaleRequest.from_namespace(args)
     if Path(args.input).is_dir():
@@ -51,14 +52,24 @@ def cmd_upscale(args) -> int:
     outs = _outputs(args.output, request.num_samples)
     for o in outs:
         check_output_path(o, inputs=(args.input,), overwrite_input=args.overwrite)
+    check_depth(outs[0], args.depth)
     image, meta = load_upscale_input(args.input, outs)
     depth = output_depth(outs[0], image.dtype, args.depth)
+    warn_dropped_metadata(outs[0], meta, args.input, _warner(args))
     pipe, progress = _load(args)
     images = pipe.upscale(image, **request.kwargs(), progress=progress, depth=depth)
     save = _saver(args)
     for img, o in zip(images, outs):
-        say(str(save(img, o, meta)))
+        say(one_line(str(save(img, o, meta))))
     return 0
+
+
+def _warner(args):
+    """``warn(note)``: one warning line (metadata an output format cannot hold, said before the
+    work: ``image_out.fit_metadata``); None with --strip-metadata (nothing is carried anyway)."""
+    if getattr(args, "strip_metadata", False):
+        return None
+    return lambda note: say(one_line(f"{PROG}: warning: {note}"), sys.stderr)
 
 
 def _upscale_folder(args, request: UpscaleRequest) -> int:
@@ -68,12 +79,13 @@ def _upscale_folder(args, request: UpscaleRequest) -> int:
     jobs = plan_folder(src, out, args.recursive, args.ext, request.num_samples, args.overwrite, args.depth)
     pipe, progress = _load(args)
     if not args.quiet:
-        say(f"{progress.header}; {len(jobs)} images from {src}", sys.stderr)
+        say(one_line(f"{progress.header}; {len(jobs)} images from {src}"), sys.stderr)
     out.mkdir(exist_ok=True)
     summary = Summary()
     try:
-        run_folder(jobs, pipe, request, args.depth, _saver(args), args.skip_existing, say,
-                   lambda line: say(f"{PROG}: failed: {line}", sys.stderr), file_progress(quiet=args.quiet), summary)
+        run_folder(jobs, pipe, request, args.depth, _saver(args), args.skip_existing, lambda path: say(one_line(path)),
+                   lambda line: say(one_line(f"{PROG}: failed: {line}"), sys.stderr), file_progress(quiet=args.quiet),
+                   summary, warn=_warner(args))
     except (KeyboardInterrupt, Terminated) as e:
         e.add_note(f"{summary.line()} before it; --skip-existing resumes")   # main's one line says it
         raise
@@ -94,7 +106,7 @@ def cmd_generate(args) -> int:
     out.mkdir(exist_ok=True)
     save = _saver(args)
     for j, img in enumerate(images):
-        say(str(save(img, out / f"sample_seed{request.seed + j}.png")))
+        say(one_line(str(save(img, out / f"sample_seed{request.seed + j}.png"))))
     return 0
 
 
