@@ -72,8 +72,7 @@ def protocol_class(settings):
         def send_400_response(self, msg: str) -> None:
             data, _ = self.conn.trailing_data
             if len(data) > settings.max_header_bytes:
-                self.refuse(431, f"the request's line and headers are larger than this server's limit of "
-                                 f"{settings.max_header_bytes} bytes")
+                self.refuse(431, self.too_large())
             else:
                 self.refuse(400, "the request is not valid HTTP/1.1 (a malformed request line, header or "
                                  "Content-Length)")
@@ -96,7 +95,19 @@ def protocol_class(settings):
             self.loop.call_later(LINGER_S, self.transport.close)
 
         def data_received(self, data: bytes) -> None:
-            if not self.lingering:
-                super().data_received(data)
+            if self.lingering:
+                return
+            if self.conn.their_state in (h11.IDLE, h11.DONE):    # a request's head is arriving
+                # h11 limits only an *incomplete* head: one that arrives in one read is not checked
+                pending = self.conn.trailing_data[0] + data
+                end = pending.find(b"\r\n\r\n")
+                if (end < 0 and len(pending) > settings.max_header_bytes) or end + 4 > settings.max_header_bytes:
+                    self.refuse(431, self.too_large())
+                    return
+            super().data_received(data)
+
+        def too_large(self) -> str:
+            return (f"the request's line and headers are larger than this server's limit of "
+                    f"{settings.max_header_bytes} bytes")
 
     return Protocol

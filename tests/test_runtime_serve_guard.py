@@ -281,6 +281,7 @@ def test_declared_huge_image_is_413(pipe):
     (b"POST /v1/upscale?scale=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400,
      "not valid HTTP/1.1"),
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n", 431, "limit of 8192 bytes"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, "limit of 8192 bytes"),
 ])
 def test_uvicorn_level_refusals_are_json(pipe, request_bytes, status, says):
     with running(pipe) as port:
