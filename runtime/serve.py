@@ -6,7 +6,11 @@
     GET  /healthz                       liveness (JSON, no work)
 
 The API, status codes and limits are in docs/RUNTIME.md ("Service"); what a request gets
-is decided by ``runtime/service.py``, this module is the HTTP around it.  On SIGTERM or
+is decided by ``runtime/service.py``, this module is the HTTP around it: API keys and
+per-client limits by ``runtime/guard.py`` (ASGI middleware), the body read with its size
+limit and timeouts here, the header timeout and uvicorn's own refusals as JSON by the
+protocol class of ``runtime/serve_protocol.py``.  ``create_app`` is a plain ASGI app whose
+whole configuration is one ``Settings``.  On SIGTERM or
 SIGINT uvicorn stops accepting connections and waits (up to ``shutdown_timeout_s``) for
 the requests it has, running and waiting ones alike; then any work still going (a request
 that timed out, or one cut off by that limit) is aborted and the workers joined.
