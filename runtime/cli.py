@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve_parser(sub) -> None:
+    from .guard import KEYS_FILE_ENV
     from .service import Settings    # the service's defaults, stated once (no Starlette needed)
 
     d = Settings()
@@ -177,6 +178,26 @@ def _serve_parser(sub) -> None:
                           f"a request without steps gets {d.default_steps})")
     srv.add_argument("--shutdown-timeout", type=positive_number("--shutdown-timeout"), default=d.shutdown_timeout_s,
                      help=f"seconds SIGTERM waits for running and waiting requests (default {d.shutdown_timeout_s:g})")
+    srv.add_argument("--api-key-file", default=os.environ.get(KEYS_FILE_ENV) or None, metavar="PATH",
+                     help=f"require Authorization: Bearer KEY with a key of this file (one a line, # comments; "
+                          f"mode 600); default ${KEYS_FILE_ENV}, else no authentication")
+    srv.add_argument("--per-client-concurrency", type=int_at_least(0, "--per-client-concurrency"),
+                     default=d.per_client_concurrency,
+                     help=f"upscales one client (API key, else address) may have in progress, 429 beyond "
+                          f"(default {d.per_client_concurrency}; 0: no limit)")
+    srv.add_argument("--per-client-per-minute", type=int_at_least(0, "--per-client-per-minute"),
+                     default=d.per_client_per_minute,
+                     help=f"upscales one client may start in 60 s, 429 beyond (default {d.per_client_per_minute}; "
+                          f"0: no limit)")
+    srv.add_argument("--header-timeout", type=positive_number("--header-timeout"), default=d.header_timeout_s,
+                     help=f"seconds for a request's headers to arrive (default {d.header_timeout_s:g})")
+    srv.add_argument("--body-timeout", type=positive_number("--body-timeout"), default=d.body_timeout_s,
+                     help=f"seconds for a whole upload, 408 beyond (default {d.body_timeout_s:g})")
+    srv.add_argument("--body-chunk-timeout", type=positive_number("--body-chunk-timeout"),
+                     default=d.body_chunk_timeout_s,
+                     help=f"seconds between two pieces of an upload, 408 beyond (default {d.body_chunk_timeout_s:g})")
+    srv.add_argument("--max-header-kb", type=positive_number("--max-header-kb"), default=d.max_header_bytes / 1024,
+                     help=f"largest request line + headers in KiB, 431 beyond (default {d.max_header_bytes / 1024:g})")
     srv.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
     srv.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     _threads(srv, THREADS_HELP)

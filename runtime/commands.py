@@ -153,6 +153,7 @@ def cmd_serve(args) -> int:
     except ImportError:
         raise LdmindError("the service needs Starlette and uvicorn: install the serve extra: "
                           "pip install 'ldmind[serve]'") from None
+    from .guard import load_api_keys
     from .pipeline import Pipeline
     from .serve import Settings, serve
 
@@ -161,7 +162,13 @@ def cmd_serve(args) -> int:
                         max_input_pixels=max(1, round(args.max_input_mpx * 1e6)),
                         max_output_pixels=max(1, round(args.max_output_mpx * 1e6)),
                         max_steps=args.max_steps, default_steps=min(Settings.default_steps, args.max_steps),
-                        shutdown_timeout_s=args.shutdown_timeout)
+                        shutdown_timeout_s=args.shutdown_timeout,
+                        api_keys=load_api_keys(args.api_key_file) if args.api_key_file else (),
+                        per_client_concurrency=args.per_client_concurrency,
+                        per_client_per_minute=args.per_client_per_minute,
+                        header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+                        body_chunk_timeout_s=args.body_chunk_timeout,
+                        max_header_bytes=max(1, round(args.max_header_kb * 1024)))
     pipe = Pipeline.load(args.engines, backend=args.backend, threads=args.threads, precision=args.precision)
     stopped_by, counts = serve(pipe, settings, args.host, args.port, access_log=not args.quiet,
                                say=lambda line: say(f"{PROG}: {line}", sys.stderr))
