@@ -51,9 +51,11 @@ class ReplicaTag:
         await self.app(scope, receive, tagged)
 
 
-def application(engines: str, settings: Settings, replicas: int, backend: str = "auto", threads: int = 0):
-    """The bound Ray Serve application: ``replicas`` copies of the service on ``engines``
-    (for ``serve.run``; the caller is connected to Ray)."""
+def application(engines, settings: Settings, replicas: int, backend: str = "auto", threads: int = 0):
+    """The bound Ray Serve application: ``replicas`` copies of the service (for ``serve.run``;
+    the caller is connected to Ray).  ``engines``: an engine directory (the same path on every
+    node), or, as ``create_app`` takes a pipeline, a function that returns one, called once
+    on each replica (``backend`` and ``threads`` are then its business)."""
     require_ray()
     from ray import serve
 
@@ -65,10 +67,10 @@ def application(engines: str, settings: Settings, replicas: int, backend: str = 
     class LdmindService:
         """One replica: a pipeline loaded once, the service's app around it."""
 
-        def __init__(self, engines: str, settings: Settings, backend: str, threads: int):
+        def __init__(self, engines, settings: Settings, backend: str, threads: int):
             from .pipeline import Pipeline
 
-            self.pipe = Pipeline.load(engines, backend=backend, threads=threads)
+            self.pipe = engines() if callable(engines) else Pipeline.load(engines, backend=backend, threads=threads)
             self.settings = settings
 
         def __serve_build_asgi_app__(self):
@@ -77,10 +79,10 @@ def application(engines: str, settings: Settings, replicas: int, backend: str = 
             replica = serve.get_replica_context().replica_id.unique_id
             return ReplicaTag(create_app(self.pipe, self.settings), replica)
 
-    return LdmindService.bind(str(engines), settings, backend, threads)
+    return LdmindService.bind(engines if callable(engines) else str(engines), settings, backend, threads)
 
 
-def start(address: str, host: str, port: int, engines: str, settings: Settings, replicas: int,
+def start(address: str, host: str, port: int, engines, settings: Settings, replicas: int,
           backend: str = "auto", threads: int = 0) -> bool:
     """Connect to Ray (``ray_cluster.connect``), start Serve's proxy on ``host:port`` and run
     the application; returns whether the connection was started here (for ``stop``)."""
