@@ -28,7 +28,7 @@ from .batch import Job, Summary, file_progress, run_folder
 from .console import PROG, Terminated, say
 from .errors import LdmindError
 from .output_paths import remove_stale_temporaries
-from .ray_cluster import connect, disconnect, error_line, local_cpus, require_ray, worker_threads
+from .ray_cluster import connect, disconnect, error_line, gpus_per_worker, local_cpus, require_ray, worker_threads
 from .request import UpscaleRequest
 
 # Actor restarts after a worker process dies (and retries of its file): none on one machine,
@@ -103,9 +103,10 @@ def run_on_ray(jobs: list[Job], engines: str, backend: str, tile: int | None, th
                request: UpscaleRequest, depth: int | str, save: Callable, skip_existing: bool,
                say: Callable[[str], None], report: Callable[[str], None],
                progress: Callable[[int, int, float], None], s: Summary | None = None,
-               restarts: int = LOCAL_RESTARTS) -> Summary:
+               restarts: int = LOCAL_RESTARTS, seconds: list | None = None) -> Summary:
     """``batch.run_folder`` on a Ray actor pool of ``workers`` (this process must be connected
-    to Ray): the same callbacks and ``Summary``, results in the order they complete."""
+    to Ray): the same callbacks and ``Summary``, results in the order they complete.
+    ``seconds``: each upscaled file's time on its worker is appended (benchmarks)."""
     ray = require_ray()
     from ray.data import ActorPoolStrategy
 
@@ -117,7 +118,7 @@ def run_on_ray(jobs: list[Job], engines: str, backend: str, tile: int | None, th
         # Ray 2.60 deprecates passing actor options this way, and names no other for these two;
         # without them Ray Data restarts a dead actor and retries its file forever
         warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-        ds = ds.map_batches(FolderWorker, batch_size=1, num_cpus=threads,
+        ds = ds.map_batches(FolderWorker, batch_size=1, num_cpus=threads, num_gpus=gpus_per_worker(backend),
                             compute=ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=2),
                             fn_constructor_kwargs=dict(engines=str(engines), backend=backend, tile=tile,
                                                        threads=threads, request=request, depth=depth, save=save,
@@ -134,6 +135,8 @@ def run_on_ray(jobs: list[Job], engines: str, backend: str, tile: int | None, th
                 s.skipped += 1
             else:
                 attempted += 1
+                if seconds is not None:
+                    seconds.append(float(row["seconds"]))
                 if status == "done":
                     s.done += 1
                     for line in json.loads(row["said"]):

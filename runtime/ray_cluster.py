@@ -17,6 +17,8 @@ import threading
 from .errors import LdmindError
 
 RAY_MISSING = "--ray needs Ray: install the ray extra: pip install 'ldmind[ray]'"
+# the backends that run on a GPU: each Ray worker or replica on one of them gets one GPU
+GPU_BACKENDS = ("cuda", "ort-trt", "tensorrt")
 # Ray's own loggers on the console: their INFO lines (execution plans, deprecations) are not
 # the command's output (Ray Data's log file in the session folder keeps everything)
 _QUIET_LOGGERS = ("ray", "ray.data", "ray.serve")
@@ -96,6 +98,18 @@ def worker_threads(threads: int, workers: int, address: str) -> int:
     if threads > 0:
         return threads
     return max(1, (os.cpu_count() or 1) // workers) if address == "local" else 1
+
+
+def gpus_per_worker(backend: str) -> int:
+    """GPUs to reserve for each worker or replica: 1 for a GPU backend (given by name: ``auto``
+    reserves none), checked against the cluster so that the actors never wait for a GPU that
+    does not exist.  Not executed here (no GPU)."""
+    if backend not in GPU_BACKENDS:
+        return 0
+    if require_ray().cluster_resources().get("GPU", 0) < 1:
+        raise LdmindError(f"--backend {backend} runs on a GPU, and this Ray cluster has none "
+                          f"(start the GPU nodes with ray start --num-gpus N)")
+    return 1
 
 
 def error_line(e: BaseException) -> str:

@@ -20,7 +20,7 @@ import threading
 
 from .console import PROG, say
 from .errors import InputError
-from .ray_cluster import connect, disconnect, local_cpus, require_ray, worker_threads
+from .ray_cluster import connect, disconnect, error_line, gpus_per_worker, local_cpus, require_ray, worker_threads
 from .service import Settings
 
 APP_NAME = "ldmind"
@@ -61,7 +61,7 @@ def application(engines, settings: Settings, replicas: int, backend: str = "auto
 
     @serve.deployment(name="LdmindService", num_replicas=replicas,
                       max_ongoing_requests=settings.workers + settings.queue + EXTRA_ONGOING,
-                      ray_actor_options={"num_cpus": max(1, threads)},
+                      ray_actor_options={"num_cpus": max(1, threads), "num_gpus": gpus_per_worker(backend)},
                       graceful_shutdown_timeout_s=settings.shutdown_timeout_s)
     @serve.ingress()
     class LdmindService:
@@ -96,7 +96,6 @@ def start(address: str, host: str, port: int, engines, settings: Settings, repli
                   blocking=False)
     except (ray.exceptions.RayError, RuntimeError, ValueError) as e:
         stop(started)
-        from .ray_cluster import error_line
         raise InputError(f"Ray Serve could not start the service: {error_line(e)}") from None
     except BaseException:
         stop(started)
@@ -111,6 +110,8 @@ def stop(started: bool) -> None:
 
     try:
         serve.delete(APP_NAME)          # blocks until the replicas have finished and gone
+    except Exception:  # noqa: BLE001 - not deployed (a failed start): nothing to delete
+        pass
     finally:
         disconnect(started)             # a local instance: Serve's controller and proxy go with it
 

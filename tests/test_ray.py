@@ -27,6 +27,8 @@ from runtime.cli import main
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'ldmind[ray]')")
 FAST = ["--steps", "1", "--backproject", "1"]
+# Ray Serve's own models, on this pydantic
+pytestmark = pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field`:DeprecationWarning")
 RAY_MISSING = "--ray needs Ray: install the ray extra: pip install 'ldmind[ray]'"
 
 
