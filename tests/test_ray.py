@@ -234,11 +234,14 @@ def ray_service(ray_local, cases, sr_engines):
 
 
 @needs_ray
-def test_ray_serve_answers_the_service_cases(ray_service, cases, sr_pipe):
+def test_ray_serve_answers_the_service_cases(ray_service, cases, sr_engines):
+    from runtime import Pipeline
+
     port, state = ray_service
     server = (port, None, state)
-    cases.test_upscale_equals_the_pipeline(server, sr_pipe)
-    cases.test_sixteen_bit_upload_comes_back_sixteen_bit(server, sr_pipe)
+    pipe = Pipeline.load(sr_engines, backend="cpu", threads=1)      # the replicas' threads: the same bits
+    cases.test_upscale_equals_the_pipeline(server, pipe)
+    cases.test_sixteen_bit_upload_comes_back_sixteen_bit(server, pipe)
     [params] = [m for m in cases.test_bad_requests_are_4xx_json.pytestmark if m.name == "parametrize"]
     for query, body, status, says in params.args[1]:
         cases.test_bad_requests_are_4xx_json(server, query, body, status, says)
