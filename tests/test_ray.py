@@ -27,8 +27,9 @@ from runtime.cli import main
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'ldmind[ray]')")
 FAST = ["--steps", "1", "--backproject", "1"]
-# Ray Serve's own models, on this pydantic
-pytestmark = pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field`:DeprecationWarning")
+# Ray's own deprecations (Serve's models on this pydantic, Ray Data's context)
+pytestmark = [pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field`:DeprecationWarning"),
+              pytest.mark.filterwarnings(r"ignore:.*is deprecated:DeprecationWarning:ray\.data\..*")]
 RAY_MISSING = "--ray needs Ray: install the ray extra: pip install 'ldmind[ray]'"
 
 
