@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--backproject", type=parse_backproject, default=c.DEFAULT_BACKPROJECT,
                     help=f"iterations of back-projection onto the input, so that the output shrunk "
                          f"by PIL bicubic gives the input back (default {c.DEFAULT_BACKPROJECT}; 0: raw sample)")
+    _ray(up, "--workers", "folder input: Ray workers, each loading the engines once (default 1)")
     _common(up, c.DEFAULT_ENGINES)
     gen = sub.add_parser("generate", help="sample new images (generation models)")
     gen.add_argument("--size", type=parse_size, required=True, help="output size WIDTHxHEIGHT")
@@ -202,6 +203,16 @@ def _serve_parser(sub) -> None:
     srv.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     _threads(srv, THREADS_HELP)
     srv.add_argument("-q", "--quiet", action="store_true", help="no access log (one line per request on stderr)")
+    _ray(srv, "--replicas", "copies of the service on Ray Serve, each with its own pipeline, --workers and --queue "
+                            "(default 1)")
+
+
+def _ray(p: argparse.ArgumentParser, count: str, help: str) -> None:
+    """--ray local|ADDRESS and its count of workers or replicas (the ray extra; docs/DEPLOY.md)."""
+    p.add_argument("--ray", default=None, metavar="local|ADDRESS",
+                   help="run on Ray: local starts an instance on this machine for the command, ADDRESS joins a "
+                        "running cluster (e.g. auto, or HEAD:6379; needs the ray extra)")
+    p.add_argument(count, type=int_at_least(1, count), default=None, help=help)
 
 
 def _notes(e: BaseException) -> str:

@@ -49,6 +49,8 @@ def cmd_upscale(args) -> int:
     if args.recursive or args.skip_existing or args.ext is not None:
         raise InputError(f"{args.input}: --recursive, --skip-existing and --ext apply to a folder input, "
                          f"and this is not a folder")
+    if args.ray or args.workers is not None:
+        raise InputError(f"{args.input}: --ray and --workers apply to a folder input, and this is not a folder")
     outs = _outputs(args.output, request.num_samples)
     for o in outs:
         check_output_path(o, inputs=(args.input,), overwrite_input=args.overwrite)
@@ -75,8 +77,16 @@ def _warner(args):
 def _upscale_folder(args, request: UpscaleRequest) -> int:
     from .batch import Summary, file_progress, plan_folder, run_folder
 
+    if args.workers is not None and not args.ray:
+        raise InputError("--workers N runs a folder on N Ray workers: give --ray local or --ray ADDRESS too")
     src, out = Path(args.input), Path(args.output)
+    if args.ray:
+        from .ray_cluster import require_ray
+        require_ray()                   # without Ray: its one line before anything else
     jobs = plan_folder(src, out, args.recursive, args.ext, request.num_samples, args.overwrite, args.depth)
+    if args.ray:                        # the same jobs on a Ray actor pool (runtime/ray_batch.py)
+        from .ray_batch import upscale_folder
+        return upscale_folder(args, request, jobs, _saver(args))
     pipe, progress = _load(args)
     if not args.quiet:
         say(one_line(f"{progress.header}; {len(jobs)} images from {src}"), sys.stderr)
@@ -169,6 +179,12 @@ def cmd_serve(args) -> int:
                         header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
                         body_chunk_timeout_s=args.body_chunk_timeout,
                         max_header_bytes=max(1, round(args.max_header_kb * 1024)))
+    if args.ray:                        # one pipeline per Ray Serve replica (runtime/ray_serve.py)
+        from .ray_serve import serve_on_ray
+        return serve_on_ray(args, settings)
+    if args.replicas is not None:
+        raise InputError("--replicas N runs N copies of the service on Ray Serve: give --ray local or --ray "
+                         "ADDRESS too")
     pipe = Pipeline.load(args.engines, backend=args.backend, threads=args.threads, precision=args.precision)
     stopped_by, counts = serve(pipe, settings, args.host, args.port, access_log=not args.quiet,
                                say=lambda line: say(f"{PROG}: {line}", sys.stderr))

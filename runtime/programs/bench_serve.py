@@ -56,13 +56,13 @@ BAD_KINDS = {  # kind: (query, expected status)
     "bad-scale": ("scale=0", 400), "oversize-output": ("scale=1000", 413)}
 
 
-def _png(a: np.ndarray) -> bytes:
+def png_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _inputs(photos: Path, sides=(32, 40, 48)) -> list[np.ndarray]:
+def crop_inputs(photos: Path, sides=(32, 40, 48)) -> list[np.ndarray]:
     """One crop per photo (sides cycling), from the middle of each."""
     out = []
     for k, p in enumerate(sorted(photos.glob("*.jpg"))):
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..pipeline import Pipeline
 
     t_all = time.perf_counter()
-    inputs = _inputs(Path(a.photos))
+    inputs = crop_inputs(Path(a.photos))
     # the expected images, computed here on the same inputs and seeds
     pipe = Pipeline.load(a.engines, backend=a.backend)
     good = []
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         for scale in (2, 3):
             q = f"scale={scale}&seed={k}&steps={a.steps}"
             [want] = pipe.upscale(lr, scale=scale, steps=a.steps, seed=k)
-            good.append({"query": q, "body": _png(lr), "want": want, "lr": list(lr.shape[:2])})
+            good.append({"query": q, "body": png_bytes(lr), "want": want, "lr": list(lr.shape[:2])})
     pipe.close()
     del pipe
     body = good[0]["body"]
