@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU build of torch from the pinned wheel (an unpinned torch pulls a multi-GB CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[ref,export,dev,plot,serve,openvino]'
+	$(PY) -m pip install -q -e '.[ref,export,dev,plot,serve,openvino,ray]'
 	touch $(STAMP)
 
 # the C++ library, CLI and test driver (runtime/cpp/README.md): runtime/cpp/build/rel

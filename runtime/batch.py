@@ -21,9 +21,13 @@ from typing import Callable
 
 from PIL import Image
 
+from .console import pause_point
 from .errors import InputError, LdmindError
-from .image_in import load_upscale_input
-from .output_paths import OUTPUT_EXTENSIONS, check_output_path, output_depth, output_extensions
+from .depth16 import PNG_IEND
+from .image_in import decode_image, load_upscale_input, read_input_file
+from .image_out import fit_metadata
+from .output_paths import (OUTPUT_EXTENSIONS, check_depth, check_output_path, output_depth, output_extensions,
+                           output_format)
 from .request import UpscaleRequest
 
 
@@ -66,7 +70,7 @@ def plan_folder(src: Path, out: Path, recursive: bool, ext: str | None, n: int,
     readable = input_extensions()
     out_abs = out.resolve()
     files = []
-    walk = os.walk(src) if recursive else [(str(src), [], [e.name for e in os.scandir(src) if e.is_file()])]
+    walk = os.walk(src) if recursive else [(str(src), [], [e.name for e in os.scandir(src) if not _is_dir(e)])]
     for folder, dirs, names in walk:
         # outputs written inside the input tree are not inputs of this run (or the next)
         dirs[:] = sorted(d for d in dirs if Path(folder, d).resolve() != out_abs)
@@ -83,10 +87,18 @@ def plan_folder(src: Path, out: Path, recursive: bool, ext: str | None, n: int,
             if not overwrite and o.exists() and os.path.samefile(o, f):
                 raise InputError(f"{o}: is the input image; refusing to replace it (add --overwrite)")
         jobs.append(Job(f, outs))
-    if depth == 16:
-        for job in jobs:
-            output_depth(job.outputs[0], None, 16)      # a format that stores 8 bits: refused up front
+    for job in jobs:
+        check_depth(job.outputs[0], depth)              # 16 for a format that stores 8 bits: refused up front
     return jobs
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """Whether a folder entry is a folder; one that cannot be told (a symlink loop) is listed
+    as a file, so that reading it reports it as the one file that failed (as ``os.walk`` does)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 @dataclass
@@ -102,17 +114,19 @@ class Summary:
 
 def run_folder(jobs: list[Job], pipe, request: UpscaleRequest, depth: int | str, save: Callable,
                skip_existing: bool, say: Callable[[str], None], report: Callable[[str], None],
-               progress: Callable[[int, int, float], None], s: Summary | None = None) -> Summary:
+               progress: Callable[[int, int, float], None], s: Summary | None = None,
+               warn: Callable[[str], None] | None = None) -> Summary:
     """Upscale each job on ``pipe`` (a ``Pipeline``) as ``request`` asks, its outputs ``depth``
     bits per value (8, 16, or "auto": as ``output_paths.output_depth`` decides per file), write each with
     ``save(image, path, metadata) -> path`` (``runtime.image_out.save_image``); ``say`` each output path (stdout),
     ``report`` one line per failed file (stderr), ``progress(done, total, eta)`` after each.
-    Counts go into ``s`` as they happen (an interrupted run's caller still has them)."""
+    Counts go into ``s`` as they happen (an interrupted run's caller still has them); ``warn``
+    (stderr) is told of metadata an output cannot hold, before that file's work."""
     s = s if s is not None else Summary()
     t0 = time.perf_counter()
     worked = 0.0                       # seconds spent on files that were upscaled (for the ETA)
     for k, job in enumerate(jobs):
-        if skip_existing and all(o.exists() for o in job.outputs):
+        if skip_existing and all(complete_output(o) for o in job.outputs):
             s.skipped += 1
         else:
             t = time.perf_counter()
@@ -121,6 +135,7 @@ def run_folder(jobs: list[Job], pipe, request: UpscaleRequest, depth: int | str,
                     o.parent.mkdir(parents=True, exist_ok=True)
                     check_output_path(o)
                 image, meta = load_upscale_input(job.src, job.outputs)
+                warn_dropped_metadata(job.outputs[0], meta, job.src, warn)
                 images = pipe.upscale(image, **request.kwargs(),
                                       depth=output_depth(job.outputs[0], image.dtype, depth))
                 for img, o in zip(images, job.outputs):
@@ -136,11 +151,43 @@ def run_folder(jobs: list[Job], pipe, request: UpscaleRequest, depth: int | str,
                 s.failed += 1
                 report(f"{job.src}: cannot write its output ({e.strerror or e})")
             worked += time.perf_counter() - t
+            pause_point("file-done")
         left = len(jobs) - k - 1
         attempted = s.done + s.failed
         s.seconds = time.perf_counter() - t0
         progress(k + 1, len(jobs), worked / attempted * left if attempted else float("nan"))
     return s
+
+
+def complete_output(path: Path) -> bool:
+    """Whether ``path`` is an output that --skip-existing may keep: a regular file that ends as
+    its format ends (PNG's IEND chunk, JPEG's end marker, the length WebP's RIFF or BMP's header
+    declares; a TIFF must decode).  Anything else (cut short by another program or a full disk,
+    a folder of that name) is done again; a folder in the way then fails on its own line."""
+    try:
+        data = read_input_file(path)
+    except InputError:
+        return False
+    fmt = OUTPUT_EXTENSIONS.get(path.suffix.lower())
+    if fmt == "PNG":
+        return data.endswith(PNG_IEND)
+    if fmt == "JPEG":
+        return data.endswith(b"\xff\xd9")
+    if fmt in ("WEBP", "BMP"):
+        at, base = (4, 8) if fmt == "WEBP" else (2, 0)
+        return len(data) > at + 4 and int.from_bytes(data[at:at + 4], "little") + base == len(data)
+    try:
+        decode_image(data, str(path))
+    except InputError:
+        return False
+    return True
+
+
+def warn_dropped_metadata(out: Path, meta, src, warn: Callable[[str], None] | None) -> None:
+    """``warn`` (if any) of what of ``meta`` the format of ``out`` cannot hold (``fit_metadata``)."""
+    note = fit_metadata(output_format(out), meta, str(src))[1] if warn else None
+    if note:
+        warn(note)
 
 
 def file_progress(stream=None, quiet: bool = False) -> Callable[[int, int, float], None]:

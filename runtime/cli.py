@@ -31,7 +31,7 @@ import sys
 from ldmind_ref.core import contract
 
 from .commands import COMMANDS
-from .console import PROG, Terminated, on_sigterm, say
+from .console import PROG, Terminated, on_sigterm, one_line, say
 from .backends.onnxruntime import CPU_QUERY_TILE
 from .engine import BACKENDS, PRECISIONS
 from .errors import LdmindError
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--backproject", type=parse_backproject, default=c.DEFAULT_BACKPROJECT,
                     help=f"iterations of back-projection onto the input, so that the output shrunk "
                          f"by PIL bicubic gives the input back (default {c.DEFAULT_BACKPROJECT}; 0: raw sample)")
+    _ray(up, "--workers", "folder input: Ray workers, each loading the engines once (default 1)")
     _common(up, c.DEFAULT_ENGINES)
     gen = sub.add_parser("generate", help="sample new images (generation models)")
     gen.add_argument("--size", type=parse_size, required=True, help="output size WIDTHxHEIGHT")
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve_parser(sub) -> None:
+    from .guard import KEYS_FILE_ENV
     from .service import Settings    # the service's defaults, stated once (no Starlette needed)
 
     d = Settings()
@@ -177,10 +179,40 @@ def _serve_parser(sub) -> None:
                           f"a request without steps gets {d.default_steps})")
     srv.add_argument("--shutdown-timeout", type=positive_number("--shutdown-timeout"), default=d.shutdown_timeout_s,
                      help=f"seconds SIGTERM waits for running and waiting requests (default {d.shutdown_timeout_s:g})")
+    srv.add_argument("--api-key-file", default=os.environ.get(KEYS_FILE_ENV) or None, metavar="PATH",
+                     help=f"require Authorization: Bearer KEY with a key of this file (one a line, # comments; "
+                          f"mode 600); default ${KEYS_FILE_ENV}, else no authentication")
+    srv.add_argument("--per-client-concurrency", type=int_at_least(0, "--per-client-concurrency"),
+                     default=d.per_client_concurrency,
+                     help=f"upscales one client (API key, else address) may have in progress, 429 beyond "
+                          f"(default {d.per_client_concurrency}; 0: no limit)")
+    srv.add_argument("--per-client-per-minute", type=int_at_least(0, "--per-client-per-minute"),
+                     default=d.per_client_per_minute,
+                     help=f"upscales one client may start in 60 s, 429 beyond (default {d.per_client_per_minute}; "
+                          f"0: no limit)")
+    srv.add_argument("--header-timeout", type=positive_number("--header-timeout"), default=d.header_timeout_s,
+                     help=f"seconds for a request's headers to arrive (default {d.header_timeout_s:g})")
+    srv.add_argument("--body-timeout", type=positive_number("--body-timeout"), default=d.body_timeout_s,
+                     help=f"seconds for a whole upload, 408 beyond (default {d.body_timeout_s:g})")
+    srv.add_argument("--body-chunk-timeout", type=positive_number("--body-chunk-timeout"),
+                     default=d.body_chunk_timeout_s,
+                     help=f"seconds between two pieces of an upload, 408 beyond (default {d.body_chunk_timeout_s:g})")
+    srv.add_argument("--max-header-kb", type=positive_number("--max-header-kb"), default=d.max_header_bytes / 1024,
+                     help=f"largest request line + headers in KiB, 431 beyond (default {d.max_header_bytes / 1024:g})")
     srv.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
     srv.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     _threads(srv, THREADS_HELP)
     srv.add_argument("-q", "--quiet", action="store_true", help="no access log (one line per request on stderr)")
+    _ray(srv, "--replicas", "copies of the service on Ray Serve, each with its own pipeline, --workers and --queue "
+                            "(default 1)")
+
+
+def _ray(p: argparse.ArgumentParser, count: str, help: str) -> None:
+    """--ray local|ADDRESS and its count of workers or replicas (the ray extra; docs/DEPLOY.md)."""
+    p.add_argument("--ray", default=None, metavar="local|ADDRESS",
+                   help="run on Ray: local starts an instance on this machine for the command, ADDRESS joins a "
+                        "running cluster (e.g. auto, or HEAD:6379; needs the ray extra)")
+    p.add_argument(count, type=int_at_least(1, count), default=None, help=help)
 
 
 def _notes(e: BaseException) -> str:
@@ -198,21 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except LdmindError as e:
-        say(f"{PROG}: error: {e}", sys.stderr)
+        say(one_line(f"{PROG}: error: {e}"), sys.stderr)
         return 2
     except MemoryError:
         say(f"{PROG}: error: {contract.OUT_OF_MEMORY}", sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        say(f"{PROG}: interrupted (SIGINT){_notes(e)}", sys.stderr)
+        say(one_line(f"{PROG}: interrupted (SIGINT){_notes(e)}"), sys.stderr)
         return 130
     except Terminated as e:
-        say(f"{PROG}: terminated (SIGTERM){_notes(e)}", sys.stderr)
+        say(one_line(f"{PROG}: terminated (SIGTERM){_notes(e)}"), sys.stderr)
         return 128 + signal.SIGTERM
     except Exception as e:  # noqa: BLE001 - a bug: say so in one line unless debugging
         if os.environ.get("LDMIND_DEBUG"):
             raise
-        say(f"{PROG}: internal error: {type(e).__name__}: {e} (set LDMIND_DEBUG=1 for the traceback)", sys.stderr)
+        say(one_line(f"{PROG}: internal error: {type(e).__name__}: {e} (set LDMIND_DEBUG=1 for the traceback)"),
+            sys.stderr)
         return 1
     finally:
         if previous is not None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import info
-from .console import PROG, Terminated, say
+from .console import PROG, Terminated, one_line, say
 from .errors import InputError, LdmindError
 from .request import GenerateRequest, UpscaleRequest
 
@@ -39,8 +39,9 @@ def _saver(args):
 
 
 def cmd_upscale(args) -> int:
+    from .batch import warn_dropped_metadata
     from .image_in import load_upscale_input
-    from .output_paths import check_output_path, output_depth
+    from .output_paths import check_depth, check_output_path, output_depth
 
     request = UpscaleRequest.from_namespace(args)
     if Path(args.input).is_dir():
@@ -48,32 +49,53 @@ def cmd_upscale(args) -> int:
     if args.recursive or args.skip_existing or args.ext is not None:
         raise InputError(f"{args.input}: --recursive, --skip-existing and --ext apply to a folder input, "
                          f"and this is not a folder")
+    if args.ray or args.workers is not None:
+        raise InputError(f"{args.input}: --ray and --workers apply to a folder input, and this is not a folder")
     outs = _outputs(args.output, request.num_samples)
     for o in outs:
         check_output_path(o, inputs=(args.input,), overwrite_input=args.overwrite)
+    check_depth(outs[0], args.depth)
     image, meta = load_upscale_input(args.input, outs)
     depth = output_depth(outs[0], image.dtype, args.depth)
+    warn_dropped_metadata(outs[0], meta, args.input, _warner(args))
     pipe, progress = _load(args)
     images = pipe.upscale(image, **request.kwargs(), progress=progress, depth=depth)
     save = _saver(args)
     for img, o in zip(images, outs):
-        say(str(save(img, o, meta)))
+        say(one_line(str(save(img, o, meta))))
     return 0
+
+
+def _warner(args):
+    """``warn(note)``: one warning line (metadata an output format cannot hold, said before the
+    work: ``image_out.fit_metadata``); None with --strip-metadata (nothing is carried anyway)."""
+    if getattr(args, "strip_metadata", False):
+        return None
+    return lambda note: say(one_line(f"{PROG}: warning: {note}"), sys.stderr)
 
 
 def _upscale_folder(args, request: UpscaleRequest) -> int:
     from .batch import Summary, file_progress, plan_folder, run_folder
 
+    if args.workers is not None and not args.ray:
+        raise InputError("--workers N runs a folder on N Ray workers: give --ray local or --ray ADDRESS too")
     src, out = Path(args.input), Path(args.output)
+    if args.ray:
+        from .ray_cluster import require_ray
+        require_ray()                   # without Ray: its one line before anything else
     jobs = plan_folder(src, out, args.recursive, args.ext, request.num_samples, args.overwrite, args.depth)
+    if args.ray:                        # the same jobs on a Ray actor pool (runtime/ray_batch.py)
+        from .ray_batch import upscale_folder
+        return upscale_folder(args, request, jobs, _saver(args))
     pipe, progress = _load(args)
     if not args.quiet:
-        say(f"{progress.header}; {len(jobs)} images from {src}", sys.stderr)
+        say(one_line(f"{progress.header}; {len(jobs)} images from {src}"), sys.stderr)
     out.mkdir(exist_ok=True)
     summary = Summary()
     try:
-        run_folder(jobs, pipe, request, args.depth, _saver(args), args.skip_existing, say,
-                   lambda line: say(f"{PROG}: failed: {line}", sys.stderr), file_progress(quiet=args.quiet), summary)
+        run_folder(jobs, pipe, request, args.depth, _saver(args), args.skip_existing, lambda path: say(one_line(path)),
+                   lambda line: say(one_line(f"{PROG}: failed: {line}"), sys.stderr), file_progress(quiet=args.quiet),
+                   summary, warn=_warner(args))
     except (KeyboardInterrupt, Terminated) as e:
         e.add_note(f"{summary.line()} before it; --skip-existing resumes")   # main's one line says it
         raise
@@ -94,7 +116,7 @@ def cmd_generate(args) -> int:
     out.mkdir(exist_ok=True)
     save = _saver(args)
     for j, img in enumerate(images):
-        say(str(save(img, out / f"sample_seed{request.seed + j}.png")))
+        say(one_line(str(save(img, out / f"sample_seed{request.seed + j}.png"))))
     return 0
 
 
@@ -142,6 +164,7 @@ def cmd_serve(args) -> int:
     except ImportError:
         raise LdmindError("the service needs Starlette and uvicorn: install the serve extra: "
                           "pip install 'ldmind[serve]'") from None
+    from .guard import load_api_keys
     from .pipeline import Pipeline
     from .serve import Settings, serve
 
@@ -150,7 +173,19 @@ def cmd_serve(args) -> int:
                         max_input_pixels=max(1, round(args.max_input_mpx * 1e6)),
                         max_output_pixels=max(1, round(args.max_output_mpx * 1e6)),
                         max_steps=args.max_steps, default_steps=min(Settings.default_steps, args.max_steps),
-                        shutdown_timeout_s=args.shutdown_timeout)
+                        shutdown_timeout_s=args.shutdown_timeout,
+                        api_keys=load_api_keys(args.api_key_file) if args.api_key_file else (),
+                        per_client_concurrency=args.per_client_concurrency,
+                        per_client_per_minute=args.per_client_per_minute,
+                        header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+                        body_chunk_timeout_s=args.body_chunk_timeout,
+                        max_header_bytes=max(1, round(args.max_header_kb * 1024)))
+    if args.ray:                        # one pipeline per Ray Serve replica (runtime/ray_serve.py)
+        from .ray_serve import serve_on_ray
+        return serve_on_ray(args, settings)
+    if args.replicas is not None:
+        raise InputError("--replicas N runs N copies of the service on Ray Serve: give --ray local or --ray "
+                         "ADDRESS too")
     pipe = Pipeline.load(args.engines, backend=args.backend, threads=args.threads, precision=args.precision)
     stopped_by, counts = serve(pipe, settings, args.host, args.port, access_log=not args.quiet,
                                say=lambda line: say(f"{PROG}: {line}", sys.stderr))

@@ -12,7 +12,9 @@ profile in its tag; EXIF is not written: tifffile cannot write an EXIF sub-direc
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import struct
 import zlib
 
@@ -22,6 +24,7 @@ from .errors import InputError
 
 DEEP_FORMATS = {"PNG", "TIFF"}    # of the output formats, those that store 16 bits per value
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"\0\0\0\0IEND\xaeB`\x82"    # the PNG end chunk, always these 12 bytes
 _ROWS_PER_BLOCK = 256             # PNG rows filtered at a time (bounds the int32 temporaries)
 
 
@@ -55,16 +58,45 @@ def is_tiff(data: bytes) -> bool:
 
 def _read_png(data: bytes, name: str) -> np.ndarray:
     import png    # pypng
+    if not data.endswith(PNG_IEND):
+        data += PNG_IEND              # read without its IEND chunk, as Pillow reads 8-bit ones
     try:
-        w, h, rows, info = png.Reader(bytes=data).asDirect()
+        reader = png.Reader(bytes=data)
+        reader.preamble()
+        if reader.sbit and not all(0 < b <= reader.bitdepth for b in reader.sbit):
+            reader.sbit = None      # an sBIT the spec forbids (0, or more than the depth): all bits count
+        w, h, rows, info = reader.asDirect()
         a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
     except (png.Error, ValueError, zlib.error, EOFError) as e:
         raise InputError(f"{name}: truncated or corrupt PNG file ({str(e).splitlines()[0] if str(e) else e})") from None
     a = a.reshape(h, w, info["planes"])
     bits = info["bitdepth"]
-    if bits != 16:    # pypng returns the significant bits (sBIT) only: back to 0..65535
-        a = np.floor(a.astype(np.float64) * (65535.0 / (2 ** bits - 1)) + 0.5).astype(np.uint16)
-    return a
+    return a if bits == 16 else rescale_significant_bits(a, bits)
+
+
+def rescale_significant_bits(a: np.ndarray, bits: int) -> np.ndarray:
+    """Values of ``bits`` significant bits (what pypng returns for an sBIT chunk) back to
+    0..65535: v * 65535 / (2^bits - 1), rounded, so that the largest maps to 65535 (dividing by
+    2^bits instead would leave white at 65520 for 12 bits)."""
+    return np.floor(a.astype(np.float64) * (65535.0 / (2 ** bits - 1)) + 0.5).astype(np.uint16)
+
+
+def _needs_imagecodecs(name: str, why: str) -> str:
+    return (f"{name}: a 16-bit TIFF compressed this way ({why}) is read at full precision only with the "
+            f"imagecodecs package (pip install imagecodecs); or save it uncompressed or with ZIP compression")
+
+
+@contextlib.contextmanager
+def _quiet_log(name: str):
+    """The logger ``name`` silenced meanwhile: tifffile logs what it finds wrong in a file
+    ("<TiffTag.fromfile> raised ...") before the error that reports it in one line."""
+    log = logging.getLogger(name)
+    before = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = before
 
 
 def read_tiff(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, bytes | None]:
@@ -73,11 +105,15 @@ def read_tiff(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, byte
     than ``max_pixels`` pixels: refused from the header, before decoding."""
     import tifffile
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        with _quiet_log("tifffile"), tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages[0]
             if page.imagewidth * page.imagelength > max_pixels:
                 raise InputError(f"{name}: {page.imagewidth}x{page.imagelength} exceeds the "
                                  f"{max_pixels / 1e6:.0f} Mpx limit (refused as a possible decompression bomb)")
+            try:                   # a codec tifffile has only with imagecodecs: said before decoding
+                tifffile.TIFF.DECOMPRESSORS[page.compression]
+            except KeyError as e:
+                raise InputError(_needs_imagecodecs(name, str(e).strip(chr(34)))) from None
             a = page.asarray()
             separate = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
             extra = tuple(page.extrasamples or ())
@@ -85,9 +121,7 @@ def read_tiff(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, byte
     except InputError:
         raise
     except KeyError as e:          # a compression tifffile decodes only with imagecodecs
-        raise InputError(f"{name}: a 16-bit TIFF compressed this way ({str(e).strip(chr(34))}) is read at "
-                         f"full precision only with the imagecodecs package (pip install imagecodecs); "
-                         f"or save it uncompressed or with ZIP compression") from None
+        raise InputError(_needs_imagecodecs(name, str(e).strip(chr(34)))) from None
     except Exception as e:  # noqa: BLE001 - tifffile raises many kinds on corrupt files
         raise InputError(f"{name}: truncated or corrupt TIFF file ({str(e).splitlines()[0] if str(e) else e})") \
             from None

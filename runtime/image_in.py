@@ -7,7 +7,8 @@ they are converted when the conversion is unambiguous:
 - 16-bit files keep their 16 bits: uint16 arrays (PNG of any colour type, RGB/RGBA TIFF are
   read by ``runtime/depth16.py``, 16-bit grayscale by Pillow); ``load_image`` alone reduces
   them to 8 bits (v / 257, rounded);
-- palette (P) -> RGB, or RGBA when the palette has transparency;
+- palette (P) -> RGB, or RGBA when the palette has transparency; a grey or RGB PNG with a
+  colour key (tRNS) -> RGBA, 8-bit as 16-bit;
 - RGBA / LA whose alpha is fully opaque -> RGB (alpha dropped); translucent ones keep their
   alpha (``pil_to_rgb_alpha``; ``upscale`` renders it beside the colour, see
   ``runtime/alpha.py``), and are written only to formats that store it (PNG, WebP, TIFF);
@@ -20,19 +21,24 @@ they are converted when the conversion is unambiguous:
 - a PNG may carry an ICC profile or text chunks up to 64 MiB (Pillow's default refuses
   more than 1 MiB decompressed, which a camera's profile can exceed); the profile is not
   applied but carried to the output (``Metadata``), with the EXIF block;
-- a JPEG missing only its end-of-image marker is read, as viewers do and as a PNG missing
-  its IEND chunk is; a JPEG whose entropy-coded (pixel) data is cut short is refused.
+- a JPEG missing only its end-of-image marker is read, as viewers do and as a PNG (8- or
+  16-bit) missing its IEND chunk is; a JPEG whose entropy-coded (pixel) data is cut short is
+  refused;
+- only regular files are read (``read_input_file``): a FIFO, a device, a socket are refused
+  before a byte is read.
 """
 from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from ldmind_ref.core import contract
 
 from . import depth16
 from .errors import InputError
@@ -111,16 +117,53 @@ def load_upscale_input(path: str | os.PathLike, outputs) -> tuple[np.ndarray, Me
 def load_image_meta(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, Metadata]:
     """An image file as (RGB [H, W, 3], alpha [H, W] or None, its ``Metadata``): uint8, or
     uint16 for a 16-bit file."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, not an image file")
+    return decode_image(read_input_file(path), str(path))
+
+
+def _kind(mode: int) -> str:
+    """A ``FILE_KINDS`` key for a file that is neither a regular file nor a directory."""
+    for test, kind in ((stat.S_ISFIFO, "fifo"), (stat.S_ISCHR, "char"), (stat.S_ISBLK, "block"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return kind
+    return "other"
+
+
+def _check_regular(st: os.stat_result, name: str) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{name}: is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(contract.NOT_A_REGULAR_FILE.format(name, contract.FILE_KINDS[_kind(st.st_mode)]))
+
+
+def read_input_file(path: str | os.PathLike) -> bytes:
+    """The bytes of an input file.  Anything but a regular file (after symlinks) is refused
+    before a byte is read: a FIFO would block, a device such as /dev/zero never end.  The file
+    is opened without blocking and checked again (it may have been swapped since), and read no
+    further than the size it had then."""
+    name = str(path)
     try:
-        data = p.read_bytes()
+        _check_regular(os.stat(path), name)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(f"{name}: no such file") from None
+    except OSError as e:            # a symlink loop, a permission, a name too long
+        raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        _check_regular(st, name)
+        parts, left = [], st.st_size
+        while left > 0:
+            part = os.read(fd, left)
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
     except OSError as e:
-        raise InputError(f"{p}: cannot read ({e.strerror})") from None
-    return decode_image(data, str(p))
+        raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
 
 
 def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, np.ndarray | None, Metadata]:
@@ -130,7 +173,9 @@ def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, np.ndarr
         raise InputError(f"{name}: empty file (0 bytes), not an image")
     try:
         with warnings.catch_warnings():
-            # a bomb warning would print a second line: make it the error it is
+            # a warning would print more lines ("Truncated File Read", "Corrupt EXIF data"):
+            # what matters is said by the error, if any; a bomb warning is made the error it is
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 w, h = img.size
@@ -240,6 +285,8 @@ def pil_to_rgb_alpha(img: Image.Image, name: str = "image") -> tuple[np.ndarray,
     mode = img.mode
     if mode == "P" and ("transparency" in img.info or img.palette and img.palette.mode == "RGBA"):
         img, mode = img.convert("RGBA"), "RGBA"
+    elif mode in ("1", "L", "RGB") and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"      # a colour key (PNG tRNS), as 16-bit files keep it
     if mode in _SIXTEEN_BIT or mode == "I":
         a = np.asarray(img)
         if a.size and (a.min() < 0 or a.max() > 65535):

@@ -137,6 +137,13 @@ def check_alpha_output(path: str | os.PathLike) -> None:
     check_alpha_format(output_format(path), f"{path}: the input")
 
 
+def check_depth(path: str | os.PathLike, requested: str | int) -> None:
+    """Refuse ``requested`` bits (8, 16, "auto") for ``path``'s format before the input is even
+    read: --depth 16 for a JPEG must not wait for a large 16-bit PNG to be decoded."""
+    if requested != "auto":
+        output_depth(path, None, requested)
+
+
 def output_depth(path: str | os.PathLike, input_dtype, requested: str | int = "auto") -> int:
     """Bits per value an upscale writes to ``path``: ``requested`` 8 or 16, or "auto": 16
     when the input was 16-bit and the format stores 16 bits (PNG, TIFF), else 8.  16 for a

@@ -11,6 +11,8 @@ import time
 
 from ldmind_ref.core.contract import STAGE_DENOISE
 
+from .console import pause_point
+
 
 class Progress:
     def __init__(self, stream=None, width: int = 30, quiet: bool = False, header: str | None = None):
@@ -27,6 +29,7 @@ class Progress:
         self._lock = threading.Lock()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        pause_point("progress")
         if self.quiet:
             return
         with self._lock:

@@ -6,7 +6,11 @@
     GET  /healthz                       liveness (JSON, no work)
 
 The API, status codes and limits are in docs/RUNTIME.md ("Service"); what a request gets
-is decided by ``runtime/service.py``, this module is the HTTP around it.  On SIGTERM or
+is decided by ``runtime/service.py``, this module is the HTTP around it: API keys and
+per-client limits by ``runtime/guard.py`` (ASGI middleware), the body read with its size
+limit and timeouts here, the header timeout and uvicorn's own refusals as JSON by the
+protocol class of ``runtime/serve_protocol.py``.  ``create_app`` is a plain ASGI app whose
+whole configuration is one ``Settings``.  On SIGTERM or
 SIGINT uvicorn stops accepting connections and waits (up to ``shutdown_timeout_s``) for
 the requests it has, running and waiting ones alike; then any work still going (a request
 that timed out, or one cut off by that limit) is aborted and the workers joined.
@@ -20,35 +24,48 @@ import socket
 import sys
 import time
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from pathlib import Path
 
 from . import limits
 from .errors import InputError
+from .guard import Guard
 from .service import Reply, Service, Settings, log, status_of
 
 __all__ = ["Settings", "create_app", "serve", "run", "bind"]
 
 
-async def _read_body(request, limit: int) -> bytearray:
-    """The body, refused with 413 from Content-Length or as soon as it outgrows ``limit``
-    (returned as read, not copied: ``decode_image`` takes any bytes-like object)."""
-    from starlette.requests import ClientDisconnect
-
+async def _read_body(request, settings: Settings) -> bytearray:
+    """The body, refused with 413 from Content-Length or as soon as it outgrows the limit, and
+    with 408 when a piece of it takes longer than ``body_chunk_timeout_s`` or the whole longer
+    than ``body_timeout_s`` (the answer closes the connection: ``guard.Guard``).  Nothing is
+    admitted before the body is in: a slow upload holds no worker.  Returned as read, not
+    copied (``decode_image`` takes any bytes-like object)."""
+    limit = settings.max_body_bytes
     too_big = Reply(413, f"the upload is larger than this server's limit of {limit} bytes "
                          f"({limit / 2 ** 20:.1f} MiB)")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_big
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.body_timeout_s
     body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise too_big
-    except ClientDisconnect:
-        raise Reply(400, "the upload was cut short (client disconnected)") from None
-    return body
+    while True:
+        wait = min(settings.body_chunk_timeout_s, deadline - loop.time())
+        try:
+            if wait <= 0:
+                raise TimeoutError
+            message = await asyncio.wait_for(request.receive(), wait)
+        except TimeoutError:
+            raise Reply(408, f"the upload was too slow: {len(body)} bytes arrived and this server waits at most "
+                             f"{settings.body_chunk_timeout_s:g} s for the next piece and "
+                             f"{settings.body_timeout_s:g} s for the whole body") from None
+        if message["type"] == "http.disconnect":
+            raise Reply(400, "the upload was cut short (client disconnected)")
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise too_big
+        if not message.get("more_body", False):
+            return body
 
 
 class _AccessLog:
@@ -70,8 +87,8 @@ class _AccessLog:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            client = scope.get("client") or ("-", 0)
-            log.info("%s %s %s %d %.1f ms", client[0], scope["method"], scope["path"], status[0],
+            client = scope.get("ldmind.client") or (scope.get("client") or ("-", 0))[0]   # guard.Guard's name
+            log.info("%s %s %s %d %.1f ms", client, scope["method"], scope["path"], status[0],
                      1000 * (time.perf_counter() - t0))
 
 
@@ -95,7 +112,7 @@ def create_app(pipeline, settings: Settings | None = None):
     async def upscale(request) -> Response:
         try:
             p = service.parse(request.query_params)
-            body = await _read_body(request, service.settings.max_body_bytes)
+            body = await _read_body(request, service.settings)
             data, media_type, headers = await service.upscale(body, p)
             response = Response(data, media_type=media_type, headers=headers)
         except asyncio.CancelledError:
@@ -107,7 +124,7 @@ def create_app(pipeline, settings: Settings | None = None):
 
     async def info(_request) -> Response:
         return JSONResponse({"model": service.model, "backend": service.pipe.backend,
-                             "settings": asdict(service.settings), "queue": service.state(),
+                             "settings": service.settings.public(), "queue": service.state(),
                              "counters": dict(service.counts), "recent_seconds": service.recent_s,
                              "uptime_seconds": round(time.time() - service.started, 1),
                              "rss_bytes": limits.proc_bytes("/proc/self/status", "VmRSS")})
@@ -128,7 +145,10 @@ def create_app(pipeline, settings: Settings | None = None):
 
     app = Starlette(routes=[Route("/v1/upscale", upscale, methods=["POST"]), Route("/v1/info", info),
                             Route("/healthz", healthz)],
-                    middleware=[Middleware(_AccessLog)], lifespan=lifespan,
+                    middleware=[Middleware(_AccessLog),
+                                Middleware(Guard, service.settings, busy_s=lambda: service.recent_s or 1.0,
+                                           count=service.count)],
+                    lifespan=lifespan,
                     exception_handlers={HTTPException: http_error, Exception: bug})
     app.state.service = service
     return app
@@ -170,7 +190,8 @@ def serve(pipeline, settings: Settings | None = None, host: str = "127.0.0.1", p
             log.setLevel(logging.INFO)
         if say:
             say(f"serving {pipeline.describe()} at http://{f'[{host}]' if ':' in host else host}:{port} "
-                f"({settings.workers} worker(s), queue {settings.queue}, timeout {settings.timeout_s:g} s); "
+                f"({settings.workers} worker(s), queue {settings.queue}, timeout {settings.timeout_s:g} s, "
+                f"{f'{len(settings.api_keys)} API key(s)' if settings.api_keys else 'no authentication'}); "
                 f"SIGTERM or Ctrl+C stops after the requests in progress")
         caught: list[int] = []
         # uvicorn handles SIGTERM/SIGINT while it serves, then restores the handlers it found and
@@ -193,15 +214,27 @@ def serve(pipeline, settings: Settings | None = None, host: str = "127.0.0.1", p
         sock.close()
 
 
+def server_config(app, **overrides):
+    """The ``uvicorn.Config`` that ``run`` serves ``app`` with: the service's HTTP protocol
+    (``serve_protocol``: header timeout, JSON errors), its header size limit, uvicorn's own
+    logs at warning level only, the graceful shutdown of the module doc."""
+    import uvicorn
+
+    from .serve_protocol import protocol_class
+
+    s: Settings = app.state.service.settings
+    options = dict(log_config=None, log_level="warning", access_log=False, lifespan="on",
+                   timeout_graceful_shutdown=s.shutdown_timeout_s, server_header=False,
+                   http=protocol_class(s), h11_max_incomplete_event_size=s.max_header_bytes)
+    return uvicorn.Config(app, **{**options, **overrides})
+
+
 def run(app, sock: socket.socket) -> None:
     """uvicorn serving ``app`` on ``sock`` until told to stop (a signal, in the main thread),
     with the graceful shutdown of the module doc; the workers are joined when it returns."""
     import uvicorn
 
-    service: Service = app.state.service
-    config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=service.settings.shutdown_timeout_s, server_header=False)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(server_config(app)).run(sockets=[sock])
     finally:
-        service.close()
+        app.state.service.close()

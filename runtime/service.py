@@ -27,11 +27,12 @@ import ctypes.util
 import io
 import logging
 import math
+import re
 import threading
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from PIL import Image
@@ -72,16 +73,45 @@ class Settings:
     max_steps: int = 200
     # On SIGTERM/SIGINT: seconds to let running and waiting requests finish.
     shutdown_timeout_s: float = 60.0
+    # API keys (runtime/guard.py): empty, no authentication; else every request but /healthz
+    # needs "Authorization: Bearer KEY" with one of them (401 without).  Never shown or logged.
+    api_keys: tuple = field(default=(), repr=False)
+    # Per client (the API key when keys are set, else the peer address), on /v1/upscale: requests
+    # in progress at once (upload included) and requests started in the last 60 s; 429 beyond;
+    # 0: no limit.
+    per_client_concurrency: int = 4
+    per_client_per_minute: int = 120
+    # Slow clients: seconds for a request's headers to arrive (from the connection's opening or
+    # the end of the previous answer; 408 or a silent close), for its whole body, and between
+    # two pieces of its body (408 and the connection closed).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 120.0
+    body_chunk_timeout_s: float = 10.0
+    # Largest request line + headers, bytes: 431 beyond.
+    max_header_bytes: int = 16 * 1024
 
     def __post_init__(self):
+        if not (isinstance(self.api_keys, tuple) and all(isinstance(k, str) and k for k in self.api_keys)):
+            raise InputError("serve setting api_keys must be a tuple of non-empty strings")
         for f in fields(self):
-            v, lo = getattr(self, f.name), 0 if f.name == "queue" else 1
-            kind = int if f.type == "int" else (int, float)
-            if isinstance(v, bool) or not isinstance(v, kind) or not math.isfinite(v) or v < lo:
-                raise InputError(f"serve setting {f.name} must be {'an integer' if kind is int else 'a number'} "
-                                 f">= {lo}, got {v!r}")
+            if f.name == "api_keys":
+                continue
+            v, lo = getattr(self, f.name), 0 if f.name in _ZERO_ALLOWED else 1
+            if f.type == "int":
+                if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                    raise InputError(f"serve setting {f.name} must be an integer >= {lo}, got {v!r}")
+            elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise InputError(f"serve setting {f.name} must be a number > 0, got {v!r}")
         if self.default_steps > self.max_steps:
             raise InputError(f"serve: default steps {self.default_steps} exceed max steps {self.max_steps}")
+
+    def public(self) -> dict:
+        """The settings as /v1/info shows them: the keys replaced by whether there are any."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_keys"},
+                "authentication": bool(self.api_keys)}
+
+
+_ZERO_ALLOWED = ("queue", "per_client_concurrency", "per_client_per_minute")
 
 
 PARAMETERS = ("scale", "size", "seed", "steps", "sampler", "eta", "backproject", "format", "quality")
@@ -132,7 +162,8 @@ class Service:
         self.admitted = 0         # running + waiting
         self.running = 0
         self.recent_s: float | None = None   # moving average of the work's seconds
-        self.counts = {"served": 0, "rejected_busy": 0, "client_errors": 0, "timed_out": 0, "server_errors": 0}
+        self.counts = {"served": 0, "rejected_busy": 0, "client_errors": 0, "timed_out": 0, "server_errors": 0,
+                       "unauthorized": 0, "rate_limited": 0}
         self.stopping = threading.Event()
         self.started = time.time()
         self.model = {k: v for k, v in info.summary(pipeline.bundle, verified=False).items()
@@ -168,6 +199,7 @@ class Service:
 
     def count(self, status: int) -> None:
         key = ("served" if status < 400 else "rejected_busy" if status == 503 else "timed_out" if status == 504
+               else "unauthorized" if status == 401 else "rate_limited" if status == 429
                else "client_errors" if status < 500 else "server_errors")
         with self.lock:
             self.counts[key] += 1
@@ -215,6 +247,9 @@ class Service:
         worker): (the image as ``upscale`` takes it, its metadata, (H, W)) or ``Reply``."""
         s, r = self.settings, q.request
         header = _header_size(body)
+        if isinstance(header, int):     # too large for Pillow to open at all
+            raise Reply(413, f"the input image's header declares {_mpx(header)}; this server takes at most "
+                             f"{_mpx(s.max_input_pixels)}")
         if header and header[0] * header[1] > s.max_input_pixels:
             raise Reply(413, f"the input image is {header[0]}x{header[1]} = {_mpx(header[0] * header[1])}; this "
                              f"server takes at most {_mpx(s.max_input_pixels)}")
@@ -324,14 +359,18 @@ def _mpx(pixels: int) -> str:
     return f"{pixels / 1e6:.3g} Mpx"
 
 
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the image's header alone, or None if Pillow cannot tell
-    (``decode_image`` then says what is wrong)."""
+def _header_size(data: bytes) -> tuple[int, int] | int | None:
+    """(width, height) from the image's header alone; the pixel count where Pillow refuses to
+    open an image that large (a decompression bomb: its size is all it says); or None if Pillow
+    cannot tell (``decode_image`` then says what is wrong)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as img:
                 return img.size
+    except Image.DecompressionBombError as e:
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        return int(m.group(1)) if m else 2 * int(Image.MAX_IMAGE_PIXELS or 0) + 1
     except Exception:  # noqa: BLE001 - any failure here is decode_image's to report
         return None
 

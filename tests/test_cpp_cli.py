@@ -11,13 +11,17 @@
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -119,11 +123,39 @@ def _truncated_jpeg(tmp: Path) -> Path:
     return p
 
 
+def _broken_zlib_png(tmp: Path) -> Path:
+    """A PNG whose IDAT zlib stream breaks (a stored block with bad lengths; checksums fixed):
+    Pillow says "broken data stream", zlib "invalid stored block lengths"."""
+    buf = io.BytesIO()
+    crop(20, 24).save(buf, "PNG")
+    d = bytearray(buf.getvalue())
+    i = d.index(b"IDAT")
+    n = struct.unpack(">I", d[i - 4:i])[0]
+    d[i + 6:i + 11] = b"\x00\x10\x00\x10\x00"      # BTYPE 00 (stored), LEN 0x0010, NLEN not its complement
+    d[i + 4 + n:i + 8 + n] = struct.pack(">I", zlib.crc32(bytes(d[i:i + 4 + n])))
+    p = tmp / "zbroken.png"
+    p.write_bytes(bytes(d))
+    return p
+
+
+def _special_files(tmp: Path) -> dict:
+    """A symlink to /dev/zero, a FIFO and a Unix socket, named *.png (issue 23.1)."""
+    (tmp / "zero.png").symlink_to("/dev/zero")
+    os.mkfifo(tmp / "fifo.png")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp / "sock.png"))         # the socket file stays after close
+    return {"zero": tmp / "zero.png", "fifo": tmp / "fifo.png", "sock": tmp / "sock.png"}
+
+
 # (id, argv builder: (files dict) -> argv); every case gets --engines unless it sets it
 CASES = {
     "not-an-image": lambda f: ["upscale", f["text"], "--scale", "2", "-o", f["out"]],
     "truncated-png": lambda f: ["upscale", f["cut_png"], "--scale", "2", "-o", f["out"]],
     "truncated-jpeg": lambda f: ["upscale", f["cut_jpg"], "--scale", "2", "-o", f["out"]],
+    "broken-zlib-png": lambda f: ["upscale", f["zbroken"], "--scale", "2", "-o", f["out"]],
+    "devzero-symlink": lambda f: ["upscale", f["zero"], "--scale", "2", "-o", f["out"]],
+    "fifo-input": lambda f: ["upscale", f["fifo"], "--scale", "2", "-o", f["out"]],
+    "socket-input": lambda f: ["upscale", f["sock"], "--scale", "2", "-o", f["out"]],
     "empty-file": lambda f: ["upscale", f["empty"], "--scale", "2", "-o", f["out"]],
     "missing-input": lambda f: ["upscale", f["tmp"] / "nope.png", "--scale", "2", "-o", f["out"]],
     "scale-0": lambda f: ["upscale", f["png"], "--scale", "0", "-o", f["out"]],
@@ -181,7 +213,7 @@ def files(sr_engines, gen_engines, tmp_path_factory) -> dict:
     return {"tmp": tmp, "png": png, "out": tmp / "out.png", "text": tmp / "text.png", "empty": tmp / "empty.png",
             "cut_png": _truncated_png(tmp), "cut_jpg": _truncated_jpeg(tmp), "tampered": _tampered(sr_engines, tmp),
             "version": _bad_version(sr_engines, tmp), "unwritable": _unwritable(tmp), "folder.png": tmp / "folder.png",
-            "sr": sr_engines, "gen": gen_engines}
+            "sr": sr_engines, "gen": gen_engines, "zbroken": _broken_zlib_png(tmp), **_special_files(tmp)}
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -122,6 +122,11 @@ OUTPUT_MEMORY = ("{} {}x{} {} needs {} of memory but only {} is available; ask f
 LATENT_MEMORY = ("{} with {}x{} latent tiles needs about {} of working memory, {} is available; use smaller "
                  "latent tiles (or fewer samples)")             # what, w, h, need, available
 MEMORY_LIMIT_ENV = "LDMIND_MEMORY_LIMIT must be a number of bytes >= 0 (e.g. 8e9), got {}"   # repr(text)
+# an input that is not a regular file, refused before a byte is read (a FIFO would block, a
+# device such as /dev/zero never end): name, one of FILE_KINDS' values
+NOT_A_REGULAR_FILE = "{}: is {}, not a regular image file"
+FILE_KINDS = {"fifo": "a FIFO (named pipe)", "char": "a character device", "block": "a block device",
+              "socket": "a socket", "other": "a special file"}
 OUT_OF_MEMORY = ("the machine ran out of memory; ask for a smaller output, fewer samples or a smaller input, "
                  "or free memory")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 from pathlib import Path
 
 from ..bundle import Bundle
@@ -36,9 +37,32 @@ ORT_LOG_SEVERITY = 4   # 0 verbose, 1 info, 2 warning, 3 error, 4 fatal
 CPU_QUERY_TILE = 4096
 
 
+@contextlib.contextmanager
+def _quiet_stderr_fd():
+    """File descriptor 2 pointed at /dev/null meanwhile: native code's log lines (ONNX Runtime
+    writes "[W:onnxruntime:...] Failed to persist telemetry device ID" while it is imported,
+    when $HOME is not writable, before any severity can be set) do not reach the user.
+    Python's own errors are exceptions and still do."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _ort():
     try:
-        import onnxruntime as ort
+        with _quiet_stderr_fd():
+            import onnxruntime as ort
     except ImportError as e:
         raise EngineError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from None
     if not getattr(_ort, "configured", False):

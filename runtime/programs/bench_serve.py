@@ -49,18 +49,20 @@ from ..backends.record import cpu_model
 from ..limits import proc_bytes
 from .benchlib import ROOT
 
+# the clients all come from 127.0.0.1: the per-client limits would refuse most of them (429)
+NO_CLIENT_LIMITS = ("--per-client-concurrency", "0", "--per-client-per-minute", "0")
 BAD_KINDS = {  # kind: (query, expected status)
     "corrupt": ("scale=2", 400), "truncated": ("scale=2", 400), "non-image": ("scale=2", 400),
     "bad-scale": ("scale=0", 400), "oversize-output": ("scale=1000", 413)}
 
 
-def _png(a: np.ndarray) -> bytes:
+def png_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _inputs(photos: Path, sides=(32, 40, 48)) -> list[np.ndarray]:
+def crop_inputs(photos: Path, sides=(32, 40, 48)) -> list[np.ndarray]:
     """One crop per photo (sides cycling), from the middle of each."""
     out = []
     for k, p in enumerate(sorted(photos.glob("*.jpg"))):
@@ -236,7 +238,7 @@ def summarise(run: dict, reqs: list[dict]) -> dict:
 
 
 def overfill(engines: str, backend: str, good: list, burst: int, recovery: int) -> dict:
-    srv = Server(engines, backend, "--workers", "1", "--queue", "2")
+    srv = Server(engines, backend, "--workers", "1", "--queue", "2", *NO_CLIENT_LIMITS)
     try:
         g = min(good, key=lambda x: x["want"].size)          # the smallest request
         barrier = threading.Barrier(burst)
@@ -294,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..pipeline import Pipeline
 
     t_all = time.perf_counter()
-    inputs = _inputs(Path(a.photos))
+    inputs = crop_inputs(Path(a.photos))
     # the expected images, computed here on the same inputs and seeds
     pipe = Pipeline.load(a.engines, backend=a.backend)
     good = []
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         for scale in (2, 3):
             q = f"scale={scale}&seed={k}&steps={a.steps}"
             [want] = pipe.upscale(lr, scale=scale, steps=a.steps, seed=k)
-            good.append({"query": q, "body": _png(lr), "want": want, "lr": list(lr.shape[:2])})
+            good.append({"query": q, "body": png_bytes(lr), "want": want, "lr": list(lr.shape[:2])})
     pipe.close()
     del pipe
     body = good[0]["body"]
@@ -310,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                   "non-image": b"this is not an image\n" * 20, "bad-scale": body, "oversize-output": good[-1]["body"]}
     load0 = os.getloadavg()
 
-    srv = Server(a.engines, a.backend, "--workers", "1", "--queue", str(a.queue))
+    srv = Server(a.engines, a.backend, "--workers", "1", "--queue", str(a.queue), *NO_CLIENT_LIMITS)
     try:
         warm = plan(a.warmup, a.bad, a.seed + 1, good, bad_bodies)
         warm_run = run_clients(srv.port, warm, a.clients, a.max_seconds, good)
@@ -356,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {"command": "python -m runtime.programs.bench_serve " + " ".join(argv if argv is not None else sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "cpus": os.cpu_count(), "loadavg_before": list(load0),
            "loadavg_after": list(os.getloadavg()), "engines": a.engines, "backend": a.backend,
-           "server": f"workers 1, queue {a.queue}, other settings default",
+           "server": f"workers 1, queue {a.queue}, no per-client limits, other settings default",
            "clients": a.clients, "steps": a.steps,
            "inputs": sorted({f"{g['lr'][1]}x{g['lr'][0]}" for g in good}), "scales": [2, 3],
            "bad_fraction": a.bad, "bad_kinds": {k: v[1] for k, v in BAD_KINDS.items()},

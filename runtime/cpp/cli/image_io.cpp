@@ -2,7 +2,9 @@
 // share: the EXIF orientation and the opaque-alpha rule.  The messages: image_messages.cpp.
 #include "image_io.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -100,23 +102,56 @@ Image decode_image(const std::vector<uint8_t>& data, const std::string& name) {
     refuse(msg::unrecognised(name));
 }
 
+namespace {
+
+// Python's image_in._kind: the contract's FILE_KINDS key of a file that is not regular
+const char* file_kind(mode_t m) {
+    if (S_ISFIFO(m)) return "fifo";
+    if (S_ISCHR(m)) return "char";
+    if (S_ISBLK(m)) return "block";
+    if (S_ISSOCK(m)) return "socket";
+    return "other";
+}
+
+// Python's image_in._check_regular
+void check_regular(const struct stat& st, const std::string& name) {
+    if (S_ISDIR(st.st_mode)) refuse(msg::is_directory(name));
+    if (!S_ISREG(st.st_mode)) refuse(msg::not_a_regular_file(name, file_kind(st.st_mode)));
+}
+
+}  // namespace
+
+// Python's image_in.read_input_file: only a regular file (after symlinks), checked before a byte
+// is read; opened without blocking, checked again, read no further than its size then
 Image load_image(const std::string& path, const std::string& name) {
     struct stat st;
     if (stat(path.c_str(), &st) != 0) {
         if (errno == ENOENT || errno == ENOTDIR) refuse(msg::no_such_file(name));
         refuse(msg::cannot_read(name, errno));
     }
-    if (S_ISDIR(st.st_mode)) refuse(msg::is_directory(name));
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) refuse(msg::cannot_read(name, errno));
+    check_regular(st, name);
+    const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) refuse(msg::cannot_read(name, errno));
     std::vector<uint8_t> data;
-    uint8_t chunk[1 << 16];
-    size_t got;
-    while ((got = std::fread(chunk, 1, sizeof chunk, f)) > 0) data.insert(data.end(), chunk, chunk + got);
-    const bool bad = std::ferror(f) != 0;
-    const int err = errno;
-    std::fclose(f);
-    if (bad) refuse(msg::cannot_read(name, err));
+    int err = 0;
+    if (fstat(fd, &st) != 0) err = errno;
+    else if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        check_regular(st, name);
+    } else {
+        data.resize(static_cast<size_t>(st.st_size));
+        size_t have = 0;
+        while (have < data.size()) {
+            const ssize_t got = read(fd, data.data() + have, data.size() - have);
+            if (got < 0 && errno == EINTR) continue;
+            if (got < 0) { err = errno; break; }
+            if (got == 0) break;
+            have += static_cast<size_t>(got);
+        }
+        data.resize(have);
+    }
+    close(fd);
+    if (err) refuse(msg::cannot_read(name, err));
     return decode_image(data, name);
 }
 

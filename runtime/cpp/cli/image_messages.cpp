@@ -4,13 +4,15 @@
 // corrupt image file (Truncated File Read)"; image data cut short is "truncated or corrupt image
 // file (image file is truncated)"; a PNG without its IEND chunk is read.  A JPEG cut short is
 // "(Truncated File Read)" unless only its end marker is missing (image_in._jpeg_without_eoi's
-// test: decoded with the marker closed and with filler bytes before it, the same pixels).
+// test: decoded with the marker closed and with filler bytes before it, the same pixels).  A PNG whose
+// zlib stream breaks before every row is decoded is "(broken data stream when reading image file)".
 #include "image_messages.hpp"
 
 #include <cstdio>
 #include <cstring>
 
 #include "image_io.hpp"
+#include "contract.hpp"
 
 namespace ldmind_cli {
 
@@ -64,6 +66,10 @@ std::string empty_image(const std::string& name, int width, int height) {
 }
 std::string no_such_file(const std::string& name) { return name + ": no such file"; }
 std::string is_directory(const std::string& name) { return name + ": is a directory, not an image file"; }
+std::string not_a_regular_file(const std::string& name, const char* kind) {
+    return ldmind::contract::fill(ldmind::contract::NOT_A_REGULAR_FILE,
+                                  {name, ldmind::contract::FILE_KINDS.at(kind)});
+}
 std::string cannot_read(const std::string& name, int err) {
     return name + ": cannot read (" + std::strerror(err) + ")";
 }

@@ -28,6 +28,7 @@ std::string empty_file(const std::string& name);
 std::string empty_image(const std::string& name, int width, int height);
 std::string no_such_file(const std::string& name);
 std::string is_directory(const std::string& name);
+std::string not_a_regular_file(const std::string& name, const char* kind);  // kind: FILE_KINDS' key
 std::string cannot_read(const std::string& name, int err);
 std::string other_format(const std::string& name, const char* format);
 std::string sixteen_bit_png(const std::string& name);

@@ -93,7 +93,7 @@ std::string png_data_check(const std::vector<uint8_t>& d, const PngHeader& h) {
     if (inflateInit(&z) != Z_OK) throw std::bad_alloc();
     std::vector<uint8_t> sink(1 << 16);
     uint64_t produced = 0;
-    bool zdone = false;
+    bool zdone = false, broken = false;
     auto feed = [&](const uint8_t* p, size_t len) {
         z.next_in = const_cast<Bytef*>(p);
         z.avail_in = static_cast<uInt>(len);
@@ -103,7 +103,7 @@ std::string png_data_check(const std::vector<uint8_t>& d, const PngHeader& h) {
             const int rc = inflate(&z, Z_NO_FLUSH);
             produced += sink.size() - z.avail_out;
             if (rc == Z_STREAM_END) zdone = true;
-            else if (rc != Z_OK) { zdone = true; break; }   // corrupt: libpng reports it
+            else if (rc != Z_OK) { zdone = broken = true; break; }   // Pillow's zlib decoder gives up
         }
     };
     size_t fp = h.idat + 8;
@@ -135,7 +135,9 @@ std::string png_data_check(const std::vector<uint8_t>& d, const PngHeader& h) {
         fp += got;
     }
     inflateEnd(&z);
-    return produced >= need || (zdone && why.empty()) ? "" : why;
+    if (produced >= need) return "";
+    if (broken) return msg::BROKEN_STREAM;    // Pillow: "broken data stream when reading image file"
+    return zdone && why.empty() ? "" : why;
 }
 
 struct PngReader {

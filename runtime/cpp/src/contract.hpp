@@ -70,6 +70,8 @@ inline constexpr const char* NOT_FINITE = "the {} graph produced NaN/inf{}: the 
 inline constexpr const char* OUTPUT_MEMORY = "{} {}x{} {} needs {} of memory but only {} is available; ask for a smaller scale or size";
 inline constexpr const char* LATENT_MEMORY = "{} with {}x{} latent tiles needs about {} of working memory, {} is available; use smaller latent tiles (or fewer samples)";
 inline constexpr const char* MEMORY_LIMIT_ENV = "LDMIND_MEMORY_LIMIT must be a number of bytes >= 0 (e.g. 8e9), got {}";
+inline constexpr const char* NOT_A_REGULAR_FILE = "{}: is {}, not a regular image file";
+inline const std::map<std::string, std::string> FILE_KINDS{{"fifo", "a FIFO (named pipe)"}, {"char", "a character device"}, {"block", "a block device"}, {"socket", "a socket"}, {"other", "a special file"}};
 inline constexpr const char* OUT_OF_MEMORY = "the machine ran out of memory; ask for a smaller output, fewer samples or a smaller input, or free memory";
 
 // a message template (the {} fields filled in order, as Python's str.format)
