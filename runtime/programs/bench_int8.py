@@ -33,7 +33,7 @@ import numpy as np
 
 from ldmind_ref.core import contract
 
-from ..backends.record import cpu_model
+from ldmind_ref.core.cpuinfo import model_name as cpu_model
 from .benchlib import STAGES, cpu_flags, runtime_times
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..backends.record import cpu_model
+from ldmind_ref.core.cpuinfo import model_name as cpu_model
 from .bench_serve import BAD_KINDS, Server, crop_inputs, plan, png_bytes, run_clients, summarise
 from .benchlib import DEMO_PHOTO, ROOT, cpu_flags
 

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..backends.record import cpu_model
+from ldmind_ref.core.cpuinfo import model_name as cpu_model
 from ..limits import proc_bytes
 from .benchlib import ROOT, cpu_flags
 
