@@ -18,6 +18,7 @@ import contextlib
 import io
 import os
 import sys
+import threading
 from pathlib import Path
 
 from ..bundle import Bundle
@@ -59,10 +60,17 @@ def _quiet_stderr_fd():
         os.close(saved)
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
 def _ort():
     try:
-        with _quiet_stderr_fd():
-            import onnxruntime as ort
+        if "onnxruntime" not in sys.modules:
+            # the first import only, and one thread at a time: fd 2 is process-wide, and a
+            # second redirection saved while the first is active would restore /dev/null
+            with _IMPORT_LOCK, _quiet_stderr_fd():
+                import onnxruntime  # noqa: F401
+        import onnxruntime as ort
     except ImportError as e:
         raise EngineError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from None
     if not getattr(_ort, "configured", False):
