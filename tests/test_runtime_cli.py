@@ -501,28 +501,30 @@ def test_long_output_names(sr_engines, lr_png, tmp_path, capsys):
     assert "y" * 40 in line
 
 
-def test_sigterm_while_writing_exits_143_and_leaves_nothing(sr_engines, lr_png, tmp_path, capsys, monkeypatch):
+def test_sigterm_while_writing_exits_143_and_leaves_nothing(sr_engines, lr_png, tmp_path):
     """Finding 10: SIGTERM during the write: one line, exit 143, no temporary, and an
-    existing output stays as it was."""
+    existing output stays as it was.  A real process, paused half way through writing its
+    output (``LDMIND_PAUSE_AT=write:FLAG``) until the signal has been sent: a SIGTERM sent to
+    the test's own process would also reach every native library loaded into it."""
     import signal as _signal
+    import time
 
-    out = tmp_path / "o.png"
+    out, flag = tmp_path / "o.png", tmp_path / "writing"
     out.write_bytes(b"previous result")
-    real_save = Image.Image.save
-
-    def save_then_term(self, fp, *a, **k):
-        real_save(self, fp, *a, **k)
-        os.kill(os.getpid(), _signal.SIGTERM)        # the handler raises at the next bytecode
-
-    monkeypatch.setattr(Image.Image, "save", save_then_term)
-    with pytest.raises(SystemExit) as exc:
-        raise SystemExit(main(["upscale", str(lr_png), "--engines", str(sr_engines), "--scale", "2", "-q", "-o", str(out),
-                               *FAST]))
-    err = capsys.readouterr().err
-    assert exc.value.code == 143 and _one_line(err).endswith("terminated (SIGTERM)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LDMIND_PAUSE_AT": f"write:{flag}"}
+    p = subprocess.Popen([sys.executable, "-m", "runtime", "upscale", str(lr_png), "--engines", str(sr_engines),
+                          "--scale", "2", "-q", "-o", str(out), *FAST], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while not flag.exists() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert flag.exists(), p.communicate()
+    p.send_signal(_signal.SIGTERM)
+    flag.unlink()                                   # the write goes on, and the handler stops it
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143 and _one_line(err).endswith("terminated (SIGTERM)"), (p.returncode, err)
     assert out.read_bytes() == b"previous result"
     assert sorted(os.listdir(tmp_path)) == ["lr.png", "o.png"]
-    assert _signal.getsignal(_signal.SIGTERM) is not None   # restored after main
 
 
 def test_sigterm_from_outside_and_sigint(sr_engines, lr_png, tmp_path):
