@@ -86,6 +86,12 @@ class OpenVINOEngine(Engine):
             self._idle.append(request)
         return outs
 
+    def close(self) -> None:
+        """Release the compiled model and its infer requests now, not at garbage collection."""
+        with self._lock:
+            self._idle.clear()
+        self.compiled = None
+
 
 def _names(ports, wanted: list[str]) -> list[str]:
     """A port's ONNX name: OpenVINO gives a tensor several (an output is also known by its
