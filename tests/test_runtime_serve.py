@@ -68,10 +68,11 @@ class Gated:
 
 
 @contextmanager
-def running(app):
-    """``app`` on uvicorn on a free loopback port, in a thread: yields the port."""
+def running(app, config: uvicorn.Config | None = None):
+    """``app`` on uvicorn on a free loopback port, in a thread: yields the port.  ``config``:
+    the server's (default: a quiet one with the app's lifespan)."""
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(config or uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

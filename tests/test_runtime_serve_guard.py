@@ -27,12 +27,11 @@ from PIL import Image
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-import uvicorn  # noqa: E402
-
 from runtime import InputError, Pipeline  # noqa: E402
 from runtime.cli import main  # noqa: E402
 from runtime.guard import load_api_keys  # noqa: E402
-from runtime.serve import Settings, bind, create_app, server_config  # noqa: E402
+from runtime.serve import Settings, create_app, server_config  # noqa: E402
+from test_runtime_serve import running as running_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = "steps=1&backproject=1"
@@ -52,21 +51,8 @@ def pipe(sr_engines) -> Pipeline:
 def running(pipe, **settings):
     """The app on uvicorn as ``serve`` runs it, on a free loopback port: yields the port."""
     app = create_app(pipe, Settings(**{**BASE, **settings}))
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(server_config(app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            time.sleep(0.01)
-        assert server.started
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with running_app(app, server_config(app)) as port:
+        yield port
 
 
 def call(port, path, body=None, key=None, headers=None):

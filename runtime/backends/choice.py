@@ -80,6 +80,11 @@ def allowed(bundle: Bundle, fp32_only: bool = False) -> tuple[dict[str, list[str
     return ok, over
 
 
+def covers(seconds: dict[str, dict[str, float]] | None, ok: dict[str, list[str]]) -> bool:
+    """Whether recorded ``seconds`` time every graph on every backend allowed for it."""
+    return seconds is not None and all(g in seconds.get(b, {}) for b, gs in ok.items() for g in gs)
+
+
 def fastest(seconds: dict[str, dict[str, float]], ok: dict[str, list[str]], graphs: list[str]) -> dict[str, str]:
     """{graph: the allowed backend with the least recorded time} (``cpu`` on ties or gaps)."""
     out = {}
@@ -108,7 +113,7 @@ def preview(bundle: Bundle) -> str:
     if list(ok) == ["cpu"]:
         return "cpu for every graph (the only CPU backend allowed here)"
     seconds = record.times(bundle)
-    if seconds is not None and all(g in seconds.get(b, {}) for b, gs in ok.items() for g in gs):
+    if covers(seconds, ok):
         return Plan(fastest(seconds, ok, graphs), "recorded for this machine and export", {}, seconds).describe()
     if not measuring():
         return f"cpu for every graph (not measured: {MEASURE_ENV}=0)"
@@ -125,7 +130,7 @@ def cpu_plan(bundle: Bundle, threads: int = 0, log=None, fp32_only: bool = False
         plan = Plan({g: "cpu" for g in graphs}, "the only CPU backend allowed here", over)
         return plan, _create(bundle, plan.backends, threads)
     seconds = record.times(bundle)
-    if seconds is not None and all(g in seconds.get(b, {}) for b, gs in ok.items() for g in gs):
+    if covers(seconds, ok):
         plan = Plan(fastest(seconds, ok, graphs), "recorded for this machine and export", over, seconds)
         try:
             return plan, _create(bundle, plan.backends, threads)

@@ -23,7 +23,6 @@ a machine whose cores are busy with other work the figures say so in the load av
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -36,7 +35,7 @@ from PIL import Image
 
 from ldmind_ref.core.cpuinfo import model_name as cpu_model
 from .bench_serve import BAD_KINDS, Server, crop_inputs, plan, png_bytes, run_clients, summarise
-from .benchlib import DEMO_PHOTO, ROOT, cpu_flags
+from .benchlib import DEMO_PHOTO, ROOT, cpu_flags, finish
 
 
 def make_folder(dst: Path, n: int, sides: list[int]) -> list[str]:
@@ -241,13 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             lat = r["latency_good_seconds"]
             print(f"  {r['config']:<36} {r['throughput_good_per_second']:.2f} good/s  p50 {lat['p50']:.2f} s "
                   f"p95 {lat['p95']:.2f} s  statuses {r['by_status']}  start {r['start_seconds']:.0f} s")
-    for name, ok in checks.items():
-        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {out} ({res['total_seconds']:.0f} s in all)")
-    return 0 if all(checks.values()) else 1
+    return finish(res, checks, a.out, f" ({res['total_seconds']:.0f} s in all)")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from PIL import Image
 
 from ldmind_ref.core.cpuinfo import model_name as cpu_model
 from ..limits import proc_bytes
-from .benchlib import ROOT
+from .benchlib import ROOT, finish
 
 # the clients all come from 127.0.0.1: the per-client limits would refuse most of them (429)
 NO_CLIENT_LIMITS = ("--per-client-concurrency", "0", "--per-client-per-minute", "0")
@@ -383,13 +383,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(Retry-After {', '.join(map(str, o['retry_after_values']))}; slowest 503 "
           f"{o['latency_503_seconds_max'] * 1000:.0f} ms), then {o['recovery_ok']}/{o['recovery_requests']} ok")
     print(f"  SIGTERM            exit {s['exit_status']} and {o['exit_status']}")
-    for name, ok in checks.items():
-        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {out} ({res['total_seconds']:.0f} s in all)")
-    return 0 if all(checks.values()) else 1
+    return finish(res, checks, a.out, f" ({res['total_seconds']:.0f} s in all)")
 
 
 if __name__ == "__main__":

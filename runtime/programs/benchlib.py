@@ -7,6 +7,7 @@ it out.
 """
 from __future__ import annotations
 
+import json
 import resource
 import sys
 from pathlib import Path
@@ -21,6 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 # the runtime's one shipped photo (runtime/data/README.md): scikit-image's ``chelsea``, 192 x 192
 DEMO_PHOTO = ROOT / "runtime" / "data" / "demo_photo.png"
 STAGES = GRAPH_NAMES
+
+
+def finish(res: dict, checks: dict[str, bool], out: str, note: str = "") -> int:
+    """The end of a program with checks: each check printed ok/FAIL, ``res`` written to ``out``
+    as JSON (its folder created), the path printed; exit status 0 when every check passed."""
+    for name, ok in checks.items():
+        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {path}{note}")
+    return 0 if all(checks.values()) else 1
 
 
 def cpu_flags() -> str:

@@ -32,6 +32,7 @@ from .. import engine as _engine
 from .. import precision_gate
 from ..backends.base import graphs_of
 from ..bundle import load_bundle
+from ..calibrate import spread
 from ..pipeline import Pipeline
 
 SCALE = 4
@@ -44,10 +45,7 @@ def photos(val: Path | None, train: Path | None, side: int, per_set: int) -> dic
 
     out = {}
     for name, items in heldout_sets(val, train, side).items():
-        if len(items) > per_set:
-            items = [items[round(i * (len(items) - 1) / (per_set - 1))] for i in range(per_set)] if per_set > 1 \
-                else items[:1]
-        out[name] = [(n, *make_lr(hr, SCALE)) for n, hr in items]
+        out[name] = [(n, *make_lr(hr, SCALE)) for n, hr in spread(items, per_set)]
     return out
 
 

@@ -50,7 +50,7 @@ from PIL import Image
 
 from ldmind_ref.core.cpuinfo import model_name as cpu_model
 from ..limits import proc_bytes
-from .benchlib import ROOT, cpu_flags
+from .benchlib import ROOT, cpu_flags, finish
 
 SERVER = ["--workers", "1", "--queue", "16", "--max-body-mb", "1", "--header-timeout", "3", "--body-timeout", "5",
           "--body-chunk-timeout", "2", "--per-client-concurrency", "4", "--per-client-per-minute", "600",
@@ -382,13 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  good: {len(good_ok)} x 200, {out['good_pixel_exact']} pixel-exact, latency {out['latency_good_seconds']}")
     print(f"  server after warm-up {base}, at the end {last}; max RSS {out['rss_mib_max']} MiB, fds "
           f"{out['fds_max']}, threads {out['threads_max']}")
-    for name, ok in checks.items():
-        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
-    path = Path(a.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
-    return 0 if all(checks.values()) else 1
+    return finish(out, checks, a.out)
 
 
 if __name__ == "__main__":
