@@ -291,6 +291,16 @@ def _small2() -> ModelConfig:
         train=dataclasses.replace(s.train, gt_native=0.5, colour_aug=True))
 
 
+def _small3() -> ModelConfig:
+    # ``small2`` grown at its plateau (docs/TRAINING.md, "Growing small2"): two ResBlocks per
+    # level in E and D_phi instead of one, and the paper's LIIF MLP (4 x 256 against 3 x 128).
+    # Trained from small2 by function-preserving growth (``train --grow``, ldmind_ref/grow.py).
+    s = _small2()
+    return dataclasses.replace(
+        s, name="small3", autoencoder=dataclasses.replace(s.autoencoder, num_res_blocks=2),
+        liif=dataclasses.replace(s.liif, hidden=(256, 256, 256, 256)))
+
+
 PRESETS = {
     "div2k-sr": _div2k_sr,
     "ffhq-sr": _ffhq_sr,
@@ -299,6 +309,7 @@ PRESETS = {
     "tiny-gen": _tiny_gen,
     "small": _small,
     "small2": _small2,
+    "small3": _small3,
     "medium": _medium,
     "medium-gen": lambda: generation_variant(_medium()),
 }

@@ -50,6 +50,7 @@ from .autoencoder import kl_divergence, split_posterior
 from .config import ModelConfig, preset
 from .core import diffusion
 from .data import ImageFolder, StepBatches, autoencoder_batch, sr_batch, step_generator
+from .grow import grow
 from .model import LDMind
 from .train_options import add_run_options
 
@@ -228,6 +229,12 @@ class Trainer:
             if init.cfg != cfg:
                 raise SystemExit(f"--init {args.init} was trained with another config ({init.cfg.name})")
             self.model.load_state_dict(init.state_dict())
+        elif getattr(args, "grow", None):
+            try:
+                grow(self.model, ckpt.load_model(args.grow))
+            except ValueError as e:
+                raise SystemExit(f"--grow {args.grow}: {e}") from None
+            print(f"grown from {args.grow}: the same image at step 0", file=sys.stderr)
         elif getattr(args, "warm", None):
             copied = warm_start(self.model, ckpt.load_model(args.warm))
             print(f"warm start from {args.warm}: {copied} of {len(self.model.state_dict())} tensors copied",
@@ -446,6 +453,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--init", help="checkpoint to start from (required for ldm and align)")
     p.add_argument("--warm", help="stage 1 with --config: copy the tensors of this checkpoint that match "
                                   "the preset's architecture by name and shape (the rest starts random)")
+    p.add_argument("--grow", help="stage 1 with --config: start from this checkpoint grown to the preset "
+                                  "(more ResBlocks, a wider or deeper LIIF MLP), computing the same image "
+                                  "at step 0 (ldmind_ref/grow.py)")
     p.add_argument("--data", required=True, help="folder of PNG/JPEG images")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--steps", type=int, default=1000, help="total optimisation steps")
@@ -476,6 +486,8 @@ def main(argv=None) -> None:
         raise SystemExit("--lr must be positive")
     if args.warmup < 0:
         raise SystemExit("--warmup must be >= 0")
+    if args.warm and args.grow:
+        raise SystemExit("give --warm or --grow, not both")
     if args.minutes is not None and not args.minutes > 0:
         raise SystemExit("--minutes must be positive")
     if args.threads:
