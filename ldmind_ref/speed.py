@@ -26,11 +26,22 @@ from .core import coords
 from .model import LDMind
 
 
-@torch.no_grad()
 def stage_times(model: LDMind, lr_side: int, out_side: int | list[int], repeat: int = 3, bf16: bool = False,
                 graph: bool = False) -> dict:
     """Seconds per call: encoder (LR lr_side^2), U-Net step and decoder (the latent of that
     LR), LIIF queries for an out_side^2 output (a list of sides: ``liif`` is then a list)."""
+    sides = out_side if isinstance(out_side, list) else [out_side]
+    calls = stage_calls(model, lr_side, sides, bf16, graph)
+    out = {s: _median(fn, repeat) for s, fn in calls.items() if not s.startswith("liif")}
+    liif_times = [_median(calls[f"liif{k}"], repeat) for k in range(len(sides))]
+    out["liif"] = liif_times if isinstance(out_side, list) else liif_times[0]
+    return out
+
+
+def stage_calls(model: LDMind, lr_side: int, out_sides: list[int], bf16: bool = False, graph: bool = False) -> dict:
+    """{stage: a call of it}, called as ``stage_times`` times them: ``encoder``, ``unet_step``,
+    ``decoder``, and ``liif0``, ``liif1``... for each side of ``out_sides``.  Each call runs
+    under ``torch.no_grad`` (and bf16 autocast when asked), synchronised on CUDA."""
     cfg = model.cfg
     model.eval()
     dev = next(model.parameters()).device
@@ -48,7 +59,7 @@ def stage_times(model: LDMind, lr_side: int, out_side: int | list[int], repeat: 
 
     def run(fn):
         def call():
-            with ctx():
+            with torch.no_grad(), ctx():
                 fn()
             if cuda:
                 torch.cuda.synchronize(dev)
@@ -56,7 +67,7 @@ def stage_times(model: LDMind, lr_side: int, out_side: int | list[int], repeat: 
 
     out = {}
     if cfg.unet.conditional:
-        out["encoder"] = _median(run(lambda: model.encode_lr(lr)), repeat)
+        out["encoder"] = run(lambda: model.encode_lr(lr))
     a_t, a_prev, sigma = coef(0.5), coef(0.6), coef(0.1)   # made before any capture: no host copies inside it
     step = lambda: model.unet_step(z, cond, t, a_t, a_prev, sigma, z)  # noqa: E731
     if graph:
@@ -65,12 +76,13 @@ def stage_times(model: LDMind, lr_side: int, out_side: int | list[int], repeat: 
         def step_in_ctx():   # captured: no synchronisation inside
             with ctx():
                 step()
-        replay = cuda_graph(step_in_ctx)
-        out["unet_step"] = _median(run(replay), repeat)
+        with torch.no_grad():
+            replay = cuda_graph(step_in_ctx)
+        out["unet_step"] = run(replay)
     else:
-        out["unet_step"] = _median(run(step), repeat)
-    out["decoder"] = _median(run(lambda: model.decode(z)), repeat)
-    with ctx():
+        out["unet_step"] = run(step)
+    out["decoder"] = run(lambda: model.decode(z))
+    with torch.no_grad(), ctx():
         features = model.decode(z)
     chunk = cfg.liif.query_chunk
 
@@ -83,9 +95,8 @@ def stage_times(model: LDMind, lr_side: int, out_side: int | list[int], repeat: 
             for (a, b), cell in zip(pieces, ce):
                 liif.query(model.liif, features, co_all[a:b][None], cell)
         return queries
-    sides = out_side if isinstance(out_side, list) else [out_side]
-    liif_times = [_median(run(queries_for(s, s)), repeat) for s in sides]
-    out["liif"] = liif_times if isinstance(out_side, list) else liif_times[0]
+    for k, side in enumerate(out_sides):
+        out[f"liif{k}"] = run(queries_for(side, side))
     return out
 
 

@@ -12,7 +12,8 @@ CHECKPOINT, or, without one, a random model of the preset named by the engines' 
 --lr pixels, one U-Net step and the decoder on its latent, the LIIF queries of the --scale
 output; "sum" = encoder + steps x U-Net step + decoder + LIIF.  Columns: eager fp32, eager
 bf16 autocast (unless --no-bf16), and the runtime on each --backend (default: cpu).  Each
-figure is a median after a warm-up.  Needs the reference (torch): ``pip install
+figure is a median after a warm-up; the columns alternate call by call
+(``backends.timing.alternating``), so that a shared machine's load falls on all alike.  Needs the reference (torch): ``pip install
 'ldmind[ref]'``; the runtime itself never imports torch.
 """
 from __future__ import annotations
@@ -27,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchlib import STAGES, cpu_flags, reference_model, runtime_times
+from ..backends.timing import alternating
+from ..pipeline import Pipeline
+from .benchlib import STAGES, cpu_flags, reference_model, stage_calls
 
 
 def total(t: dict, steps: int) -> float:
@@ -63,12 +66,15 @@ def main(argv=None) -> int:
     for label, spec in models:
         engines, _, ckpt = spec.partition(":")
         model = reference_model(engines, ckpt or None)
-        cols = {"eager fp32": _ref_times(model, a, out_side, False)}
+        calls = {"eager fp32": _ref_calls(model, a, out_side, False)}
         if not a.no_bf16:
-            cols["eager bf16"] = _ref_times(model, a, out_side, True)
-        for backend in a.backend or ["cpu"]:
-            r = runtime_times(engines, backend, a.lr, out_side, a.repeat, a.threads)
-            cols[f"runtime {r['backend']}"] = r["times"]
+            calls["eager bf16"] = _ref_calls(model, a, out_side, True)
+        pipes = [Pipeline.load(engines, backend=b, threads=a.threads) for b in a.backend or ["cpu"]]
+        for pipe in pipes:
+            calls[f"runtime {pipe.backend}"] = stage_calls(pipe, a.lr, out_side)
+        cols = alternating(calls, a.repeat)
+        for pipe in pipes:
+            pipe.close()
         res["models"][label] = {k: {**{s: round(v, 4) for s, v in t.items()}, "sum": round(total(t, a.steps), 3)}
                                 for k, t in cols.items()}
         print(table(label, res["models"][label], a))
@@ -79,9 +85,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def _ref_times(model, a, out_side: int, bf16: bool) -> dict:
-    from ldmind_ref.speed import stage_times
-    return stage_times(model, a.lr, out_side, a.repeat, bf16)
+def _ref_calls(model, a, out_side: int, bf16: bool) -> dict:
+    """The eager stages as calls, named as the runtime's (``liif``: the one output side)."""
+    from ldmind_ref.speed import stage_calls as eager_calls
+    return {("liif" if s == "liif0" else s): fn for s, fn in eager_calls(model, a.lr, [out_side], bf16).items()}
 
 
 def table(label: str, cols: dict, a) -> str:
