@@ -39,7 +39,7 @@ def images(data: Path, every: int) -> list[tuple[str, Path]]:
     out = []
     for name, d in groups:
         files = sorted(f for f in d.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        out += [(name, f) for f in files[every - 1::every]]
+        out += [(name, f) for f in files[::every]]   # from the first: with 20, the trainer's held-out split
     return out
 
 
@@ -106,7 +106,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engines", default="engines/small")
     ap.add_argument("--data", required=True)
-    ap.add_argument("--every", type=int, default=1, help="every K-th file of each folder (default all)")
+    ap.add_argument("--every", type=int, default=1,
+                    help="every K-th file of each folder from the first (default all; 20 on the training "
+                         "folder: the photos the trainer holds out, ldmind_ref/data.py)")
     ap.add_argument("--crop", type=int, default=0, help="centre crop of the HR, pixels (default none)")
     ap.add_argument("--scales", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), help="SAMPLER:STEPS ...")
