@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--steps", type=int_at_least(1, "--steps"), default=c.DEFAULT_STEPS,
                       help=f"steps (default {c.DEFAULT_STEPS})")
     prof.add_argument("--sampler", choices=c.SAMPLERS, default=c.DEFAULT_SAMPLER, help="ddim or dpm++2m")
+    prof.add_argument("--latent-overlap", type=int_at_least(0, "--latent-overlap"), default=None,
+                      help="overlap of neighbouring latent tiles in cells (default: the request default)")
     prof.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     prof.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     _threads(prof)

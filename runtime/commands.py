@@ -147,7 +147,8 @@ def cmd_profile(args) -> int:
         except ImportError:
             raise InputError("--plot needs matplotlib: pip install 'ldmind[plot]'") from None
     p = profile.profile(args.engines, args.image, args.scale, args.size, args.steps, args.sampler, args.backend,
-                        args.repeat, threads=args.threads, precision=args.precision)
+                        args.repeat, threads=args.threads, precision=args.precision,
+                        latent_overlap=args.latent_overlap)
     say(f"backends: {p['backend_reason']}")
     say(profile.table(p))
     if args.json:

@@ -110,7 +110,7 @@ class Recorder:
 
 
 def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: str, seed: int,
-                out_dir: str, nvtx) -> dict:
+                out_dir: str, nvtx, latent_overlap: int | None = None) -> dict:
     """Run one request; returns its stage times (seconds), graph times and per-step times."""
     from .image_in import load_upscale_input
     from .image_out import encode_image
@@ -132,9 +132,10 @@ def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: 
         rec.t0 = rec.last = time.perf_counter()
         if image is not None:
             out = pipe.upscale(image, scale=scale, size=size, steps=steps, seed=seed, sampler=sampler,
-                               progress=rec, output="array")
+                               progress=rec, output="array", latent_overlap=latent_overlap)
         else:
-            out = pipe.generate(size, steps=steps, seed=seed, sampler=sampler, progress=rec)
+            out = pipe.generate(size, steps=steps, seed=seed, sampler=sampler, progress=rec,
+                                latent_overlap=latent_overlap)
         rec.close()
         t = time.perf_counter()
         with nvtx("image encode+write"):
@@ -154,9 +155,10 @@ def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: 
 def profile(engines: str, image: str | None, scale=None, size=None, steps: int | None = None,
             sampler: str | None = None, backend: str = "auto", repeat: int = contract.DEFAULT_PROFILE_REPEAT,
             seed: int = contract.DEFAULT_SEED, threads: int = contract.DEFAULT_THREADS,
-            precision: str = "auto") -> dict:
+            precision: str = "auto", latent_overlap: int | None = None) -> dict:
     """Warm-up + ``repeat`` requests; medians per stage (see the module doc).  ``steps`` and
-    ``sampler``: the defaults (``contract.DEFAULT_STEPS``/``DEFAULT_SAMPLER``) when None."""
+    ``sampler``: the defaults (``contract.DEFAULT_STEPS``/``DEFAULT_SAMPLER``) when None;
+    ``latent_overlap``: the request's (None: the default)."""
     from .pipeline import Pipeline
 
     steps = contract.DEFAULT_STEPS if steps is None else steps
@@ -174,7 +176,7 @@ def profile(engines: str, image: str | None, scale=None, size=None, steps: int |
     runs = []
     with tempfile.TemporaryDirectory(prefix="ldmind-profile-") as tmp:
         for k in range(repeat + 1):                       # k = 0: warm-up, not counted
-            r = one_request(pipe, image, scale, size, steps, sampler, seed, tmp, nvtx)
+            r = one_request(pipe, image, scale, size, steps, sampler, seed, tmp, nvtx, latent_overlap)
             if k:
                 runs.append(r)
     H, W = runs[0]["output"]

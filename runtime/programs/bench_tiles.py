@@ -3,13 +3,15 @@
     python -m runtime.programs.bench_tiles large --engines engines/small --photo PHOTO [--steps 20]
                                         [--case 512x384:4 --case 1024x768:2 ...] [--json OUT]
     python -m runtime.programs.bench_tiles quality --engines engines/small --data ../shared/data/val
-                                          [--scales 4 8] [--tile 72] [--steps 20] [--json OUT]
+                                          [--scales 4 8] [--sets Set5 Set14] [--tile 72]
+                                          [--overlap 20 --overlap 8 ...] [--steps 20] [--json OUT]
 
 ``large``: each case (LR WxH : scale) is the photo resized (PIL bicubic) to the LR size and
 upscaled in a fresh process, so that its peak RSS (VmHWM) is its own; prints seconds,
 seconds per input megapixel and peak RSS against the budget output bytes + 2 GiB.
 ``quality``: Set5/Set14 (LIIF protocol: bicubic LR, PSNR-Y with shave = scale) untiled and
-with forced small latent tiles, same seed and noise, plus the seam score of the tiled image:
+with forced small latent tiles (one run per ``--overlap``), same seed and noise, plus the seam
+score of the tiled image:
 the mean absolute difference between neighbouring rows (columns) across tile and band borders
 over the mean across all other rows (columns); 1 means no seam.
 Programs, never tests: numbers are printed and saved, nothing is asserted.
@@ -119,13 +121,14 @@ def cell_borders(H: int, W: int, h: int, w: int) -> tuple[list[int], list[int]]:
     return ([lt.band_rows(H, h, a, h)[0] for a in range(1, h)], [lt.band_rows(W, w, a, w)[0] for a in range(1, w)])
 
 
-def borders(pipe, h: int, w: int, H: int, W: int, steps: int, tile: int) -> tuple[list[int], list[int]]:
+def borders(pipe, h: int, w: int, H: int, W: int, steps: int, tile: int,
+            overlap: int | None = None) -> tuple[list[int], list[int]]:
     """Output rows/columns where a tile of the sampling or decoding plan starts or ends, and
     where a render band starts: the places a seam would show."""
     from ldmind_ref.core import latent_tiles as lt
     ys, xs = set(), set()
-    for p, hh, ww in ((pipe.plan(*pipe.sampling_latent(h, w), steps, 1, tile), h, w),
-                      (pipe.plan(h, w, 0, 1, tile, graphs=("decoder",), align=1), h, w)):
+    for p, hh, ww in ((pipe.plan(*pipe.sampling_latent(h, w), steps, 1, tile, overlap), h, w),
+                      (pipe.plan(h, w, 0, 1, tile, overlap, graphs=("decoder",), align=1), h, w)):
         if not p.tiled:
             continue
         for s in p.ys:
@@ -146,7 +149,8 @@ def run_quality(args) -> list[dict]:
 
     pipe = Pipeline.load(args.engines, backend="cpu", threads=args.threads)
     rows = []
-    files = sorted(p for d in ("Set5", "Set14") for p in (Path(args.data) / d).glob("*.png"))
+    variants = [("untiled", None, None)] + [(variant_name(o), args.tile, o) for o in args.overlap or [None]]
+    files = sorted(p for d in args.sets for p in (Path(args.data) / d).glob("*.png"))
     for f in files:
         hr = np.asarray(Image.open(f).convert("RGB"))
         for s in args.scales:
@@ -154,10 +158,11 @@ def run_quality(args) -> list[dict]:
             H, W = hr_s.shape[:2]
             h, w = lr.shape[:2]
             row = {"set": f.parent.name, "image": f.stem, "scale": s, "lr": [w, h]}
-            for name, tile in (("untiled", None), ("tiled", args.tile)):
+            for name, tile, overlap in variants:
                 t0 = time.perf_counter()
                 try:
-                    [raw] = pipe.upscale(lr, size=(W, H), steps=args.steps, seed=0, backproject=0, latent_tile=tile)
+                    [raw] = pipe.upscale(lr, size=(W, H), steps=args.steps, seed=0, backproject=0, latent_tile=tile,
+                                         latent_overlap=overlap)
                 except Exception as e:     # the untiled run can be refused for memory
                     row[name] = {"error": str(e)}
                     continue
@@ -166,51 +171,57 @@ def run_quality(args) -> list[dict]:
                 row[name] = {"psnr": metrics.psnr_y(out, hr_s, s), "raw_psnr": metrics.psnr_y(raw, hr_s, s),
                              "seconds": round(time.perf_counter() - t0, 2)}
                 if tile is not None:
-                    p = pipe.plan(*pipe.sampling_latent(h, w), args.steps, 1, tile)
-                    row[name]["tiles"] = len(p)
-                    rb, cb = borders(pipe, h, w, H, W, args.steps, tile)
+                    p = pipe.plan(*pipe.sampling_latent(h, w), args.steps, 1, tile, overlap)
+                    row[name]["tiles"], row[name]["overlap"] = len(p), p.overlap
+                    row[name]["cells"] = len(p) * p.th * p.tw / (h * w)    # computed / needed latent cells
+                    rb, cb = borders(pipe, h, w, H, W, args.steps, tile, overlap)
                     row[name]["seam"] = seam_score(out, rb, cb) if len(p) > 1 else None
                     row[name]["seam_raw"] = seam_score(raw, rb, cb) if len(p) > 1 else None
                     # control: the untiled image scored at the same rows/columns (what the
                     # content alone gives there)
                     row[name]["seam_control"] = seam_score(untiled, rb, cb) if len(p) > 1 else None
+                    row[name]["seam_raw_control"] = seam_score(untiled_raw, rb, cb) if len(p) > 1 else None
                     # against the other latent-cell borders only (same phase of the LIIF grid)
                     cr, cc = cell_borders(H, W, h, w)
                     row[name]["seam_cells"] = seam_score(out, rb, cb, cr, cc) if len(p) > 1 else None
                     row[name]["seam_cells_control"] = seam_score(untiled, rb, cb, cr, cc) if len(p) > 1 else None
                 else:
-                    untiled = out
+                    untiled, untiled_raw = out, raw
             rows.append(row)
-            t = row.get("tiled", {})
             print(f"{row['set']:<6} {row['image']:<12} x{s:<3} LR {w}x{h}: untiled {row['untiled'].get('psnr', 0):6.2f}"
-                  f"  tiled {t.get('psnr', 0):6.2f} dB ({t.get('tiles')} tiles, seam {t.get('seam')}, "
-                  f"untiled at the same borders {t.get('seam_control')}; vs other cell borders {t.get('seam_cells')}, "
-                  f"untiled {t.get('seam_cells_control')})", flush=True)
+                  + "".join(f"  {n} {row[n].get('psnr', 0):6.2f} dB ({row[n].get('tiles')} tiles, seam "
+                            f"{row[n].get('seam')}, raw {row[n].get('seam_raw')}, untiled there {row[n].get('seam_control')})"
+                            for n, _, _ in variants[1:]), flush=True)
     return rows
 
 
-def summarise_quality(rows: list[dict]) -> dict:
+def variant_name(overlap: int | None) -> str:
+    return "tiled" if overlap is None else f"overlap {overlap}"
+
+
+def summarise_quality(rows: list[dict], names: list[str]) -> dict:
+    """Per set and scale, per tiled variant: PSNR means against untiled, and the seam scores
+    of the really tiled images (with the untiled image scored at the same rows)."""
     out = {}
     for s in sorted({r["scale"] for r in rows}):
-        for st in ("Set5", "Set14"):
+        for st in sorted({r["set"] for r in rows}):
             rs = [r for r in rows if r["scale"] == s and r["set"] == st and "psnr" in r.get("untiled", {})]
-            tiled = [r for r in rs if r["tiled"].get("tiles", 1) > 1]
-            seams = [r["tiled"]["seam"] for r in tiled if r["tiled"]["seam"] is not None]
-            out[f"{st} x{s}"] = {
-                "images": len(rs), "tiled_images": len(tiled),
-                "psnr_untiled": float(np.mean([r["untiled"]["psnr"] for r in rs])),
-                "psnr_tiled": float(np.mean([r["tiled"]["psnr"] for r in rs])),
-                "raw_psnr_untiled": float(np.mean([r["untiled"]["raw_psnr"] for r in rs])),
-                "raw_psnr_tiled": float(np.mean([r["tiled"]["raw_psnr"] for r in rs])),
-                "seam_mean": float(np.mean(seams)) if seams else None,
-                "seam_max": float(np.max(seams)) if seams else None,
-                "seam_raw_mean": float(np.mean([r["tiled"]["seam_raw"] for r in tiled])) if tiled else None,
-                "seam_control_mean": float(np.mean([r["tiled"]["seam_control"] for r in tiled])) if tiled else None,
-                "seam_cells_mean": float(np.mean([r["tiled"]["seam_cells"] for r in tiled])) if tiled else None,
-                "seam_cells_max": float(np.max([r["tiled"]["seam_cells"] for r in tiled])) if tiled else None,
-                "seam_cells_control_mean": float(np.mean([r["tiled"]["seam_cells_control"] for r in tiled]))
-                if tiled else None,
-            }
+            if not rs:
+                continue
+            per = {"images": len(rs), "psnr_untiled": float(np.mean([r["untiled"]["psnr"] for r in rs])),
+                   "raw_psnr_untiled": float(np.mean([r["untiled"]["raw_psnr"] for r in rs]))}
+            for n in names:
+                tiled = [r for r in rs if r[n].get("tiles", 1) > 1]
+                mean = lambda key, rr=tiled: float(np.mean([r[n][key] for r in rr])) if rr else None  # noqa: E731
+                per[n] = {"tiled_images": len(tiled),
+                          "psnr": float(np.mean([r[n]["psnr"] for r in rs])),
+                          "raw_psnr": float(np.mean([r[n]["raw_psnr"] for r in rs])),
+                          "cells": mean("cells"),
+                          "seam_mean": mean("seam"), "seam_max": float(np.max([r[n]["seam"] for r in tiled])) if tiled else None,
+                          "seam_raw_mean": mean("seam_raw"), "seam_control_mean": mean("seam_control"),
+                          "seam_raw_control_mean": mean("seam_raw_control"),
+                          "seam_cells_mean": mean("seam_cells"), "seam_cells_control_mean": mean("seam_cells_control")}
+            out[f"{st} x{s}"] = per
     return out
 
 
@@ -231,6 +242,10 @@ def main(argv=None) -> int:
         if name == "quality":
             q.add_argument("--data", required=True)
             q.add_argument("--scales", type=int, nargs="+", default=[4, 8])
+            q.add_argument("--sets", nargs="+", default=["Set5", "Set14"], help="folders of DATA (default Set5 Set14)")
+            q.add_argument("--overlap", type=int, action="append", default=None,
+                           help="latent overlap of the tiled runs (repeatable: one run each; default: the "
+                                "default quarter of the tile)")
         if name == "_case":
             q.add_argument("--photo", required=True)
             q.add_argument("--lr", required=True)
@@ -255,7 +270,8 @@ def main(argv=None) -> int:
             b = load_bundle(args.engines)
             args.tile = 3 * b.train_latent
         rows = run_quality(args)
-        result = {**meta, "tile": args.tile, "summary": summarise_quality(rows), "rows": rows}
+        names = [variant_name(o) for o in args.overlap or [None]]
+        result = {**meta, "tile": args.tile, "summary": summarise_quality(rows, names), "rows": rows}
         print(json.dumps(result["summary"], indent=1))
     save(result)
     return 0
