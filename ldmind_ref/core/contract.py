@@ -24,12 +24,13 @@ DEFAULT_GENERATION_ENGINES = "engines/small-gen"
 # "dpm++2m", DPM-Solver++(2M), deterministic, the same image in fewer steps.
 SAMPLERS = ("ddim", "dpm++2m")
 # The defaults of every API and CLI, chosen by the quality-against-steps curve of the shipped
-# model (docs/RESULTS.md, `python -m runtime.programs.bench_steps`): DPM-Solver++(2M) with 10 steps is
-# within 0.07 dB PSNR-Y of 50 DDIM steps raw and 0.01 dB after back-projection on Set5 and
-# Set14 at 4x and 8x, for a fifth of the U-Net calls (5 steps: 0.23 dB raw, too close to the
-# 0.3 dB allowed).
+# model (docs/RESULTS.md, "Fewer steps"; `python -m runtime.programs.bench_steps`) on the
+# held-out training photos: DPM-Solver++(2M) with 8 steps is within 0.11 dB PSNR-Y of 10 steps
+# raw and 0.01 dB after back-projection at 4x and 8x (the reduced-precision gate allows 0.2 and
+# 0.1), for 4/5 of the U-Net calls; 6 steps lose 0.45 dB raw.  10 steps were within 0.07 dB of
+# 50 DDIM steps.
 DEFAULT_SAMPLER = "dpm++2m"
-DEFAULT_STEPS = 10
+DEFAULT_STEPS = 8
 # DPM-Solver++(2M), as diffusers' DPMSolverMultistepScheduler (lower_order_final): below this
 # many steps the last step is first order, which is stabler where the step in lambda is the longest.
 LOWER_ORDER_FINAL_BELOW = 15
@@ -54,9 +55,15 @@ DEFAULT_THREADS = 0         # CPU threads per graph; 0: ONNX Runtime decides
 DEFAULT_PROFILE_REPEAT = 3  # requests `profile` measures after its warm-up
 
 # -- latent tiles (``latent_tiles``) ---------------------------------------------------------
-# Default tile: this many times the latent the model was trained on, overlap a quarter of it.
+# Default tile: this many times the latent the model was trained on; neighbouring tiles
+# overlap by at least this fraction of it (8 cells of small's 96; the plan spreads its tiles
+# evenly, so most overlaps are larger).  Measured on Set5/Set14 at 4x (docs/BENCHMARKS.md,
+# "Tiles and seams", `bench_tiles exact`): where two tiles meet with exactly 8 cells of
+# overlap, the seam score stays within 0.5 % of the untiled image's at the defaults and 2.1 %
+# raw (4 cells: 0.8 % / 4.8 %; no overlap: +3 to +6 % / up to 30 %).  A quarter (the value
+# before 2026-12-07) cost 1.81x the latent's cells on a 1-Mpx input; this costs 1.33x.
 DEFAULT_TILE_FACTOR = 4
-MIN_OVERLAP_FRACTION = 0.25
+MIN_OVERLAP_FRACTION = 0.08
 # Latent cells per graph call when tiles are batched: bounds the activations of one call (on a
 # CPU, batching tiles is no faster than one tile per call: measured 4.26 s for 4 tiles of 96 x
 # 96 through the small encoder, 1.15 s for one, with 3.5x the peak memory).
