@@ -77,7 +77,7 @@ def _common(p: argparse.ArgumentParser, engines: str) -> None:
     p.add_argument("--latent-tile", type=int_at_least(1, "--latent-tile"), default=None,
                    help="latent tile side in cells (default: from the model, see docs/RUNTIME.md)")
     p.add_argument("--latent-overlap", type=int_at_least(0, "--latent-overlap"), default=None,
-                   help="overlap of neighbouring latent tiles in cells (default: a quarter of the tile)")
+                   help="overlap of neighbouring latent tiles in cells (default: at least 8 %% of the tile)")
     _threads(p, THREADS_HELP)
     p.add_argument("--quality", type=parse_quality, default=None,
                    help=f"JPEG and lossy WebP output quality {c.MIN_QUALITY}..{c.MAX_QUALITY} "

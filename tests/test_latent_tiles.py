@@ -120,24 +120,24 @@ def test_window_query_equals_whole_query():
 def test_choose_defaults_and_overrides():
     costs = {"unet_step": {"macs_per_cell": 1e5, "attention": [{"stride": 4, "channels": 128}]},
              "decoder": {"macs_per_cell": 1e5, "attention": [{"stride": 1, "channels": 128}]}}
-    assert lt.default_geometry(24, 4) == (96, 24)
-    assert lt.default_geometry(8, 2) == (32, 8)
+    assert lt.default_geometry(24, 4) == (96, 8)
+    assert lt.default_geometry(8, 2) == (32, 4)
     assert not lt.choose(90, 60, 4, 24, costs, 20).tiled                    # fits one tile
     big = lt.choose(512, 384, 4, 24, costs, 20)
-    assert big.tiled and (big.th, big.tw, big.overlap) == (96, 96, 24)
+    assert big.tiled and (big.th, big.tw, big.overlap) == (96, 96, 8)
     # cheaper in one piece (1 x 97 .. 100 x 4: 2 tiles cost more convolution), and fits
     assert not lt.choose(100, 100, 4, 24, costs, 20).tiled
     assert lt.choose(100, 100, 4, 24, costs, 20, fits=lambda th, tw: th * tw <= 96 * 96).tiled
     # memory: the default tile shrinks by the alignment until one call fits, not below the
-    # training latent; the overlap follows (a quarter, rounded up to the alignment)
+    # training latent; the overlap follows (8 %, rounded up to the alignment)
     seen = []
     small = lt.choose(512, 384, 4, 24, costs, 20, fits=lambda th, tw: seen.append((th, tw)) or th * tw <= 64 * 64)
-    assert (small.th, small.tw, small.overlap) == (64, 64, 16) and seen[:2] == [(96, 96), (92, 92)]
+    assert (small.th, small.tw, small.overlap) == (64, 64, 8) and seen[:2] == [(96, 96), (92, 92)]
     tiny = lt.choose(512, 384, 4, 24, costs, 20, fits=lambda th, tw: False)
-    assert (tiny.th, tiny.overlap) == (24, 8)
-    assert lt.default_overlap(24, 4) == 8 and lt.default_overlap(8, 4) == 4 and lt.default_overlap(4, 4) == 0
+    assert (tiny.th, tiny.overlap) == (24, 4)
+    assert lt.default_overlap(24, 4) == 4 and lt.default_overlap(8, 4) == 4 and lt.default_overlap(4, 4) == 0
     forced = lt.choose(64, 64, 4, 24, costs, 20, tile=32)
-    assert (forced.th, forced.overlap, forced.ys) == (32, 8, (0, 16, 32))   # span 32 in 2 gaps
+    assert (forced.th, forced.overlap, forced.ys) == (32, 4, (0, 16, 32))   # span 32 in 2 gaps
     with pytest.raises(ValueError, match="multiple of 4"):
         lt.choose(64, 64, 4, 24, costs, 20, tile=30)
     with pytest.raises(ValueError, match=r"in 0..16"):
@@ -162,7 +162,7 @@ def lr() -> np.ndarray:
 def test_tiled_runtime_matches_tiled_reference(sr, lr):
     model, pipe = sr
     p = pipe.plan(38, 46, 3, 1, latent_tile=16)
-    assert (p.ys, p.xs, p.overlap) == ((0, 10, 22), (0, 10, 20, 30), 4)
+    assert (p.ys, p.xs, p.overlap) == ((0, 10, 22), (0, 10, 20, 30), 2)
     for scale, bp in ((2, 0), (3.7, 10)):
         ref = sampler.upscale(model, lr, scale=scale, steps=3, eta=1.0, seed=2, num_samples=2, backproject=bp,
                               latent_tile=16)
@@ -260,7 +260,7 @@ def test_default_tiles_shrink_to_the_memory_budget(sr, monkeypatch):
     costs = pipe.bundle.costs
     monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + graph_bytes(costs, 1, 16, 16)))
     p = pipe.plan(64, 64, 2)
-    assert p.tiled and (p.th, p.tw, p.overlap) == (16, 16, 4)
+    assert p.tiled and (p.th, p.tw, p.overlap) == (16, 16, 2)
     assert pipe._tile_batch(p, 1) == 1
     monkeypatch.setenv("LDMIND_MEMORY_LIMIT", str(HEADROOM + 3 * graph_bytes(costs, 1, 16, 16)))
     assert pipe._tile_batch(pipe.plan(64, 64, 2, latent_tile=16), 1) == 3

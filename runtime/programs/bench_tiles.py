@@ -5,7 +5,11 @@
     python -m runtime.programs.bench_tiles quality --engines engines/small --data ../shared/data/val
                                           [--scales 4 8] [--sets Set5 Set14] [--tile 72]
                                           [--overlap 20 --overlap 8 ...] [--steps 20] [--json OUT]
+    python -m runtime.programs.bench_tiles exact --engines engines/small --data ../shared/data/val --sets Set14
+                                          --tile 48 --overlap 0 --overlap 4 --overlap 8 [--json OUT]
 
+``exact``: the seam score where two tiles meet with exactly each ``--overlap`` (0: none, the
+control that shows a seam), over the untiled image's at the same rows.
 ``large``: each case (LR WxH : scale) is the photo resized (PIL bicubic) to the LR size and
 upscaled in a fresh process, so that its peak RSS (VmHWM) is its own; prints seconds,
 seconds per input megapixel and peak RSS against the budget output bytes + 2 GiB.
@@ -195,6 +199,44 @@ def run_quality(args) -> list[dict]:
     return rows
 
 
+def run_exact(args) -> list[dict]:
+    """Seams where the plan's overlap is exactly each ``--overlap`` (0: no overlap, the positive
+    control): the LR is the top-left crop of L x L with L = 2 tile - overlap, so that two tiles
+    per axis meet with that overlap; the seam score of the tiled output over the untiled one's at
+    the same rows, raw and at the defaults."""
+    from ldmind_ref import benchmark
+    from ldmind_ref.core import consistency
+
+    from ..pipeline import Pipeline
+
+    pipe = Pipeline.load(args.engines, backend="cpu", threads=args.threads)
+    rows = []
+    for f in sorted(p for d in args.sets for p in (Path(args.data) / d).glob("*.png")):
+        full = np.asarray(Image.open(f).convert("RGB"))
+        row = {"set": f.parent.name, "image": f.stem}
+        for o in args.overlap:
+            L = 2 * args.tile - o
+            if min(full.shape[:2]) < 4 * L:
+                continue
+            hr_s, lr = benchmark.make_lr(full[:4 * L, :4 * L], 4)
+            H, W = hr_s.shape[:2]
+            p = pipe.plan(L, L, args.steps, 1, args.tile, o)
+            assert p.ys == (0, args.tile - o), p.ys        # exactly two tiles meeting with overlap o
+            [untiled] = pipe.upscale(lr, size=(W, H), steps=args.steps, seed=0, backproject=0)
+            [tiled] = pipe.upscale(lr, size=(W, H), steps=args.steps, seed=0, backproject=0,
+                                   latent_tile=args.tile, latent_overlap=o)
+            rb, cb = borders(pipe, L, L, H, W, args.steps, args.tile, o)
+            d_un, d_t = untiled.copy(), tiled.copy()
+            consistency.apply_inplace(d_un, lr)
+            consistency.apply_inplace(d_t, lr)
+            row[f"overlap {o}"] = {"lr": L, "raw": seam_score(tiled, rb, cb) / seam_score(untiled, rb, cb),
+                                   "default": seam_score(d_t, rb, cb) / seam_score(d_un, rb, cb)}
+        rows.append(row)
+        print(f"{row['image']:<12}" + "".join(f"  {k}: raw {v['raw']:.3f} default {v['default']:.3f}"
+                                              for k, v in row.items() if k.startswith("overlap")), flush=True)
+    return rows
+
+
 def variant_name(overlap: int | None) -> str:
     return "tiled" if overlap is None else f"overlap {overlap}"
 
@@ -228,7 +270,7 @@ def summarise_quality(rows: list[dict], names: list[str]) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m runtime.programs.bench_tiles", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("large", "quality", "_case"):
+    for name in ("large", "quality", "exact", "_case"):
         q = sub.add_parser(name)
         q.add_argument("--engines", required=True)
         q.add_argument("--steps", type=int, default=20)
@@ -239,18 +281,20 @@ def main(argv=None) -> int:
         if name == "large":
             q.add_argument("--photo", required=True)
             q.add_argument("--case", action="append", help="LR WxH:scale (repeatable)")
-        if name == "quality":
+        if name in ("quality", "exact"):
             q.add_argument("--data", required=True)
             q.add_argument("--scales", type=int, nargs="+", default=[4, 8])
             q.add_argument("--sets", nargs="+", default=["Set5", "Set14"], help="folders of DATA (default Set5 Set14)")
             q.add_argument("--overlap", type=int, action="append", default=None,
-                           help="latent overlap of the tiled runs (repeatable: one run each; default: the "
-                                "default quarter of the tile)")
+                           help="latent overlap of the tiled runs (repeatable: one run each; quality's "
+                                "default: the default overlap of the tile)")
         if name == "_case":
             q.add_argument("--photo", required=True)
             q.add_argument("--lr", required=True)
             q.add_argument("--scale", type=float, required=True)
     args = p.parse_args(argv)
+    if args.cmd == "exact" and (args.tile is None or not args.overlap):
+        p.error("exact: give --tile and at least one --overlap")
     if args.cmd == "_case":
         w, h = (int(v) for v in args.lr.split("x"))
         print(json.dumps(_case(args.engines, args.photo, (w, h), args.scale, args.steps, args.threads, args.tile)))
@@ -264,6 +308,12 @@ def main(argv=None) -> int:
 
     if args.cmd == "large":
         result = {**meta, "rows": run_large(args, lambda rows: save({**meta, "rows": rows}))}
+    elif args.cmd == "exact":
+        rows = run_exact(args)
+        summary = {k: {m: float(np.mean([r[k][m] for r in rows if k in r])) for m in ("raw", "default")}
+                   for k in dict.fromkeys(k for r in rows for k in r if k.startswith("overlap"))}
+        result = {**meta, "tile": args.tile, "summary": summary, "rows": rows}
+        print(json.dumps(summary, indent=1))
     else:
         if args.tile is None:
             from ..bundle import load_bundle
