@@ -172,14 +172,14 @@ std::unique_ptr<Engine> create_engine(const Bundle& b, const std::string& graph,
 // backend allowed for it (choice.cpp, runtime/backends/choice.py)
 Engines create_engines(const Bundle& b, const std::string& backend_in, const std::string& precision, int threads) {
     if (std::find(std::begin(PRECISIONS), std::end(PRECISIONS), precision) == std::end(PRECISIONS))
-        input_error("unknown precision '" + precision + "'; choose from auto, fp32, bf16");
+        engine_error("unknown precision '" + precision + "'; choose from auto, fp32, bf16");   // EngineError, as Python
     std::string backend = backend_in;
     if (backend == "auto" && precision == "bf16") backend = "openvino-bf16";
     if (backend != "auto") {
         const std::string reason = backend_in == "auto" ? "auto" : "requested";
         const std::string own = backend == "cpu" || backend == "openvino" ? "fp32" : backend == "openvino-bf16" ? "bf16" : "";
         if (precision != "auto" && !own.empty() && own != precision)
-            input_error("backend '" + backend + "' runs " + own + ", not " + precision);
+            engine_error("backend '" + backend + "' runs " + own + ", not " + precision);
         if (backend == "tensorrt") {
             const std::string why = tensorrt_unavailable(b);
             if (!why.empty()) engine_error("backend tensorrt: " + why);
