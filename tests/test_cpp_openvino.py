@@ -68,6 +68,15 @@ def test_openvino_equals_python(cpp_build, tmp_path, sr_engines, backend):
     assert np.array_equal(cpp, py), f"{int((cpp != py).sum())} of {py.size} values differ"
 
 
+@needs_openvino
+def test_openvino_eight_threads_equal_serial(cpp_build, tmp_path, sr_engines):
+    """Concurrent calls on one pipeline each take an infer request of their own from the pool."""
+    r = probe(cpp_build, "threads", tmp_path, lr_crop(20, 28), dir=sr_engines, backend="openvino-bf16", scale=3,
+              steps=2, threads=8)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "8 threads: 0 differ" in r.stdout
+
+
 CASES = {  # name: (native bf16, gate {graph: pass} or None, gate together, record, precision)
     "bf16 allowed": (True, {g: True for g in GRAPHS}, True, True, "auto"),
     "gate refuses liif": (True, {"encoder": True, "unet_step": True, "decoder": True, "liif": False}, True, True, "auto"),
