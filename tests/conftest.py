@@ -85,16 +85,17 @@ def sr_pipe(sr_engines):
 
 
 # -- C++ runtime (issue 12): one build of runtime/cpp per session ------------------------------
-def cpp_build_dir(variant: str = "rel", flags: str = "") -> Path:
+def cpp_build_dir(variant: str = "rel", flags: str = "", env: dict | None = None) -> Path:
     """Build runtime/cpp (library, CLI, C test driver) into runtime/cpp/build/VARIANT with
     ``flags`` added to the compile and link flags, by ``runtime/cpp/build.sh`` (what ``make
-    cpp`` runs; incremental: a second call only relinks what changed)."""
+    cpp`` runs; incremental: a second call only relinks what changed); ``env``: more variables
+    for build.sh (``LDMIND_OPENVINO=0``: without OpenVINO)."""
     import os
     import subprocess
     import sys
 
     r = subprocess.run(["bash", str(ROOT / "runtime" / "cpp" / "build.sh"), variant, flags], cwd=ROOT,
-                       env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True)
+                       env={**os.environ, "PYTHON": sys.executable, **(env or {})}, capture_output=True, text=True)
     if r.returncode != 0:
         pytest.fail(f"runtime/cpp/build.sh {variant} failed:\n{(r.stdout + r.stderr)[-3000:]}")
     return Path(r.stdout.strip().splitlines()[-1])

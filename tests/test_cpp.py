@@ -288,6 +288,8 @@ def test_bench_cpp_runs(cpp_build, tmp_path, sr_engines):
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     from runtime.profile import STAGES
-    for side in ("python", "cpp"):
-        assert set(STAGES) <= set(res["median_s"][side]) and res["median_s"][side]["total"] > 0
-    assert "py / C++" in r.stdout
+    for run in ("python:cpu", "cpp:cpu"):
+        assert set(STAGES) <= set(res["median_s"][run]) and res["median_s"][run]["total"] > 0
+        assert res["graph_backends"][run] == {g: "cpu" for g in ("encoder", "unet_step", "decoder", "liif")}
+        assert len(res["per_round"][run]) == 1 and res["per_round"][run][0]["load1"] >= 0
+    assert "python:cpu / cpp:cpu" in r.stdout

@@ -405,10 +405,13 @@ def test_profile_table_has_the_python_layout(ldmind, sr_engines, tmp_path, capsy
     py_table = py_profile.table(p)
     r = run_cpp(ldmind, [*args, "--json", tmp_path / "cc.json"])
     assert r.returncode == 0, r.stderr
-    assert _layout(r.stdout) == _layout(py_table)
-    assert r.stdout.splitlines()[0] == py_table.splitlines()[0].replace(f"{p['backend']}:", "cpu:")
+    backends, table = r.stdout.split("\n", 1)       # as Python's: the plan's line, then the table
     c = json.loads((tmp_path / "cc.json").read_text())
+    assert backends == f"backends: {c['backend_reason']}" and c["backend_reason"].startswith("auto: ")
+    assert _layout(table) == _layout(py_table)
+    assert table.splitlines()[0] == py_table.splitlines()[0].replace(f"{p['backend']}:", "cpu:")
     assert set(c) == set(p) and set(c["stages_s"]) == set(p["stages_s"])
+    assert c["graph_backends"] == p["graph_backends"]
     assert c["output"] == p["output"] == [48, 40] and c["unet_step_s"]["count"] == 2
     # the stages cover the request: what falls between stage boundaries stays small
     assert c["stages_s"]["other"] < 0.5 * c["total_s"]

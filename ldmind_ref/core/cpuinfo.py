@@ -8,15 +8,23 @@ import os
 import platform
 
 CPUINFO = "/proc/cpuinfo"
+# another file read in its place (a CPU simulated in tests; the C++ runtime reads it too:
+# runtime/cpp/src/choice.cpp)
+CPUINFO_ENV = "LDMIND_CPUINFO"
 # flags meaning bf16 matrix arithmetic in hardware (AVX-512 BF16 dot products, AMX tiles);
 # without them a bf16 request is emulated in fp32 or refused, never faster
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def _field(name: str, path: str = CPUINFO) -> str | None:
+def cpuinfo_path() -> str:
+    """``$LDMIND_CPUINFO``, else /proc/cpuinfo."""
+    return os.environ.get(CPUINFO_ENV) or CPUINFO
+
+
+def _field(name: str, path: str | None = None) -> str | None:
     """The value of the first ``name :`` line of /proc/cpuinfo (None where absent or unreadable)."""
     try:
-        with open(path) as f:
+        with open(path or cpuinfo_path()) as f:
             for line in f:
                 key, sep, value = line.partition(":")
                 if sep and key.strip() == name:
@@ -26,12 +34,12 @@ def _field(name: str, path: str = CPUINFO) -> str | None:
     return None
 
 
-def model_name(path: str = CPUINFO) -> str:
+def model_name(path: str | None = None) -> str:
     """The CPU's model name, or "unknown"."""
     return _field("model name", path) or "unknown"
 
 
-def flag_list(path: str = CPUINFO) -> list[str]:
+def flag_list(path: str | None = None) -> list[str]:
     """The CPU's feature flags in /proc/cpuinfo's order (empty where it is absent)."""
     return (_field("flags", path) or "").split()
 

@@ -76,7 +76,8 @@ Conv plain_int() {
     }};
 }
 
-const std::vector<std::string> BACKENDS{"auto", "cpu", "cuda", "ort-trt", "tensorrt"};
+const std::vector<std::string> BACKENDS{"auto", "cpu", "cuda", "ort-trt", "tensorrt", "openvino", "openvino-bf16"};
+const std::vector<std::string> PRECISIONS{"auto", "fp32", "bf16"};
 
 std::string braces(const std::vector<std::string>& names) {   // argparse's {a,b} of choices
     std::string s;
@@ -96,7 +97,11 @@ std::string common_help(const std::string& engines) {
            c::DEFAULT_DDIM_SCHEDULE + ")\n" +
            "  --sampler " + braces(c::SAMPLERS) + " (default " + c::DEFAULT_SAMPLER + ")\n" +
            "  --seed S              sample j uses seed + j (default " + std::to_string(c::DEFAULT_SEED) + ")\n" +
-           "  --backend {auto,cpu,cuda}  graph backend (default auto)\n"
+           "  --backend {auto,cpu,cuda,tensorrt,openvino,openvino-bf16}\n"
+           "                        graph backend (default auto: on the CPU, each graph on the fastest backend\n"
+           "                        allowed here, by the times the Python runtime recorded)\n"
+           "  --precision {auto,fp32,bf16}  CPU arithmetic: auto (bf16 where the CPU has it natively and the\n"
+           "                        model's quality gate allows it), fp32, or bf16 (forced, on openvino-bf16)\n"
            "  --tile Q              output pixels per LIIF query (default: the manifest's query_chunk)\n"
            "  --latent-tile N       latent tile side in cells (default: from the model)\n"
            "  --latent-overlap N    overlap of neighbouring latent tiles in cells (default: a quarter of the tile)\n"
@@ -116,6 +121,7 @@ void add_common(Parser& p) {
     p.add({"--sampler"}, "sampler").choices = contract::SAMPLERS;
     p.add({"--seed"}, "seed", plain_int());
     p.add({"--backend"}, "backend").choices = BACKENDS;
+    p.add({"--precision"}, "precision").choices = PRECISIONS;
     p.add({"--tile"}, "tile", int_at_least(1, "--tile"));
     p.add({"--latent-tile"}, "latent_tile", int_at_least(1, "--latent-tile"));
     p.add({"--latent-overlap"}, "latent_overlap", int_at_least(0, "--latent-overlap"));
@@ -181,7 +187,7 @@ Parser make_parser(const std::string& cmd) {
     } else if (cmd == "profile") {
         p.help =
             "usage: ldmind profile ENGINES [IMAGE] [--scale S | --size WxH] [--steps N] [--sampler S]\n"
-            "                      [--backend B] [--threads T] [--repeat K] [--json OUT]\n\n"
+            "                      [--backend B] [--precision P] [--threads T] [--repeat K] [--json OUT]\n\n"
             "The per-stage latency table of `python -m runtime profile`, measured from the progress\n"
             "callback's stage boundaries: one warm-up, then medians of --repeat requests (default " +
             std::to_string(contract::DEFAULT_PROFILE_REPEAT) + ").\n";
@@ -193,6 +199,7 @@ Parser make_parser(const std::string& cmd) {
         p.add({"--steps"}, "steps", int_at_least(1, "--steps"));
         p.add({"--sampler"}, "sampler").choices = contract::SAMPLERS;
         p.add({"--backend"}, "backend").choices = BACKENDS;
+        p.add({"--precision"}, "precision").choices = PRECISIONS;
         p.add({"--threads"}, "threads", int_at_least(0, "--threads"));
         p.add({"--repeat"}, "repeat", int_at_least(1, "--repeat"));
         p.add({"--json"}, "json");

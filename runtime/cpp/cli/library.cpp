@@ -28,8 +28,9 @@ double now_s() {
     throw Fail{m};
 }
 
-void open_pipeline(Pipe& pipe, const std::string& engines, const std::string& backend, int threads, bool verify) {
-    ldmind_status s = ldmind_open(engines.c_str(), backend.c_str(), threads, verify ? 1 : 0, &pipe.p);
+void open_pipeline(Pipe& pipe, const std::string& engines, const std::string& backend, const std::string& precision,
+                   int threads, bool verify) {
+    ldmind_status s = ldmind_open_ex(engines.c_str(), backend.c_str(), precision.c_str(), threads, verify ? 1 : 0, &pipe.p);
     check_signal();
     if (s != LDMIND_OK) library_failure(s);
 }

@@ -21,7 +21,8 @@ struct Pipe {
     ~Pipe() { ldmind_close(p); }
 };
 
-void open_pipeline(Pipe& pipe, const std::string& engines, const std::string& backend, int threads, bool verify);
+void open_pipeline(Pipe& pipe, const std::string& engines, const std::string& backend, const std::string& precision,
+                   int threads, bool verify);
 
 // Output memory: address space reserved, pages committed as the library writes them, so that a
 // request too large for the machine reaches the library's own check (runtime/limits.py's

@@ -89,7 +89,7 @@ int progress_cb(const char* stage, int done, int total, void* user) {
 
 // -- the commands -------------------------------------------------------------------------------
 struct Common {
-    std::string engines, backend;
+    std::string engines, backend, precision;
     int n, steps, backproject, threads, quality, tile, latent_tile, latent_overlap;
     double eta;
     long long seed;
@@ -101,6 +101,7 @@ Common common(Parser& p) {
     Common c;
     c.engines = p.get("engines", p.command == "generate" ? contract::DEFAULT_GENERATION_ENGINES : contract::DEFAULT_ENGINES);
     c.backend = p.get("backend", "auto");
+    c.precision = p.get("precision", "auto");
     c.n = static_cast<int>(std::min<long long>(p.get_int("num_samples", contract::DEFAULT_NUM_SAMPLES), 1 << 30));
     c.steps = static_cast<int>(std::min<long long>(p.get_int("steps", contract::DEFAULT_STEPS), 1 << 30));
     c.backproject =
@@ -167,7 +168,7 @@ int cmd_upscale(Parser& p) {
     Image lr = ldmind_cli::load_image(input_raw, input.s);
     check_signal();
     Pipe pipe;
-    open_pipeline(pipe, c.engines, c.backend, c.threads, true);
+    open_pipeline(pipe, c.engines, c.backend, c.precision, c.threads, true);
     double scale = p.has("scale") ? p.get_number("scale", 0) : 0;
     int ow = 0, oh = 0;
     if (p.has("size")) p.size("size", &ow, &oh);
@@ -208,7 +209,7 @@ int cmd_generate(Parser& p) {
     if (!exists(out.s) && !is_dir(out.parent()))
         throw Fail{out.s + ": parent folder " + out.parent() + " does not exist"};
     Pipe pipe;
-    open_pipeline(pipe, c.engines, c.backend, c.threads, true);
+    open_pipeline(pipe, c.engines, c.backend, c.precision, c.threads, true);
     int W = 0, H = 0;
     p.size("size", &W, &H);
     Progress progress = make_progress(c, pipe.p);
@@ -244,7 +245,7 @@ int cmd_info(Parser& p) {
     const std::string engines = p.get("engines");
     const bool verify = !p.has("no_verify");
     Pipe pipe;
-    open_pipeline(pipe, engines, "auto", 0, verify);
+    open_pipeline(pipe, engines, "auto", "auto", 0, verify);
     const PyPath root(engines);
     std::string text;
     {
@@ -274,7 +275,10 @@ int cmd_info(Parser& p) {
                         (ldmind_is_conditional(pipe.p) ? "super-resolution" : "generation") + "), " +
                         str(m.find("precision"), "fp32") + ", manifest format " + str(m.find("format_version"), "?") + "\n";
     lines += "  graphs:    " + graphs + " (checksums " + (verify ? "verified" : "not checked") + ")\n";
-    lines += std::string("  backend:   ") + ldmind_backend(pipe.p) + " (auto picks)";
+    lines += std::string("  backend:   ") + ldmind_backend(pipe.p) + " (auto picks)\n";
+    std::string reason = ldmind_backend_reason(pipe.p);
+    if (reason.rfind("auto: ", 0) == 0) reason = reason.substr(6);
+    lines += "  auto picks: " + reason;
     say(lines);
     return 0;
 }

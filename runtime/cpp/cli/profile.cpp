@@ -116,7 +116,7 @@ int cmd_profile(Parser& p) {
         static_cast<int>(std::min<long long>(p.get_int("repeat", contract::DEFAULT_PROFILE_REPEAT), 1 << 20));
     const int threads = static_cast<int>(std::min<long long>(p.get_int("threads", contract::DEFAULT_THREADS), 1 << 30));
     Pipe pipe;
-    open_pipeline(pipe, engines, backend, threads, true);
+    open_pipeline(pipe, engines, backend, p.get("precision", "auto"), threads, true);
     const bool conditional = ldmind_is_conditional(pipe.p) != 0;
     if (!has_image && conditional) throw Fail{engines + ": a super-resolution model: give an IMAGE to upscale"};
     if (has_image && !conditional) throw Fail{engines + ": a generation model: give --size and no IMAGE"};
@@ -230,6 +230,7 @@ int cmd_profile(Parser& p) {
     lines.push_back(peak > 0 ? fmtf("peak RSS: %.0f MiB", peak / 1048576.0) : std::string("peak RSS: unknown"));
     std::string table;
     for (size_t k = 0; k < lines.size(); ++k) table += (k ? "\n" : "") + lines[k];
+    say(std::string("backends: ") + ldmind_backend_reason(pipe.p));   // as python -m runtime profile
     say(table);
 
     if (has_json) {
@@ -237,14 +238,15 @@ int cmd_profile(Parser& p) {
         j += " \"engines\": " + json_str(engines) + ",\n";
         j += " \"model\": " + json_str(model) + ",\n";
         j += " \"backend\": " + json_str(used) + ",\n";
-        // the C++ library runs every graph on one backend (ONNX Runtime): the same keys as Python's
+        // the plan, as Python's: the backend of each graph and how it was chosen
         j += " \"graph_backends\": {\n";
         const std::vector<std::string> graphs = conditional ? std::vector<std::string>{"encoder", "unet_step", "decoder", "liif"}
                                                             : std::vector<std::string>{"unet_step", "decoder", "liif"};
         for (size_t k = 0; k < graphs.size(); ++k)
-            j += "  " + json_str(graphs[k]) + ": " + json_str(used) + (k + 1 < graphs.size() ? ",\n" : "\n");
+            j += "  " + json_str(graphs[k]) + ": " + json_str(ldmind_graph_backend(pipe.p, graphs[k].c_str())) +
+                 (k + 1 < graphs.size() ? ",\n" : "\n");
         j += " },\n";
-        j += " \"backend_reason\": " + json_str(backend == "auto" ? "auto" : "requested") + ",\n";
+        j += " \"backend_reason\": " + json_str(ldmind_backend_reason(pipe.p)) + ",\n";
         j += " \"image\": " + (has_image ? json_str(image) : std::string("null")) + ",\n";
         j += " \"output\": [\n  " + std::to_string(W) + ",\n  " + std::to_string(H) + "\n ],\n";
         j += " \"steps\": " + std::to_string(steps) + ",\n";

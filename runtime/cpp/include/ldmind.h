@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define LDMIND_API_VERSION 1
+#define LDMIND_API_VERSION 2   /* 2: ldmind_open_ex, ldmind_backend_reason, ldmind_graph_backend (additive) */
 
 #if defined(__GNUC__)
 #define LDMIND_EXPORT __attribute__((visibility("default")))
@@ -68,9 +68,17 @@ LDMIND_EXPORT void ldmind_options_init(ldmind_options *o);
 LDMIND_EXPORT const char *ldmind_last_error(void);
 
 /* Open an engine directory (`python -m export --out DIR`): manifest parsed, format version
- * and every graph's sha256 verified (verify = 0 skips the checksums).  backend: "auto",
- * "cpu" or "cuda" (ONNX Runtime's CUDA provider, when the linked ONNX Runtime has it);
- * threads: intra-op threads per graph (0: ONNX Runtime decides). */
+ * and every graph's sha256 verified (verify = 0 skips the checksums).  backend: "auto" (NULL),
+ * "cpu" (ONNX Runtime), "cuda" (ONNX Runtime's CUDA provider, when the linked ONNX Runtime has
+ * it), "tensorrt", "openvino" or "openvino-bf16" (where the library was built with OpenVINO).
+ * "auto": TensorRT or CUDA where they run, else each graph on the fastest CPU backend allowed
+ * for it, by the per-graph times the Python runtime recorded for this machine and export
+ * (runtime/cpp/README.md, "Backends").  precision: "auto" (NULL), "fp32" (auto never picks
+ * bf16) or "bf16" (auto runs every graph on openvino-bf16); an explicit backend must run it.
+ * threads: intra-op threads per graph (0: the backend decides).  ldmind_open is
+ * ldmind_open_ex with precision "auto". */
+LDMIND_EXPORT ldmind_status ldmind_open_ex(const char *dir, const char *backend, const char *precision, int threads,
+                                           int verify, ldmind_pipeline **out);
 LDMIND_EXPORT ldmind_status ldmind_open(const char *dir, const char *backend, int threads, int verify,
                           ldmind_pipeline **out);
 LDMIND_EXPORT void ldmind_close(ldmind_pipeline *p);
@@ -78,7 +86,11 @@ LDMIND_EXPORT void ldmind_close(ldmind_pipeline *p);
 /* Facts of the loaded model. */
 LDMIND_EXPORT int ldmind_is_conditional(const ldmind_pipeline *p);   /* 1: super-resolution, 0: generation */
 LDMIND_EXPORT const char *ldmind_model_name(const ldmind_pipeline *p);
-LDMIND_EXPORT const char *ldmind_backend(const ldmind_pipeline *p);
+LDMIND_EXPORT const char *ldmind_backend(const ldmind_pipeline *p);   /* one backend's name, or "mixed" */
+/* The backend running `graph` ("encoder", "unet_step", "decoder", "liif"; "" for another name),
+ * and how it was chosen: "requested", or "auto: ..." (the Python runtime's backend_reason). */
+LDMIND_EXPORT const char *ldmind_graph_backend(const ldmind_pipeline *p, const char *graph);
+LDMIND_EXPORT const char *ldmind_backend_reason(const ldmind_pipeline *p);
 
 /* Output size of an upscale: scale > 0, or (scale = 0 and) out_width/out_height > 0. */
 LDMIND_EXPORT ldmind_status ldmind_output_size(const ldmind_pipeline *p, int width, int height, double scale,

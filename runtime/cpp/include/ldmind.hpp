@@ -36,8 +36,8 @@ struct Image {
 class Pipeline {
   public:
     explicit Pipeline(const std::string& dir, const std::string& backend = "auto", int threads = 0,
-                      bool verify = true) {
-        check(ldmind_open(dir.c_str(), backend.c_str(), threads, verify ? 1 : 0, &p_));
+                      bool verify = true, const std::string& precision = "auto") {
+        check(ldmind_open_ex(dir.c_str(), backend.c_str(), precision.c_str(), threads, verify ? 1 : 0, &p_));
     }
     ~Pipeline() { ldmind_close(p_); }
     Pipeline(const Pipeline&) = delete;
@@ -48,6 +48,8 @@ class Pipeline {
     bool conditional() const { return ldmind_is_conditional(p_) != 0; }
     std::string model_name() const { return ldmind_model_name(p_); }
     std::string backend() const { return ldmind_backend(p_); }
+    std::string graph_backend(const std::string& graph) const { return ldmind_graph_backend(p_, graph.c_str()); }
+    std::string backend_reason() const { return ldmind_backend_reason(p_); }
 
     // super-resolve by `scale`, or (scale = 0) to out_width x out_height
     std::vector<Image> upscale(const uint8_t* rgb, int width, int height, double scale, const Options& o = Options(),

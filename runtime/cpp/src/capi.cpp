@@ -7,8 +7,8 @@
 
 struct ldmind_pipeline {
     ldmind::core::Pipeline impl;
-    ldmind_pipeline(const char* dir, const char* backend, int threads, bool verify)
-        : impl(dir, backend ? backend : "auto", threads, verify) {}
+    ldmind_pipeline(const char* dir, const char* backend, const char* precision, int threads, bool verify)
+        : impl(dir, backend ? backend : "auto", precision ? precision : "auto", threads, verify) {}
 };
 
 namespace {
@@ -81,13 +81,18 @@ void ldmind_options_init(ldmind_options* o) {
 
 const char* ldmind_last_error(void) { return last_error.c_str(); }
 
-ldmind_status ldmind_open(const char* dir, const char* backend, int threads, int verify, ldmind_pipeline** out) {
+ldmind_status ldmind_open_ex(const char* dir, const char* backend, const char* precision, int threads, int verify,
+                             ldmind_pipeline** out) {
     return guarded([&] {
         need(dir, "dir");
         need(out, "out");
         *out = nullptr;
-        *out = new ldmind_pipeline(dir, backend, threads, verify != 0);
+        *out = new ldmind_pipeline(dir, backend, precision, threads, verify != 0);
     });
+}
+
+ldmind_status ldmind_open(const char* dir, const char* backend, int threads, int verify, ldmind_pipeline** out) {
+    return ldmind_open_ex(dir, backend, nullptr, threads, verify, out);
 }
 
 void ldmind_close(ldmind_pipeline* p) { delete p; }
@@ -95,6 +100,14 @@ void ldmind_close(ldmind_pipeline* p) { delete p; }
 int ldmind_is_conditional(const ldmind_pipeline* p) { return p && p->impl.bundle().conditional ? 1 : 0; }
 const char* ldmind_model_name(const ldmind_pipeline* p) { return p ? p->impl.bundle().name.c_str() : ""; }
 const char* ldmind_backend(const ldmind_pipeline* p) { return p ? p->impl.backend().c_str() : ""; }
+const char* ldmind_backend_reason(const ldmind_pipeline* p) { return p ? p->impl.backend_reason().c_str() : ""; }
+
+const char* ldmind_graph_backend(const ldmind_pipeline* p, const char* graph) {
+    if (!p || !graph) return "";
+    for (const auto& [g, backend] : p->impl.graph_backends())
+        if (g == graph) return backend.c_str();
+    return "";
+}
 
 ldmind_status ldmind_output_size(const ldmind_pipeline* p, int width, int height, double scale, int out_width,
                                  int out_height, int* H, int* W) {

@@ -62,6 +62,7 @@ struct Bundle {
 };
 Bundle load_bundle(const std::string& dir, bool verify);
 std::string sha256_file(const std::string& path);
+std::string sha256_text(const std::string& text);
 
 // -- samplers (ldmind_ref/core/diffusion.py) ---------------------------------------------------
 struct Step {
@@ -111,7 +112,7 @@ void check_latent(const std::map<std::string, GraphCost>& costs, int64_t batch, 
 // -- back-projection (ldmind_ref/core/consistency.py) -----------------------------------------
 void backproject_inplace(uint8_t* out, int H, int W, const uint8_t* lr, int h, int w, int iterations);
 
-// -- graphs on ONNX Runtime (runtime/backends/onnxruntime.py) ------------------------------------
+// -- graphs on a backend (runtime/backends/) -------------------------------------------------------
 struct Tensor {
     std::vector<int64_t> shape;
     std::vector<float> data;
@@ -131,12 +132,58 @@ class Engine {
     virtual int max_batch() const { return 0; }    // largest B a call may carry (0: unlimited)
     virtual int query_tile() const { return 0; }   // preferred LIIF queries per call (0: the manifest's)
 };
+// a backend's exception text as the user sees it (runtime/backends/base.py first_line,
+// out_of_memory): its first line (`empty` when it has none); whether it is an allocation failure
+std::string first_line(const std::string& s, const std::string& empty);
+bool out_of_memory(std::string message);
+std::string base_name(const std::string& path);
+// the graphs a bundle runs, in pipeline order (base.graphs_of): the encoder only for super-resolution
+std::vector<std::string> graphs_of(const Bundle& b);
 // native TensorRT engines (engine_trt.cpp; built only where TensorRT's headers are found):
 // the reason they cannot run here, or "" when they can
 std::string tensorrt_unavailable(const Bundle& b);
 std::unique_ptr<Engine> tensorrt_engine(const Bundle& b, const std::string& graph);
-std::map<std::string, std::unique_ptr<Engine>> create_engines(const Bundle& b, const std::string& backend,
-                                                              int threads, std::string* chosen);
+// OpenVINO on the CPU (engine_openvino.cpp; built only where OpenVINO is found): backends
+// "openvino" (fp32) and "openvino-bf16"; the reason it cannot run here ("" when it can), the
+// linked release ("2026.4.1"; "none" without it), one graph's engine
+std::string openvino_unavailable();
+std::string openvino_version();
+std::unique_ptr<Engine> openvino_engine(const Bundle& b, const std::string& graph, const std::string& backend,
+                                        int threads);
+std::string ort_version();   // the linked ONNX Runtime's release ("1.32.0")
+// one graph on one backend: cpu, cuda, tensorrt, openvino, openvino-bf16
+std::unique_ptr<Engine> create_engine(const Bundle& b, const std::string& graph, const std::string& backend,
+                                      int threads);
+
+// -- which backend runs each graph (runtime/engine.py select, runtime/backends/choice.py) -------
+using Seconds = std::map<std::string, std::map<std::string, double>>;   // backend -> graph -> s
+using Pairs = std::vector<std::pair<std::string, std::string>>;          // ordered (key, value)
+struct Engines {
+    std::map<std::string, std::unique_ptr<Engine>> engines;   // graph -> engine
+    Pairs graph_backends;      // (graph, backend) in pipeline order
+    std::string backend;       // the backend running every graph, or "mixed"
+    std::string reason;        // Pipeline.backend_reason: "requested", "auto", "auto: ..."
+};
+// `backend` auto, cpu, cuda, tensorrt, openvino, openvino-bf16; `precision` auto, fp32, bf16
+Engines create_engines(const Bundle& b, const std::string& backend, const std::string& precision, int threads);
+
+// the pieces of the CPU choice (choice.cpp), for `info` and the tests
+std::string cpuinfo_path();                    // $LDMIND_CPUINFO, else /proc/cpuinfo
+bool native_bf16();                            // ldmind_ref/core/cpuinfo.py native_bf16
+std::string record_path();                     // runtime/backends/record.py record_path
+std::string machine_key();                     // record.machine_key
+std::string export_key(const Bundle& b);       // record.export_key
+std::string gate_refusal(const Bundle& b, const std::string& precision, const std::string& graph);  // "": allowed
+struct CpuPlan {               // choice.Plan
+    Pairs backends;            // (graph, backend) in pipeline order
+    std::string why;
+    Pairs passed_over;         // (CPU backend, why it runs no graph)
+    Seconds seconds;           // the recorded times decided by (empty: none)
+    std::string describe() const;
+};
+// the CPU plan and its engines (choice.cpu_plan, minus the first-use measurement: without a
+// record covering every allowed graph, every graph runs on cpu and `why` says so)
+CpuPlan cpu_plan(const Bundle& b, int threads, bool fp32_only, std::map<std::string, std::unique_ptr<Engine>>* engines);
 
 // -- the pipeline (runtime/pipeline.py) -------------------------------------------------------
 struct Options {
@@ -153,9 +200,12 @@ struct Options {
 
 class Pipeline {
   public:
-    Pipeline(const std::string& dir, const std::string& backend, int threads, bool verify);
+    Pipeline(const std::string& dir, const std::string& backend, const std::string& precision, int threads,
+             bool verify);
     const Bundle& bundle() const { return b_; }
     const std::string& backend() const { return backend_; }
+    const std::string& backend_reason() const { return reason_; }
+    const Pairs& graph_backends() const { return graph_backends_; }
     void output_size(int h, int w, double scale, int W_out, int H_out, int* H, int* W) const;
     void latent_shape(int h, int w, int* c, int* lh, int* lw) const;
     std::vector<float> upscale_latents(const uint8_t* rgb, int h, int w, const Options& o) const;
@@ -165,7 +215,8 @@ class Pipeline {
 
   private:
     Bundle b_;
-    std::string backend_;
+    std::string backend_, reason_;
+    Pairs graph_backends_;
     std::map<std::string, std::unique_ptr<Engine>> engines_;
 
     std::vector<Step> schedule(const Options& o) const;

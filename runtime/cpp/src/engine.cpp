@@ -17,22 +17,15 @@ size_t Tensor::numel() const {
     return n;
 }
 
-namespace {
-
-Ort::Env& env() {
-    static Ort::Env e(ORT_LOGGING_LEVEL_FATAL, "ldmind");   // function-local static: created once, thread-safe
-    return e;
-}
-
 bool out_of_memory(std::string m) {
     std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return m.find("bad_alloc") != std::string::npos || m.find("failed to allocate") != std::string::npos ||
            m.find("out of memory") != std::string::npos || m.find("cannot allocate memory") != std::string::npos;
 }
 
-std::string first_line(const std::string& s) {
+std::string first_line(const std::string& s, const std::string& empty) {
     size_t a = s.find_first_not_of(" \t\r\n");
-    if (a == std::string::npos) return "OrtException";
+    if (a == std::string::npos) return empty;
     size_t b = s.find('\n', a);
     std::string line = s.substr(a, b == std::string::npos ? std::string::npos : b - a);
     while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
@@ -40,6 +33,22 @@ std::string first_line(const std::string& s) {
 }
 
 std::string base_name(const std::string& p) { return p.substr(p.rfind('/') + 1); }
+
+std::vector<std::string> graphs_of(const Bundle& b) {
+    std::vector<std::string> g;
+    if (b.conditional) g.push_back("encoder");
+    for (const char* n : {"unet_step", "decoder", "liif"}) g.push_back(n);
+    return g;
+}
+
+std::string ort_version() { return OrtGetApiBase()->GetVersionString(); }
+
+namespace {
+
+Ort::Env& env() {
+    static Ort::Env e(ORT_LOGGING_LEVEL_FATAL, "ldmind");   // function-local static: created once, thread-safe
+    return e;
+}
 
 // LIIF queries per call on the CPU: runtime/backends/onnxruntime.py's CPU_QUERY_TILE (the MLP's activations
 // stay in cache; docs/BENCHMARKS.md "LIIF stage").  Only the speed depends on it: each query's
@@ -64,7 +73,7 @@ class OrtEngine final : public Engine {
         try {
             session_ = std::make_unique<Ort::Session>(env(), path.c_str(), so);
         } catch (const Ort::Exception& e) {
-            std::string msg = first_line(e.what());
+            std::string msg = first_line(e.what(), "OrtException");
             if (out_of_memory(msg))
                 throw Error(LDMIND_ERR_MEMORY, "the machine ran out of memory while loading " + base_name(path) +
                                                    "; free memory and retry");
@@ -90,7 +99,7 @@ class OrtEngine final : public Engine {
             outs = session_->Run(Ort::RunOptions{nullptr}, names.data(), values.data(), values.size(), outputs.data(),
                                  outputs.size());
         } catch (const Ort::Exception& e) {
-            std::string msg = first_line(e.what());
+            std::string msg = first_line(e.what(), "OrtException");
             if (out_of_memory(msg))
                 throw Error(LDMIND_ERR_MEMORY, "the machine ran out of memory while running the " + graph_ + " graph (" +
                                                    backend_ + "); ask for a smaller output, fewer samples or a smaller "
@@ -119,30 +128,94 @@ bool has_cuda() {
     return false;
 }
 
+const char* const PRECISIONS[] = {"auto", "fp32", "bf16"};
+const char* const OPENVINO_BACKENDS[] = {"openvino", "openvino-bf16"};
+
+bool is_openvino(const std::string& b) { return b == OPENVINO_BACKENDS[0] || b == OPENVINO_BACKENDS[1]; }
+
+// every graph on `name`, named for the plan
+Engines on_one(const Bundle& b, const std::string& name, int threads, const std::string& reason) {
+    Engines out;
+    for (const std::string& g : graphs_of(b)) {
+        out.engines[g] = create_engine(b, g, name, threads);
+        out.graph_backends.emplace_back(g, name);
+    }
+    out.backend = name;
+    out.reason = reason;
+    return out;
+}
+
+// Pipeline.backend_reason's tail: "; skipped tensorrt: why; cuda: why" ("" when none)
+std::string skipped_text(const Pairs& skipped) {
+    std::string s;
+    for (const auto& [name, why] : skipped) s += (s.empty() ? "; skipped " : "; ") + name + ": " + why;
+    return s;
+}
+
+// why a GPU backend cannot run here ("": it can)
+std::string gpu_unavailable(const Bundle& b, const std::string& name) {
+    if (name == "tensorrt") return tensorrt_unavailable(b);
+    return has_cuda() ? "" : "the linked ONNX Runtime has no CUDAExecutionProvider (a CPU build)";
+}
+
 }  // namespace
 
-std::map<std::string, std::unique_ptr<Engine>> create_engines(const Bundle& b, const std::string& backend,
-                                                              int threads, std::string* chosen) {
-    std::string name = backend;
-    std::map<std::string, std::unique_ptr<Engine>> out;
-    const std::string trt_why = backend == "tensorrt" || backend == "auto" ? tensorrt_unavailable(b) : "";
-    if (backend == "tensorrt" || (backend == "auto" && trt_why.empty())) {
-        if (!trt_why.empty()) engine_error("backend tensorrt: " + trt_why);
-        for (const auto& [g, info] : b.graphs) out[g] = tensorrt_engine(b, g);
-        *chosen = "tensorrt";
-        return out;
+std::unique_ptr<Engine> create_engine(const Bundle& b, const std::string& graph, const std::string& backend,
+                                      int threads) {
+    if (backend == "tensorrt") return tensorrt_engine(b, graph);
+    if (is_openvino(backend)) return openvino_engine(b, graph, backend, threads);
+    return std::make_unique<OrtEngine>(b.graph_path(graph), graph, backend, threads);
+}
+
+// runtime/engine.py select: an explicit backend for every graph, or auto: the GPU backends
+// (TensorRT, then ONNX Runtime's CUDA) where one opens, else each graph on the fastest CPU
+// backend allowed for it (choice.cpp, runtime/backends/choice.py)
+Engines create_engines(const Bundle& b, const std::string& backend_in, const std::string& precision, int threads) {
+    if (std::find(std::begin(PRECISIONS), std::end(PRECISIONS), precision) == std::end(PRECISIONS))
+        engine_error("unknown precision '" + precision + "'; choose from auto, fp32, bf16");   // EngineError, as Python
+    std::string backend = backend_in;
+    if (backend == "auto" && precision == "bf16") backend = "openvino-bf16";
+    if (backend != "auto") {
+        const std::string reason = backend_in == "auto" ? "auto" : "requested";
+        const std::string own = backend == "cpu" || backend == "openvino" ? "fp32" : backend == "openvino-bf16" ? "bf16" : "";
+        if (precision != "auto" && !own.empty() && own != precision)
+            engine_error("backend '" + backend + "' runs " + own + ", not " + precision);
+        if (backend == "tensorrt") {
+            const std::string why = tensorrt_unavailable(b);
+            if (!why.empty()) engine_error("backend tensorrt: " + why);
+        } else if (backend == "cuda") {
+            if (!has_cuda())
+                engine_error("backend cuda: the linked ONNX Runtime has no CUDAExecutionProvider (a CPU build); "
+                             "use --backend cpu or link onnxruntime-gpu");
+        } else if (is_openvino(backend)) {
+            const std::string why = openvino_unavailable();
+            if (!why.empty()) engine_error("backend '" + backend + "' is not available: " + why);
+        } else if (backend != "cpu") {
+            input_error("backend must be one of auto, cpu, cuda, tensorrt, openvino, openvino-bf16 (this library), "
+                        "got '" + backend + "'");
+        }
+        return on_one(b, backend, threads, reason);
     }
-    if (backend == "auto") {
-        name = has_cuda() ? "cuda" : "cpu";
-    } else if (backend == "cuda") {
-        if (!has_cuda())
-            engine_error("backend cuda: the linked ONNX Runtime has no CUDAExecutionProvider (a CPU build); "
-                         "use --backend cpu or link onnxruntime-gpu");
-    } else if (backend != "cpu") {
-        input_error("backend must be one of auto, cpu, cuda, tensorrt (this library), got '" + backend + "'");
+    Pairs skipped;
+    for (const std::string name : {"tensorrt", "cuda"}) {
+        std::string why = gpu_unavailable(b, name);
+        if (why.empty()) {
+            try {
+                return on_one(b, name, threads, "auto: the fastest backend that opens" + skipped_text(skipped));
+            } catch (const Error& e) {
+                if (e.code != LDMIND_ERR_ENGINE) throw;
+                why = e.what();
+            }
+        }
+        skipped.emplace_back(name, why);
     }
-    for (const auto& [g, info] : b.graphs) out[g] = std::make_unique<OrtEngine>(b.graph_path(g), g, name, threads);
-    *chosen = name;
+    Engines out;
+    const CpuPlan plan = cpu_plan(b, threads, precision == "fp32", &out.engines);
+    out.graph_backends = plan.backends;
+    for (const auto& [g, name] : plan.backends)
+        out.backend = out.backend.empty() || out.backend == name ? name : "mixed";
+    skipped.insert(skipped.end(), plan.passed_over.begin(), plan.passed_over.end());
+    out.reason = "auto: " + plan.describe() + skipped_text(skipped);
     return out;
 }
 

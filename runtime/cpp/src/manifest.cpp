@@ -193,16 +193,14 @@ int to_int(const json::Value& v, const std::string& what, const std::string& whe
 
 }  // namespace
 
-std::string sha256_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) engine_error(path + ": cannot read");
+namespace {
+
+// the sha256 of what `feed` passes to its callback, as lowercase hex
+template <class Feed>
+std::string sha256_hex(Feed&& feed) {
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
     EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-    std::vector<char> buf(1 << 20);
-    while (f) {
-        f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        if (f.gcount() > 0) EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(f.gcount()));
-    }
+    feed([ctx](const char* p, size_t n) { EVP_DigestUpdate(ctx, p, n); });
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_DigestFinal_ex(ctx, md, &n);
@@ -210,6 +208,24 @@ std::string sha256_file(const std::string& path) {
     std::string hex;
     for (unsigned int k = 0; k < n; ++k) hex += fmt("%02x", md[k]);
     return hex;
+}
+
+}  // namespace
+
+std::string sha256_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) engine_error(path + ": cannot read");
+    return sha256_hex([&f](auto&& update) {
+        std::vector<char> buf(1 << 20);
+        while (f) {
+            f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+            if (f.gcount() > 0) update(buf.data(), static_cast<size_t>(f.gcount()));
+        }
+    });
+}
+
+std::string sha256_text(const std::string& text) {
+    return sha256_hex([&text](auto&& update) { update(text.data(), text.size()); });
 }
 
 // a file the manifest lists: present, and (verify) with its sha256 (export/manifest.py _check_file)

@@ -74,10 +74,15 @@ int count(int n) {
 
 }  // namespace
 
-Pipeline::Pipeline(const std::string& dir, const std::string& backend, int threads, bool verify)
+Pipeline::Pipeline(const std::string& dir, const std::string& backend, const std::string& precision, int threads,
+                   bool verify)
     : b_(load_bundle(dir, verify)) {
     if (threads < 0) input_error("threads must be >= 0, got " + std::to_string(threads));
-    engines_ = create_engines(b_, backend, threads, &backend_);
+    Engines e = create_engines(b_, backend, precision, threads);
+    engines_ = std::move(e.engines);
+    backend_ = std::move(e.backend);
+    reason_ = std::move(e.reason);
+    graph_backends_ = std::move(e.graph_backends);
     for (const auto& kv : engines_)
         if (int m = kv.second->max_batch(); m > 0) max_batch_ = max_batch_ ? std::min(max_batch_, m) : m;
 }

@@ -2,9 +2,12 @@
  * tests/test_cpp.py to compare the C++ library with the Python runtime.
  *
  *   ldmind_probe MODE key=value ...
- *   MODE upscale | latents | generate | threads | repeat
+ *   MODE upscale | latents | generate | threads | repeat | plan
  *   keys: dir in(raw RGB file) w h scale size(WxH) steps eta seed n bp sampler schedule
  *         lt lo tile latent(HxW for generate) out(raw output file) threads count backend
+ *         precision (ldmind_open_ex)
+ *   plan: print the backend ("backend NAME"), each graph's ("graph NAME BACKEND") and the
+ *         reason ("reason TEXT"), one per line, and exit
  *         progress(1: print each event) cancel_after(K: cancel at the K-th event)
  * Exit 0 on success; on failure the status code + 10 and the message on stderr. */
 #include <pthread.h>
@@ -96,9 +99,19 @@ int main(int argc, char **argv) {
     }
 
     ldmind_pipeline *p = NULL;
-    ldmind_status s = ldmind_open(arg(argc, argv, "dir", "engines/small"), arg(argc, argv, "backend", "cpu"),
-                                  atoi(arg(argc, argv, "threads_per_graph", "0")), 1, &p);
+    ldmind_status s = ldmind_open_ex(arg(argc, argv, "dir", "engines/small"), arg(argc, argv, "backend", "cpu"),
+                                     arg(argc, argv, "precision", "auto"), atoi(arg(argc, argv, "threads_per_graph", "0")),
+                                     1, &p);
     if (s != LDMIND_OK) return fail(s);
+    if (strcmp(mode, "plan") == 0) {
+        static const char *const graphs[] = {"encoder", "unet_step", "decoder", "liif"};
+        printf("backend %s\n", ldmind_backend(p));
+        for (int k = 0; k < 4; ++k)
+            if (*ldmind_graph_backend(p, graphs[k])) printf("graph %s %s\n", graphs[k], ldmind_graph_backend(p, graphs[k]));
+        printf("reason %s\n", ldmind_backend_reason(p));
+        ldmind_close(p);
+        return 0;
+    }
 
     int ow = 0, oh = 0;
     const char *size = arg(argc, argv, "size", NULL);
