@@ -104,7 +104,7 @@ std::string common_help(const std::string& engines) {
            "                        model's quality gate allows it), fp32, or bf16 (forced, on openvino-bf16)\n"
            "  --tile Q              output pixels per LIIF query (default: the manifest's query_chunk)\n"
            "  --latent-tile N       latent tile side in cells (default: from the model)\n"
-           "  --latent-overlap N    overlap of neighbouring latent tiles in cells (default: a quarter of the tile)\n"
+           "  --latent-overlap N    overlap of neighbouring latent tiles in cells (default: at least 8 % of the tile)\n"
            "  --threads T           CPU threads per graph (default " + std::to_string(c::DEFAULT_THREADS) +
            ": ONNX Runtime decides)\n" +
            "  --quality Q           JPEG output quality " + std::to_string(c::MIN_QUALITY) + ".." +

@@ -56,7 +56,7 @@ typedef struct ldmind_options {
     const char *schedule;   /* DDIM: "full" (default) or "paper" */
     int tile;               /* LIIF queries per graph call (0: the manifest's query_chunk) */
     int latent_tile;        /* latent tile side in cells (-1: chosen from the model) */
-    int latent_overlap;     /* overlap in cells (-1: a quarter of the tile) */
+    int latent_overlap;     /* overlap in cells (-1: the default, at least 8 % of the tile) */
     ldmind_progress_fn progress; /* may be NULL */
     void *user;             /* passed to progress */
 } ldmind_options;
