@@ -338,7 +338,7 @@ def test_info(sr_engines, capsys):
     assert s["auto"].startswith("cpu for every graph") and s["latent"]["cond_scale"] == 4 and s["backends"]["cpu"] == "available"
     from runtime.bundle import load_bundle
     from runtime.limits import graph_bytes
-    assert s["latent"]["default_tile"] == [32, 8]
+    assert s["latent"]["default_tile"] == [32, 4]
     assert s["latent"]["default_tile_working_bytes"] == graph_bytes(load_bundle(sr_engines).costs, 1, 32, 32) > 0
 
 
