@@ -59,6 +59,8 @@ typedef struct ldmind_options {
     int latent_overlap;     /* overlap in cells (-1: a quarter of the tile) */
     ldmind_progress_fn progress; /* may be NULL */
     void *user;             /* passed to progress */
+    /* added after the fields above (an additive change: their offsets are unchanged) */
+    double fidelity;        /* 0..1, every noise draw times 1 - fidelity (default 0; 1: one image) */
 } ldmind_options;
 
 /* Fill *o with the defaults above. */

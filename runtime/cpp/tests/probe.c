@@ -3,7 +3,7 @@
  *
  *   ldmind_probe MODE key=value ...
  *   MODE upscale | latents | generate | threads | repeat
- *   keys: dir in(raw RGB file) w h scale size(WxH) steps eta seed n bp sampler schedule
+ *   keys: dir in(raw RGB file) w h scale size(WxH) steps eta fidelity seed n bp sampler schedule
  *         lt lo tile latent(HxW for generate) out(raw output file) threads count backend
  *         progress(1: print each event) cancel_after(K: cancel at the K-th event)
  * Exit 0 on success; on failure the status code + 10 and the message on stderr. */
@@ -80,6 +80,7 @@ int main(int argc, char **argv) {
     ldmind_options_init(&o);
     o.steps = atoi(arg(argc, argv, "steps", "10"));
     o.eta = atof(arg(argc, argv, "eta", "1"));
+    o.fidelity = atof(arg(argc, argv, "fidelity", "0"));
     o.seed = atoll(arg(argc, argv, "seed", "0"));
     o.num_samples = atoi(arg(argc, argv, "n", "1"));
     o.backproject = atoi(arg(argc, argv, "bp", "10"));
