@@ -38,6 +38,7 @@ from ldmind_ref.benchmark import bicubic, make_lr
 from ldmind_ref.core import consistency, contract
 
 from ..pipeline import Pipeline
+from .benchlib import save_json
 
 FIDELITIES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 HELDOUT = "heldout-train"          # ldmind_ref.ladder.heldout_sets' name of the training photos
@@ -187,9 +188,7 @@ def main(argv=None) -> int:
                                           "seconds": round(time.perf_counter() - t, 2)})
                     print(f"[{time.time() - t0:7.1f}s] {s}/{name} {scale}x F={f:g}: raw {r['raw']:.2f}, default "
                           f"{r['default']:.3f}, diversity {r['diversity']:.2f}", file=sys.stderr, flush=True)
-                tmp = out.with_suffix(".tmp")
-                tmp.write_text(json.dumps(state, indent=0))
-                tmp.replace(out)
+                save_json(out, state)
     state["summary"] = summarise(state["rows"])
     state["choice"] = choose(state["summary"])
     out.write_text(json.dumps(state, indent=1))
