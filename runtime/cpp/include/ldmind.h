@@ -59,7 +59,8 @@ typedef struct ldmind_options {
     int latent_overlap;     /* overlap in cells (-1: a quarter of the tile) */
     ldmind_progress_fn progress; /* may be NULL */
     void *user;             /* passed to progress */
-    /* added after the fields above (an additive change: their offsets are unchanged) */
+    /* added after the fields above, whose offsets are unchanged; the struct grew, so a program
+     * built against an older ldmind.h must be rebuilt (ldmind_options_init sets the default) */
     double fidelity;        /* 0..1, every noise draw times 1 - fidelity (default 0; 1: one image) */
 } ldmind_options;
 
