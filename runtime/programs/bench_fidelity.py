@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ldmind_ref import metrics
-from ldmind_ref.benchmark import bicubic, make_lr
+from ldmind_ref.benchmark import bicubic, cpu_summary, make_lr
 from ldmind_ref.core import consistency, contract
 
 from ..pipeline import Pipeline
@@ -191,6 +192,7 @@ def main(argv=None) -> int:
                 save_json(out, state)
     state["summary"] = summarise(state["rows"])
     state["choice"] = choose(state["summary"])
+    state["machine"] = {"cpu": cpu_summary(), "pipeline": pipe.describe(), "loadavg_end": list(os.getloadavg())}
     out.write_text(json.dumps(state, indent=1))
     print(table(state["summary"]))
     print(f"\ndefault by the rule (held-out photos, 4x): {state['choice']}")
