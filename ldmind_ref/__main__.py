@@ -52,7 +52,7 @@ def cmd_upscale(args) -> int:
     size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
     outs = sampler.upscale(model, lr, scale=args.scale, size=size, steps=args.steps, eta=args.eta,
                            seed=args.seed, num_samples=args.num_samples, schedule=args.schedule,
-                           sampler=args.sampler)
+                           sampler=args.sampler, fidelity=args.fidelity)
     for i, img in enumerate(outs):
         path = args.output if len(outs) == 1 else args.output.replace(".png", f"_{i}.png")
         Image.fromarray(img).save(path)
@@ -82,6 +82,8 @@ def main(argv=None) -> int:
                    help="DDIM steps executed: full (all N) or paper (the paper's code: N - 1)")
     u.add_argument("--sampler", choices=contract.SAMPLERS, default=contract.DEFAULT_SAMPLER,
                    help="ddim, or dpm++2m: DPM-Solver++(2M), the same image in fewer steps (eta unused)")
+    u.add_argument("--fidelity", type=float, default=contract.DEFAULT_FIDELITY,
+                   help="0..1: every noise draw times 1 - fidelity (1: one deterministic image)")
     u.add_argument("--seed", type=int, default=contract.DEFAULT_SEED)
     u.add_argument("-n", "--num-samples", type=int, default=contract.DEFAULT_NUM_SAMPLES)
     u.add_argument("--device", default="cpu")

@@ -9,6 +9,8 @@ accept, nearest-resize it by ``cond_scale``, encode -> ``cond``; DDIM from z_T w
 ``cond`` concatenated at every step; crop the latent back to the LR area; render through
 D_phi + f_theta at round(s*h) x round(s*w) (or the given size); back-project the render
 onto the LR (``consistency.py``, ``backproject`` iterations; 0 keeps the raw sample).
+``fidelity`` (0..1) tempers every noise draw by 1 - fidelity (``noise.temper``, in
+``tiled_sampling.denoise``): 0 the paper's sampler, 1 one deterministic image.
 
 Every network runs on the latent tiles of ``latent_tiles.choose`` (the runtime's plan) and
 the whole sequence is ``tiled_sampling``'s, shared with the runtime: a latent that fits in
@@ -80,10 +82,13 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
                    p: latent_tiles.TilePlan | None = None,
                    progress: Callable[[int, int], None] | None = None,
                    schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
-                   sampler: str = contract.DEFAULT_SAMPLER) -> np.ndarray:
+                   sampler: str = contract.DEFAULT_SAMPLER,
+                   fidelity: float = contract.DEFAULT_FIDELITY) -> np.ndarray:
     """From z_T = noise(0) to z_0 over the tiles of ``p``: float32 [num_samples, c, h, w].
     ``cond`` [1, c, h, w] or None.  ``schedule``: DDIM's "full" or "paper"
-    (``contract.DDIM_SCHEDULES``); ``sampler``: "ddim" or "dpm++2m" (``contract.SAMPLERS``)."""
+    (``contract.DDIM_SCHEDULES``); ``sampler``: "ddim" or "dpm++2m" (``contract.SAMPLERS``);
+    ``fidelity``: 0..1, every noise draw times 1 - fidelity (ValueError outside)."""
+    fidelity = rng.fidelity_arg(fidelity)
     device, dtype = _device_dtype(model)
     schedule = diffusion.sampling_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta, schedule,
                                            sampler)
@@ -102,7 +107,8 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
         return step
 
     tick = (lambda _s, k, n: progress(k, n)) if progress else None
-    return tiled_sampling.denoise(make_step, cond, num_samples, latent_shape[0], schedule, noise, p, 1, tick)
+    return tiled_sampling.denoise(make_step, cond, num_samples, latent_shape[0], schedule, noise, p, 1, tick,
+                                  fidelity=fidelity)
 
 
 @torch.no_grad()
@@ -126,7 +132,8 @@ def upscale_latents(model: LDMind, lr, steps: int = contract.DEFAULT_STEPS, eta:
                     num_samples: int = contract.DEFAULT_NUM_SAMPLES, latent_tile: int | None = None,
                     latent_overlap: int | None = None,
                     schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
-                    sampler: str = contract.DEFAULT_SAMPLER) -> np.ndarray:
+                    sampler: str = contract.DEFAULT_SAMPLER,
+                    fidelity: float = contract.DEFAULT_FIDELITY) -> np.ndarray:
     """Sampled latents of an LR image, cropped to the LR area: [num_samples, c, h', w']."""
     if not model.cfg.unet.conditional:
         raise ValueError("this model is unconditional (generation): use generate()")
@@ -134,7 +141,7 @@ def upscale_latents(model: LDMind, lr, steps: int = contract.DEFAULT_STEPS, eta:
     cond, (lh, lw), p = encode_lr(model, lr, latent_tile, latent_overlap, steps)
     shape = (model.cfg.autoencoder.z_channels, cond.shape[2], cond.shape[3])
     z = sample_latents(model, cond, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples, p,
-                       schedule=schedule, sampler=sampler)
+                       schedule=schedule, sampler=sampler, fidelity=fidelity)
     return np.ascontiguousarray(z[:, :, :lh, :lw])
 
 
@@ -169,14 +176,15 @@ def upscale(model: LDMind, lr, scale: float | None = None, size: tuple[int, int]
             backproject: int = contract.DEFAULT_BACKPROJECT,
             latent_tile: int | None = None, latent_overlap: int | None = None,
             schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
-            sampler: str = contract.DEFAULT_SAMPLER) -> list[np.ndarray]:
+            sampler: str = contract.DEFAULT_SAMPLER,
+            fidelity: float = contract.DEFAULT_FIDELITY) -> list[np.ndarray]:
     """Super-resolve ``lr`` by ``scale`` (round(s*h) x round(s*w)) or to ``size`` = (W, H).
     Returns ``num_samples`` uint8 arrays [H_out, W_out, 3]."""
     lr = as_uint8_rgb(lr)
     backproject = consistency.iterations_arg(backproject)
     H, W = coords.output_size(lr.shape[0], lr.shape[1], scale=scale, size=size)
     z = upscale_latents(model, lr, steps, eta, seed, noise, num_samples, latent_tile, latent_overlap, schedule,
-                        sampler)
+                        sampler, fidelity)
     return [consistency.apply_inplace(np.ascontiguousarray(img), lr, backproject)
             for img in render(model, z, [(H, W)], latent_tile, latent_overlap)[0]]
 
@@ -187,7 +195,8 @@ def generate(model: LDMind, size: tuple[int, int], steps: int = contract.DEFAULT
              latent_size: tuple[int, int] | None = None, latent_tile: int | None = None,
              latent_overlap: int | None = None,
              schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
-             sampler: str = contract.DEFAULT_SAMPLER, zoom: bool = False) -> list[np.ndarray]:
+             sampler: str = contract.DEFAULT_SAMPLER, zoom: bool = False,
+             fidelity: float = contract.DEFAULT_FIDELITY) -> list[np.ndarray]:
     """Unconditional samples rendered at ``size`` = (W, H); the latent is the output's own
     scale (``latent_tiles.generation_latent``; sampled in tiles when large), the training
     latent stretched with ``zoom``, or ``latent_size`` = (h, w)."""
@@ -202,5 +211,5 @@ def generate(model: LDMind, size: tuple[int, int], steps: int = contract.DEFAULT
     shape = (model.cfg.autoencoder.z_channels, lh, lw)
     p = plan(model, lh, lw, steps, latent_tile, latent_overlap)
     z = sample_latents(model, None, shape, steps, eta, noise or contract_noise(seed, num_samples), num_samples, p,
-                       schedule=schedule, sampler=sampler)
+                       schedule=schedule, sampler=sampler, fidelity=fidelity)
     return list(render(model, z, [(H, W)], latent_tile, latent_overlap)[0])

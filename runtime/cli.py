@@ -1,7 +1,7 @@
 """``python -m runtime``: upscale, generate, info, profile, serve.
 
     python -m runtime upscale IN [--engines DIR] (--scale S | --size WxH) [-n K] [--steps N]
-                      [--eta E] [--seed S] [--backproject K] [--backend B] [--tile Q]
+                      [--eta E] [--fidelity F] [--seed S] [--backproject K] [--backend B] [--tile Q]
                       [--latent-tile N] [--latent-overlap N] [--threads T] [--quiet] -o OUT
     python -m runtime upscale DIR ... [--recursive] [--skip-existing] [--ext EXT] -o OUTDIR
     python -m runtime generate [--engines DIR] --size WxH [-n K] ... -o DIR
@@ -35,8 +35,8 @@ from .console import PROG, Terminated, on_sigterm, one_line, say
 from .backends.onnxruntime import CPU_QUERY_TILE
 from .engine import BACKENDS, PRECISIONS
 from .errors import LdmindError
-from .request import (int_at_least, parse_backproject, parse_depth, parse_eta, parse_port, parse_quality, parse_scale,
-                      parse_size, positive_number)
+from .request import (int_at_least, parse_backproject, parse_depth, parse_eta, parse_fidelity, parse_port,
+                      parse_quality, parse_scale, parse_size, positive_number)
 
 
 BACKEND_HELP = "graph backend (default auto: on the CPU, each graph on the fastest backend allowed here)"
@@ -61,6 +61,9 @@ def _common(p: argparse.ArgumentParser, engines: str) -> None:
                    help=f"sampler steps (default {c.DEFAULT_STEPS})")
     p.add_argument("--eta", type=parse_eta, default=c.DEFAULT_ETA,
                    help=f"DDIM eta: 0 deterministic, 1 DDPM-like (default {c.DEFAULT_ETA:g})")
+    p.add_argument("--fidelity", type=parse_fidelity, default=c.DEFAULT_FIDELITY,
+                   help=f"detail against faithfulness, 0..1: every noise draw times 1 - F; 0 the model's full "
+                        f"diversity, 1 one deterministic image whatever the seed (default {c.DEFAULT_FIDELITY:g})")
     p.add_argument("--schedule", choices=c.DDIM_SCHEDULES, default=c.DEFAULT_DDIM_SCHEDULE,
                    help=f"DDIM steps executed: full (all N) or paper (the paper's code: the noisiest "
                         f"step dropped, N - 1 run; default {c.DEFAULT_DDIM_SCHEDULE})")

@@ -17,7 +17,8 @@ sequence of ``ldmind_ref/core/tiled_sampling.py`` over the tile plan of ``ldmind
               in one tile is sampled exactly as without tiling.
     DDIM:     ``diffusion.ddim_schedule(alpha_bar from the manifest, steps, eta)``; noise by
               the RNG contract (``ldmind_ref/core/noise.py``): sample j uses seed + j, stream 0 is
-              z_T, stream k the k-th executed step, drawn only when sigma_t > 0.
+              z_T, stream k the k-th executed step, drawn only when sigma_t > 0; every draw
+              times 1 - fidelity (``noise.temper``).
 
 Batches larger than a backend accepts (TensorRT profiles) are split; because sample j
 always uses seed + j, the split never changes a result.  A ``Pipeline`` holds no mutable
@@ -98,7 +99,8 @@ class Pipeline:
                 tile: int | None = None, progress: Progress | None = None, output: str = "auto",
                 backproject: int = contract.DEFAULT_BACKPROJECT, latent_tile: int | None = None,
                 latent_overlap: int | None = None, schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
-                depth: int | None = None, sampler: str = contract.DEFAULT_SAMPLER) -> list:
+                depth: int | None = None, sampler: str = contract.DEFAULT_SAMPLER,
+                fidelity: float = contract.DEFAULT_FIDELITY) -> list:
         """Super-resolve ``image`` (PIL image, uint8 or uint16 array) by ``scale`` or to ``size``
         = (W, H).  Returns ``num_samples`` images: PIL if the input was PIL (``output="auto"``),
         else arrays [H, W, 3]; ``output="pil"``/``"array"`` forces one.  A translucent input
@@ -112,7 +114,9 @@ class Pipeline:
         ``latent_tile``/``latent_overlap``: latent tile side and overlap in cells (default:
         chosen from the model, see ``plan``).  ``schedule``: DDIM's "full" or "paper"
         (``contract.DDIM_SCHEDULES``).  ``sampler``: "ddim" or "dpm++2m" (DPM-Solver++(2M):
-        deterministic, the same image in fewer steps; ``eta`` and ``schedule`` are DDIM's)."""
+        deterministic, the same image in fewer steps; ``eta`` and ``schedule`` are DDIM's).
+        ``fidelity``: 0..1, detail against faithfulness: every noise draw times 1 - fidelity
+        (``noise.temper``; 0 the model's full diversity, 1 one deterministic image)."""
         self._need_conditional(True)
         lr, alpha = to_rgb_alpha(image, "input image")
         try:
@@ -129,7 +133,8 @@ class Pipeline:
         limits.check_output(n, H, W, extra=extra, itemsize=dtype.itemsize)
         if alpha is not None:
             lr = _alpha.bleed(lr, alpha)     # no dark fringe from the colour under transparent pixels
-        z = self._upscale_latents(lr, steps, eta, seed, n, progress, latent_tile, latent_overlap, schedule, sampler)
+        z = self._upscale_latents(lr, steps, eta, seed, n, progress, latent_tile, latent_overlap, schedule, sampler,
+                                  fidelity)
         out = list(self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap, dtype)[0])
         for k, img in enumerate(out, start=1):
             consistency.apply_inplace(img, lr, backproject)
@@ -145,12 +150,13 @@ class Pipeline:
                  output: str = "array", latent_size: tuple[int, int] | None = None,
                  latent_tile: int | None = None, latent_overlap: int | None = None,
                  schedule: str = contract.DEFAULT_DDIM_SCHEDULE, depth: int | None = None,
-                 sampler: str = contract.DEFAULT_SAMPLER, zoom: bool = False) -> list:
+                 sampler: str = contract.DEFAULT_SAMPLER, zoom: bool = False,
+                 fidelity: float = contract.DEFAULT_FIDELITY) -> list:
         """Unconditional samples rendered at ``size`` = (W, H), from a latent of the output's own
         scale (``latent_tiles.generation_latent``: size / downsample per side, sampled in tiles
         when larger than the training latent), or with ``zoom`` the manifest's generation
         latent stretched to the size, or ``latent_size`` = (h, w).
-        ``depth``: 8 (uint8, the default) or 16 (uint16, arrays only)."""
+        ``depth``: 8 (uint8, the default) or 16 (uint16, arrays only); ``fidelity`` as ``upscale``'s."""
         self._need_conditional(False)
         pil = _wants_pil(output, False)
         dtype = _depth_dtype(depth, np.uint8, pil)
@@ -166,8 +172,9 @@ class Pipeline:
             raise InputError(contract.LATENT_SIZE.format(m, lh, lw))
         limits.check_output(n, H, W, extra=self._working_bytes(n, lh, lw), itemsize=dtype.itemsize)
         sched = self.sampling_schedule(steps, eta, schedule, sampler)   # refuse bad steps/eta before any work
+        fidelity = _fidelity(fidelity)
         p = self.plan(lh, lw, steps, n, latent_tile, latent_overlap)
-        z = self._sample(None, (self.bundle.z_channels, lh, lw), sched, seed, n, progress, p)
+        z = self._sample(None, (self.bundle.z_channels, lh, lw), sched, seed, n, progress, p, fidelity)
         out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap, dtype)[0]
         return _convert(list(out), pil)
 
@@ -213,26 +220,31 @@ class Pipeline:
                         seed: int = contract.DEFAULT_SEED, num_samples: int = contract.DEFAULT_NUM_SAMPLES,
                         progress: Progress | None = None, latent_tile: int | None = None,
                         latent_overlap: int | None = None, schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
-                        sampler: str = contract.DEFAULT_SAMPLER) -> np.ndarray:
+                        sampler: str = contract.DEFAULT_SAMPLER,
+                        fidelity: float = contract.DEFAULT_FIDELITY) -> np.ndarray:
         """Sampled latents of an LR image cropped to the LR area: float32 [N, c, h', w']."""
         self._need_conditional(True)
         lr = to_rgb_array(image, "input image")
         return self._upscale_latents(lr, steps, eta, seed, _count(num_samples), progress, latent_tile,
-                                     latent_overlap, schedule, sampler)
+                                     latent_overlap, schedule, sampler, fidelity)
 
     def sample_latents(self, cond: np.ndarray | None, shape: tuple[int, int, int], steps: int, eta: float,
                        seed: int, num_samples: int, progress: Progress | None = None, plan=None,
                        schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
-                       sampler: str = contract.DEFAULT_SAMPLER) -> np.ndarray:
+                       sampler: str = contract.DEFAULT_SAMPLER,
+                       fidelity: float = contract.DEFAULT_FIDELITY) -> np.ndarray:
         """From z_T to z_0 (DDIM or ``sampler``): float32 [num_samples, *shape]; ``cond``
         [1, c, h, w] or None; over the tiles of ``plan`` (default: ``self.plan``)."""
         sched = self.sampling_schedule(steps, eta, schedule, sampler)
+        fidelity = _fidelity(fidelity)
         n = _count(num_samples)
-        return self._sample(cond, shape, sched, seed, n, progress, plan or self.plan(shape[1], shape[2], steps, n))
+        return self._sample(cond, shape, sched, seed, n, progress, plan or self.plan(shape[1], shape[2], steps, n),
+                            fidelity)
 
     def _sample(self, cond: np.ndarray | None, shape: tuple[int, int, int], schedule: list, seed: int,
-                n: int, progress: Progress | None, p) -> np.ndarray:
-        """``sample_latents`` on a checked ``schedule`` (``sampling_schedule``) and plan ``p``."""
+                n: int, progress: Progress | None, p, fidelity: float) -> np.ndarray:
+        """``sample_latents`` on a checked ``schedule`` (``sampling_schedule``), plan ``p`` and
+        ``fidelity`` (``_fidelity``)."""
         seed = _seed(seed)
         batches = list(self._batches(n))
         done = [0]
@@ -264,7 +276,7 @@ class Pipeline:
         for a, b in batches:
             noise = (lambda s0, nb: lambda stream, shp: rng.batch_gaussian(s0, stream, nb, shp))(seed + a, b - a)
             out.append(tiled_sampling.denoise(make_step, cond, b - a, shape[0], schedule, noise, p,
-                                              self._tile_batch(p, b - a), tick))
+                                              self._tile_batch(p, b - a), tick, fidelity=fidelity))
         return np.concatenate(out)
 
     def output_size(self, h: int, w: int, scale: float | None = None,
@@ -317,19 +329,20 @@ class Pipeline:
         return t
 
     def _upscale_latents(self, lr: np.ndarray, steps, eta, seed, n: int, progress, latent_tile, latent_overlap,
-                         schedule: str, sampler: str = contract.DEFAULT_SAMPLER):
+                         schedule: str, sampler: str, fidelity):
         """Latents cropped to the LR area [n, c, h', w']."""
         b = self.bundle
         unit = images.lr_pad_unit(b.cond_scale, b.ae_downsample, b.unet_multiple)
         x = images.pad_lr(images.to_float(lr), unit)[None]
         ch, cw = self._lr_latent(x.shape[2:])
         sched = self.sampling_schedule(steps, eta, schedule, sampler)  # refuse bad steps/eta before the encoder runs
+        fidelity = _fidelity(fidelity)
         p = self.plan(ch, cw, steps, n, latent_tile, latent_overlap)
         encoder = self.engines["encoder"]
         r = images.latent_per_lr_pixel(b.cond_scale, b.ae_downsample)
         cond = tiled_sampling.encode(lambda t: self._finite("encoder", encoder({"lr": t})["cond"]), x, p, r,
                                      self._tile_batch(p, 1), progress)
-        z = self._sample(cond, (b.z_channels, ch, cw), sched, seed, n, progress, p)
+        z = self._sample(cond, (b.z_channels, ch, cw), sched, seed, n, progress, p, fidelity)
         lh, lw = self._lr_latent(lr.shape[:2])
         return np.ascontiguousarray(z[:, :, :lh, :lw])
 
@@ -415,6 +428,13 @@ def _count(n) -> int:
     if n > MAX_SAMPLES:
         raise InputError(contract.TOO_MANY_SAMPLES.format(MAX_SAMPLES, n))
     return n
+
+
+def _fidelity(fidelity) -> float:
+    try:
+        return rng.fidelity_arg(fidelity)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def _seed(seed) -> int:

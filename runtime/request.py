@@ -17,7 +17,7 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Callable
 
-from ldmind_ref.core import contract
+from ldmind_ref.core import contract, noise
 
 from .errors import InputError
 from .output_paths import OUTPUT_EXTENSIONS, output_extensions
@@ -102,6 +102,18 @@ def parse_eta(text: str) -> float:
     return v
 
 
+def parse_fidelity(text: str) -> float:
+    """0..1: detail (0, the model's full diversity) against faithfulness (1, one deterministic image)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(contract.NUMBER.format("fidelity", repr(text[:40]))) from None
+    try:
+        return noise.fidelity_arg(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(contract.FIDELITY.format(text[:40])) from None
+
+
 def one_of(what: str, choices: tuple[str, ...]) -> Parser:
     def parse(text: str) -> str:
         if text not in choices:
@@ -154,6 +166,7 @@ class _Sampling:
     """What every request samples with (the pipeline's keyword arguments of the same names)."""
     steps: int = contract.DEFAULT_STEPS
     eta: float = contract.DEFAULT_ETA
+    fidelity: float = contract.DEFAULT_FIDELITY
     seed: int = contract.DEFAULT_SEED
     num_samples: int = contract.DEFAULT_NUM_SAMPLES
     sampler: str = contract.DEFAULT_SAMPLER
@@ -171,6 +184,10 @@ class _Sampling:
         if isinstance(self.eta, bool) or not isinstance(self.eta, numbers.Real) or not math.isfinite(self.eta) \
                 or self.eta < 0:
             raise InputError(contract.ETA.format(self.eta))
+        try:
+            noise.fidelity_arg(self.fidelity)
+        except ValueError as e:
+            raise InputError(str(e)) from None
         if not _is_int(self.seed):
             raise InputError(contract.INTEGER.format("seed", repr(self.seed)))
         for name, choices in (("sampler", contract.SAMPLERS), ("schedule", contract.DDIM_SCHEDULES)):

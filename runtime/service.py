@@ -44,8 +44,8 @@ from .errors import InputError, LdmindError, OutOfMemory
 from .image_in import decode_image
 from .image_out import encode_image
 from .output_paths import ALPHA_FORMATS, alpha_extensions
-from .request import (UpscaleRequest, int_at_least, integer, parse_backproject, parse_eta, parse_format,
-                      parse_quality, parse_sampler, parse_scale, parse_size)
+from .request import (UpscaleRequest, int_at_least, integer, parse_backproject, parse_eta, parse_fidelity,
+                      parse_format, parse_quality, parse_sampler, parse_scale, parse_size)
 
 log = logging.getLogger("ldmind.serve")
 
@@ -114,7 +114,7 @@ class Settings:
 _ZERO_ALLOWED = ("queue", "per_client_concurrency", "per_client_per_minute")
 
 
-PARAMETERS = ("scale", "size", "seed", "steps", "sampler", "eta", "backproject", "format", "quality")
+PARAMETERS = ("scale", "size", "seed", "steps", "sampler", "eta", "fidelity", "backproject", "format", "quality")
 
 
 class Reply(Exception):
@@ -226,6 +226,7 @@ class Service:
         p = {"scale": get("scale", parse_scale, None), "size": get("size", parse_size, None),
              "seed": get("seed", integer("seed"), contract.DEFAULT_SEED),
              "eta": get("eta", parse_eta, contract.DEFAULT_ETA),
+             "fidelity": get("fidelity", parse_fidelity, contract.DEFAULT_FIDELITY),
              "steps": get("steps", int_at_least(1, "steps"), s.default_steps),
              "backproject": get("backproject", parse_backproject, contract.DEFAULT_BACKPROJECT),
              "sampler": get("sampler", parse_sampler, contract.DEFAULT_SAMPLER)}

@@ -38,6 +38,8 @@ def test_messages_are_positional_templates():
     assert contract.ETA.format(-1.0) == "eta must be a finite number >= 0, got -1.0"
     assert contract.IN_RANGE.format("--backproject", 0, contract.MAX_BACKPROJECT, 101) == \
         "--backproject must be in 0..100, got 101"
+    assert contract.FIDELITY.format(1.5) == "fidelity must be a number in 0..1, got 1.5"
+    assert contract.MIN_FIDELITY <= contract.DEFAULT_FIDELITY <= contract.MAX_FIDELITY
 
 
 def test_profile_stages():

@@ -49,19 +49,20 @@ def cpp_latents(build, tmp_path, lr, shape, **kw) -> np.ndarray:
     return np.fromfile(out, np.float32).reshape(shape)
 
 
-CASES = [  # scale, backproject, sampler, eta, latent tile/overlap (None: chosen)
-    (2.0, 10, "dpm++2m", 1.0, None),
-    (3.7, 0, "dpm++2m", 1.0, None),
-    (8.0, 10, "ddim", 1.0, None),
-    (3.7, 10, "ddim", 0.5, (8, 4)),       # forced latent tiles: encoder, U-Net, decoder and bands
-    (2.0, 0, "dpm++2m", 1.0, (8, 4)),
+CASES = [  # scale, backproject, sampler, eta, fidelity, latent tile/overlap (None: chosen)
+    (2.0, 10, "dpm++2m", 1.0, 0.0, None),
+    (3.7, 0, "dpm++2m", 1.0, 0.5, None),    # fidelity: z_T tempered (noise.temper)
+    (8.0, 10, "ddim", 1.0, 0.0, None),
+    (3.7, 10, "ddim", 0.5, 0.5, (8, 4)),    # forced latent tiles: encoder, U-Net, decoder and bands; DDIM's step
+    (2.0, 0, "dpm++2m", 1.0, 0.0, (8, 4)),  # noise tempered too
 ]
 
 
-@pytest.mark.parametrize("scale,bp,sampler,eta,tiles", CASES)
-def test_tiny_upscale_equals_python(cpp_build, tmp_path, sr_pipe, sr_engines, scale, bp, sampler, eta, tiles):
+@pytest.mark.parametrize("scale,bp,sampler,eta,fidelity,tiles", CASES)
+def test_tiny_upscale_equals_python(cpp_build, tmp_path, sr_pipe, sr_engines, scale, bp, sampler, eta, fidelity,
+                                    tiles):
     lr = lr_crop(20, 28)
-    kw = dict(steps=3, seed=11, eta=eta, sampler=sampler)
+    kw = dict(steps=3, seed=11, eta=eta, sampler=sampler, fidelity=fidelity)
     tile_kw = dict(latent_tile=tiles[0], latent_overlap=tiles[1]) if tiles else {}
     py = np.stack(sr_pipe.upscale(lr, scale=scale, num_samples=2, backproject=bp, output="array", **kw, **tile_kw))
     ck = dict(dir=sr_engines, scale=scale, bp=bp, **kw, **({"lt": tiles[0], "lo": tiles[1]} if tiles else {}))
@@ -219,6 +220,8 @@ def test_schema_refusals_equal_python(cpp_build, tmp_path, sr_engines, damage):
 @pytest.mark.parametrize("kw,python", [
     (dict(steps=0), dict(steps=0)),
     (dict(steps=2, sampler="ddim", eta=50), dict(steps=2, sampler="ddim", eta=50.0)),
+    (dict(fidelity=1.5), dict(fidelity=1.5)),
+    (dict(fidelity=-0.25), dict(fidelity=-0.25)),
     (dict(sampler="euler"), dict(sampler="euler")),
     (dict(n=0), dict(num_samples=0)),
     (dict(bp=101), dict(backproject=101)),

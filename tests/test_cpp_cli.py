@@ -178,6 +178,8 @@ CASES = {
     "steps-1.5": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--steps", "1.5"],
     "steps-above-T": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--steps", "5000"],
     "eta-negative": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--eta", "-1"],
+    "fidelity-above-1": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--fidelity", "1.5"],
+    "fidelity-abc": lambda f: ["generate", "--size", "8x8", "-o", f["tmp"] / "gen", "--fidelity", "abc"],
     "backproject-101": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--backproject", "101"],
     "seed-not-int": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--seed", "x"],
     "n-0": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "-n", "0"],
@@ -268,7 +270,8 @@ def _pixels(p: Path) -> np.ndarray:
         return np.asarray(im)
 
 
-@pytest.mark.parametrize("scale, extra", [("2", []), ("3.7", ["--backproject", "0", "--sampler", "ddim", "--eta", "0.5"])])
+@pytest.mark.parametrize("scale, extra", [("2", []), ("3.7", ["--backproject", "0", "--sampler", "ddim", "--eta", "0.5",
+                                                          "--fidelity", "0.5"])])
 def test_upscale_png_equals_python(scale, extra, ldmind, sr_engines, tmp_path, capsys):
     lr = tmp_path / "lr.png"
     crop(20, 28).save(lr)

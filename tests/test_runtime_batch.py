@@ -68,6 +68,25 @@ def test_folder_run_mirrors_the_tree_and_reports_the_bad_file(sr, tmp_path, caps
     assert "failed: " in err and "1 failed" in err
 
 
+def test_folder_run_takes_the_sampling_options(sr, tmp_path, capsys):
+    """The folder run upscales with the request's options (here --fidelity and --seed): each
+    output equals the API's image for the same options."""
+    from runtime import Pipeline
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    files = _tree(src)
+    (src / "broken.png").unlink()
+    code, _, err = _run(["upscale", src, "--engines", sr, "--scale", "2", "-o", out, "--fidelity", "0.5", "--seed", "3",
+                         "-q", *FAST], capsys)
+    assert code == 0, err
+    pipe = Pipeline.load(sr, backend="cpu")
+    [want] = pipe.upscale(np.asarray(Image.open(files["a.png"])), scale=2, steps=1, backproject=1, seed=3,
+                          fidelity=0.5)
+    assert np.array_equal(np.asarray(Image.open(out / "a.png")), want)
+    [free] = pipe.upscale(np.asarray(Image.open(files["a.png"])), scale=2, steps=1, backproject=1, seed=3)
+    assert not np.array_equal(free, want)
+
+
 def test_resumed_run_skips_what_exists(sr, tmp_path, capsys):
     src, out = tmp_path / "in", tmp_path / "out"
     _tree(src)

@@ -129,6 +129,8 @@ def test_bad_image_files(kind, pattern, sr_engines, tmp_path, capsys):
     (["--scale", "2", "--steps", "5000"], r"steps must be an integer in 1\.\.1000"),
     (["--scale", "2", "--eta", "-1"], r"eta must be a finite number >= 0"),
     (["--scale", "2", "--eta", "nan"], r"eta must be a finite number >= 0"),
+    (["--scale", "2", "--fidelity", "1.5"], r"fidelity must be a number in 0\.\.1, got 1\.5"),
+    (["--scale", "2", "--fidelity", "x"], r"fidelity must be a number, got 'x'"),
     (["--scale", "2", "--backproject", "-1"], r"--backproject must be in 0..100"),
     (["--scale", "2", "--backproject", "two"], r"--backproject must be an integer"),
     (["--scale", "2", "-n", "0"], r"-n must be >= 1"),

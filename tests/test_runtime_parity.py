@@ -11,8 +11,9 @@ from PIL import Image
 
 from ldmind_ref import sampler
 from ldmind_ref.checkpoint import load_model
-from ldmind_ref.core import noise as rng
+from ldmind_ref.core import contract, noise as rng
 from runtime import Pipeline
+from runtime.errors import InputError
 
 STEPS = 6
 
@@ -109,16 +110,23 @@ def test_batches_split_for_small_profiles(sr, lr):
         assert psnr(a, b) >= 50
 
 
-def test_noise_streams_follow_contract(gen):
-    """eta = 0 draws no step noise: z_T alone determines the sample (stream 0)."""
+@pytest.mark.parametrize("fidelity", [None, 0.0, 0.5, 1.0])
+def test_noise_streams_follow_contract(gen, fidelity):
+    """eta = 0 draws no step noise: z_T alone determines the sample (stream 0), the contract's
+    draw times float32(1 - fidelity): fidelity 0 is exactly the sampler without it, 1 z_T = 0
+    (None: the default)."""
     _, pipe = gen
     b = pipe.bundle
     shape = (b.z_channels, *b.generation_latent)
-    z0 = pipe.sample_latents(None, shape, steps=3, eta=0.0, seed=5, num_samples=1, sampler="ddim")
+    kw = {} if fidelity is None else {"fidelity": fidelity}
+    z0 = pipe.sample_latents(None, shape, steps=3, eta=0.0, seed=5, num_samples=1, sampler="ddim", **kw)
     # DDIM with eta 0 is deterministic given z_T: recompute by hand with the graphs
     from ldmind_ref.core import diffusion
 
     z = rng.batch_gaussian(5, 0, 1, shape)
+    f = contract.DEFAULT_FIDELITY if fidelity is None else fidelity
+    if f:
+        z = z * np.float32(1 - f)
     for st in diffusion.ddim_schedule(b.alpha_bar, 3, 0.0):
         z = pipe.engines["unet_step"]({
             "z_t": z, "timestep": np.array([st.t], np.int64), "alpha_bar_t": np.array([st.alpha_bar_t], np.float32),
@@ -179,3 +187,43 @@ def test_solver_loop_by_hand(gen):
             "noise": np.zeros_like(z)})["pred_z0"].astype(np.float64)
         z, d_prev = diffusion.solver_update(z.astype(np.float64), d, d_prev, st).astype(np.float32), d
     np.testing.assert_allclose(got, z, rtol=0, atol=1e-6)
+
+
+# -- fidelity: every noise draw times 1 - fidelity (issue 20) --------------------------------------
+@pytest.mark.parametrize("kw", [dict(sampler="dpm++2m"), dict(sampler="ddim", eta=1.0)])
+def test_fidelity_matches_reference(sr, lr, kw):
+    """Fidelity 0.5 in both implementations (z_T, and DDIM's step noise, tempered alike)."""
+    model, pipe = sr
+    zr = sampler.upscale_latents(model, lr, steps=STEPS, seed=4, num_samples=2, fidelity=0.5, **kw)
+    zo = pipe.upscale_latents(lr, steps=STEPS, seed=4, num_samples=2, fidelity=0.5, **kw)
+    np.testing.assert_allclose(zo, zr, rtol=0, atol=1e-4)
+    assert not np.allclose(zo, pipe.upscale_latents(lr, steps=STEPS, seed=4, num_samples=2, fidelity=0.0, **kw),
+                           atol=1e-3), "fidelity 0.5 must change the sample"
+
+
+@pytest.mark.parametrize("kw", [dict(sampler="dpm++2m"), dict(sampler="ddim", eta=1.0)])
+def test_fidelity_one_is_one_image_whatever_the_seed(sr, gen, lr, kw):
+    _, pipe = sr
+    a = pipe.upscale(lr, scale=2, steps=4, seed=1, num_samples=2, fidelity=1.0, **kw)
+    [b] = pipe.upscale(lr, scale=2, steps=4, seed=77, fidelity=1.0, **kw)
+    assert np.array_equal(a[0], a[1]) and np.array_equal(a[0], b) and a[0].std() > 2
+    free = pipe.upscale(lr, scale=2, steps=4, seed=1, num_samples=2, fidelity=0.0, **kw)
+    assert not np.array_equal(free[0], free[1])
+    g = gen[1].generate((16, 16), steps=4, seed=3, num_samples=2, fidelity=1.0, **kw)
+    assert np.array_equal(g[0], g[1])
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), True, "0.5"])
+def test_fidelity_refused_before_any_work(sr, gen, lr, bad):
+    model, pipe = sr
+    events = []
+    message = f"fidelity must be a number in 0..1, got {bad}"
+    for call in (lambda: pipe.upscale(lr, scale=2, fidelity=bad, progress=lambda *e: events.append(e)),
+                 lambda: pipe.upscale_latents(lr, fidelity=bad, progress=lambda *e: events.append(e)),
+                 lambda: gen[1].generate((16, 16), fidelity=bad, progress=lambda *e: events.append(e))):
+        with pytest.raises(InputError) as e:
+            call()
+        assert str(e.value) == message
+    assert events == []
+    with pytest.raises(ValueError, match="fidelity must be a number in 0..1"):
+        sampler.upscale(model, lr, scale=2, steps=1, fidelity=bad)

@@ -11,7 +11,8 @@ from ldmind_ref.core import contract
 from runtime.errors import InputError
 from runtime.pipeline import Pipeline
 from runtime.request import (GenerateRequest, UpscaleRequest, int_at_least, integer, parse_backproject, parse_depth,
-                             parse_eta, parse_format, parse_quality, parse_sampler, parse_scale, parse_size)
+                             parse_eta, parse_fidelity, parse_format, parse_quality, parse_sampler, parse_scale,
+                             parse_size)
 
 
 @pytest.mark.parametrize("parse,text,message", [
@@ -21,6 +22,10 @@ from runtime.request import (GenerateRequest, UpscaleRequest, int_at_least, inte
     (parse_size, "0x10", "size must be positive, got '0x10'"),
     (parse_eta, "-1", "eta must be a finite number >= 0, got -1"),
     (parse_eta, "x", "eta must be a number, got 'x'"),
+    (parse_fidelity, "1.5", "fidelity must be a number in 0..1, got 1.5"),
+    (parse_fidelity, "-0.1", "fidelity must be a number in 0..1, got -0.1"),
+    (parse_fidelity, "nan", "fidelity must be a number in 0..1, got nan"),
+    (parse_fidelity, "high", "fidelity must be a number, got 'high'"),
     (parse_backproject, "101", "--backproject must be in 0..100, got 101"),
     (parse_quality, "0", "--quality must be in 1..100, got 0"),
     (parse_depth, "12", "--depth must be 8, 16 or auto, got '12'"),
@@ -38,6 +43,7 @@ def test_parsers_refuse_with_one_line(parse, text, message):
 def test_parsers_accept():
     assert parse_size("12X8") == (12, 8) and parse_scale("2.5") == 2.5 and parse_eta("0") == 0.0
     assert parse_depth("auto") == "auto" and parse_depth("16") == 16 and parse_format(".JPG") == "JPEG"
+    assert parse_fidelity("0") == 0.0 and parse_fidelity("1") == 1.0 and parse_fidelity("0.25") == 0.25
 
 
 @pytest.mark.parametrize("kw,message", [
@@ -47,6 +53,10 @@ def test_parsers_accept():
     (dict(size=(0, 4)), "size must be positive, got (0, 4)"),
     (dict(scale=2, steps=0), "steps must be >= 1, got 0"),
     (dict(scale=2, eta=-0.5), "eta must be a finite number >= 0, got -0.5"),
+    (dict(scale=2, fidelity=1.01), "fidelity must be a number in 0..1, got 1.01"),
+    (dict(scale=2, fidelity=float("nan")), "fidelity must be a number in 0..1, got nan"),
+    (dict(scale=2, fidelity=True), "fidelity must be a number in 0..1, got True"),
+    (dict(scale=2, fidelity="0.5"), "fidelity must be a number in 0..1, got 0.5"),
     (dict(scale=2, num_samples=contract.MAX_SAMPLES + 1), "num_samples must be at most 1024, got 1025"),
     (dict(scale=2, backproject=101), "back-projection iterations must be an integer in 0..100, got 101"),
     (dict(scale=2, schedule="fast"), "schedule must be one of full, paper, got 'fast'"),
@@ -64,7 +74,9 @@ def test_requests_are_the_pipelines_arguments():
     assert set(up.kwargs()) <= set(inspect.signature(Pipeline.upscale).parameters)
     assert (up.steps, up.eta, up.sampler, up.backproject) == (contract.DEFAULT_STEPS, contract.DEFAULT_ETA,
                                                              contract.DEFAULT_SAMPLER, contract.DEFAULT_BACKPROJECT)
-    gen = GenerateRequest(size=(16, 8))
+    assert up.fidelity == contract.DEFAULT_FIDELITY
+    gen = GenerateRequest(size=(16, 8), fidelity=1)
+    assert gen.kwargs()["fidelity"] == 1
     assert set(gen.kwargs()) <= set(inspect.signature(Pipeline.generate).parameters)
     with pytest.raises(TypeError):
         GenerateRequest()                    # a size is required

@@ -132,6 +132,9 @@ def test_upscale_equals_the_pipeline(server, pipe):
     assert float(headers["X-Ldmind-Seconds"]) >= float(headers["X-Ldmind-Queue-Seconds"]) >= 0
     [want] = pipe.upscale(LR, scale=2, steps=1, backproject=1, seed=5)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), want)           # byte for byte
+    status, _, data = call(port, f"/v1/upscale?scale=2&seed=5&fidelity=0.5&{FAST}", png(LR))
+    [want] = pipe.upscale(LR, scale=2, steps=1, backproject=1, seed=5, fidelity=0.5)
+    assert status == 200 and np.array_equal(np.asarray(Image.open(io.BytesIO(data))), want)
     # size=WxH, another format, another seed
     status, headers, data = call(port, f"/v1/upscale?size=24x20&seed=9&format=webp&{FAST}", png(LR))
     assert status == 200 and headers["Content-Type"] == "image/webp" and headers["X-Ldmind-Size"] == "24x20"
@@ -158,6 +161,7 @@ TRUNCATED = png(LR)[:60]
     ("scale=2&steps=11", None, 400, "at most 10"),
     ("scale=2&steps=0", None, 400, "steps must be >= 1"),
     ("scale=2&eta=-1", None, 400, "eta must be"),
+    ("scale=2&fidelity=2", None, 400, "fidelity must be a number in 0..1, got 2"),
     ("scale=2&eta=100&steps=5&sampler=ddim", None, 400, "eta 100 is too large"),
     ("scale=2&seed=x", None, 400, "seed must be an integer"),
     ("scale=2&backproject=101", None, 400, "backproject must be in 0..100"),

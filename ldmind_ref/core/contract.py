@@ -40,6 +40,13 @@ DDIM_SCHEDULES = ("full", "paper")
 DEFAULT_DDIM_SCHEDULE = "full"
 # DDIM's eta: 0 deterministic, 1 DDPM-like (the latent-diffusion DDIM sampler's default).
 DEFAULT_ETA = 1.0
+# Fidelity: detail against faithfulness.  Every noise draw of the sampler (z_T and DDIM's step
+# noise) is scaled by the temperature tau = 1 - fidelity (``noise.temper``): 0 is the paper's
+# sampler (tau = 1, the model's full diversity), 1 starts from z_T = 0 and draws no noise, one
+# deterministic image whatever the seed.  The default is chosen on held-out photos
+# (docs/RESULTS.md, "Fidelity"; ``python -m runtime.programs.bench_fidelity``).
+DEFAULT_FIDELITY = 0.0
+MIN_FIDELITY, MAX_FIDELITY = 0.0, 1.0
 DEFAULT_SEED = 0            # sample j uses seed + j
 DEFAULT_NUM_SAMPLES = 1
 MAX_SAMPLES = 1024          # most samples one request may ask for
@@ -103,6 +110,7 @@ POSITIVE_INTEGER = "{} must be a positive integer, got {}"      # what, value
 NON_NEGATIVE_INTEGER = "{} must be a non-negative integer, got {}"
 ONE_OF = "{} must be one of {}, got {}"                         # what, "a, b", repr(value)
 ETA = "eta must be a finite number >= 0, got {}"
+FIDELITY = "fidelity must be a number in 0..1, got {}"         # value
 ETA_TOO_LARGE = ("eta {} is too large for {} steps: sigma_t^2 would exceed 1 - alpha_bar_prev; this schedule "
                  "allows eta up to {}")                         # eta %g, steps, largest %.4g
 STEPS = "steps must be an integer in 1..{}, got {}"             # timesteps, value

@@ -15,10 +15,19 @@ x = (x ^ x>>27) * 0x94D049BB133111EB; return x ^ x>>31.
 Streams of a sampling call with ``seed`` s: sample j uses seed s + j (so sample j of a batch
 equals the single sample drawn with seed s + j); stream 0 is z_T, stream k >= 1 is the
 noise added by the k-th executed DDIM step (only when sigma_t > 0).
+
+Fidelity (``contract.DEFAULT_FIDELITY``): the sampler sees every draw times the temperature
+tau = 1 - fidelity (``temper``, applied by ``tiled_sampling.denoise`` to each stream): the
+draws themselves never change, so fidelity 0 is exactly the sampler without it.
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
+
+from .contract import FIDELITY, MAX_FIDELITY, MIN_FIDELITY
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -49,3 +58,23 @@ def gaussian(seed: int, stream: int, shape: tuple[int, ...]) -> np.ndarray:
 def batch_gaussian(seed: int, stream: int, num_samples: int, shape: tuple[int, ...]) -> np.ndarray:
     """[num_samples, *shape]: sample j drawn with seed + j (see the module contract)."""
     return np.stack([gaussian(seed + j, stream, shape) for j in range(num_samples)])
+
+
+def fidelity_arg(v) -> float:
+    """Validate a fidelity (a real number in 0..1; shared by the requests, APIs and CLIs)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
+            or not MIN_FIDELITY <= v <= MAX_FIDELITY:
+        raise ValueError(FIDELITY.format(v))
+    return float(v)
+
+
+def temper(z: np.ndarray, fidelity: float) -> np.ndarray:
+    """A noise draw as the sampler uses it: ``z`` times float32(1 - fidelity).  Fidelity 0
+    returns ``z`` itself; fidelity 1 zeros (+0.0: never -0.0, so that every seed gives the same
+    bits).  ``fidelity`` is checked by the caller (``fidelity_arg``)."""
+    if fidelity == 0:
+        return z
+    tau = np.float32(1.0 - fidelity)
+    if tau == 0:
+        return np.zeros_like(z)
+    return z * tau

@@ -36,6 +36,14 @@ def finish(res: dict, checks: dict[str, bool], out: str, note: str = "") -> int:
     return 0 if all(checks.values()) else 1
 
 
+def save_json(path: Path, obj) -> None:
+    """Write ``obj`` as JSON to ``path`` whole or not at all (a temporary renamed over it): the
+    state file of a resumable program survives an interrupt."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=0))
+    tmp.replace(path)
+
+
 def cpu_flags() -> str:
     """The CPU's vector extensions (AVX, AMX, FMA flags of /proc/cpuinfo): what a timing depends on."""
     flags = cpu_flag_list()

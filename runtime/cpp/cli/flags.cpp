@@ -54,6 +54,15 @@ Conv eta_arg() {
         return "";
     }};
 }
+Conv fidelity_arg() {   // runtime/request.py parse_fidelity
+    return {[](const std::string& t) -> std::string {
+        double v;
+        if (!py_number(t, &v)) return contract::fill(contract::NUMBER, {"fidelity", py_repr(t.substr(0, 40))});
+        if (!(v >= contract::MIN_FIDELITY && v <= contract::MAX_FIDELITY))
+            return contract::fill(contract::FIDELITY, {t.substr(0, 40)});
+        return "";
+    }};
+}
 Conv int_in(long long lo, long long hi, const std::string& what) {
     return {[lo, hi, what](const std::string& t) -> std::string {
         long long v;
@@ -87,12 +96,15 @@ std::string braces(const std::vector<std::string>& names) {   // argparse's {a,b
 
 std::string common_help(const std::string& engines) {
     namespace c = contract;
-    char eta[32];
+    char eta[32], fidelity[32];
     std::snprintf(eta, sizeof eta, "%g", c::DEFAULT_ETA);
+    std::snprintf(fidelity, sizeof fidelity, "%g", c::DEFAULT_FIDELITY);
     return "  --engines DIR         engine directory written by `python -m export` (default " + engines + ")\n" +
            "  -n, --num-samples K   samples (default " + std::to_string(c::DEFAULT_NUM_SAMPLES) + ")\n" +
            "  --steps N             sampler steps (default " + std::to_string(c::DEFAULT_STEPS) + ")\n" +
            "  --eta E               DDIM eta: 0 deterministic, 1 DDPM-like (default " + eta + ")\n" +
+           "  --fidelity F          detail against faithfulness, 0..1: every noise draw times 1 - F; 0 the\n"
+           "                        model's full diversity, 1 one deterministic image (default " + fidelity + ")\n" +
            "  --schedule " + braces(c::DDIM_SCHEDULES) + "  DDIM steps executed (default " +
            c::DEFAULT_DDIM_SCHEDULE + ")\n" +
            "  --sampler " + braces(c::SAMPLERS) + " (default " + c::DEFAULT_SAMPLER + ")\n" +
@@ -117,6 +129,7 @@ void add_common(Parser& p) {
     p.add({"-n", "--num-samples"}, "num_samples", int_at_least(1, "-n"));
     p.add({"--steps"}, "steps", int_at_least(1, "--steps"));
     p.add({"--eta"}, "eta", eta_arg());
+    p.add({"--fidelity"}, "fidelity", fidelity_arg());
     p.add({"--schedule"}, "schedule").choices = contract::DDIM_SCHEDULES;
     p.add({"--sampler"}, "sampler").choices = contract::SAMPLERS;
     p.add({"--seed"}, "seed", plain_int());

@@ -91,7 +91,7 @@ int progress_cb(const char* stage, int done, int total, void* user) {
 struct Common {
     std::string engines, backend, precision;
     int n, steps, backproject, threads, quality, tile, latent_tile, latent_overlap;
-    double eta;
+    double eta, fidelity;
     long long seed;
     std::string sampler, schedule;
     bool quiet;
@@ -112,6 +112,7 @@ Common common(Parser& p) {
     c.latent_tile = static_cast<int>(std::min<long long>(p.get_int("latent_tile", -1), 1 << 30));
     c.latent_overlap = static_cast<int>(std::min<long long>(p.get_int("latent_overlap", -1), 1 << 30));
     c.eta = p.get_number("eta", contract::DEFAULT_ETA);
+    c.fidelity = p.get_number("fidelity", contract::DEFAULT_FIDELITY);
     c.seed = p.get_int("seed", contract::DEFAULT_SEED);
     c.sampler = p.get("sampler", contract::DEFAULT_SAMPLER);
     c.schedule = p.get("schedule", contract::DEFAULT_DDIM_SCHEDULE);
@@ -123,6 +124,7 @@ void options_from(const Common& c, ldmind_options& o, Progress* progress) {
     ldmind_options_init(&o);
     o.steps = c.steps;
     o.eta = c.eta;
+    o.fidelity = c.fidelity;
     o.seed = c.seed;
     o.num_samples = c.n;
     o.backproject = c.backproject;

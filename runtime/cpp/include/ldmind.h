@@ -59,6 +59,9 @@ typedef struct ldmind_options {
     int latent_overlap;     /* overlap in cells (-1: the default, at least 8 % of the tile) */
     ldmind_progress_fn progress; /* may be NULL */
     void *user;             /* passed to progress */
+    /* added after the fields above, whose offsets are unchanged; the struct grew, so a program
+     * built against an older ldmind.h must be rebuilt (ldmind_options_init sets the default) */
+    double fidelity;        /* 0..1, every noise draw times 1 - fidelity (default 0; 1: one image) */
 } ldmind_options;
 
 /* Fill *o with the defaults above. */

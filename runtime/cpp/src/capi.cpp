@@ -41,6 +41,7 @@ ldmind::core::Options options(const ldmind_options* o) {
     if (!o) return r;
     r.steps = o->steps;
     r.eta = o->eta;
+    r.fidelity = o->fidelity;
     r.seed = o->seed;
     r.num_samples = o->num_samples;
     r.backproject = o->backproject;
@@ -67,6 +68,7 @@ void ldmind_options_init(ldmind_options* o) {
     const ldmind::core::Options d;
     o->steps = d.steps;
     o->eta = d.eta;
+    o->fidelity = d.fidelity;
     o->seed = d.seed;
     o->num_samples = d.num_samples;
     o->backproject = d.backproject;

@@ -17,6 +17,9 @@ inline constexpr int LOWER_ORDER_FINAL_BELOW = 15;
 inline const std::vector<std::string> DDIM_SCHEDULES{"full", "paper"};
 inline constexpr const char* DEFAULT_DDIM_SCHEDULE = "full";
 inline constexpr double DEFAULT_ETA = 1.0;
+inline constexpr double DEFAULT_FIDELITY = 0.0;
+inline constexpr double MIN_FIDELITY = 0.0;
+inline constexpr double MAX_FIDELITY = 1.0;
 inline constexpr int DEFAULT_SEED = 0;
 inline constexpr int DEFAULT_NUM_SAMPLES = 1;
 inline constexpr int MAX_SAMPLES = 1024;
@@ -49,6 +52,7 @@ inline constexpr const char* POSITIVE_INTEGER = "{} must be a positive integer, 
 inline constexpr const char* NON_NEGATIVE_INTEGER = "{} must be a non-negative integer, got {}";
 inline constexpr const char* ONE_OF = "{} must be one of {}, got {}";
 inline constexpr const char* ETA = "eta must be a finite number >= 0, got {}";
+inline constexpr const char* FIDELITY = "fidelity must be a number in 0..1, got {}";
 inline constexpr const char* ETA_TOO_LARGE = "eta {} is too large for {} steps: sigma_t^2 would exceed 1 - alpha_bar_prev; this schedule allows eta up to {}";
 inline constexpr const char* STEPS = "steps must be an integer in 1..{}, got {}";
 inline constexpr const char* SCHEDULE_STEPS = "steps must be in 1..{}, got {}";

@@ -77,6 +77,9 @@ std::vector<Step> sampling_schedule(const std::vector<double>& alpha_bar, int st
 
 // -- the RNG contract (ldmind_ref/core/noise.py) ----------------------------------------------
 void gaussian(int64_t seed, int64_t stream, size_t n, float* out);
+// noise.temper: a draw as the sampler uses it, times float32(1 - fidelity) in place (fidelity 1:
+// +0.0); fidelity checked by the caller (Pipeline::schedule)
+void temper(float* z, size_t n, double fidelity);
 
 // -- the latent tile plan (ldmind_ref/core/latent_tiles.py) ----------------------------------
 struct TilePlan {
@@ -189,6 +192,7 @@ CpuPlan cpu_plan(const Bundle& b, int threads, bool fp32_only, std::map<std::str
 struct Options {
     int steps = contract::DEFAULT_STEPS;
     double eta = contract::DEFAULT_ETA;
+    double fidelity = contract::DEFAULT_FIDELITY;
     int64_t seed = contract::DEFAULT_SEED;
     int num_samples = contract::DEFAULT_NUM_SAMPLES;
     int backproject = contract::DEFAULT_BACKPROJECT;

@@ -112,11 +112,16 @@ std::vector<Step> Pipeline::schedule(const Options& o) const {
     if (o.steps < 1 || o.steps > T)
         input_error(contract::fill(contract::STEPS, {std::to_string(T), std::to_string(o.steps)}));
     if (!std::isfinite(o.eta) || o.eta < 0) input_error(contract::fill(contract::ETA, {py_float(o.eta)}));
+    std::vector<Step> out;
     try {
-        return sampling_schedule(b_.alpha_bar, o.steps, o.eta, o.schedule, o.sampler);
+        out = sampling_schedule(b_.alpha_bar, o.steps, o.eta, o.schedule, o.sampler);
     } catch (const std::invalid_argument& e) {
         input_error(e.what());
     }
+    // noise.fidelity_arg, after the schedule's checks as runtime/pipeline.py orders them
+    if (!(o.fidelity >= contract::MIN_FIDELITY && o.fidelity <= contract::MAX_FIDELITY))
+        input_error(contract::fill(contract::FIDELITY, {py_float(o.fidelity)}));
+    return out;
 }
 
 int64_t Pipeline::working_bytes(int64_t n, int64_t h, int64_t w) const {
@@ -201,6 +206,7 @@ std::vector<float> Pipeline::sample(const std::vector<float>* cond, int c, int h
         const size_t all = one * nb;
         auto noise = [&](int64_t stream, std::vector<float>& out) {   // sample j of the call: seed + j
             for (int j = 0; j < nb; ++j) gaussian(o.seed + a + j, stream, one, &out[j * one]);
+            temper(out.data(), out.size(), o.fidelity);                  // tiled_sampling.denoise
         };
         std::vector<float> z(all), eps(all), out_all(all);
         std::vector<double> d_prev;

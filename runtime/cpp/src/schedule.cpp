@@ -132,4 +132,11 @@ void gaussian(int64_t seed, int64_t stream, size_t n, float* out) {
     }
 }
 
+// noise.temper (ldmind_ref/core/noise.py)
+void temper(float* z, size_t n, double fidelity) {
+    if (fidelity == 0) return;
+    const float tau = static_cast<float>(1.0 - fidelity);
+    for (size_t i = 0; i < n; ++i) z[i] = tau == 0 ? 0.0f : z[i] * tau;
+}
+
 }  // namespace ldmind::core

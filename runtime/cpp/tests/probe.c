@@ -3,7 +3,7 @@
  *
  *   ldmind_probe MODE key=value ...
  *   MODE upscale | latents | generate | threads | repeat | plan
- *   keys: dir in(raw RGB file) w h scale size(WxH) steps eta seed n bp sampler schedule
+ *   keys: dir in(raw RGB file) w h scale size(WxH) steps eta fidelity seed n bp sampler schedule
  *         lt lo tile latent(HxW for generate) out(raw output file) threads count backend
  *         precision (ldmind_open_ex)
  *   plan: print the backend ("backend NAME"), each graph's ("graph NAME BACKEND") and the
@@ -83,6 +83,7 @@ int main(int argc, char **argv) {
     ldmind_options_init(&o);
     o.steps = atoi(arg(argc, argv, "steps", "10"));
     o.eta = atof(arg(argc, argv, "eta", "1"));
+    o.fidelity = atof(arg(argc, argv, "fidelity", "0"));
     o.seed = atoll(arg(argc, argv, "seed", "0"));
     o.num_samples = atoi(arg(argc, argv, "n", "1"));
     o.backproject = atoi(arg(argc, argv, "bp", "10"));
