@@ -145,3 +145,20 @@ def test_committed_small2_milestone_raises_the_ceiling():
     new = ladder.ceiling(ckpt.load_model(path), hrs)
     old = ladder.ceiling(ckpt.load_model(ROOT / "ldmind_ref/weights/small.safetensors"), hrs)
     assert new["worst_margin"] > 0.1 and new["margin"] > old["margin"] + 0.1, (new, old)
+
+
+def test_committed_small3_milestone_raises_the_ceiling_again():
+    """small3 (small2 grown, ldmind_ref/grow.py, 4,000 more steps) is committed without its
+    untrained U-Net, and its 4x ceiling on the repository's photos is above small2's
+    (measured: +0.87 dB mean, +0.67 worst; small2 +0.45, +0.35)."""
+    from conftest import ROOT, shipped_photos
+    from ldmind_ref.benchmark import load_hr
+
+    path = ROOT / "ldmind_ref/weights/small3-ae.safetensors"
+    assert ckpt.read_config(path) == preset("small3") and ckpt.omitted_parts(path) == ["unet"]
+    assert path.stat().st_size < 30e6
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    hrs = [ladder.centre_crop(load_hr(p), 128, 32) for p in shipped_photos()]
+    new = ladder.ceiling(ckpt.load_model(path), hrs)
+    old = ladder.ceiling(ckpt.load_model(ROOT / "ldmind_ref/weights/small2-ae.safetensors"), hrs)
+    assert new["worst_margin"] > 0.5 and new["margin"] > old["margin"] + 0.3, (new, old)
