@@ -53,7 +53,7 @@ def _grow_sequence(new: nn.Sequential, old: nn.Sequential, where: str) -> None:
 
 def _grow_mlp(new: nn.Sequential, old: nn.Sequential) -> None:
     """The LIIF MLP: old Linear layers into the corners of the new ones, extra layers as the
-    identity before the output layer, new units' outgoing weights zero."""
+    identity before the output layer, new units' outgoing weights zero (under ``grow``'s no_grad)."""
     new_lin = [m for m in new if isinstance(m, nn.Linear)]
     old_lin = [m for m in old if isinstance(m, nn.Linear)]
     if len(new_lin) < len(old_lin):
@@ -63,25 +63,22 @@ def _grow_mlp(new: nn.Sequential, old: nn.Sequential) -> None:
     extra = len(new_lin) - len(old_lin)
     # the source of each new layer: old hidden layers in order, then identities, then the output
     plan = old_lin[:-1] + [None] * extra + old_lin[-1:]
-    with torch.no_grad():
-        width_in = old_lin[0].in_features   # live input units of the current layer
-        for layer, src in zip(new_lin, plan):
-            if src is None:                  # identity on the live units
-                if layer.out_features < width_in:
-                    raise ValueError("cannot grow the LIIF MLP: an inserted layer is narrower than its input")
-                layer.weight[:width_in, :width_in] = torch.eye(width_in)
-                layer.bias[:width_in] = 0.0
-                out_live = width_in
-            else:
-                if layer.out_features < src.out_features or layer.in_features < src.in_features:
-                    raise ValueError("cannot grow the LIIF MLP: a layer is narrower than the old one")
-                layer.weight[:src.out_features, :src.in_features] = src.weight
-                layer.bias[:src.out_features] = src.bias
-                out_live = src.out_features
-            layer.weight[:, width_in:] = 0.0   # new units of the layer below add nothing yet
-            if layer.weight.shape[0] > out_live and layer is new_lin[-1]:
-                raise ValueError("cannot grow the LIIF MLP: the output width changed")
-            width_in = out_live
+    width_in = old_lin[0].in_features   # live input units of the current layer
+    for layer, src in zip(new_lin, plan):
+        if src is None:                  # identity on the live units
+            if layer.out_features < width_in:
+                raise ValueError("cannot grow the LIIF MLP: an inserted layer is narrower than its input")
+            layer.weight[:width_in, :width_in] = torch.eye(width_in)
+            layer.bias[:width_in] = 0.0
+            out_live = width_in
+        else:
+            if layer.out_features < src.out_features or layer.in_features < src.in_features:
+                raise ValueError("cannot grow the LIIF MLP: a layer is narrower than the old one")
+            layer.weight[:src.out_features, :src.in_features] = src.weight
+            layer.bias[:src.out_features] = src.bias
+            out_live = src.out_features
+        layer.weight[:, width_in:] = 0.0   # new units of the layer below add nothing yet
+        width_in = out_live
 
 
 @torch.no_grad()

@@ -130,20 +130,28 @@ def test_stage1_milestone_without_unet_continues_by_warm_start(tmp_path, train_d
     assert ckpt.load_model(tmp_path / "next" / "model.safetensors").cfg == cfg
 
 
-def test_committed_small2_milestone_raises_the_ceiling():
-    """The committed stage-1 milestone is preset small2 without its untrained U-Net, and its
-    4x ceiling on the repository's photos (128-pixel centre crops) is above bicubic on every
-    one and above small's (measured: +0.41 dB mean, +0.32 worst; small +0.20, -0.37)."""
+def _milestone_ceilings(name: str, config: str, before: str) -> tuple[dict, dict]:
+    """The 4x ceilings (``ladder.ceiling``) of the committed stage-1 milestone
+    ``ldmind_ref/weights/NAME.safetensors`` and of the weights ``before`` it, on 128-pixel centre
+    crops of the repository's photos, after checking that the milestone is preset ``config``
+    without its untrained U-Net and within the weights budget."""
     from conftest import ROOT, shipped_photos
     from ldmind_ref.benchmark import load_hr
 
-    path = ROOT / "ldmind_ref/weights/small2-ae.safetensors"
-    assert ckpt.read_config(path) == preset("small2") and ckpt.omitted_parts(path) == ["unet"]
+    path = ROOT / f"ldmind_ref/weights/{name}.safetensors"
+    assert ckpt.read_config(path) == preset(config) and ckpt.omitted_parts(path) == ["unet"]
     assert path.stat().st_size < 30e6
     torch.set_num_threads(min(2, torch.get_num_threads()))
     hrs = [ladder.centre_crop(load_hr(p), 128, 32) for p in shipped_photos()]
-    new = ladder.ceiling(ckpt.load_model(path), hrs)
-    old = ladder.ceiling(ckpt.load_model(ROOT / "ldmind_ref/weights/small.safetensors"), hrs)
+    return (ladder.ceiling(ckpt.load_model(path), hrs),
+            ladder.ceiling(ckpt.load_model(ROOT / f"ldmind_ref/weights/{before}.safetensors"), hrs))
+
+
+def test_committed_small2_milestone_raises_the_ceiling():
+    """The committed stage-1 milestone is preset small2 without its untrained U-Net, and its
+    4x ceiling on the repository's photos (128-pixel centre crops) is above bicubic on every
+    one and above small's (measured: +0.45 dB mean, +0.35 worst at 10,000 steps; small +0.20, -0.37)."""
+    new, old = _milestone_ceilings("small2-ae", "small2", "small")
     assert new["worst_margin"] > 0.1 and new["margin"] > old["margin"] + 0.1, (new, old)
 
 
@@ -151,14 +159,5 @@ def test_committed_small3_milestone_raises_the_ceiling_again():
     """small3 (small2 grown, ldmind_ref/grow.py, 4,000 more steps) is committed without its
     untrained U-Net, and its 4x ceiling on the repository's photos is above small2's
     (measured: +0.87 dB mean, +0.67 worst; small2 +0.45, +0.35)."""
-    from conftest import ROOT, shipped_photos
-    from ldmind_ref.benchmark import load_hr
-
-    path = ROOT / "ldmind_ref/weights/small3-ae.safetensors"
-    assert ckpt.read_config(path) == preset("small3") and ckpt.omitted_parts(path) == ["unet"]
-    assert path.stat().st_size < 30e6
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    hrs = [ladder.centre_crop(load_hr(p), 128, 32) for p in shipped_photos()]
-    new = ladder.ceiling(ckpt.load_model(path), hrs)
-    old = ladder.ceiling(ckpt.load_model(ROOT / "ldmind_ref/weights/small2-ae.safetensors"), hrs)
+    new, old = _milestone_ceilings("small3-ae", "small3", "small2-ae")
     assert new["worst_margin"] > 0.5 and new["margin"] > old["margin"] + 0.3, (new, old)
