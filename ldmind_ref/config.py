@@ -292,7 +292,7 @@ def _small2() -> ModelConfig:
 
 
 def _small3() -> ModelConfig:
-    # ``small2`` grown at its plateau (docs/TRAINING.md, "Growing small2"): two ResBlocks per
+    # ``small2`` grown at its plateau (docs/TRAINING.md, "Growing the plateaued model"): two ResBlocks per
     # level in E and D_phi instead of one, and the paper's LIIF MLP (4 x 256 against 3 x 128).
     # Trained from small2 by function-preserving growth (``train --grow``, ldmind_ref/grow.py).
     s = _small2()
