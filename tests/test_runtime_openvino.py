@@ -106,3 +106,46 @@ def test_bf16_backend_runs_every_graph_close_to_fp32(sr_engines, pipes):
             err = np.abs(got[name] - want[name]).max() / max(np.abs(want[name]).max(), 1e-6)
             assert err < 0.1, (graph, name, err)         # bf16: 8 bits of mantissa, a few layers
     bf.close()
+
+
+def test_static_limit_follows_the_weight_budget():
+    from runtime.backends.openvino import STATIC_MAX, STATIC_WEIGHT_BUDGET, static_limit
+
+    assert (STATIC_MAX, STATIC_WEIGHT_BUDGET) == (8, 512 << 20)
+    assert static_limit(20 << 20) == 8           # small's U-Net: 25 copies would fit
+    assert static_limit(100 << 20) == 5          # 512 // 100
+    assert static_limit(456 << 20) == 2          # div2k-sr's U-Net: at least a group and its remainder
+    assert static_limit(0) == 8
+
+
+@pytest.mark.parametrize("backend", ["openvino", "openvino-bf16"])
+def test_each_shape_runs_on_its_own_fixed_shape_copy_whatever_came_before(sr_engines, backend):
+    """A call's result depends on its shapes only: the same feed gives the same bits on a fresh
+    engine and on one that met other shapes first and dropped this shape's copy (at most
+    ``max_static`` copies, least recently used dropped first)."""
+    from runtime.backends.openvino import create_engines
+    from runtime.bundle import load_bundle
+
+    bundle = load_bundle(sr_engines)
+    small, other = _feeds(bundle, seed=1)["unet_step"], _feeds(bundle, seed=2)["unet_step"]
+    wide = {k: (np.concatenate([v, v[..., ::-1]], axis=-1) if v.ndim == 4 else v) for k, v in other.items()}
+    one = {k: (v[:1] if v.ndim == 4 or k == "timestep" else v) for k, v in other.items()}
+    fresh = create_engines(backend, bundle, graphs=["unet_step"])["unet_step"]
+    want = fresh(small)
+    assert [s["z_t"] for s in fresh.static_shapes] == [small["z_t"].shape]
+
+    used = create_engines(backend, bundle, graphs=["unet_step"])["unet_step"]
+    used.max_static = 2
+    first = used(small)
+    for feed in (wide, one):                    # two more shapes: small's copy is dropped
+        used(feed)
+    assert [s["z_t"] for s in used.static_shapes] == [wide["z_t"].shape, one["z_t"].shape]
+    again = used(small)                         # compiled anew
+    assert [s["z_t"] for s in used.static_shapes] == [one["z_t"].shape, small["z_t"].shape]
+    for name in want:
+        np.testing.assert_array_equal(first[name], want[name])
+        np.testing.assert_array_equal(again[name], want[name])
+    used(one)                                   # a hit moves its copy to the most recent end
+    assert [s["z_t"] for s in used.static_shapes] == [small["z_t"].shape, one["z_t"].shape]
+    fresh.close()
+    used.close()
