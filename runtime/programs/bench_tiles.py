@@ -162,6 +162,7 @@ def run_quality(args) -> list[dict]:
             H, W = hr_s.shape[:2]
             h, w = lr.shape[:2]
             row = {"set": f.parent.name, "image": f.stem, "scale": s, "lr": [w, h]}
+            untiled = untiled_raw = None    # this image's untiled render (variants[0]), once made
             for name, tile, overlap in variants:
                 t0 = time.perf_counter()
                 try:
@@ -179,16 +180,18 @@ def run_quality(args) -> list[dict]:
                     row[name]["tiles"], row[name]["overlap"] = len(p), p.overlap
                     row[name]["cells"] = len(p) * p.th * p.tw / (h * w)    # computed / needed latent cells
                     rb, cb = borders(pipe, h, w, H, W, args.steps, tile, overlap)
-                    row[name]["seam"] = seam_score(out, rb, cb) if len(p) > 1 else None
-                    row[name]["seam_raw"] = seam_score(raw, rb, cb) if len(p) > 1 else None
+                    seams = len(p) > 1
+                    has_control = seams and untiled is not None     # the untiled run may have been refused
+                    row[name]["seam"] = seam_score(out, rb, cb) if seams else None
+                    row[name]["seam_raw"] = seam_score(raw, rb, cb) if seams else None
                     # control: the untiled image scored at the same rows/columns (what the
                     # content alone gives there)
-                    row[name]["seam_control"] = seam_score(untiled, rb, cb) if len(p) > 1 else None
-                    row[name]["seam_raw_control"] = seam_score(untiled_raw, rb, cb) if len(p) > 1 else None
+                    row[name]["seam_control"] = seam_score(untiled, rb, cb) if has_control else None
+                    row[name]["seam_raw_control"] = seam_score(untiled_raw, rb, cb) if has_control else None
                     # against the other latent-cell borders only (same phase of the LIIF grid)
                     cr, cc = cell_borders(H, W, h, w)
-                    row[name]["seam_cells"] = seam_score(out, rb, cb, cr, cc) if len(p) > 1 else None
-                    row[name]["seam_cells_control"] = seam_score(untiled, rb, cb, cr, cc) if len(p) > 1 else None
+                    row[name]["seam_cells"] = seam_score(out, rb, cb, cr, cc) if seams else None
+                    row[name]["seam_cells_control"] = seam_score(untiled, rb, cb, cr, cc) if has_control else None
                 else:
                     untiled, untiled_raw = out, raw
             rows.append(row)
