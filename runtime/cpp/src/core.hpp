@@ -151,8 +151,21 @@ std::unique_ptr<Engine> tensorrt_engine(const Bundle& b, const std::string& grap
 // linked release ("2026.4.1"; "none" without it), one graph's engine
 std::string openvino_unavailable();
 std::string openvino_version();
+// Each call runs on a copy of the graph compiled for the call's input shapes; a graph keeps at
+// most openvino_static_limit(its file's bytes) copies, least recently used dropped first: as
+// many as fit the weight budget, at least 2 (a tile group and its remainder alternate within a
+// sampling step), at most OPENVINO_STATIC_MAX.  The values of runtime/backends/openvino.py's
+// STATIC_WEIGHT_BUDGET, STATIC_MAX and static_limit: keep them equal
+// (tests/cpp_openvino_cases.py compares them).
+inline constexpr int64_t OPENVINO_STATIC_WEIGHT_BUDGET = int64_t{512} << 20;
+inline constexpr int OPENVINO_STATIC_MAX = 8;
+int openvino_static_limit(int64_t graph_bytes);
+// max_static > 0: keep that many copies instead (the tests)
 std::unique_ptr<Engine> openvino_engine(const Bundle& b, const std::string& graph, const std::string& backend,
-                                        int threads);
+                                        int threads, int max_static = 0);
+// the input shapes of the copies an openvino engine holds now, least recently used first, each
+// as "name=AxB name=C ..." sorted by name (the tests; empty for another engine)
+std::vector<std::string> openvino_static_shapes(const Engine& e);
 std::string ort_version();   // the linked ONNX Runtime's release ("1.32.0")
 // one graph on one backend: cpu, cuda, tensorrt, openvino, openvino-bf16
 std::unique_ptr<Engine> create_engine(const Bundle& b, const std::string& graph, const std::string& backend,
