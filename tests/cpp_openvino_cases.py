@@ -192,6 +192,40 @@ def test_auto_plan_equals_python(cpp_build, tmp_path, machine, case):
     pipe.close()
 
 
+CPU_PLUGIN = "libopenvino_intel_cpu_plugin.so"   # loaded by OpenVINO on its first compilation
+
+
+@needs_openvino
+def test_info_describes_auto_without_compiling(cpp_build, tmp_path, machine):
+    """``ldmind info`` says what ``auto`` runs (Python's ``info``: the recorded plan) without
+    compiling a graph, as Python's: OpenVINO's CPU plugin is never loaded (LD_DEBUG=files lists
+    every library the process loads; opening the same plan does load it).  The inspection
+    handle (``ldmind_inspect``) gives the plan of ``ldmind_open_ex`` and runs nothing."""
+    from runtime import info
+    from runtime.backends import record
+    from runtime.bundle import load_bundle
+
+    d = machine(True)
+    _gate(d, {g: True for g in GRAPHS})
+    assert record.save(load_bundle(d), SECONDS) is not None
+    env = {**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY, "LD_DEBUG": "files"}
+    r = subprocess.run([str(cpp_build / "ldmind"), "info", str(d)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert CPU_PLUGIN not in r.stderr
+    picks = next(ln for ln in r.stdout.splitlines() if ln.startswith("  auto picks: "))[len("  auto picks: "):]
+    py = info.summary(load_bundle(d), verified=True)["auto"]       # nothing opened on Python's side either
+    assert "openvino-bf16" in py and picks.startswith(py + "; skipped ")
+    opened = subprocess.run([str(cpp_build / "ldmind_probe"), "plan", f"dir={d}", "backend=auto"], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert opened.returncode == 0 and CPU_PLUGIN in opened.stderr    # the check above can see a compilation
+    inspected = subprocess.run([str(cpp_build / "ldmind_probe"), "inspect", f"dir={d}"], capture_output=True,
+                               text=True, env=env, timeout=300)
+    assert inspected.returncode == 0 and CPU_PLUGIN not in inspected.stderr
+    lines = inspected.stdout.splitlines()
+    assert lines[:-1] == opened.stdout.splitlines() and lines[-2] == f"reason auto: {picks}"
+    assert lines[-1].startswith(f"run 2 {d}: opened without its graphs (ldmind_inspect)")
+
+
 @needs_openvino
 def test_without_a_record_cpp_says_what_python_would_measure(cpp_build, tmp_path, machine, monkeypatch):
     """Python measures on first use (and writes the record); C++ only reads it: every graph on

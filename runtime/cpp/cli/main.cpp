@@ -247,7 +247,11 @@ int cmd_info(Parser& p) {
     const std::string engines = p.get("engines");
     const bool verify = !p.has("no_verify");
     Pipe pipe;
-    open_pipeline(pipe, engines, "auto", "auto", 0, verify);
+    // described, not loaded: no graph compiled (python -m runtime info opens none either; with
+    // verify, both open each graph unoptimised in ONNX Runtime)
+    ldmind_status s = ldmind_inspect(engines.c_str(), verify ? 1 : 0, &pipe.p);
+    check_signal();
+    if (s != LDMIND_OK) library_failure(s);
     const PyPath root(engines);
     std::string text;
     {
