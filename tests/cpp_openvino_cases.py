@@ -3,7 +3,9 @@
 same backend (bit for bit: the same OpenVINO library, the same compile settings, the same
 inputs), and ``auto`` picks the same backend for every graph, for the same reason, from the
 same record, quality gate, CPU flags and precision option (runtime/cpp/src/choice.cpp against
-runtime/backends/choice.py).  The CPU is simulated with ``LDMIND_CPUINFO`` (both runtimes read
+runtime/backends/choice.py).  The engine's fixed-shape copies (one per call's input shapes, least
+recently used dropped past ``static_limit``) are compared with the Python engine's call by call
+through ``ldmind_internals`` (runtime/cpp/tests/internals.cpp).  The CPU is simulated with ``LDMIND_CPUINFO`` (both runtimes read
 it), so the cases do not depend on this machine's flags.  A build without OpenVINO refuses
 ``--backend openvino`` in one line and runs ``auto`` on ONNX Runtime."""
 from __future__ import annotations
@@ -77,6 +79,74 @@ def test_openvino_eight_threads_equal_serial(cpp_build, tmp_path, sr_engines):
     assert "8 threads: 0 differ" in r.stdout
 
 
+def internals(build, *args) -> list[str]:
+    """The lines ``ldmind_internals`` (runtime/cpp/tests/internals.cpp) prints."""
+    r = subprocess.run([str(build / "ldmind_internals"), *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.splitlines()
+
+
+def test_static_limit_equals_python(cpp_build):
+    """The C++ engine keeps as many fixed-shape copies of a graph as the Python engine: the same
+    weight budget, maximum and rule (runtime/backends/openvino.py imports no openvino)."""
+    from runtime.backends.openvino import STATIC_MAX, STATIC_WEIGHT_BUDGET, static_limit
+
+    sizes = [0, 1, 20 << 20, 64 << 20, 100 << 20, 103 << 20, 170 << 20, 171 << 20, 256 << 20, 456 << 20, 1 << 40]
+    lines = internals(cpp_build, "static_limit", *sizes)
+    assert lines == [f"budget {STATIC_WEIGHT_BUDGET}", f"max {STATIC_MAX}",
+                     *(f"limit {n} {static_limit(n)}" for n in sizes)]
+
+
+def _step_feed(bundle, n: int, h: int, w: int) -> dict:
+    """internals.cpp's unet_step feed for a latent of n x h x w."""
+    from ldmind_ref.core.noise import gaussian
+
+    shape = (n, bundle.z_channels, h, w)
+    feed = {"z_t": gaussian(1, 0, shape)}
+    if bundle.conditional:
+        feed["cond"] = gaussian(1, 1, shape)
+    feed.update(timestep=np.full(n, 500, np.int64), alpha_bar_t=np.array([0.5], np.float32),
+                alpha_bar_prev=np.array([0.625], np.float32), sigma_t=np.array([0.125], np.float32),
+                noise=gaussian(1, 2, shape))
+    return feed
+
+
+@needs_openvino
+@pytest.mark.parametrize("backend", ["openvino", "openvino-bf16"])
+def test_each_shape_runs_on_its_own_fixed_shape_copy_as_in_python(cpp_build, sr_engines, backend):
+    """tests/test_runtime_openvino.py's test of the fixed-shape copies, on the C++ engine and
+    against the Python engine: the same copies held after every call (least recently used
+    first, at most 2), and the same bits from every call -- the same bits for a shape whose copy
+    was dropped and compiled again, and on a fresh engine."""
+    import hashlib
+
+    from runtime.backends.openvino import create_engines
+    from runtime.bundle import load_bundle
+
+    bundle = load_bundle(sr_engines)
+    small, wide, one = "2x6x10", "2x6x20", "1x6x10"
+    calls = [small, wide, one, small, one]
+    py = create_engines(backend, bundle, graphs=["unet_step"])["unet_step"]
+    py.max_static = 2
+    want = []
+    for call in calls:
+        out = py(_step_feed(bundle, *map(int, call.split("x"))))
+        digest = hashlib.sha256(out["z_prev"].tobytes() + out["pred_z0"].tobytes()).hexdigest()
+        held = " | ".join(" ".join(f"{k}={'x'.join(map(str, s))}" for k, s in sorted(d.items()))
+                          for d in py.static_shapes)
+        want += [f"call {call} {digest}", f"held {held}"]
+    py.close()
+    got = internals(cpp_build, "calls", sr_engines, backend, 2, *calls)
+    assert got == want
+    z = [ln.split()[-1] for ln in got[0::2]]
+    assert z[0] == z[3] and z[2] == z[4]                     # compiled again: the same bits
+    held = [[k.split()[-1] for k in ln[len("held "):].split(" | ")] for ln in got[1::2]]   # z_t's shape
+    s, w, o = (f"z_t={b[0]}x{bundle.z_channels}x{b[2:]}" for b in (small, wide, one))
+    assert held == [[s], [s, w], [w, o], [o, s], [s, o]]
+    fresh = internals(cpp_build, "calls", sr_engines, backend, 0, small)   # the graph's own limit, nothing before
+    assert fresh == got[:2]
+
+
 CASES = {  # name: (native bf16, gate {graph: pass} or None, gate together, record, precision)
     "bf16 allowed": (True, {g: True for g in GRAPHS}, True, True, "auto"),
     "gate refuses liif": (True, {"encoder": True, "unet_step": True, "decoder": True, "liif": False}, True, True, "auto"),
@@ -120,6 +190,40 @@ def test_auto_plan_equals_python(cpp_build, tmp_path, machine, case):
                           seed=3)[0]
         assert np.array_equal(cpp, py)
     pipe.close()
+
+
+CPU_PLUGIN = "libopenvino_intel_cpu_plugin.so"   # loaded by OpenVINO on its first compilation
+
+
+@needs_openvino
+def test_info_describes_auto_without_compiling(cpp_build, tmp_path, machine):
+    """``ldmind info`` says what ``auto`` runs (Python's ``info``: the recorded plan) without
+    compiling a graph, as Python's: OpenVINO's CPU plugin is never loaded (LD_DEBUG=files lists
+    every library the process loads; opening the same plan does load it).  The inspection
+    handle (``ldmind_inspect``) gives the plan of ``ldmind_open_ex`` and runs nothing."""
+    from runtime import info
+    from runtime.backends import record
+    from runtime.bundle import load_bundle
+
+    d = machine(True)
+    _gate(d, {g: True for g in GRAPHS})
+    assert record.save(load_bundle(d), SECONDS) is not None
+    env = {**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY, "LD_DEBUG": "files"}
+    r = subprocess.run([str(cpp_build / "ldmind"), "info", str(d)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert CPU_PLUGIN not in r.stderr
+    picks = next(ln for ln in r.stdout.splitlines() if ln.startswith("  auto picks: "))[len("  auto picks: "):]
+    py = info.summary(load_bundle(d), verified=True)["auto"]       # nothing opened on Python's side either
+    assert "openvino-bf16" in py and picks.startswith(py + "; skipped ")
+    opened = subprocess.run([str(cpp_build / "ldmind_probe"), "plan", f"dir={d}", "backend=auto"], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert opened.returncode == 0 and CPU_PLUGIN in opened.stderr    # the check above can see a compilation
+    inspected = subprocess.run([str(cpp_build / "ldmind_probe"), "inspect", f"dir={d}"], capture_output=True,
+                               text=True, env=env, timeout=300)
+    assert inspected.returncode == 0 and CPU_PLUGIN not in inspected.stderr
+    lines = inspected.stdout.splitlines()
+    assert lines[:-1] == opened.stdout.splitlines() and lines[-2] == f"reason auto: {picks}"
+    assert lines[-1].startswith(f"run 2 {d}: opened without its graphs (ldmind_inspect)")
 
 
 @needs_openvino

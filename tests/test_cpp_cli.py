@@ -344,6 +344,63 @@ def test_info(ldmind, sr_engines):
     assert "(checksums not checked)" in r.stdout
 
 
+# A name with a newline, terminal escapes (ESC [ and ESC ] ... BEL), a printable non-ASCII letter,
+# a no-break space (not printable for Python) and an undecodable byte (\udcff: the byte 0xff)
+ODD_NAME = "odd\nname\x1b[31m\x1b]0;title\x07é\xa0\udcff"
+
+
+def test_names_with_control_characters_are_escaped_as_in_python(ldmind, sr_engines, tmp_path, capsys):
+    """Every line that names a file goes through one_line (runtime/console.py; C++: pytext.cpp):
+    the same escapes in both CLIs, so a name can neither split a line nor drive the terminal."""
+    from runtime.cli import main
+    from runtime.console import one_line
+
+    bad = tmp_path / f"{ODD_NAME}.png"
+    bad.write_text("not an image\n")
+    args = ["upscale", bad, "--scale", "2", "-o", tmp_path / "o.png", "--engines", sr_engines]
+    code, err = run_python(args, capsys)
+    cc = subprocess.run([os.fsencode(a) for a in [ldmind, *args]], capture_output=True,
+                        env={**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY}, timeout=300)
+    stderr = cc.stderr.decode()
+    assert code == cc.returncode == 2, stderr
+    assert after_prog(stderr, "ldmind") == after_prog(err, PY_PROG)
+    assert "odd\\nname\\x1b[31m\\x1b]0;title\\x07é\\xa0\\udcff.png" in stderr and "\x1b" not in stderr
+
+    lr = tmp_path / "lr.png"
+    crop(20, 24).save(lr)
+    outs = {}
+    for side in ("py", "cc"):
+        (tmp_path / side).mkdir()
+        outs[side] = tmp_path / side / f"{ODD_NAME}.png"
+    args = ["upscale", lr, "--scale", "2", "-q", "--engines", sr_engines, *FAST]
+    capsys.readouterr()
+    assert main([str(a) for a in [*args, "-o", outs["py"]]]) == 0
+    py_out = capsys.readouterr().out
+    cc = subprocess.run([os.fsencode(a) for a in [ldmind, *args, "-o", outs["cc"]]], capture_output=True,
+                        env={**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY}, timeout=300)
+    assert cc.returncode == 0, cc.stderr
+    assert py_out == one_line(str(outs["py"])) + "\n"
+    assert cc.stdout.decode() == one_line(str(outs["cc"])) + "\n"
+    assert outs["cc"].exists() and np.array_equal(_pixels(outs["cc"]), _pixels(outs["py"]))
+
+
+def test_one_line_table_is_generated_from_python():
+    """runtime/cpp/cli/printable.hpp is what runtime/console.py writes (under the Unicode version
+    it was written with: another Python's table differs in the code points assigned since)."""
+    import unicodedata
+
+    from conftest import ROOT
+    from runtime import console
+
+    header = (ROOT / "runtime" / "cpp" / "cli" / "printable.hpp").read_text()
+    written = re.search(r'NONPRINTABLE_UNICODE = "([^"]+)"', header)[1]
+    if written != unicodedata.unidata_version:
+        pytest.skip(f"printable.hpp is for Unicode {written}, this Python has {unicodedata.unidata_version}")
+    assert header == console.cpp_header(), (
+        "runtime/cpp/cli/printable.hpp differs from runtime/console.py: regenerate it with "
+        "`python -m runtime.console --cpp runtime/cpp/cli/printable.hpp`")
+
+
 # -- (c) nothing left behind ---------------------------------------------------------------------
 def test_refused_run_keeps_the_existing_output(ldmind, sr_engines, tmp_path):
     lr = tmp_path / "lr.png"

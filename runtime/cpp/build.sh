@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build runtime/cpp (libldmind.so, the CLI `ldmind`, the C test driver `ldmind_probe`) into
-# runtime/cpp/build/VARIANT (default rel) with FLAGS added to the compile and link flags, and
-# print that folder.  Used by `make cpp` and the tests (tests/conftest.py).  ONNX Runtime
+# Build runtime/cpp (libldmind.so, the CLI `ldmind`, the test drivers `ldmind_probe` and
+# `ldmind_internals`) into runtime/cpp/build/VARIANT (default rel) with FLAGS added to the
+# compile and link flags, and print that folder.  Used by `make cpp` and the tests (tests/conftest.py).  ONNX Runtime
 # comes from fetch_ort.sh; PYTHON names the Python whose onnxruntime wheel to link, and whose
 # openvino wheel (when installed) gives the OpenVINO backends.  LDMIND_OPENVINO=0 builds
 # without OpenVINO even where it is installed.

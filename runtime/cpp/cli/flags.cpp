@@ -219,7 +219,8 @@ Parser make_parser(const std::string& cmd) {
         p.add({"--plot"}, "plot");
     } else if (cmd == "info") {
         p.help = "usage: ldmind info ENGINES [--no-verify]\n\n"
-                 "Model, kind, precision, manifest format, graphs with their sizes, checksums, backend.\n";
+                 "Model, kind, precision, manifest format, graphs with their sizes, checksums, backend\n"
+                 "(described without loading a graph).\n";
         p.positional("engines");
         p.flag({"--json"}, "json");
         p.flag({"--no-verify"}, "no_verify");

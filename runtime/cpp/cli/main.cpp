@@ -141,8 +141,8 @@ Progress make_progress(const Common& c, ldmind_pipeline* p) {
     Progress pr;
     pr.quiet = c.quiet;
     pr.tty = isatty(2) != 0;
-    pr.header = std::string(ldmind_model_name(p)) + ": backend " + ldmind_backend(p) + " (" +
-                (c.backend != "auto" ? "requested" : "auto") + ")";
+    pr.header = one_line(std::string(ldmind_model_name(p)) + ": backend " + ldmind_backend(p) + " (" +
+                         (c.backend != "auto" ? "requested" : "auto") + ")");
     return pr;
 }
 
@@ -197,7 +197,7 @@ int cmd_upscale(Parser& p) {
         img.rgb.assign(buf.get() + one * j, buf.get() + one * (j + 1));
         save_image(img, outs[static_cast<size_t>(j)], c.quality);
         check_signal();
-        say(outs[static_cast<size_t>(j)].s);
+        say(one_line(outs[static_cast<size_t>(j)].s));
     }
     return 0;
 }
@@ -231,7 +231,7 @@ int cmd_generate(Parser& p) {
         const PyPath f(out.s + "/sample_seed" + std::to_string(c.seed + j) + ".png");
         save_image(img, f, c.quality);
         check_signal();
-        say(f.s);
+        say(one_line(f.s));
     }
     return 0;
 }
@@ -247,7 +247,11 @@ int cmd_info(Parser& p) {
     const std::string engines = p.get("engines");
     const bool verify = !p.has("no_verify");
     Pipe pipe;
-    open_pipeline(pipe, engines, "auto", "auto", 0, verify);
+    // described, not loaded: no graph compiled (python -m runtime info opens none either; with
+    // verify, both open each graph unoptimised in ONNX Runtime)
+    ldmind_status s = ldmind_inspect(engines.c_str(), verify ? 1 : 0, &pipe.p);
+    check_signal();
+    if (s != LDMIND_OK) library_failure(s);
     const PyPath root(engines);
     std::string text;
     {
@@ -271,16 +275,18 @@ int cmd_info(Parser& p) {
             const std::string file = str(v.find("file"), key);
             struct stat st;
             const double size = stat((root.s + "/" + file).c_str(), &st) == 0 ? static_cast<double>(st.st_size) : 0;
-            graphs += (graphs.empty() ? "" : ", ") + file + " " + mib(size);
+            graphs += (graphs.empty() ? "" : ", ") + one_line(file) + " " + mib(size);
         }
-    std::string lines = root.s + ": " + ldmind_model_name(pipe.p) + " (" +
-                        (ldmind_is_conditional(pipe.p) ? "super-resolution" : "generation") + "), " +
-                        str(m.find("precision"), "fp32") + ", manifest format " + str(m.find("format_version"), "?") + "\n";
+    // each line through one_line: the directory, model and file names are the user's
+    std::string lines = one_line(root.s + ": " + ldmind_model_name(pipe.p) + " (" +
+                                 (ldmind_is_conditional(pipe.p) ? "super-resolution" : "generation") + "), " +
+                                 str(m.find("precision"), "fp32") + ", manifest format " +
+                                 str(m.find("format_version"), "?")) + "\n";
     lines += "  graphs:    " + graphs + " (checksums " + (verify ? "verified" : "not checked") + ")\n";
     lines += std::string("  backend:   ") + ldmind_backend(pipe.p) + " (auto picks)\n";
     std::string reason = ldmind_backend_reason(pipe.p);
     if (reason.rfind("auto: ", 0) == 0) reason = reason.substr(6);
-    lines += "  auto picks: " + reason;
+    lines += "  auto picks: " + one_line(reason);
     say(lines);
     return 0;
 }
@@ -373,6 +379,6 @@ int main(int argc, char** argv) {
         code = 1;
     }
     if (g_tmp[0]) unlink(g_tmp);
-    say(line, stderr);
+    say(one_line(line), stderr);   // as runtime/cli.py: a name in the message stays on its line
     return code;
 }

@@ -216,8 +216,8 @@ int cmd_profile(Parser& p) {
 
     // profile.table, line for line (no per-graph timer in the C API: the graph column is empty)
     std::vector<std::string> lines;
-    lines.push_back(model + " on " + used + ": " + (has_image && !image.empty() ? image : "generate") + " -> " +
-                    std::to_string(W) + "x" + std::to_string(H) + ", " + std::to_string(steps) + " steps (" + sampler +
+    lines.push_back(one_line(model) + " on " + used + ": " + (has_image && !image.empty() ? one_line(image) : "generate") +
+                    " -> " + std::to_string(W) + "x" + std::to_string(H) + ", " + std::to_string(steps) + " steps (" + sampler +
                     "), median of " + std::to_string(repeat) + " after a warm-up");
     lines.push_back(fmtf("%-20s %10s %10s %6s", "stage", "wall ms", "graph ms", "share"));
     for (const auto& s : STAGES) {
@@ -230,7 +230,7 @@ int cmd_profile(Parser& p) {
     lines.push_back(peak > 0 ? fmtf("peak RSS: %.0f MiB", peak / 1048576.0) : std::string("peak RSS: unknown"));
     std::string table;
     for (size_t k = 0; k < lines.size(); ++k) table += (k ? "\n" : "") + lines[k];
-    say(std::string("backends: ") + ldmind_backend_reason(pipe.p));   // as python -m runtime profile
+    say(one_line(std::string("backends: ") + ldmind_backend_reason(pipe.p)));   // as python -m runtime profile
     say(table);
 
     if (has_json) {

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "printable.hpp"
+
 namespace ldmind_cli {
 
 // str(pathlib.Path(p))
@@ -78,6 +80,77 @@ std::string py_repr(const std::string& s) {
         } else out += static_cast<char>(c);
     }
     return out + q;
+}
+
+namespace {
+
+bool printable(char32_t c) {
+    size_t lo = 0, hi = sizeof NONPRINTABLE / sizeof NONPRINTABLE[0];   // the first range ending at or after c
+    while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        if (NONPRINTABLE[mid][1] < c) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo == sizeof NONPRINTABLE / sizeof NONPRINTABLE[0] || c < NONPRINTABLE[lo][0];
+}
+
+// the length of the well-formed UTF-8 sequence at s[i] (Unicode table 3-7, as Python's strict
+// decoder), and its code point; 0 when s[i] starts none
+size_t utf8_at(const std::string& s, size_t i, char32_t* cp) {
+    const auto b = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
+    const unsigned c0 = b(0);
+    if (c0 < 0x80) {
+        *cp = c0;
+        return 1;
+    }
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF;   // the second byte's range
+    if (c0 >= 0xC2 && c0 <= 0xDF) n = 2;
+    else if (c0 >= 0xE0 && c0 <= 0xEF) {
+        n = 3;
+        if (c0 == 0xE0) lo = 0xA0;
+        if (c0 == 0xED) hi = 0x9F;   // no surrogates
+    } else if (c0 >= 0xF0 && c0 <= 0xF4) {
+        n = 4;
+        if (c0 == 0xF0) lo = 0x90;
+        if (c0 == 0xF4) hi = 0x8F;
+    } else return 0;
+    if (b(1) < lo || b(1) > hi) return 0;
+    for (size_t k = 2; k < n; ++k)
+        if (b(k) < 0x80 || b(k) > 0xBF) return 0;
+    char32_t v = c0 & (0xFF >> (n + 1));
+    for (size_t k = 1; k < n; ++k) v = (v << 6) | (b(k) & 0x3F);
+    *cp = v;
+    return n;
+}
+
+}  // namespace
+
+std::string one_line(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    for (size_t i = 0; i < text.size();) {
+        char32_t c = 0;
+        size_t n = utf8_at(text, i, &c);
+        if (n == 0) {                                   // an undecodable byte: its surrogate escape
+            c = 0xDC00 + static_cast<unsigned char>(text[i]);
+            n = 1;
+        } else if (printable(c)) {
+            out.append(text, i, n);
+            i += n;
+            continue;
+        }
+        char b[16];
+        if (c == '\n') std::snprintf(b, sizeof b, "\\n");
+        else if (c == '\r') std::snprintf(b, sizeof b, "\\r");
+        else if (c == '\t') std::snprintf(b, sizeof b, "\\t");
+        else if (c < 0x100) std::snprintf(b, sizeof b, "\\x%02x", static_cast<unsigned>(c));
+        else if (c < 0x10000) std::snprintf(b, sizeof b, "\\u%04x", static_cast<unsigned>(c));
+        else std::snprintf(b, sizeof b, "\\U%08x", static_cast<unsigned>(c));
+        out += b;
+        i += n;
+    }
+    return out;
 }
 
 namespace {

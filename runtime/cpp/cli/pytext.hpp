@@ -25,6 +25,15 @@ std::string lower(std::string s);
 // repr() of a str
 std::string py_repr(const std::string& s);
 
+// runtime/console.py one_line: `text` (bytes, read as Python reads file names: UTF-8, each
+// undecodable byte as the lone surrogate U+DC00 + byte) with every character that is not
+// printable for Python (str.isprintable: controls, format characters, separators other than
+// the space, unassigned code points, surrogates; table in printable.hpp, generated from
+// Python) written as Python writes it in a string literal: \n, \x1b, \xa0, \u200b, \udcff.
+// Every line the CLI prints that carries a name (a path, a model name) goes through here, so
+// a name can neither split a line in two nor send terminal escapes.
+std::string one_line(const std::string& text);
+
 using ldmind::text::py_float;   // Python's repr of a float (src/pyfmt.hpp)
 
 // int(text); false when Python would raise ValueError

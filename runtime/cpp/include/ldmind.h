@@ -22,7 +22,8 @@
 extern "C" {
 #endif
 
-#define LDMIND_API_VERSION 2   /* 2: ldmind_open_ex, ldmind_backend_reason, ldmind_graph_backend (additive) */
+#define LDMIND_API_VERSION 3   /* 2: ldmind_open_ex, ldmind_backend_reason, ldmind_graph_backend; 3: ldmind_inspect
+                                  (additive) */
 
 #if defined(__GNUC__)
 #define LDMIND_EXPORT __attribute__((visibility("default")))
@@ -85,6 +86,15 @@ LDMIND_EXPORT ldmind_status ldmind_open_ex(const char *dir, const char *backend,
 LDMIND_EXPORT ldmind_status ldmind_open(const char *dir, const char *backend, int threads, int verify,
                           ldmind_pipeline **out);
 LDMIND_EXPORT void ldmind_close(ldmind_pipeline *p);
+
+/* An engine directory described without loading its graphs (what `ldmind info` prints, as
+ * `python -m runtime info`): the manifest checked as ldmind_open_ex checks it, and with verify,
+ * every graph also opened by ONNX Runtime with no optimisation (cheap: nothing is compiled);
+ * the facts and plan functions below answer what ldmind_open_ex(dir, "auto", "auto", 0, verify)
+ * would run, without opening a GPU backend or compiling an OpenVINO graph (a recorded choice
+ * that fails to load is only found by loading it).  The other calls on it fail with
+ * LDMIND_ERR_ENGINE.  ldmind_close frees it. */
+LDMIND_EXPORT ldmind_status ldmind_inspect(const char *dir, int verify, ldmind_pipeline **out);
 
 /* Facts of the loaded model. */
 LDMIND_EXPORT int ldmind_is_conditional(const ldmind_pipeline *p);   /* 1: super-resolution, 0: generation */

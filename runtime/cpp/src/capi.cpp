@@ -7,8 +7,9 @@
 
 struct ldmind_pipeline {
     ldmind::core::Pipeline impl;
-    ldmind_pipeline(const char* dir, const char* backend, const char* precision, int threads, bool verify)
-        : impl(dir, backend ? backend : "auto", precision ? precision : "auto", threads, verify) {}
+    ldmind_pipeline(const char* dir, const char* backend, const char* precision, int threads, bool verify,
+                    bool load = true)
+        : impl(dir, backend ? backend : "auto", precision ? precision : "auto", threads, verify, load) {}
 };
 
 namespace {
@@ -95,6 +96,15 @@ ldmind_status ldmind_open_ex(const char* dir, const char* backend, const char* p
 
 ldmind_status ldmind_open(const char* dir, const char* backend, int threads, int verify, ldmind_pipeline** out) {
     return ldmind_open_ex(dir, backend, nullptr, threads, verify, out);
+}
+
+ldmind_status ldmind_inspect(const char* dir, int verify, ldmind_pipeline** out) {
+    return guarded([&] {
+        need(dir, "dir");
+        need(out, "out");
+        *out = nullptr;
+        *out = new ldmind_pipeline(dir, "auto", "auto", 0, verify != 0, false);
+    });
 }
 
 void ldmind_close(ldmind_pipeline* p) { delete p; }

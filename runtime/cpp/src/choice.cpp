@@ -259,6 +259,7 @@ CpuPlan cpu_plan(const Bundle& b, int threads, bool fp32_only, std::map<std::str
     CpuPlan plan;
     const Allowed ok = allowed(b, fp32_only, &plan.passed_over);
     auto create = [&] {
+        if (!engines) return;   // the plan only
         engines->clear();
         for (const auto& [g, name] : plan.backends) (*engines)[g] = create_engine(b, g, name, threads);
     };

@@ -151,8 +151,21 @@ std::unique_ptr<Engine> tensorrt_engine(const Bundle& b, const std::string& grap
 // linked release ("2026.4.1"; "none" without it), one graph's engine
 std::string openvino_unavailable();
 std::string openvino_version();
+// Each call runs on a copy of the graph compiled for the call's input shapes; a graph keeps at
+// most openvino_static_limit(its file's bytes) copies, least recently used dropped first: as
+// many as fit the weight budget, at least 2 (a tile group and its remainder alternate within a
+// sampling step), at most OPENVINO_STATIC_MAX.  The values of runtime/backends/openvino.py's
+// STATIC_WEIGHT_BUDGET, STATIC_MAX and static_limit: keep them equal
+// (tests/cpp_openvino_cases.py compares them).
+inline constexpr int64_t OPENVINO_STATIC_WEIGHT_BUDGET = int64_t{512} << 20;
+inline constexpr int OPENVINO_STATIC_MAX = 8;
+int openvino_static_limit(int64_t graph_bytes);
+// max_static > 0: keep that many copies instead (the tests)
 std::unique_ptr<Engine> openvino_engine(const Bundle& b, const std::string& graph, const std::string& backend,
-                                        int threads);
+                                        int threads, int max_static = 0);
+// the input shapes of the copies an openvino engine holds now, least recently used first, each
+// as "name=AxB name=C ..." sorted by name (the tests; empty for another engine)
+std::vector<std::string> openvino_static_shapes(const Engine& e);
 std::string ort_version();   // the linked ONNX Runtime's release ("1.32.0")
 // one graph on one backend: cpu, cuda, tensorrt, openvino, openvino-bf16
 std::unique_ptr<Engine> create_engine(const Bundle& b, const std::string& graph, const std::string& backend,
@@ -167,8 +180,15 @@ struct Engines {
     std::string backend;       // the backend running every graph, or "mixed"
     std::string reason;        // Pipeline.backend_reason: "requested", "auto", "auto: ..."
 };
-// `backend` auto, cpu, cuda, tensorrt, openvino, openvino-bf16; `precision` auto, fp32, bf16
-Engines create_engines(const Bundle& b, const std::string& backend, const std::string& precision, int threads);
+// `backend` auto, cpu, cuda, tensorrt, openvino, openvino-bf16; `precision` auto, fp32, bf16.
+// open false: the plan and its reason only, no graph loaded (runtime/info.py: a GPU backend
+// that is available, else choice.preview; `engines` stays empty)
+Engines create_engines(const Bundle& b, const std::string& backend, const std::string& precision, int threads,
+                       bool open = true);
+// every graph opened by ONNX Runtime on the CPU with no optimisation (cheap), as
+// runtime/backends/onnxruntime.py verify_graphs opens them for `info` (its check of the inputs
+// and outputs against the manifest is not ported); an engine error naming the file
+void verify_graphs(const Bundle& b);
 
 // the pieces of the CPU choice (choice.cpp), for `info` and the tests
 std::string cpuinfo_path();                    // $LDMIND_CPUINFO, else /proc/cpuinfo
@@ -185,7 +205,8 @@ struct CpuPlan {               // choice.Plan
     std::string describe() const;
 };
 // the CPU plan and its engines (choice.cpu_plan, minus the first-use measurement: without a
-// record covering every allowed graph, every graph runs on cpu and `why` says so)
+// record covering every allowed graph, every graph runs on cpu and `why` says so); engines
+// null: the plan only, nothing opened (choice.preview's facts)
 CpuPlan cpu_plan(const Bundle& b, int threads, bool fp32_only, std::map<std::string, std::unique_ptr<Engine>>* engines);
 
 // -- the pipeline (runtime/pipeline.py) -------------------------------------------------------
@@ -204,8 +225,10 @@ struct Options {
 
 class Pipeline {
   public:
+    // load false: the bundle and the backend plan only (ldmind_inspect): no graph compiled, the
+    // graphs opened unoptimised by ONNX Runtime when verify (verify_graphs); calls fail
     Pipeline(const std::string& dir, const std::string& backend, const std::string& precision, int threads,
-             bool verify);
+             bool verify, bool load = true);
     const Bundle& bundle() const { return b_; }
     const std::string& backend() const { return backend_; }
     const std::string& backend_reason() const { return reason_; }
@@ -221,7 +244,8 @@ class Pipeline {
     Bundle b_;
     std::string backend_, reason_;
     Pairs graph_backends_;
-    std::map<std::string, std::unique_ptr<Engine>> engines_;
+    std::map<std::string, std::unique_ptr<Engine>> engines_;   // empty: opened without its graphs
+    const Engine& engine(const char* graph) const;
 
     std::vector<Step> schedule(const Options& o) const;
     TilePlan plan(int h, int w, int steps, int n, int latent_tile, int latent_overlap, bool decoder_only,

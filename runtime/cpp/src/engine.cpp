@@ -133,11 +133,11 @@ const char* const OPENVINO_BACKENDS[] = {"openvino", "openvino-bf16"};
 
 bool is_openvino(const std::string& b) { return b == OPENVINO_BACKENDS[0] || b == OPENVINO_BACKENDS[1]; }
 
-// every graph on `name`, named for the plan
-Engines on_one(const Bundle& b, const std::string& name, int threads, const std::string& reason) {
+// every graph on `name` (opened unless `open` is false), named for the plan
+Engines on_one(const Bundle& b, const std::string& name, int threads, const std::string& reason, bool open) {
     Engines out;
     for (const std::string& g : graphs_of(b)) {
-        out.engines[g] = create_engine(b, g, name, threads);
+        if (open) out.engines[g] = create_engine(b, g, name, threads);
         out.graph_backends.emplace_back(g, name);
     }
     out.backend = name;
@@ -160,6 +160,25 @@ std::string gpu_unavailable(const Bundle& b, const std::string& name) {
 
 }  // namespace
 
+void verify_graphs(const Bundle& b) {
+    Ort::SessionOptions so;
+    so.SetLogSeverityLevel(ORT_LOGGING_LEVEL_FATAL);
+    so.SetGraphOptimizationLevel(ORT_DISABLE_ALL);
+    so.DisableCpuMemArena();
+    for (const std::string& g : graphs_of(b)) {
+        const std::string path = b.graph_path(g);
+        try {
+            Ort::Session session(env(), path.c_str(), so);
+        } catch (const Ort::Exception& e) {
+            const std::string msg = first_line(e.what(), "OrtException");
+            if (out_of_memory(msg))
+                throw Error(LDMIND_ERR_MEMORY, "the machine ran out of memory while loading " + base_name(path) +
+                                                   "; free memory and retry");
+            engine_error(path + ": onnxruntime cannot load this graph (" + msg + ")");
+        }
+    }
+}
+
 std::unique_ptr<Engine> create_engine(const Bundle& b, const std::string& graph, const std::string& backend,
                                       int threads) {
     if (backend == "tensorrt") return tensorrt_engine(b, graph);
@@ -170,7 +189,8 @@ std::unique_ptr<Engine> create_engine(const Bundle& b, const std::string& graph,
 // runtime/engine.py select: an explicit backend for every graph, or auto: the GPU backends
 // (TensorRT, then ONNX Runtime's CUDA) where one opens, else each graph on the fastest CPU
 // backend allowed for it (choice.cpp, runtime/backends/choice.py)
-Engines create_engines(const Bundle& b, const std::string& backend_in, const std::string& precision, int threads) {
+Engines create_engines(const Bundle& b, const std::string& backend_in, const std::string& precision, int threads,
+                       bool open) {
     if (std::find(std::begin(PRECISIONS), std::end(PRECISIONS), precision) == std::end(PRECISIONS))
         engine_error("unknown precision '" + precision + "'; choose from auto, fp32, bf16");   // EngineError, as Python
     std::string backend = backend_in;
@@ -194,14 +214,14 @@ Engines create_engines(const Bundle& b, const std::string& backend_in, const std
             input_error("backend must be one of auto, cpu, cuda, tensorrt, openvino, openvino-bf16 (this library), "
                         "got '" + backend + "'");
         }
-        return on_one(b, backend, threads, reason);
+        return on_one(b, backend, threads, reason, open);
     }
     Pairs skipped;
     for (const std::string name : {"tensorrt", "cuda"}) {
         std::string why = gpu_unavailable(b, name);
         if (why.empty()) {
             try {
-                return on_one(b, name, threads, "auto: the fastest backend that opens" + skipped_text(skipped));
+                return on_one(b, name, threads, "auto: the fastest backend that opens" + skipped_text(skipped), open);
             } catch (const Error& e) {
                 if (e.code != LDMIND_ERR_ENGINE) throw;
                 why = e.what();
@@ -210,7 +230,7 @@ Engines create_engines(const Bundle& b, const std::string& backend_in, const std
         skipped.emplace_back(name, why);
     }
     Engines out;
-    const CpuPlan plan = cpu_plan(b, threads, precision == "fp32", &out.engines);
+    const CpuPlan plan = cpu_plan(b, threads, precision == "fp32", open ? &out.engines : nullptr);
     out.graph_backends = plan.backends;
     for (const auto& [g, name] : plan.backends)
         out.backend = out.backend.empty() || out.backend == name ? name : "mixed";

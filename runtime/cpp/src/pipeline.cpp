@@ -75,16 +75,23 @@ int count(int n) {
 }  // namespace
 
 Pipeline::Pipeline(const std::string& dir, const std::string& backend, const std::string& precision, int threads,
-                   bool verify)
+                   bool verify, bool load)
     : b_(load_bundle(dir, verify)) {
     if (threads < 0) input_error("threads must be >= 0, got " + std::to_string(threads));
-    Engines e = create_engines(b_, backend, precision, threads);
+    if (!load && verify) verify_graphs(b_);
+    Engines e = create_engines(b_, backend, precision, threads, load);
     engines_ = std::move(e.engines);
     backend_ = std::move(e.backend);
     reason_ = std::move(e.reason);
     graph_backends_ = std::move(e.graph_backends);
     for (const auto& kv : engines_)
         if (int m = kv.second->max_batch(); m > 0) max_batch_ = max_batch_ ? std::min(max_batch_, m) : m;
+}
+
+const Engine& Pipeline::engine(const char* graph) const {
+    if (engines_.empty())
+        engine_error(b_.root + ": opened without its graphs (ldmind_inspect), to be described, not run");
+    return *engines_.at(graph);
 }
 
 void Pipeline::output_size(int h, int w, double scale, int W_out, int H_out, int* H, int* W) const {
@@ -187,7 +194,7 @@ std::vector<float> Pipeline::sample(const std::vector<float>* cond, int c, int h
     tick(o, contract::STAGE_DENOISE, 0, total);
     const size_t one = static_cast<size_t>(c) * h * w;
     std::vector<float> result(one * N);
-    const Engine& unet = *engines_.at("unet_step");
+    const Engine& unet = engine("unet_step");
     for (const auto& [a, b] : bs) {
         const int nb = b - a;
         const auto gs = groups(p, tile_batch(p, nb));
@@ -276,7 +283,7 @@ std::vector<float> Pipeline::latents_padded(const uint8_t* rgb, int h, int w, co
     const int r = std::max(1, b_.cond_scale / b_.ae_downsample);   // images.latent_per_lr_pixel
     const TilePlan lp = p.scaled(r);
     const auto gs = groups(p, tile_batch(p, 1));
-    const Engine& enc = *engines_.at("encoder");
+    const Engine& enc = engine("encoder");
     std::vector<float> cond(static_cast<size_t>(b_.z_channels) * p.h * p.w, 0.0f);
     for (size_t g = 0; g < gs.size(); ++g) {
         const auto [k0, k1] = gs[g];
@@ -314,7 +321,7 @@ void Pipeline::render(const std::vector<float>& z, int N, int h, int w, int H, i
                       uint8_t* out) const {
     if (o.tile < 0) input_error("tile must be a positive integer, got " + std::to_string(o.tile));
     // the manifest's query_chunk, or less where the backend is faster so (runtime/pipeline.py)
-    const int preferred = engines_.at("liif")->query_tile();
+    const int preferred = engine("liif").query_tile();
     const int chunk = o.tile > 0 ? o.tile : std::min(b_.query_chunk, preferred > 0 ? preferred : b_.query_chunk);
     const int c = b_.z_channels;
     const TilePlan p = plan(h, w, 0, N, o.latent_tile, o.latent_overlap, true, 1);
@@ -331,7 +338,7 @@ void Pipeline::render(const std::vector<float>& z, int N, int h, int w, int H, i
 std::vector<float> Pipeline::decode(const float* z, int N, int h, int w, const TilePlan& p, const Options& o) const {
     const int c = b_.z_channels, C = b_.feature_channels;
     const auto gs = groups(p, tile_batch(p, N));
-    const Engine& dec = *engines_.at("decoder");
+    const Engine& dec = engine("decoder");
     std::vector<float> f(static_cast<size_t>(N) * C * h * w, 0.0f);
     for (size_t g = 0; g < gs.size(); ++g) {
         const auto [k0, k1] = gs[g];
@@ -354,7 +361,7 @@ void Pipeline::query(const std::vector<float>& f, int N, int h, int w, int H, in
     for (const auto& bd : bs) total += static_cast<int>((static_cast<int64_t>(bd.i1 - bd.i0) * W + chunk - 1) / chunk);
     const std::string label = std::string(contract::STAGE_RENDER) + " " + std::to_string(W) + "x" + std::to_string(H);
     tick(o, label, 0, total);
-    const Engine& liif = *engines_.at("liif");
+    const Engine& liif = engine("liif");
     const float cell_y = static_cast<float>(2.0 / H), cell_x = static_cast<float>(2.0 / W);
     int done = 0;
     for (const auto& bd : bs) {

@@ -2,13 +2,15 @@
  * tests/test_cpp.py to compare the C++ library with the Python runtime.
  *
  *   ldmind_probe MODE key=value ...
- *   MODE upscale | latents | generate | threads | repeat | plan
+ *   MODE upscale | latents | generate | threads | repeat | plan | inspect
  *   keys: dir in(raw RGB file) w h scale size(WxH) steps eta fidelity seed n bp sampler schedule
  *         lt lo tile latent(HxW for generate) out(raw output file) threads count backend
  *         precision (ldmind_open_ex)
  *   plan: print the backend ("backend NAME"), each graph's ("graph NAME BACKEND") and the
  *         reason ("reason TEXT"), one per line, and exit
  *         progress(1: print each event) cancel_after(K: cancel at the K-th event)
+ *   inspect: the same from ldmind_inspect (dir, verify=1), then try an upscale (a generate) on
+ *         it and print its status and message ("run STATUS MESSAGE")
  * Exit 0 on success; on failure the status code + 10 and the message on stderr. */
 #include <pthread.h>
 #include <stdio.h>
@@ -100,7 +102,23 @@ int main(int argc, char **argv) {
     }
 
     ldmind_pipeline *p = NULL;
-    ldmind_status s = ldmind_open_ex(arg(argc, argv, "dir", "engines/small"), arg(argc, argv, "backend", "cpu"),
+    ldmind_status s;
+    if (strcmp(mode, "inspect") == 0) {
+        static const char *const graphs[] = {"encoder", "unet_step", "decoder", "liif"};
+        static unsigned char px[3 * 16 * 16], big[3 * 32 * 32];
+        s = ldmind_inspect(arg(argc, argv, "dir", "engines/small"), atoi(arg(argc, argv, "verify", "1")), &p);
+        if (s != LDMIND_OK) return fail(s);
+        printf("backend %s\n", ldmind_backend(p));
+        for (int k = 0; k < 4; ++k)
+            if (*ldmind_graph_backend(p, graphs[k])) printf("graph %s %s\n", graphs[k], ldmind_graph_backend(p, graphs[k]));
+        printf("reason %s\n", ldmind_backend_reason(p));
+        s = ldmind_is_conditional(p) ? ldmind_upscale(p, px, 16, 16, 2.0, 0, 0, &o, big)
+                                     : ldmind_generate(p, 32, 32, 0, 0, &o, big);
+        printf("run %d %s\n", (int)s, ldmind_last_error());
+        ldmind_close(p);
+        return 0;
+    }
+    s = ldmind_open_ex(arg(argc, argv, "dir", "engines/small"), arg(argc, argv, "backend", "cpu"),
                                      arg(argc, argv, "precision", "auto"), atoi(arg(argc, argv, "threads_per_graph", "0")),
                                      1, &p);
     if (s != LDMIND_OK) return fail(s);
