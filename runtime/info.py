@@ -8,6 +8,7 @@ from ldmind_ref.core.contract import GRAPH_MEMORY_BUDGET
 from . import engine, limits
 from .backends import choice
 from .bundle import Bundle
+from .console import one_line
 
 
 def summary(b: Bundle, verified: bool) -> dict:
@@ -41,11 +42,12 @@ def summary(b: Bundle, verified: bool) -> dict:
 
 
 def lines(s: dict) -> str:
-    """``summary`` as ``info`` prints it."""
+    """``summary`` as ``info`` prints it (names through ``one_line``: one line each)."""
     lat, sch = s["latent"], s["schedule"]
     return "\n".join([
-        f"{s['directory']}: {s['model']} ({s['kind']}), {s['precision']}, manifest format {s['format_version']}",
-        f"  weights:   {s['source']}",
+        f"{one_line(s['directory'])}: {one_line(str(s['model']))} ({s['kind']}), {s['precision']}, "
+        f"manifest format {s['format_version']}",
+        f"  weights:   {one_line(str(s['source']))}",
         f"  latent:    {lat['z_channels']} channels, auto-encoder /{lat['ae_downsample']}, cond_scale "
         f"{lat['cond_scale']}, U-Net multiple {lat['unet_multiple']}, generation latent "
         f"{lat['generation_latent'][0]}x{lat['generation_latent'][1]}, scale factor {s['scale_factor']:.4g}",
@@ -55,7 +57,7 @@ def lines(s: dict) -> str:
         f"about {lat['default_tile_working_bytes'] / 2 ** 20:.0f} MiB per graph call (budget "
         f"{GRAPH_MEMORY_BUDGET / 2 ** 30:g} GiB); one piece when that fits and is cheaper",
         f"  queries:   {s['query_chunk']} per LIIF call",
-        "  graphs:    " + ", ".join(f"{g['file']} {g['bytes'] / 2 ** 20:.1f} MiB" for g in s["graphs"].values())
+        "  graphs:    " + ", ".join(f"{one_line(g['file'])} {g['bytes'] / 2 ** 20:.1f} MiB" for g in s["graphs"].values())
         + f" (checksums {s['checksums']})",
         "  producer:  " + ", ".join(f"{k} {v}" for k, v in (s["producer"] or {}).items()),
         "  tensorrt:  " + ("none" if not s["tensorrt"] else

@@ -35,6 +35,7 @@ import numpy as np
 from ldmind_ref.core import contract
 from ldmind_ref.core.contract import PROFILE_STAGES as STAGES   # the table's rows, in order
 
+from .console import one_line
 from .engine import GPU_ORDER
 from .errors import InputError
 from .limits import proc_bytes
@@ -207,7 +208,7 @@ _GRAPH_OF = {"encoder": "encoder", "U-Net steps": "unet_step", "decoder": "decod
 def table(p: dict) -> str:
     """The stage table (the C++ benchmark prints the same layout)."""
     W, H = p["output"]
-    lines = [f"{p['model']} on {p['backend']}: {p['image'] or 'generate'} -> {W}x{H}, {p['steps']} steps "
+    lines = [f"{one_line(p['model'])} on {p['backend']}: {one_line(p['image']) if p['image'] else 'generate'} -> {W}x{H}, {p['steps']} steps "
              f"({p['sampler']}), median of {p['repeat']} after a warm-up",
              f"{'stage':<20} {'wall ms':>10} {'graph ms':>10} {'share':>6}"]
     total = p["total_s"]

@@ -344,6 +344,17 @@ def test_info(sr_engines, capsys):
     assert s["latent"]["default_tile_working_bytes"] == graph_bytes(load_bundle(sr_engines).costs, 1, 32, 32) > 0
 
 
+
+def test_info_prints_a_directory_name_on_one_line(sr_engines, tmp_path, capsys):
+    """A directory named with a newline and ESC: ``info`` escapes it as every other line that
+    names a file does (``console.one_line``)."""
+    import shutil
+    odd = tmp_path / "a\nb\x1b[31m"
+    shutil.copytree(sr_engines, odd)
+    assert main(["info", str(odd)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(str(tmp_path) + "/a\\nb\\x1b[31m: tiny (super-resolution)"), first
+
 # -- issue 10: reliability findings, each at the CLI --------------------------------------------
 def _cli_proc(argv, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), **kw.pop("env", {})}
