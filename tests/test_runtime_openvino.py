@@ -149,3 +149,22 @@ def test_each_shape_runs_on_its_own_fixed_shape_copy_whatever_came_before(sr_eng
     assert [s["z_t"] for s in used.static_shapes] == [small["z_t"].shape, one["z_t"].shape]
     fresh.close()
     used.close()
+
+
+def test_bench_static_compares_fixed_shapes_with_the_dynamic_control(sr_engines, tmp_path):
+    """``bench_static`` runs both ways on the tiny export: the control is the dynamic model
+    (no fixed-shape copy made), the runtime's way makes them; both images agree within a grey
+    level."""
+    import json
+
+    from runtime.programs import bench_static
+
+    pipes = bench_static.pipelines(str(sr_engines), "openvino", 1)
+    pipes["dynamic"].upscale(np.zeros((8, 8, 3), np.uint8), scale=2, steps=2)
+    assert all(e.static_shapes == [] for e in pipes["dynamic"].engines.values())
+    out = tmp_path / "s.json"
+    assert bench_static.main(["--engines", str(sr_engines), "--backend", "openvino", "--photo", "24x16:2",
+                              "--stages", "8:2", "--threads", "1", "--rounds", "1", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["photo"][0]["max_diff"] <= 1 and r["photo"][0]["ratio"] > 0
+    assert set(r["stages"][0]["ratio"]) == {"encoder", "unet_step", "decoder", "liif"}

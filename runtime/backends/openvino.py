@@ -21,6 +21,8 @@ a fixed-shape copy.  A dynamic model compiled at load validates the graph and co
 memory: OpenVINO lays out its weights on its first inference, which never comes.  Copies are
 kept least recently used first, at most ``max_static`` per graph (``static_limit``: each copy
 holds the graph's weights again), so memory stays bounded in a long-running service.
+``max_static=0`` runs every call on the dynamic model instead: the control of
+``runtime.programs.bench_static``, never chosen by the runtime.
 
 Thread safety: each compiled copy keeps a pool of infer requests; a call takes an idle one
 (creating one when all are busy) and returns it afterwards, so concurrent calls never share a
@@ -85,6 +87,7 @@ class OpenVINOEngine(Engine):
         except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with its own text
             raise load_error(path, "openvino", e) from None
         self.max_static = static_limit(path.stat().st_size) if max_static is None else max_static
+        self._dynamic = _Compiled(dynamic) if self.max_static == 0 else None
         declared = declared or {}
         inputs, outputs = (_names(ports, [t["name"] for t in declared.get(kind) or []])
                            for kind, ports in (("inputs", dynamic.inputs), ("outputs", dynamic.outputs)))
@@ -104,6 +107,8 @@ class OpenVINOEngine(Engine):
 
     def _compiled_for(self, feed: Feed) -> "_Compiled":
         """The fixed-shape copy for ``feed``'s shapes, compiled on first use."""
+        if self._dynamic is not None:
+            return self._dynamic
         key = tuple(sorted((n, a.shape) for n, a in feed.items()))
         with self._lock:
             c = self._static.get(key)
@@ -154,7 +159,7 @@ class OpenVINOEngine(Engine):
         """Release the compiled models and their infer requests now, not at garbage collection."""
         with self._lock:
             self._static.clear()
-        self._model = None
+        self._model = self._dynamic = None
 
 
 class _Compiled:
@@ -186,11 +191,11 @@ def _names(ports, wanted: list[str]) -> list[str]:
     return out
 
 
-def create_engines(backend: str, bundle: Bundle, threads: int = 0, graphs: list[str] | None = None
-                   ) -> dict[str, Engine]:
+def create_engines(backend: str, bundle: Bundle, threads: int = 0, graphs: list[str] | None = None,
+                   max_static: int | None = None) -> dict[str, Engine]:
     try:
         core = _ov().Core()
     except Exception as e:  # noqa: BLE001 - a broken install: ImportError, RuntimeError, ...
         raise EngineError(f"openvino cannot start ({first_line(e)})") from None
-    return {g: OpenVINOEngine(core, bundle.graph_path(g), g, threads, bundle.graphs[g], backend)
+    return {g: OpenVINOEngine(core, bundle.graph_path(g), g, threads, bundle.graphs[g], backend, max_static)
             for g in graphs or graphs_of(bundle)}
