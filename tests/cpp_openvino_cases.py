@@ -114,7 +114,7 @@ def _step_feed(bundle, n: int, h: int, w: int) -> dict:
 @needs_openvino
 @pytest.mark.parametrize("backend", ["openvino", "openvino-bf16"])
 def test_each_shape_runs_on_its_own_fixed_shape_copy_as_in_python(cpp_build, sr_engines, backend):
-    """tests/test_runtime_openvino.py's test of the fixed-shape copies, on the C++ engine and
+    """tests/openvino_cases.py's test of the fixed-shape copies, on the C++ engine and
     against the Python engine: the same copies held after every call (least recently used
     first, at most 2), and the same bits from every call -- the same bits for a shape whose copy
     was dropped and compiled again, and on a fresh engine."""

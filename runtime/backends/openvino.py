@@ -15,7 +15,7 @@ Shapes: each distinct set of input shapes gets its own copy of the graph compile
 shapes fixed (``model.reshape``), on its first call.  OpenVINO's dynamic-shape kernels re-infer
 shapes and re-plan memory on every call; fixed shapes run the same arithmetic without that:
 measured 1.07x (a 96-cell tile) to 1.4x (a 24-cell latent) faster per call, compiled in
-0.05-0.9 s, the same numbers (tests/test_runtime_openvino.py).  The image is therefore a
+0.05-0.9 s, the same numbers (tests/openvino_cases.py).  The image is therefore a
 function of the shapes alone, never of which shapes a process met before: every call runs on
 a fixed-shape copy.  A dynamic model compiled at load validates the graph and costs little
 memory: OpenVINO lays out its weights on its first inference, which never comes.  Copies are
