@@ -100,7 +100,6 @@ class OpenVINOEngine(Engine):
         super().__init__(graph, inputs, outputs)
         # the model's input ports by the names calls use (for reshape)
         self._ports = dict(zip(_names(self._model.inputs, inputs), self._model.inputs))
-        self._path = path
         self._static: OrderedDict[tuple, _Compiled] = OrderedDict()   # shapes -> copy, least recent first
         self._lock = threading.Lock()          # guards _static
         self._compiling = threading.Lock()     # one compilation at a time
