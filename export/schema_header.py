@@ -1,4 +1,5 @@
-"""The manifest schema as a C++ table: writes ``runtime/cpp/src/manifest_schema.hpp``.
+"""The manifest schema and the graph declarations as C++ tables: writes
+``runtime/cpp/src/manifest_schema.hpp``.
 
     python -m export.schema_header           # regenerate the header after changing the schema
     python -m export.schema_header --check   # exit 1 when the committed header is stale
@@ -6,7 +7,9 @@
 The C++ loader (runtime/cpp/src/manifest.cpp) walks this table as ``export.manifest``'s
 ``schema_problem`` walks the schema: the same checks in the same order, the same wording
 (``manifest.wording``, computed here once).  A keyword the walker does not implement stops
-the generation, so the two sides can only check the same facts.  Torch-free.
+the generation, so the two sides can only check the same facts.  The graphs' inputs and outputs
+(``export.specs.graph_specs``) become a table too, from which the loader builds what each
+graph must declare and the pipeline order of the graphs.  Torch-free.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .manifest import MANIFEST_VERSION, SCHEMA, SCHEMA_PATH, resolve, wording
+from .specs import graph_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ROOT / "runtime" / "cpp" / "src" / "manifest_schema.hpp"
@@ -86,9 +90,38 @@ class Table:
         return row
 
 
+# stand-ins for the latent's channel counts when graph_specs is written as a table: sizes no graph uses
+_Z, _F = 1_000_003, 1_000_033
+
+
+def spec_table() -> tuple[list[str], list[str], list[str]]:
+    """graph_specs as rows: SPEC_GRAPHS (name, for SR models only), SPEC_TENSORS (graph, output,
+    for SR models only, name, dtype, SPEC_DIMS range) and SPEC_DIMS, in graph_specs's order."""
+    sr, gen = graph_specs(_Z, _F, True), graph_specs(_Z, _F, False)
+    graphs, tensors, dims = [], [], []
+    for gi, (name, spec) in enumerate(sr.items()):
+        graphs.append(f"{{{json.dumps(name)}, {str(name not in gen).lower()}}}")
+        for output, group in ((False, spec.inputs), (True, spec.outputs)):
+            kept = [t.name for t in (getattr(gen[name], "outputs" if output else "inputs") if name in gen else ())]
+            if kept != [t.name for t in group if t.name in kept]:
+                raise ValueError(f"graph_specs: {name}'s generation tensors are not its SR tensors in order")
+            for t in group:
+                tensors.append(f"{{{gi}, {str(output).lower()}, {str(t.name not in kept).lower()}, "
+                               f"{json.dumps(t.name)}, {json.dumps(t.dtype)}, {len(dims)}, {len(t.shape)}}}")
+                for d in t.shape:
+                    if isinstance(d, str):
+                        dims.append(f"{{Dim::Symbol, 0, {json.dumps(d)}}}")
+                    elif d in (_Z, _F):
+                        dims.append(f"{{Dim::{'ZChannels' if d == _Z else 'FeatureChannels'}, 0, nullptr}}")
+                    else:
+                        dims.append(f"{{Dim::Size, {d}, nullptr}}")
+    return graphs, tensors, dims
+
+
 def header() -> str:
     t = Table()
     t.node(SCHEMA)
+    graphs, tensors, dims = spec_table()
     rows = lambda items: "\n".join(f"    {x},  // {k}" for k, x in enumerate(items))  # noqa: E731
     return f"""// GENERATED from {SCHEMA_PATH.relative_to(ROOT).as_posix()} by `python -m export.schema_header`:
 // do not edit.  The manifest schema as a table: manifest.cpp walks NODES[0] over manifest.json as
@@ -134,6 +167,35 @@ inline constexpr Property PROPERTIES[] = {{
 }};
 inline constexpr const char* NAMES[] = {{
 {rows(t.names)}
+}};
+
+// export/specs.py graph_specs: every graph's inputs and outputs, in its order (a generation
+// model has neither the graphs nor the tensors marked sr_only)
+struct SpecGraph {{
+    const char* name;
+    bool sr_only;
+}};
+struct Dim {{
+    enum Kind {{ Size, Symbol, ZChannels, FeatureChannels }} kind;   // the last two: the latent's counts
+    long long size;        // Size
+    const char* symbol;    // Symbol
+}};
+struct SpecTensor {{
+    int graph;             // SPEC_GRAPHS row
+    bool output, sr_only;
+    const char* name;
+    const char* dtype;
+    int first, count;      // SPEC_DIMS[first, first + count)
+}};
+
+inline constexpr SpecGraph SPEC_GRAPHS[] = {{
+{rows(graphs)}
+}};
+inline constexpr SpecTensor SPEC_TENSORS[] = {{
+{rows(tensors)}
+}};
+inline constexpr Dim SPEC_DIMS[] = {{
+{rows(dims)}
 }};
 
 }}  // namespace ldmind::core::schema

@@ -103,6 +103,16 @@ def cpp_build_dir(variant: str = "rel", flags: str = "", env: dict | None = None
 
 # The latent tile choices read the memory available: C++/Python comparisons give both sides
 # this fixed amount (LDMIND_MEMORY_LIMIT).
+def default_sigint() -> None:
+    """``preexec_fn`` for a child a test interrupts with SIGINT: the default disposition.  A
+    shell without job control starts background jobs with SIGINT ignored (``bash .ci/run &`` in
+    a script), children inherit that, and Python keeps an inherited SIG_IGN: the signal the test
+    sends would never arrive."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 FIXED_MEMORY = "16e9"
 
 

@@ -281,3 +281,28 @@ def test_build_without_openvino_refuses_it_in_one_line(no_openvino_build, tmp_pa
     assert r.stderr.startswith("ldmind: error: backend 'openvino-bf16' is not available: this build of the library "
                                "has no OpenVINO")
     assert not (tmp_path / "o.png").exists()
+
+
+@needs_openvino
+@pytest.mark.parametrize("backend", ["openvino", "openvino-bf16"])
+def test_swapped_graph_refused_as_python_refuses_it(cpp_build, tmp_path, sr_engines, backend):
+    """The decoder's file as the encoder, its checksum fixed up: the OpenVINO engines of both
+    runtimes compare the graph's input and output names with the manifest's (base.names_mismatch,
+    core io_mismatch) and say the same line."""
+    import hashlib
+    import json
+
+    from runtime import Pipeline
+    from runtime.errors import EngineError
+
+    d = tmp_path / "swapped"
+    shutil.copytree(sr_engines, d)
+    shutil.copy(d / "decoder.onnx", d / "encoder.onnx")
+    m = json.loads((d / "manifest.json").read_text())
+    m["graphs"]["encoder"]["sha256"] = hashlib.sha256((d / "encoder.onnx").read_bytes()).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EngineError) as e:
+        Pipeline.load(d, backend=backend)
+    assert "graph 'encoder' does not match the manifest (inputs ['z'], the manifest declares ['lr'])" in str(e.value)
+    code, _, _, err = plan(cpp_build, tmp_path, d, backend)
+    assert code == 12 and err.strip() == f"status 2: {e.value}"

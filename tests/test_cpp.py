@@ -296,3 +296,26 @@ def test_bench_cpp_runs(cpp_build, tmp_path, sr_engines):
         assert res["graph_backends"][run] == {g: "cpu" for g in ("encoder", "unet_step", "decoder", "liif")}
         assert len(res["per_round"][run]) == 1 and res["per_round"][run][0]["load1"] >= 0
     assert "python:cpu / cpp:cpu" in r.stdout
+
+
+@pytest.mark.parametrize("message", ["Protobuf parsing failed.", "std::bad_alloc", "Failed to allocate memory for x"])
+def test_load_and_run_errors_equal_python(cpp_build, message):
+    """One wording per failure, in one function per language (C++ core's load_error/run_error,
+    Python's base.load_error/Engine._error) for every backend: the same line and class (out of
+    memory: LDMIND_ERR_MEMORY, else LDMIND_ERR_ENGINE) from the same library message."""
+    from pathlib import Path
+
+    from runtime.backends.base import Engine, OutOfMemory, load_error
+
+    path = "/engines/x y/unet_step.onnx"
+    r = subprocess.run([str(cpp_build / "ldmind_internals"), "errors", path, "openvino", "unet_step", "openvino-bf16",
+                        message], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    engine = Engine("unet_step", [], [])
+    engine.backend = "openvino-bf16"
+    want = []
+    for kind, e in (("load", load_error(Path(path), "openvino", RuntimeError(message))),
+                    ("run", engine._error(RuntimeError(message)))):
+        want.append(f"{kind} {3 if isinstance(e, OutOfMemory) else 2} {e}")
+    assert r.stdout.splitlines() == want
+    assert want[0].startswith("load 3 " if "alloc" in message else "load 2 ")

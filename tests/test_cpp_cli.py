@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -28,7 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FIXED_MEMORY as MEMORY, TEST_DATA
+from conftest import FIXED_MEMORY as MEMORY, TEST_DATA, default_sigint
 
 pytestmark = pytest.mark.usefixtures("fixed_memory")
 PY_PROG = "python -m runtime"
@@ -83,6 +84,29 @@ def _tampered(sr_engines: Path, tmp: Path) -> Path:
     data = bytearray(g.read_bytes())
     data[len(data) // 2] ^= 0xFF
     g.write_bytes(bytes(data))
+    return d
+
+
+def _swapped(sr_engines: Path, tmp: Path) -> Path:
+    """The decoder's file as the encoder, its checksum fixed up: only the graph's own inputs
+    and outputs tell (Python's onnxruntime io_mismatch; C++ engine.cpp io_mismatch)."""
+    d = _copy_engines(sr_engines, tmp / "swapped")
+    shutil.copy(d / "decoder.onnx", d / "encoder.onnx")
+    m = json.loads((d / "manifest.json").read_text())
+    m["graphs"]["encoder"]["sha256"] = hashlib.sha256((d / "encoder.onnx").read_bytes()).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(m))
+    return d
+
+
+def _misdeclared(sr_engines: Path, tmp: Path) -> Path:
+    """A manifest whose U-Net step declares other inputs than export/specs.py's (a channel count
+    and the key order changed): export/manifest.py validate against manifest.cpp's spec table."""
+    d = _copy_engines(sr_engines, tmp / "misdeclared")
+    m = json.loads((d / "manifest.json").read_text())
+    z_t = m["graphs"]["unet_step"]["inputs"][0]
+    m["graphs"]["unet_step"]["inputs"][0] = {"shape": [z_t["shape"][0], 7, *z_t["shape"][2:]], "name": z_t["name"],
+                                             "dtype": z_t["dtype"]}
+    (d / "manifest.json").write_text(json.dumps(m))
     return d
 
 
@@ -199,6 +223,11 @@ CASES = {
     "generate-output-is-a-file": lambda f: ["generate", "--size", "16x16", "-o", f["text"], "--engines", f["gen"]],
     "info-missing-dir": lambda f: ["info", f["tmp"] / "no-engines"],
     "info-tampered": lambda f: ["info", f["tampered"]],
+    "swapped-graph": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--engines", f["swapped"]],
+    "info-swapped-graph": lambda f: ["info", f["swapped"]],
+    "misdeclared-graph": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--engines",
+                                    f["misdeclared"]],
+    "info-misdeclared-graph": lambda f: ["info", f["misdeclared"]],
     "profile-without-image": lambda f: ["profile", f["sr"], "--scale", "2"],
     "profile-image-without-scale": lambda f: ["profile", f["sr"], f["png"]],
 }
@@ -214,6 +243,7 @@ def files(sr_engines, gen_engines, tmp_path_factory) -> dict:
     (tmp / "folder.png").mkdir()
     return {"tmp": tmp, "png": png, "out": tmp / "out.png", "text": tmp / "text.png", "empty": tmp / "empty.png",
             "cut_png": _truncated_png(tmp), "cut_jpg": _truncated_jpeg(tmp), "tampered": _tampered(sr_engines, tmp),
+            "swapped": _swapped(sr_engines, tmp), "misdeclared": _misdeclared(sr_engines, tmp),
             "version": _bad_version(sr_engines, tmp), "unwritable": _unwritable(tmp), "folder.png": tmp / "folder.png",
             "sr": sr_engines, "gen": gen_engines, "zbroken": _broken_zlib_png(tmp), **_special_files(tmp)}
 
@@ -422,7 +452,7 @@ def test_signal_cancels_and_leaves_nothing(sig, code, word, ldmind, sr_engines, 
     out.write_bytes(b"the previous result")
     p = subprocess.Popen([str(ldmind), "upscale", str(lr), "--engines", str(sr_engines), "--scale", "3", "--steps", "400",
                           "-o", str(out)], stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY})
+                         env={**os.environ, "LDMIND_MEMORY_LIMIT": MEMORY}, preexec_fn=default_sigint)
     seen = []
     deadline = time.monotonic() + 60
     for line in p.stderr:                 # wait until the library is sampling

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import ROOT, default_sigint
 from runtime import batch
 from runtime.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--steps", "1", "--backproject", "1"]
 
 
@@ -117,7 +116,7 @@ def test_interrupted_folder_run_resumes(sr, tmp_path):
     # the run waits after its first file until the signal comes (runtime.console.pause_point):
     # interrupted mid-run on any CPU, however fast
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**env, "LDMIND_PAUSE_AT": f"file-done:{flag}"})
+                            env={**env, "LDMIND_PAUSE_AT": f"file-done:{flag}"}, preexec_fn=default_sigint)
     deadline = time.time() + 300
     while time.time() < deadline and not flag.exists() and proc.poll() is None:
         time.sleep(0.02)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import ROOT, default_sigint
 from runtime.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--steps", "3"]          # not --quiet: a refused request must print one line anyway
 
 
@@ -552,13 +552,13 @@ def test_sigterm_from_outside_and_sigint(sr_engines, lr_png, tmp_path):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "LDMIND_PAUSE_AT": f"progress:{flag}"}
         p = subprocess.Popen([sys.executable, "-m", "runtime", "upscale", str(lr_png), "--engines", str(sr_engines),
                               "--scale", "2", "--steps", "3", "-o", str(out)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, preexec_fn=default_sigint)
         deadline = time.monotonic() + 300
         while not flag.exists() and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         p.send_signal(sig)
-        rest = p.stderr.read()
-        assert p.wait() == code, rest
+        _, rest = p.communicate(timeout=120)
+        assert p.returncode == code, rest
         last = [ln for ln in rest.splitlines() if ln.strip()][-1]
         assert text in last and "Traceback" not in rest
         assert not out.exists() and not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]

@@ -116,6 +116,20 @@ def out_of_memory(message: str) -> bool:
             or "cannot allocate memory" in m)
 
 
+def names_mismatch(kind: str, have, want) -> str | None:
+    """How a graph's input or output names (``kind``: "inputs"/"outputs") differ from those its
+    manifest entry declares (None: the same set)."""
+    if sorted(have) != sorted(want):
+        return f"{kind} {sorted(have)}, the manifest declares {sorted(want)}"
+    return None
+
+
+def io_error(path, graph: str, why: str) -> EngineError:
+    """A graph file whose inputs/outputs are not its manifest entry's (``why``), for every backend."""
+    return EngineError(f"{path}: graph {graph!r} does not match the manifest ({why}): the file was swapped "
+                       f"or replaced; re-export with `python -m export`")
+
+
 def load_error(path, library: str, e: Exception) -> EngineError:
     """A graph file ``library`` could not load: out of memory, or its own one-line reason."""
     msg = first_line(e)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..bundle import Bundle
 from ..errors import EngineError
-from .base import Engine, Feed, graphs_of, load_error
+from .base import Engine, Feed, graphs_of, io_error, load_error, names_mismatch
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
 # ORT's own log lines ("[E:onnxruntime:...] ... bad_alloc", "[W:onnxruntime:...] telemetry ...")
@@ -92,8 +92,9 @@ def io_mismatch(session, declared: dict) -> str | None:
     for kind, got in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
         want = {t["name"]: t for t in declared.get(kind) or []}
         have = {t.name: t for t in got}
-        if sorted(have) != sorted(want):
-            return f"{kind} {sorted(have)}, the manifest declares {sorted(want)}"
+        why = names_mismatch(kind, have, want)
+        if why:
+            return why
         for name, t in have.items():
             w = want[name]
             if t.type != _ORT_TYPES.get(w["dtype"], w["dtype"]):
@@ -103,11 +104,6 @@ def io_mismatch(session, declared: dict) -> str | None:
                                                    for d, g in zip(w["shape"], shape)):
                 return f"{kind[:-1]} {name!r} has shape {shape}, the manifest declares {w['shape']}"
     return None
-
-
-def _io_error(path: Path, graph: str, why: str) -> EngineError:
-    return EngineError(f"{path}: graph {graph!r} does not match the manifest ({why}): the file was swapped "
-                       f"or replaced; re-export with `python -m export`")
 
 
 def verify_graphs(bundle: Bundle) -> None:
@@ -125,7 +121,7 @@ def verify_graphs(bundle: Bundle) -> None:
             raise load_error(path, "onnxruntime", e) from None
         why = io_mismatch(session, bundle.graphs[g])
         if why:
-            raise _io_error(path, g, why)
+            raise io_error(path, g, why)
 
 
 def _session(path: Path, so, providers: list):
@@ -162,7 +158,7 @@ class OrtEngine(Engine):
         if declared is not None:
             why = io_mismatch(self.session, declared)
             if why:
-                raise _io_error(path, graph, why)
+                raise io_error(path, graph, why)
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if wanted not in self.session.get_providers():
             # ORT falls back to the CPU silently when a GPU provider fails to initialise

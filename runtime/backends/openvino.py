@@ -39,7 +39,7 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..errors import EngineError
-from .base import Engine, Feed, first_line, graphs_of, load_error
+from .base import Engine, Feed, first_line, graphs_of, io_error, load_error, names_mismatch
 
 # backend name -> OpenVINO's inference precision
 PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
@@ -93,10 +93,9 @@ class OpenVINOEngine(Engine):
                            for kind, ports in (("inputs", dynamic.inputs), ("outputs", dynamic.outputs)))
         if declared:
             for kind, have in (("inputs", inputs), ("outputs", outputs)):
-                want = [t["name"] for t in declared.get(kind) or []]
-                if sorted(have) != sorted(want):
-                    raise EngineError(f"{path}: graph {graph!r} does not match the manifest ({kind} {sorted(have)}, "
-                                      f"the manifest declares {sorted(want)}): re-export with `python -m export`")
+                why = names_mismatch(kind, have, [t["name"] for t in declared.get(kind) or []])
+                if why:
+                    raise io_error(path, graph, why)
         super().__init__(graph, inputs, outputs)
         # the model's input ports by the names calls use (for reshape)
         self._ports = dict(zip(_names(self._model.inputs, inputs), self._model.inputs))

@@ -138,8 +138,8 @@ bool Parser::is_option(const std::string& s) {
 void Parser::store(Arg& a, const std::string& v) {
     if (!a.choices.empty() && std::find(a.choices.begin(), a.choices.end(), v) == a.choices.end()) {
         std::string c;
-        for (size_t k = 0; k < a.choices.size(); ++k) c += (k ? ", " : "") + py_repr(a.choices[k]);
-        throw UsageFail{"argument " + a.name() + ": invalid choice: " + py_repr(v) + " (choose from " + c + ")"};
+        for (size_t k = 0; k < a.choices.size(); ++k) c += (k ? ", " : "") + py_str(a.choices[k]);
+        throw UsageFail{"argument " + a.name() + ": invalid choice: " + py_str(v) + " (choose from " + c + ")"};
     }
     if (a.conv.check) {
         std::string m = a.conv.check(v);
@@ -225,7 +225,7 @@ void Parser::parse(const std::vector<std::string>& argv, std::vector<std::string
                 // -qX: combined single-dash flags, as argparse reads them
                 std::string next = std::string("-") + explicit_val[0];
                 Arg* b = (opt.size() == 2 && opt[0] == '-' && opt[1] != '-') ? exact(next) : nullptr;
-                if (!b) throw UsageFail{"argument " + a->name() + ": ignored explicit argument " + py_repr(explicit_val)};
+                if (!b) throw UsageFail{"argument " + a->name() + ": ignored explicit argument " + py_str(explicit_val)};
                 a = b;
                 opt = next;
                 explicit_val = explicit_val.substr(1);

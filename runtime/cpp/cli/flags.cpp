@@ -15,7 +15,7 @@ namespace {
 Conv positive_number(const std::string& what) {
     return {[what](const std::string& t) -> std::string {
         double v;
-        if (!py_number(t, &v)) return contract::fill(contract::NUMBER, {what, py_repr(t)});
+        if (!py_number(t, &v)) return contract::fill(contract::NUMBER, {what, py_str(t)});
         if (!std::isfinite(v) || v <= 0) return contract::fill(contract::POSITIVE_NUMBER, {what, t});
         return "";
     }};
@@ -33,15 +33,15 @@ Conv size_arg() {
         }
         long long w, h;
         if (parts.size() != 2 || !py_int(parts[0], &w) || !py_int(parts[1], &h))
-            return contract::fill(contract::SIZE_FORMAT, {py_repr(t)});
-        if (w < 1 || h < 1) return contract::fill(contract::SIZE_POSITIVE, {py_repr(t)});
+            return contract::fill(contract::SIZE_FORMAT, {py_str(t)});
+        if (w < 1 || h < 1) return contract::fill(contract::SIZE_POSITIVE, {py_str(t)});
         return "";
     }};
 }
 Conv int_at_least(long long lo, const std::string& what) {
     return {[lo, what](const std::string& t) -> std::string {
         long long v;
-        if (!py_int(t, &v)) return contract::fill(contract::INTEGER, {what, py_repr(t)});
+        if (!py_int(t, &v)) return contract::fill(contract::INTEGER, {what, py_str(t)});
         if (v < lo) return contract::fill(contract::AT_LEAST, {what, std::to_string(lo), std::to_string(v)});
         return "";
     }};
@@ -49,7 +49,7 @@ Conv int_at_least(long long lo, const std::string& what) {
 Conv eta_arg() {
     return {[](const std::string& t) -> std::string {
         double v;
-        if (!py_number(t, &v)) return contract::fill(contract::NUMBER, {"eta", py_repr(t)});
+        if (!py_number(t, &v)) return contract::fill(contract::NUMBER, {"eta", py_str(t)});
         if (!std::isfinite(v) || v < 0) return contract::fill(contract::ETA, {t});
         return "";
     }};
@@ -57,7 +57,7 @@ Conv eta_arg() {
 Conv fidelity_arg() {   // runtime/request.py parse_fidelity
     return {[](const std::string& t) -> std::string {
         double v;
-        if (!py_number(t, &v)) return contract::fill(contract::NUMBER, {"fidelity", py_repr(t.substr(0, 40))});
+        if (!py_number(t, &v)) return contract::fill(contract::NUMBER, {"fidelity", py_str(t.substr(0, 40))});
         if (!(v >= contract::MIN_FIDELITY && v <= contract::MAX_FIDELITY))
             return contract::fill(contract::FIDELITY, {t.substr(0, 40)});
         return "";
@@ -66,7 +66,7 @@ Conv fidelity_arg() {   // runtime/request.py parse_fidelity
 Conv int_in(long long lo, long long hi, const std::string& what) {
     return {[lo, hi, what](const std::string& t) -> std::string {
         long long v;
-        if (!py_int(t, &v)) return contract::fill(contract::INTEGER, {what, py_repr(t)});
+        if (!py_int(t, &v)) return contract::fill(contract::INTEGER, {what, py_str(t)});
         if (v < lo || v > hi)
             return contract::fill(contract::IN_RANGE, {what, std::to_string(lo), std::to_string(hi), std::to_string(v)});
         return "";
@@ -75,13 +75,13 @@ Conv int_in(long long lo, long long hi, const std::string& what) {
 Conv depth_arg() {
     return {[](const std::string& t) -> std::string {
         if (t == "auto" || t == "8" || t == "16") return "";
-        return contract::fill(contract::DEPTH, {py_repr(t)});
+        return contract::fill(contract::DEPTH, {py_str(t)});
     }};
 }
 Conv plain_int() {
     return {[](const std::string& t) -> std::string {
         long long v;
-        return py_int(t, &v) ? "" : "invalid int value: " + py_repr(t);
+        return py_int(t, &v) ? "" : "invalid int value: " + py_str(t);
     }};
 }
 

@@ -324,8 +324,8 @@ int run(int argc, char** argv) {
     if (!have_command) throw UsageFail{"the following arguments are required: command"};
     if (std::find(COMMANDS.begin(), COMMANDS.end(), command) == COMMANDS.end()) {
         std::string c;
-        for (size_t k = 0; k < COMMANDS.size(); ++k) c += (k ? ", " : "") + py_repr(COMMANDS[k]);
-        throw UsageFail{"argument command: invalid choice: " + py_repr(command) + " (choose from " + c + ")"};
+        for (size_t k = 0; k < COMMANDS.size(); ++k) c += (k ? ", " : "") + py_str(COMMANDS[k]);
+        throw UsageFail{"argument command: invalid choice: " + py_str(command) + " (choose from " + c + ")"};
     }
     if (command == "serve")
         throw Fail{"serve is not part of the C++ CLI; use python -m runtime serve, or embed the library (ldmind.h)"};

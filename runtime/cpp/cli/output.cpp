@@ -84,7 +84,7 @@ const std::vector<std::string> PYTHON_EXTENSIONS{".png", ".jpg", ".jpeg", ".webp
 void check_output_path(const PyPath& p, const std::string& input, bool overwrite) {
     const std::string ext = lower(p.suffix());
     if (std::find(PYTHON_EXTENSIONS.begin(), PYTHON_EXTENSIONS.end(), ext) == PYTHON_EXTENSIONS.end())
-        throw Fail{p.s + ": cannot tell the output format from the extension " + py_repr(ext.empty() ? "(none)" : ext) +
+        throw Fail{p.s + ": cannot tell the output format from the extension " + py_str(ext.empty() ? "(none)" : ext) +
                    "; use .png, .jpg, .jpeg, .webp, .tif, .tiff, .bmp"};   // Python's text (output_paths.output_format)
     if (ext != ".png" && ext != ".jpg" && ext != ".jpeg")
         throw Fail{p.s + ": the C++ CLI writes PNG and JPEG only (.png, .jpg, .jpeg); for " + ext +

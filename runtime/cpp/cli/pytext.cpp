@@ -62,26 +62,6 @@ std::string lower(std::string s) {
     return s;
 }
 
-// repr() of a str
-std::string py_repr(const std::string& s) {
-    const bool dq = s.find('\'') != std::string::npos && s.find('"') == std::string::npos;
-    const char q = dq ? '"' : '\'';
-    std::string out(1, q);
-    for (unsigned char c : s) {
-        if (c == '\\') out += "\\\\";
-        else if (c == static_cast<unsigned char>(q)) out += std::string("\\") + q;
-        else if (c == '\n') out += "\\n";
-        else if (c == '\r') out += "\\r";
-        else if (c == '\t') out += "\\t";
-        else if (c < 0x20 || c == 0x7f) {
-            char b[8];
-            std::snprintf(b, sizeof b, "\\x%02x", c);
-            out += b;
-        } else out += static_cast<char>(c);
-    }
-    return out + q;
-}
-
 namespace {
 
 bool printable(char32_t c) {

@@ -22,9 +22,6 @@ struct PyPath {
 
 std::string lower(std::string s);
 
-// repr() of a str
-std::string py_repr(const std::string& s);
-
 // runtime/console.py one_line: `text` (bytes, read as Python reads file names: UTF-8, each
 // undecodable byte as the lone surrogate U+DC00 + byte) with every character that is not
 // printable for Python (str.isprintable: controls, format characters, separators other than
@@ -35,6 +32,7 @@ std::string py_repr(const std::string& s);
 std::string one_line(const std::string& text);
 
 using ldmind::text::py_float;   // Python's repr of a float (src/pyfmt.hpp)
+using ldmind::text::py_str;     // Python's repr of a str (src/pyfmt.hpp)
 
 // int(text); false when Python would raise ValueError
 bool py_int(const std::string& text, long long* v);

@@ -27,6 +27,7 @@ struct Error : std::runtime_error {
 [[noreturn]] void engine_error(const std::string& m);
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 using text::py_float;   // Python's repr() of a float (pyfmt.hpp)
+using text::py_str;     // Python's repr() of a str (pyfmt.hpp)
 
 // -- the engine directory (runtime/bundle.py, export/manifest.py) ----------------------------
 struct Attention { double stride, channels; };
@@ -35,10 +36,16 @@ struct GraphCost {
     std::vector<Attention> attention;
     std::vector<std::pair<double, double>> memory;   // [a, b]: a c + b c^2 bytes, c cells
 };
+struct Port {                          // an input or output as the manifest declares it
+    std::string name, dtype;           // dtype as export/specs.py writes it: "float32", "int64"
+    std::vector<int64_t> shape;        // each axis's fixed size; -1 where it is a symbol ("B", "H")
+    std::string shape_text;            // Python's repr of the declared list: "['B', 3, 'H', 'W']"
+};
 struct Graph {
     std::string file, sha256, precision;
     int max_batch = 0;                                                   // profile maximum of B
     std::vector<std::pair<std::string, std::vector<int64_t>>> outputs_max; // output shapes at the profile maxima
+    std::vector<Port> inputs, outputs;                                   // as declared
 };
 struct TrtInfo {                      // the manifest's tensorrt block (python -m export --trt)
     std::string version, compute_capability, gpu;
@@ -140,6 +147,26 @@ class Engine {
 std::string first_line(const std::string& s, const std::string& empty);
 bool out_of_memory(std::string message);
 std::string base_name(const std::string& path);
+// the error for a graph file `library` could not load, and for a call of `graph` on `backend` that
+// failed (runtime/backends/base.py load_error, Engine._error): out of memory (LDMIND_ERR_MEMORY),
+// else the library's one-line reason `message` (LDMIND_ERR_ENGINE); one wording for every backend
+[[noreturn]] void load_error(const std::string& path, const std::string& library, const std::string& message);
+[[noreturn]] void run_error(const std::string& graph, const std::string& backend, const std::string& message);
+// a port as a backend reports it: its name; for ONNX Runtime also its type, as ORT's Python API
+// spells it ("tensor(float)"), and its shape (-1 where not fixed, `symbols` naming such axes, ""
+// when unnamed)
+struct SeenPort {
+    std::string name, type;
+    std::vector<int64_t> shape;
+    std::vector<std::string> symbols;
+};
+// how the ports a backend reports differ from the manifest's `declared` graph (""; they agree):
+// runtime/backends/onnxruntime.py io_mismatch (names, types, ranks and fixed sizes), or with
+// `names_only` base.py names_mismatch alone (OpenVINO: its ports carry no ONNX types)
+std::string io_mismatch(const std::vector<SeenPort>& inputs, const std::vector<SeenPort>& outputs,
+                        const Graph& declared, bool names_only);
+// base.py io_error: the graph file at `path` is not the one its manifest entry describes
+[[noreturn]] void io_error(const std::string& path, const std::string& graph, const std::string& why);
 // the graphs a bundle runs, in pipeline order (base.graphs_of): the encoder only for super-resolution
 std::vector<std::string> graphs_of(const Bundle& b);
 // native TensorRT engines (engine_trt.cpp; built only where TensorRT's headers are found):
@@ -186,8 +213,8 @@ struct Engines {
 Engines create_engines(const Bundle& b, const std::string& backend, const std::string& precision, int threads,
                        bool open = true);
 // every graph opened by ONNX Runtime on the CPU with no optimisation (cheap), as
-// runtime/backends/onnxruntime.py verify_graphs opens them for `info` (its check of the inputs
-// and outputs against the manifest is not ported); an engine error naming the file
+// runtime/backends/onnxruntime.py verify_graphs opens them for `info`, each checked against the
+// manifest (io_mismatch); an engine error naming the file
 void verify_graphs(const Bundle& b);
 
 // the pieces of the CPU choice (choice.cpp), for `info` and the tests

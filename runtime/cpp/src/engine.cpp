@@ -8,6 +8,7 @@
 #include <cctype>
 
 #include "core.hpp"
+#include "manifest_schema.hpp"
 
 namespace ldmind::core {
 
@@ -34,10 +35,86 @@ std::string first_line(const std::string& s, const std::string& empty) {
 
 std::string base_name(const std::string& p) { return p.substr(p.rfind('/') + 1); }
 
+void load_error(const std::string& path, const std::string& library, const std::string& message) {
+    if (out_of_memory(message))
+        throw Error(LDMIND_ERR_MEMORY, "the machine ran out of memory while loading " + base_name(path) +
+                                           "; free memory and retry");
+    engine_error(path + ": " + library + " cannot load this graph (" + message + ")");
+}
+
+void io_error(const std::string& path, const std::string& graph, const std::string& why) {
+    engine_error(path + ": graph " + py_str(graph) + " does not match the manifest (" + why +
+                 "): the file was swapped or replaced; re-export with `python -m export`");
+}
+
+namespace {
+
+// Python's repr of a sorted list of names: "['cond', 'z_t']"
+std::string sorted_names(std::vector<std::string> names) {
+    std::sort(names.begin(), names.end());
+    std::string s;
+    for (const auto& n : names) s += (s.empty() ? "" : ", ") + py_str(n);
+    return "[" + s + "]";
+}
+
+// export/specs.py dtypes as ORT's Python API names them (onnxruntime.py _ORT_TYPES)
+std::string ort_type_of(const std::string& dtype) {
+    static const std::map<std::string, std::string> types = {{"float32", "tensor(float)"}, {"float16", "tensor(float16)"},
+                                                             {"int64", "tensor(int64)"}, {"int32", "tensor(int32)"}};
+    const auto it = types.find(dtype);
+    return it == types.end() ? dtype : it->second;
+}
+
+// Python's repr of the shape ORT's Python API reports: ints, symbol names, None
+std::string seen_shape_text(const SeenPort& p) {
+    std::string s;
+    for (size_t k = 0; k < p.shape.size(); ++k) {
+        const std::string sym = k < p.symbols.size() ? p.symbols[k] : "";
+        s += (k ? ", " : "") + (p.shape[k] >= 0 ? std::to_string(p.shape[k]) : sym.empty() ? "None" : py_str(sym));
+    }
+    return "[" + s + "]";
+}
+
+}  // namespace
+
+std::string io_mismatch(const std::vector<SeenPort>& inputs, const std::vector<SeenPort>& outputs,
+                        const Graph& declared, bool names_only) {
+    for (const std::string kind : {"inputs", "outputs"}) {
+        const std::vector<SeenPort>& have = kind == "inputs" ? inputs : outputs;
+        const std::vector<Port>& want = kind == "inputs" ? declared.inputs : declared.outputs;
+        std::vector<std::string> have_names, want_names;
+        for (const auto& p : have) have_names.push_back(p.name);
+        for (const auto& p : want) want_names.push_back(p.name);
+        const std::string h = sorted_names(have_names), w = sorted_names(want_names);
+        if (h != w) return kind + " " + h + ", the manifest declares " + w;
+        if (names_only) continue;
+        const std::string one = kind.substr(0, kind.size() - 1);
+        for (const SeenPort& p : have) {
+            const Port& d = *std::find_if(want.begin(), want.end(), [&](const Port& q) { return q.name == p.name; });
+            if (p.type != ort_type_of(d.dtype))
+                return one + " " + py_str(p.name) + " is " + p.type + ", the manifest declares " + d.dtype;
+            bool differs = p.shape.size() != d.shape.size();
+            for (size_t k = 0; !differs && k < d.shape.size(); ++k) differs = d.shape[k] >= 0 && p.shape[k] != d.shape[k];
+            if (differs)
+                return one + " " + py_str(p.name) + " has shape " + seen_shape_text(p) + ", the manifest declares " +
+                       d.shape_text;
+        }
+    }
+    return "";
+}
+
+void run_error(const std::string& graph, const std::string& backend, const std::string& message) {
+    if (out_of_memory(message))
+        throw Error(LDMIND_ERR_MEMORY, "the machine ran out of memory while running the " + graph + " graph (" +
+                                           backend + "); ask for a smaller output, fewer samples or a smaller "
+                                           "input, or free memory");
+    engine_error(graph + " (" + backend + "): " + message);
+}
+
 std::vector<std::string> graphs_of(const Bundle& b) {
     std::vector<std::string> g;
-    if (b.conditional) g.push_back("encoder");
-    for (const char* n : {"unet_step", "decoder", "liif"}) g.push_back(n);
+    for (const auto& spec : schema::SPEC_GRAPHS)
+        if (!spec.sr_only || b.conditional) g.push_back(spec.name);
     return g;
 }
 
@@ -50,6 +127,49 @@ Ort::Env& env() {
     return e;
 }
 
+// ORT's Python type text of an ONNX element type ("tensor(float)")
+std::string ort_type_text(const Ort::TypeInfo& info) {
+    if (info.GetONNXType() != ONNX_TYPE_TENSOR) return "non-tensor";
+    static const std::map<ONNXTensorElementDataType, const char*> names = {
+        {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "float"},     {ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "uint8"},
+        {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, "int8"},       {ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16, "uint16"},
+        {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16, "int16"},     {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "int32"},
+        {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, "int64"},     {ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING, "string"},
+        {ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL, "bool"},       {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, "float16"},
+        {ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, "double"},   {ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32, "uint32"},
+        {ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64, "uint64"},   {ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, "bfloat16"}};
+    const auto it = names.find(info.GetTensorTypeAndShapeInfo().GetElementType());
+    return std::string("tensor(") + (it == names.end() ? "unknown" : it->second) + ")";
+}
+
+// a session's inputs (or outputs) as the manifest check reads them
+std::vector<SeenPort> seen_ports(const Ort::Session& s, bool inputs) {
+    Ort::AllocatorWithDefaultOptions alloc;
+    std::vector<SeenPort> out;
+    const size_t n = inputs ? s.GetInputCount() : s.GetOutputCount();
+    for (size_t i = 0; i < n; ++i) {
+        SeenPort p;
+        p.name = (inputs ? s.GetInputNameAllocated(i, alloc) : s.GetOutputNameAllocated(i, alloc)).get();
+        const Ort::TypeInfo info = inputs ? s.GetInputTypeInfo(i) : s.GetOutputTypeInfo(i);
+        p.type = ort_type_text(info);
+        if (info.GetONNXType() == ONNX_TYPE_TENSOR) {
+            const auto t = info.GetTensorTypeAndShapeInfo();
+            p.shape = t.GetShape();
+            std::vector<const char*> syms(p.shape.size(), nullptr);
+            t.GetSymbolicDimensions(syms.data(), syms.size());
+            for (const char* sym : syms) p.symbols.emplace_back(sym ? sym : "");
+        }
+        out.push_back(std::move(p));
+    }
+    return out;
+}
+
+// io_mismatch of an opened graph; io_error naming its file when it is not the manifest's
+void check_io(const Ort::Session& s, const std::string& path, const std::string& graph, const Graph& declared) {
+    const std::string why = io_mismatch(seen_ports(s, true), seen_ports(s, false), declared, false);
+    if (!why.empty()) io_error(path, graph, why);
+}
+
 // LIIF queries per call on the CPU: runtime/backends/onnxruntime.py's CPU_QUERY_TILE (the MLP's activations
 // stay in cache; docs/BENCHMARKS.md "LIIF stage").  Only the speed depends on it: each query's
 // RGB is computed alone, so any chunking gives the same image.
@@ -59,7 +179,8 @@ class OrtEngine final : public Engine {
   public:
     int query_tile() const override { return backend_ == "cpu" ? CPU_QUERY_TILE : 0; }
 
-    OrtEngine(const std::string& path, const std::string& graph, const std::string& backend, int threads)
+    OrtEngine(const std::string& path, const std::string& graph, const Graph& declared, const std::string& backend,
+              int threads)
         : graph_(graph), backend_(backend) {
         Ort::SessionOptions so;
         so.SetLogSeverityLevel(ORT_LOGGING_LEVEL_FATAL);
@@ -73,12 +194,9 @@ class OrtEngine final : public Engine {
         try {
             session_ = std::make_unique<Ort::Session>(env(), path.c_str(), so);
         } catch (const Ort::Exception& e) {
-            std::string msg = first_line(e.what(), "OrtException");
-            if (out_of_memory(msg))
-                throw Error(LDMIND_ERR_MEMORY, "the machine ran out of memory while loading " + base_name(path) +
-                                                   "; free memory and retry");
-            engine_error(path + ": onnxruntime cannot load this graph (" + msg + ")");
+            load_error(path, "onnxruntime", first_line(e.what(), "OrtException"));
         }
+        check_io(*session_, path, graph, declared);
     }
 
     std::vector<Tensor> run(const std::vector<Input>& in, const std::vector<const char*>& outputs) const override {
@@ -99,12 +217,7 @@ class OrtEngine final : public Engine {
             outs = session_->Run(Ort::RunOptions{nullptr}, names.data(), values.data(), values.size(), outputs.data(),
                                  outputs.size());
         } catch (const Ort::Exception& e) {
-            std::string msg = first_line(e.what(), "OrtException");
-            if (out_of_memory(msg))
-                throw Error(LDMIND_ERR_MEMORY, "the machine ran out of memory while running the " + graph_ + " graph (" +
-                                                   backend_ + "); ask for a smaller output, fewer samples or a smaller "
-                                                   "input, or free memory");
-            engine_error(graph_ + " (" + backend_ + "): " + msg);
+            run_error(graph_, backend_, first_line(e.what(), "OrtException"));
         }
         std::vector<Tensor> result;
         for (auto& v : outs) {
@@ -167,15 +280,13 @@ void verify_graphs(const Bundle& b) {
     so.DisableCpuMemArena();
     for (const std::string& g : graphs_of(b)) {
         const std::string path = b.graph_path(g);
+        std::unique_ptr<Ort::Session> session;
         try {
-            Ort::Session session(env(), path.c_str(), so);
+            session = std::make_unique<Ort::Session>(env(), path.c_str(), so);
         } catch (const Ort::Exception& e) {
-            const std::string msg = first_line(e.what(), "OrtException");
-            if (out_of_memory(msg))
-                throw Error(LDMIND_ERR_MEMORY, "the machine ran out of memory while loading " + base_name(path) +
-                                                   "; free memory and retry");
-            engine_error(path + ": onnxruntime cannot load this graph (" + msg + ")");
+            load_error(path, "onnxruntime", first_line(e.what(), "OrtException"));
         }
+        check_io(*session, path, g, b.graphs.at(g));
     }
 }
 
@@ -183,7 +294,7 @@ std::unique_ptr<Engine> create_engine(const Bundle& b, const std::string& graph,
                                       int threads) {
     if (backend == "tensorrt") return tensorrt_engine(b, graph);
     if (is_openvino(backend)) return openvino_engine(b, graph, backend, threads);
-    return std::make_unique<OrtEngine>(b.graph_path(graph), graph, backend, threads);
+    return std::make_unique<OrtEngine>(b.graph_path(graph), graph, b.graphs.at(graph), backend, threads);
 }
 
 // runtime/engine.py select: an explicit backend for every graph, or auto: the GPU backends

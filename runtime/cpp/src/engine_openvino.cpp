@@ -69,6 +69,19 @@ Shapes shapes_of(const std::vector<Input>& in) {
     return key;
 }
 
+// each port by its ONNX name (openvino.py _names): OpenVINO gives a tensor several (an output is
+// also known by its node's name, '/Mul_output_0'); the one the manifest declares when it is among them
+template <typename Ports>
+std::vector<SeenPort> port_names(const Ports& ports, const std::vector<Port>& declared) {
+    std::vector<SeenPort> out;
+    for (const auto& p : ports) {
+        const auto names = p.get_names();
+        const auto it = std::find_if(declared.begin(), declared.end(), [&](const Port& d) { return names.count(d.name); });
+        out.push_back({it != declared.end() ? it->name : p.get_any_name(), "", {}, {}});
+    }
+    return out;
+}
+
 // one compiled fixed-shape copy and its pool of idle infer requests (the Python engine's _Compiled)
 struct Compiled {
     ov::CompiledModel model;   // create_infer_request is thread-safe
@@ -94,7 +107,8 @@ struct Compiled {
 
 class OvEngine final : public Engine {
   public:
-    OvEngine(const std::string& path, const std::string& graph, const std::string& backend, int threads, int max_static)
+    OvEngine(const std::string& path, const std::string& graph, const Graph& declared, const std::string& backend,
+             int threads, int max_static)
         : graph_(graph), backend_(backend) {
         config_ = {ov::hint::inference_precision(precision_of(backend)),
                    ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY)};
@@ -104,12 +118,11 @@ class OvEngine final : public Engine {
             // compiled once with its axes dynamic: proves OpenVINO can run it here; dropped at once
             core().compile_model(model_, "CPU", config_);
         } catch (const std::exception& e) {
-            const std::string msg = first_line(e.what(), "ov::Exception");
-            if (out_of_memory(msg))
-                throw Error(LDMIND_ERR_MEMORY, "the machine ran out of memory while loading " + base_name(path) +
-                                                   "; free memory and retry");
-            engine_error(path + ": openvino cannot load this graph (" + msg + ")");
+            load_error(path, "openvino", first_line(e.what(), "ov::Exception"));
         }
+        const std::string why = io_mismatch(port_names(model_->inputs(), declared.inputs),
+                                            port_names(model_->outputs(), declared.outputs), declared, true);
+        if (!why.empty()) io_error(path, graph, why);
         struct stat st;
         max_static_ = static_cast<size_t>(
             max_static > 0 ? max_static : openvino_static_limit(stat(path.c_str(), &st) == 0 ? st.st_size : 0));
@@ -140,12 +153,7 @@ class OvEngine final : public Engine {
         } catch (const Error&) {
             throw;
         } catch (const std::exception& e) {
-            const std::string msg = first_line(e.what(), "ov::Exception");
-            if (out_of_memory(msg))
-                throw Error(LDMIND_ERR_MEMORY, "the machine ran out of memory while running the " + graph_ + " graph (" +
-                                                   backend_ + "); ask for a smaller output, fewer samples or a smaller "
-                                                   "input, or free memory");
-            engine_error(graph_ + " (" + backend_ + "): " + msg);
+            run_error(graph_, backend_, first_line(e.what(), "ov::Exception"));
         }
         compiled->give(std::move(request));
         return result;
@@ -220,7 +228,7 @@ std::unique_ptr<Engine> openvino_engine(const Bundle& b, const std::string& grap
     } catch (const std::exception& e) {
         engine_error("openvino cannot start (" + first_line(e.what(), "ov::Exception") + ")");
     }
-    return std::make_unique<OvEngine>(b.graph_path(graph), graph, backend, threads, max_static);
+    return std::make_unique<OvEngine>(b.graph_path(graph), graph, b.graphs.at(graph), backend, threads, max_static);
 }
 
 std::vector<std::string> openvino_static_shapes(const Engine& e) {

@@ -49,33 +49,62 @@ std::string norm(std::string p) {
     return p;
 }
 
-// Python's repr() of a str, as a message quotes it
-std::string py_str(const std::string& s) {
-    const char q = s.find('\'') != std::string::npos && s.find('"') == std::string::npos ? '"' : '\'';
-    std::string out(1, q);
-    for (unsigned char c : s) {
-        if (c == '\\' || c == static_cast<unsigned char>(q)) out += '\\', out += static_cast<char>(c);
-        else if (c == '\n') out += "\\n";
-        else if (c == '\r') out += "\\r";
-        else if (c == '\t') out += "\\t";
-        else if (c < 0x20 || c == 0x7f) out += fmt("\\x%02x", c);
-        else out += static_cast<char>(c);
+// Python's repr of a JSON value as json.loads gives it (an object: a dict in the file's key order)
+std::string py_repr(const json::Value& v) {
+    std::string s;
+    switch (v.kind) {
+        case json::Value::Null: return "None";
+        case json::Value::Bool: return v.b ? "True" : "False";
+        case json::Value::Number: return v.integral ? std::to_string(v.i) : py_float(v.num);
+        case json::Value::String: return py_str(v.str);
+        case json::Value::Array:
+            for (const auto& x : v.arr) s += (s.empty() ? "" : ", ") + py_repr(x);
+            return "[" + s + "]";
+        default:
+            for (const auto& [k, x] : v.obj) s += (s.empty() ? "" : ", ") + py_str(k) + ": " + py_repr(x);
+            return "{" + s + "}";
     }
-    return out + q;
 }
 
 // Python's repr of a JSON value as the manifest messages print it (export/manifest.py _short)
 std::string repr(const json::Value* v) {
-    if (!v || v->kind == json::Value::Null) return "None";
-    std::string text;
-    switch (v->kind) {
-        case json::Value::Bool: text = v->b ? "True" : "False"; break;
-        case json::Value::Number: text = v->integral ? std::to_string(v->i) : py_float(v->num); break;
-        case json::Value::String: text = py_str(v->str); break;
-        case json::Value::Array: text = "list"; break;
-        default: text = "dict";
-    }
+    if (!v) return "None";
+    const std::string text = v->kind == json::Value::Array ? "list" : v->kind == json::Value::Object ? "dict" : py_repr(*v);
     return text.size() <= 60 ? text : text.substr(0, 57) + "...";
+}
+
+// what graph `g` must declare as its inputs (or outputs), from export/specs.py's table
+std::vector<Port> spec_ports(const Bundle& b, const std::string& g, bool outputs) {
+    std::vector<Port> out;
+    for (const auto& t : schema::SPEC_TENSORS) {
+        if (schema::SPEC_GRAPHS[t.graph].name != g || t.output != outputs || (t.sr_only && !b.conditional)) continue;
+        Port p{t.name, t.dtype, {}, ""};
+        for (int k = t.first; k < t.first + t.count; ++k) {
+            const schema::Dim& d = schema::SPEC_DIMS[k];
+            const int64_t size = d.kind == schema::Dim::Size ? d.size
+                                 : d.kind == schema::Dim::ZChannels ? b.z_channels
+                                 : d.kind == schema::Dim::FeatureChannels ? b.feature_channels : -1;
+            p.shape.push_back(size);
+            p.shape_text += (k == t.first ? "" : ", ") + (size < 0 ? py_str(d.symbol) : std::to_string(size));
+        }
+        p.shape_text = "[" + p.shape_text + "]";
+        out.push_back(p);
+    }
+    return out;
+}
+
+// whether a graph's declared "inputs"/"outputs" list equals `want` (Python's ==: a dict's keys
+// in any order; a shape, of integers and symbol names by the schema, equal when its repr is)
+bool declares(const json::Value& list, const std::vector<Port>& want) {
+    if (list.arr.size() != want.size()) return false;
+    for (size_t k = 0; k < want.size(); ++k) {
+        const json::Value& t = list.arr[k];
+        const json::Value *name = t.find("name"), *dtype = t.find("dtype"), *shape = t.find("shape");
+        if (t.obj.size() != 3 || !name || !dtype || !shape || name->str != want[k].name ||
+            dtype->str != want[k].dtype || py_repr(*shape) != want[k].shape_text)
+            return false;
+    }
+    return true;
 }
 
 // -- the schema walk (export/manifest.py schema_problem) ----------------------------------------
@@ -284,10 +313,10 @@ Bundle load_bundle(const std::string& dir_in, bool verify) {
         if (b.alpha_bar[k] > b.alpha_bar[k - 1])
             engine_error(mpath + ": schedule.alpha_bar must be a non-increasing list of numbers in (0, 1]");
     b.conditional = lat.find("conditional")->b;
+    b.z_channels = to_int(*lat.find("z_channels"), "latent.z_channels", mpath);   // the graphs' shapes need them
+    b.feature_channels = to_int(*lat.find("feature_channels"), "latent.feature_channels", mpath);
     // the graphs, in export/specs.py's order
-    std::vector<std::string> need;
-    if (b.conditional) need.push_back("encoder");
-    for (const char* g : {"unet_step", "decoder", "liif"}) need.push_back(g);
+    const std::vector<std::string> need = graphs_of(b);
     std::string missing;
     for (const auto& g : need)
         if (!graphs.find(g)) missing += (missing.empty() ? "'" : ", '") + g + "'";
@@ -295,6 +324,19 @@ Bundle load_bundle(const std::string& dir_in, bool verify) {
     for (const auto& g : need) {
         const json::Value& e = *graphs.find(g);
         Graph gr;
+        for (const bool outputs : {false, true}) {
+            const char* io = outputs ? "outputs" : "inputs";
+            std::vector<Port> want = spec_ports(b, g, outputs);
+            if (!declares(*e.find(io), want)) {
+                std::string text;
+                for (const Port& p : want)
+                    text += (text.empty() ? "" : ", ") + ("{'name': " + py_str(p.name) + ", 'dtype': " + py_str(p.dtype) +
+                                                          ", 'shape': " + p.shape_text + "}");
+                engine_error(mpath + ": graph '" + g + "' " + io + " " + py_repr(*e.find(io)) + " differ from the declared [" +
+                             text + "] (export/specs.py)");
+            }
+            (outputs ? gr.outputs : gr.inputs) = std::move(want);
+        }
         gr.file = e.find("file")->str;
         gr.sha256 = e.find("sha256")->str;
         gr.precision = e.find("precision")->str;
@@ -340,8 +382,6 @@ Bundle load_bundle(const std::string& dir_in, bool verify) {
     // the conversion (runtime/bundle.py _bundle_from): every value below passed the schema
     b.name = m.find("model")->find("name")->str;
     b.precision = m.find("precision")->str;
-    b.z_channels = to_int(*lat.find("z_channels"), "latent.z_channels", mpath);
-    b.feature_channels = to_int(*lat.find("feature_channels"), "latent.feature_channels", mpath);
     b.ae_downsample = to_int(*lat.find("ae_downsample"), "latent.ae_downsample", mpath);
     b.cond_scale = to_int(*lat.find("cond_scale"), "latent.cond_scale", mpath);
     b.unet_multiple = to_int(*lat.find("unet_multiple"), "latent.unet_multiple", mpath);

@@ -313,4 +313,104 @@ inline constexpr const char* NAMES[] = {
     "profiles",  // 59
 };
 
+// export/specs.py graph_specs: every graph's inputs and outputs, in its order (a generation
+// model has neither the graphs nor the tensors marked sr_only)
+struct SpecGraph {
+    const char* name;
+    bool sr_only;
+};
+struct Dim {
+    enum Kind { Size, Symbol, ZChannels, FeatureChannels } kind;   // the last two: the latent's counts
+    long long size;        // Size
+    const char* symbol;    // Symbol
+};
+struct SpecTensor {
+    int graph;             // SPEC_GRAPHS row
+    bool output, sr_only;
+    const char* name;
+    const char* dtype;
+    int first, count;      // SPEC_DIMS[first, first + count)
+};
+
+inline constexpr SpecGraph SPEC_GRAPHS[] = {
+    {"encoder", true},  // 0
+    {"unet_step", false},  // 1
+    {"decoder", false},  // 2
+    {"liif", false},  // 3
+};
+inline constexpr SpecTensor SPEC_TENSORS[] = {
+    {0, false, true, "lr", "float32", 0, 4},  // 0
+    {0, true, true, "cond", "float32", 4, 4},  // 1
+    {1, false, false, "z_t", "float32", 8, 4},  // 2
+    {1, false, true, "cond", "float32", 12, 4},  // 3
+    {1, false, false, "timestep", "int64", 16, 1},  // 4
+    {1, false, false, "alpha_bar_t", "float32", 17, 1},  // 5
+    {1, false, false, "alpha_bar_prev", "float32", 18, 1},  // 6
+    {1, false, false, "sigma_t", "float32", 19, 1},  // 7
+    {1, false, false, "noise", "float32", 20, 4},  // 8
+    {1, true, false, "z_prev", "float32", 24, 4},  // 9
+    {1, true, false, "pred_z0", "float32", 28, 4},  // 10
+    {2, false, false, "z", "float32", 32, 4},  // 11
+    {2, true, false, "features", "float32", 36, 4},  // 12
+    {3, false, false, "features", "float32", 40, 4},  // 13
+    {3, false, false, "coord", "float32", 44, 3},  // 14
+    {3, false, false, "cell", "float32", 47, 3},  // 15
+    {3, true, false, "rgb", "float32", 50, 3},  // 16
+};
+inline constexpr Dim SPEC_DIMS[] = {
+    {Dim::Symbol, 0, "B"},  // 0
+    {Dim::Size, 3, nullptr},  // 1
+    {Dim::Symbol, 0, "H"},  // 2
+    {Dim::Symbol, 0, "W"},  // 3
+    {Dim::Symbol, 0, "B"},  // 4
+    {Dim::ZChannels, 0, nullptr},  // 5
+    {Dim::Symbol, 0, "h"},  // 6
+    {Dim::Symbol, 0, "w"},  // 7
+    {Dim::Symbol, 0, "B"},  // 8
+    {Dim::ZChannels, 0, nullptr},  // 9
+    {Dim::Symbol, 0, "h"},  // 10
+    {Dim::Symbol, 0, "w"},  // 11
+    {Dim::Symbol, 0, "B"},  // 12
+    {Dim::ZChannels, 0, nullptr},  // 13
+    {Dim::Symbol, 0, "h"},  // 14
+    {Dim::Symbol, 0, "w"},  // 15
+    {Dim::Symbol, 0, "B"},  // 16
+    {Dim::Size, 1, nullptr},  // 17
+    {Dim::Size, 1, nullptr},  // 18
+    {Dim::Size, 1, nullptr},  // 19
+    {Dim::Symbol, 0, "B"},  // 20
+    {Dim::ZChannels, 0, nullptr},  // 21
+    {Dim::Symbol, 0, "h"},  // 22
+    {Dim::Symbol, 0, "w"},  // 23
+    {Dim::Symbol, 0, "B"},  // 24
+    {Dim::ZChannels, 0, nullptr},  // 25
+    {Dim::Symbol, 0, "h"},  // 26
+    {Dim::Symbol, 0, "w"},  // 27
+    {Dim::Symbol, 0, "B"},  // 28
+    {Dim::ZChannels, 0, nullptr},  // 29
+    {Dim::Symbol, 0, "h"},  // 30
+    {Dim::Symbol, 0, "w"},  // 31
+    {Dim::Symbol, 0, "B"},  // 32
+    {Dim::ZChannels, 0, nullptr},  // 33
+    {Dim::Symbol, 0, "h"},  // 34
+    {Dim::Symbol, 0, "w"},  // 35
+    {Dim::Symbol, 0, "B"},  // 36
+    {Dim::FeatureChannels, 0, nullptr},  // 37
+    {Dim::Symbol, 0, "h"},  // 38
+    {Dim::Symbol, 0, "w"},  // 39
+    {Dim::Symbol, 0, "B"},  // 40
+    {Dim::FeatureChannels, 0, nullptr},  // 41
+    {Dim::Symbol, 0, "h"},  // 42
+    {Dim::Symbol, 0, "w"},  // 43
+    {Dim::Symbol, 0, "B"},  // 44
+    {Dim::Symbol, 0, "Q"},  // 45
+    {Dim::Size, 2, nullptr},  // 46
+    {Dim::Symbol, 0, "B"},  // 47
+    {Dim::Symbol, 0, "Q"},  // 48
+    {Dim::Size, 2, nullptr},  // 49
+    {Dim::Symbol, 0, "B"},  // 50
+    {Dim::Symbol, 0, "Q"},  // 51
+    {Dim::Size, 3, nullptr},  // 52
+};
+
 }  // namespace ldmind::core::schema

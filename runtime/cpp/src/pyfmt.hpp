@@ -1,5 +1,5 @@
-// Python's repr() of a float -- the shortest text that reads back, in Python's layout -- for
-// messages that quote a number as the Python runtime does.  Header-only: the library and the
+// Python's repr() of a float -- the shortest text that reads back, in Python's layout -- and of
+// a str, for messages that quote a value as the Python runtime does.  Header-only: the library and the
 // CLI (which links only the C API) share it.
 #pragma once
 #include <algorithm>
@@ -35,6 +35,31 @@ inline std::string py_float(double v) {
     char tail[16];
     std::snprintf(tail, sizeof tail, "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
     return sign + mant + tail;
+}
+
+// Python's repr() of a str: quoted, with its backslashes, quote and control characters escaped
+inline std::string py_str(const std::string& s) {
+    const char q = s.find('\'') != std::string::npos && s.find('"') == std::string::npos ? '"' : '\'';
+    std::string out(1, q);
+    for (unsigned char c : s) {
+        if (c == '\\' || c == static_cast<unsigned char>(q)) {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c < 0x20 || c == 0x7f) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\x%02x", c);
+            out += hex;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + q;
 }
 
 }  // namespace ldmind::text

@@ -1,5 +1,5 @@
 // Test driver of the library's internals (ldmind::core, linked from the library's objects, not
-// through the C API).  Used by tests/cpp_openvino_cases.py.
+// through the C API).  Used by tests/cpp_openvino_cases.py and tests/test_cpp.py.
 //
 //   ldmind_internals static_limit BYTES...
 //       "budget B", "max M" (OPENVINO_STATIC_WEIGHT_BUDGET, OPENVINO_STATIC_MAX), then
@@ -11,6 +11,9 @@
 //       noise: gaussian(1, 2), timestep 500, alpha_bar_t 0.5, alpha_bar_prev 0.625, sigma_t 0.125);
 //       per call "call BxHxW SHA256" (z_prev's float32 bytes then pred_z0's) and "held KEY | KEY"
 //       (openvino_static_shapes, least recently used first)
+//   ldmind_internals errors PATH LIBRARY GRAPH BACKEND MESSAGE
+//       "load CODE TEXT" (load_error(PATH, LIBRARY, MESSAGE)), then "run CODE TEXT"
+//       (run_error(GRAPH, BACKEND, MESSAGE)): the library's error for each
 // Exit 0 on success; 1 and the message on stderr on failure.
 #include <cstdio>
 #include <cstdlib>
@@ -72,6 +75,24 @@ int calls(int argc, char** argv) {
     return 0;
 }
 
+int errors(int argc, char** argv) {
+    if (argc != 7) {
+        std::fprintf(stderr, "usage: ldmind_internals errors PATH LIBRARY GRAPH BACKEND MESSAGE\n");
+        return 2;
+    }
+    try {
+        load_error(argv[2], argv[3], argv[6]);
+    } catch (const Error& e) {
+        std::printf("load %d %s\n", e.code, e.what());
+    }
+    try {
+        run_error(argv[4], argv[5], argv[6]);
+    } catch (const Error& e) {
+        std::printf("run %d %s\n", e.code, e.what());
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -79,10 +100,12 @@ int main(int argc, char** argv) {
     try {
         if (mode == "static_limit") return static_limits(argc, argv);
         if (mode == "calls") return calls(argc, argv);
+        if (mode == "errors") return errors(argc, argv);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());
         return 1;
     }
-    std::fprintf(stderr, "usage: ldmind_internals static_limit BYTES... | calls DIR BACKEND MAX_STATIC BxHxW...\n");
+    std::fprintf(stderr, "usage: ldmind_internals static_limit BYTES... | calls DIR BACKEND MAX_STATIC BxHxW... | "
+                         "errors PATH LIBRARY GRAPH BACKEND MESSAGE\n");
     return 2;
 }
