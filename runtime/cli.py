@@ -47,8 +47,9 @@ THREADS_HELP = f"CPU threads per graph (default {contract.DEFAULT_THREADS}: ONNX
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
-        # one line, no usage dump (the contract of every error of this CLI)
-        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+        # one line, no usage dump (the contract of every error of this CLI); an argument argparse
+        # quotes as typed (an unrecognized one) may hold a newline or an escape
+        self.exit(2, one_line(f"{PROG}: error: {message} (see --help)") + "\n")
 
 
 def _common(p: argparse.ArgumentParser, engines: str) -> None:

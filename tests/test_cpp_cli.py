@@ -196,6 +196,7 @@ CASES = {
     "no-command": lambda f: [],
     "unknown-command": lambda f: ["upsample", f["png"]],
     "unknown-flag": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--fast"],
+    "unknown-flag-with-newline": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--fa\nst\x1b[2J"],
     "ambiguous-abbreviation": lambda f: ["upscale", f["png"], "--s", "2", "-o", f["out"]],
     "bad-sampler": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--sampler", "euler"],
     "steps-0": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--steps", "0"],
