@@ -156,9 +156,9 @@ def test_committed_small2_milestone_raises_the_ceiling():
 
 
 def test_committed_small3_milestone_raises_the_ceiling_again():
-    """small3 (small2 grown, ldmind_ref/grow.py, then three sittings) is committed without its
+    """small3 (small2 grown, ldmind_ref/grow.py, then four sittings) is committed without its
     untrained U-Net, and its 4x ceiling on the repository's photos is far above small2's
-    (measured at 20,435 steps: +2.20 dB mean, +1.58 worst; at 18,000: +1.79, +1.34; at 14,000:
-    +0.87, +0.67; small2 +0.45, +0.35)."""
+    (measured at 24,435 steps: +2.50 dB mean, +1.74 worst; at 20,435: +2.20, +1.58; at 18,000:
+    +1.79, +1.34; at 14,000: +0.87, +0.67; small2 +0.45, +0.35)."""
     new, old = _milestone_ceilings("small3-ae", "small3", "small2-ae")
-    assert new["worst_margin"] > 1.0 and new["margin"] > old["margin"] + 1.0, (new, old)
+    assert new["worst_margin"] > 1.2 and new["margin"] > old["margin"] + 1.5, (new, old)
