@@ -98,6 +98,23 @@ def _swapped(sr_engines: Path, tmp: Path) -> Path:
     return d
 
 
+def _reshaped(sr_engines: Path, tmp: Path) -> Path:
+    """The encoder's input channel axis made a symbol ("C" for 3), its checksum fixed up: the
+    names agree, the shape does not (io_mismatch's shape branch, both shapes quoted)."""
+    import onnx
+
+    d = _copy_engines(sr_engines, tmp / "reshaped")
+    model = onnx.load(d / "encoder.onnx")
+    axis = model.graph.input[0].type.tensor_type.shape.dim[1]
+    axis.ClearField("dim_value")
+    axis.dim_param = "C"
+    onnx.save(model, d / "encoder.onnx")
+    m = json.loads((d / "manifest.json").read_text())
+    m["graphs"]["encoder"]["sha256"] = hashlib.sha256((d / "encoder.onnx").read_bytes()).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(m))
+    return d
+
+
 def _misdeclared(sr_engines: Path, tmp: Path) -> Path:
     """A manifest whose U-Net step declares other inputs than export/specs.py's (a channel count
     and the key order changed): export/manifest.py validate against manifest.cpp's spec table."""
@@ -226,6 +243,8 @@ CASES = {
     "info-tampered": lambda f: ["info", f["tampered"]],
     "swapped-graph": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--engines", f["swapped"]],
     "info-swapped-graph": lambda f: ["info", f["swapped"]],
+    "reshaped-graph": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--engines", f["reshaped"]],
+    "info-reshaped-graph": lambda f: ["info", f["reshaped"]],
     "misdeclared-graph": lambda f: ["upscale", f["png"], "--scale", "2", "-o", f["out"], "--engines",
                                     f["misdeclared"]],
     "info-misdeclared-graph": lambda f: ["info", f["misdeclared"]],
@@ -245,6 +264,7 @@ def files(sr_engines, gen_engines, tmp_path_factory) -> dict:
     return {"tmp": tmp, "png": png, "out": tmp / "out.png", "text": tmp / "text.png", "empty": tmp / "empty.png",
             "cut_png": _truncated_png(tmp), "cut_jpg": _truncated_jpeg(tmp), "tampered": _tampered(sr_engines, tmp),
             "swapped": _swapped(sr_engines, tmp), "misdeclared": _misdeclared(sr_engines, tmp),
+            "reshaped": _reshaped(sr_engines, tmp),
             "version": _bad_version(sr_engines, tmp), "unwritable": _unwritable(tmp), "folder.png": tmp / "folder.png",
             "sr": sr_engines, "gen": gen_engines, "zbroken": _broken_zlib_png(tmp), **_special_files(tmp)}
 

@@ -38,8 +38,8 @@ struct GraphCost {
 };
 struct Port {                          // an input or output as the manifest declares it
     std::string name, dtype;           // dtype as export/specs.py writes it: "float32", "int64"
-    std::vector<int64_t> shape;        // each axis's fixed size; -1 where it is a symbol ("B", "H")
-    std::string shape_text;            // Python's repr of the declared list: "['B', 3, 'H', 'W']"
+    std::vector<int64_t> shape;        // each axis's fixed size; -1 where it is a symbol
+    std::vector<std::string> symbols;  // per axis: its symbol ("B", "H"), "" where fixed
 };
 struct Graph {
     std::string file, sha256, precision;
@@ -160,6 +160,9 @@ struct SeenPort {
     std::vector<int64_t> shape;
     std::vector<std::string> symbols;
 };
+// Python's repr of a shape as a list: each size >= 0 an int, else its symbol quoted, or None
+// when it has none ("['B', 3, 'H', 'W']"); declared and reported shapes alike
+std::string shape_text(const std::vector<int64_t>& shape, const std::vector<std::string>& symbols);
 // how the ports a backend reports differ from the manifest's `declared` graph (""; they agree):
 // runtime/backends/onnxruntime.py io_mismatch (names, types, ranks and fixed sizes), or with
 // `names_only` base.py names_mismatch alone (OpenVINO: its ports carry no ONNX types)

@@ -65,17 +65,16 @@ std::string ort_type_of(const std::string& dtype) {
     return it == types.end() ? dtype : it->second;
 }
 
-// Python's repr of the shape ORT's Python API reports: ints, symbol names, None
-std::string seen_shape_text(const SeenPort& p) {
+}  // namespace
+
+std::string shape_text(const std::vector<int64_t>& shape, const std::vector<std::string>& symbols) {
     std::string s;
-    for (size_t k = 0; k < p.shape.size(); ++k) {
-        const std::string sym = k < p.symbols.size() ? p.symbols[k] : "";
-        s += (k ? ", " : "") + (p.shape[k] >= 0 ? std::to_string(p.shape[k]) : sym.empty() ? "None" : py_str(sym));
+    for (size_t k = 0; k < shape.size(); ++k) {
+        const std::string sym = k < symbols.size() ? symbols[k] : "";
+        s += (k ? ", " : "") + (shape[k] >= 0 ? std::to_string(shape[k]) : sym.empty() ? "None" : py_str(sym));
     }
     return "[" + s + "]";
 }
-
-}  // namespace
 
 std::string io_mismatch(const std::vector<SeenPort>& inputs, const std::vector<SeenPort>& outputs,
                         const Graph& declared, bool names_only) {
@@ -96,8 +95,8 @@ std::string io_mismatch(const std::vector<SeenPort>& inputs, const std::vector<S
             bool differs = p.shape.size() != d.shape.size();
             for (size_t k = 0; !differs && k < d.shape.size(); ++k) differs = d.shape[k] >= 0 && p.shape[k] != d.shape[k];
             if (differs)
-                return one + " " + py_str(p.name) + " has shape " + seen_shape_text(p) + ", the manifest declares " +
-                       d.shape_text;
+                return one + " " + py_str(p.name) + " has shape " + shape_text(p.shape, p.symbols) +
+                       ", the manifest declares " + shape_text(d.shape, d.symbols);
         }
     }
     return "";

@@ -78,16 +78,14 @@ std::vector<Port> spec_ports(const Bundle& b, const std::string& g, bool outputs
     std::vector<Port> out;
     for (const auto& t : schema::SPEC_TENSORS) {
         if (schema::SPEC_GRAPHS[t.graph].name != g || t.output != outputs || (t.sr_only && !b.conditional)) continue;
-        Port p{t.name, t.dtype, {}, ""};
+        Port p{t.name, t.dtype, {}, {}};
         for (int k = t.first; k < t.first + t.count; ++k) {
             const schema::Dim& d = schema::SPEC_DIMS[k];
-            const int64_t size = d.kind == schema::Dim::Size ? d.size
-                                 : d.kind == schema::Dim::ZChannels ? b.z_channels
-                                 : d.kind == schema::Dim::FeatureChannels ? b.feature_channels : -1;
-            p.shape.push_back(size);
-            p.shape_text += (k == t.first ? "" : ", ") + (size < 0 ? py_str(d.symbol) : std::to_string(size));
+            p.shape.push_back(d.kind == schema::Dim::Size ? d.size
+                              : d.kind == schema::Dim::ZChannels ? b.z_channels
+                              : d.kind == schema::Dim::FeatureChannels ? b.feature_channels : -1);
+            p.symbols.emplace_back(d.kind == schema::Dim::Symbol ? d.symbol : "");
         }
-        p.shape_text = "[" + p.shape_text + "]";
         out.push_back(p);
     }
     return out;
@@ -101,7 +99,7 @@ bool declares(const json::Value& list, const std::vector<Port>& want) {
         const json::Value& t = list.arr[k];
         const json::Value *name = t.find("name"), *dtype = t.find("dtype"), *shape = t.find("shape");
         if (t.obj.size() != 3 || !name || !dtype || !shape || name->str != want[k].name ||
-            dtype->str != want[k].dtype || py_repr(*shape) != want[k].shape_text)
+            dtype->str != want[k].dtype || py_repr(*shape) != shape_text(want[k].shape, want[k].symbols))
             return false;
     }
     return true;
@@ -331,7 +329,7 @@ Bundle load_bundle(const std::string& dir_in, bool verify) {
                 std::string text;
                 for (const Port& p : want)
                     text += (text.empty() ? "" : ", ") + ("{'name': " + py_str(p.name) + ", 'dtype': " + py_str(p.dtype) +
-                                                          ", 'shape': " + p.shape_text + "}");
+                                                          ", 'shape': " + shape_text(p.shape, p.symbols) + "}");
                 engine_error(mpath + ": graph '" + g + "' " + io + " " + py_repr(*e.find(io)) + " differ from the declared [" +
                              text + "] (export/specs.py)");
             }
