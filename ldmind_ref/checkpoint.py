@@ -46,6 +46,10 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
 
 
+# Training stages whose checkpoint holds a trained auto-encoder and an untrained U-Net.
+AUTOENCODER_STAGES = ("autoencoder", "decoder", "liif")
+
+
 def save_model(path, model: LDMind, **meta: str) -> None:
     """Weights + config (+ free-form string metadata such as the training stage)."""
     save_tensors(model.state_dict(), path, {"format": FORMAT, "config": model.cfg.to_json(), **meta})

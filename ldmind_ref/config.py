@@ -301,6 +301,14 @@ def _small3() -> ModelConfig:
         liif=dataclasses.replace(s.liif, hidden=(256, 256, 256, 256)))
 
 
+def _small3_lite() -> ModelConfig:
+    # ``small3`` with ``small``'s f_theta widths (3 x 128 against 4 x 256: a fifth of the
+    # multiply-adds per query), fitted to small3's frozen E and D_phi (``train liif``).  f_theta
+    # runs four times per output pixel: at 4x it was a quarter of small3's request (BENCHMARKS).
+    s = _small3()
+    return dataclasses.replace(s, name="small3-lite", liif=dataclasses.replace(s.liif, hidden=(128, 128, 128)))
+
+
 PRESETS = {
     "div2k-sr": _div2k_sr,
     "ffhq-sr": _ffhq_sr,
@@ -310,6 +318,7 @@ PRESETS = {
     "small": _small,
     "small2": _small2,
     "small3": _small3,
+    "small3-lite": _small3_lite,
     "medium": _medium,
     "medium-gen": lambda: generation_variant(_medium()),
 }

@@ -27,7 +27,7 @@ import torch
 
 from . import metrics, sampler
 from .benchmark import bicubic, cpu_summary, load_hr
-from .checkpoint import load_model, read_metadata
+from .checkpoint import AUTOENCODER_STAGES, load_model, read_metadata
 from .core import consistency, contract, images
 from .data import EXTENSIONS, ImageFolder
 
@@ -88,14 +88,16 @@ def heldout_sets(val_dir: Path | None, train_dir: Path | None, side: int) -> dic
     return sets
 
 
-def image_rungs(model, hr: np.ndarray, scale: int, k: int, steps: int, seed: int, with_sampler: bool) -> dict:
-    """PSNR-Y (shave = scale) of every rung for one HR crop at one scale."""
+def image_rungs(model, hr: np.ndarray, scale: int, k: int, steps: int, seed: int, with_sampler: bool,
+                fidelity: float = contract.DEFAULT_FIDELITY) -> dict:
+    """PSNR-Y (shave = scale) of every rung for one HR crop at one scale; the samples drawn at
+    ``fidelity`` (the sampler's noise temperature 1 - fidelity)."""
     H, W = hr.shape[:2]
     lr = bicubic(hr, W // scale, H // scale)
     out = {"bicubic": metrics.psnr_y(bicubic(lr, W, H), hr, scale),
            "ceiling": metrics.psnr_y(reconstruct(model, hr), hr, scale)}
     if with_sampler:
-        z = sampler.upscale_latents(model, lr, steps, 1.0, seed, num_samples=k)
+        z = sampler.upscale_latents(model, lr, steps, 1.0, seed, num_samples=k, fidelity=fidelity)
         renders = sampler.render(model, z, [(H, W)])[0]                       # [k, H, W, 3] uint8
         out["raw"] = metrics.psnr_y(renders[0], hr, scale)
         mean = np.floor(renders.astype(np.float64).mean(0) + 0.5).astype(np.uint8)
@@ -110,7 +112,7 @@ def image_rungs(model, hr: np.ndarray, scale: int, k: int, steps: int, seed: int
 def ladder_table(results: dict, label: str, meta: dict) -> str:
     lines = [f"**{label}** (`{meta['models'][label]}`; PSNR-Y dB, shave = scale, centre crops of at most "
              f"{meta['side']} px; mean_k: mean of {meta['k']} samples' images, mean_z: the image of their mean latent; "
-             f"{meta['steps']} steps; {meta['date']}, "
+             f"{meta['steps']} steps, fidelity {meta.get('fidelity', 0.0):g}; {meta['date']}, "
              f"{meta['machine']})", "",
              "| set | scale | n | ceiling ND(E(HR)) | raw | mean_k | mean_z | defaults | bicubic | ceiling − bicubic (worst image) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -134,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("-k", type=int, default=4, help="samples averaged by the mean_k rung")
     p.add_argument("--steps", type=int, default=contract.DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fidelity", type=float, default=contract.DEFAULT_FIDELITY,
+                   help="the samples' fidelity (0: the paper's sampler; 1: no noise)")
     p.add_argument("--limit", type=int, default=0, help="images per set (0: all)")
     p.add_argument("--machine", default=cpu_summary())
     p.add_argument("--out", required=True, help="folder for ladder.json and ladder.md")
@@ -142,16 +146,16 @@ def main(argv=None) -> int:
     sets = heldout_sets(Path(args.val) if args.val else None, Path(args.train) if args.train else None, args.side)
     models = dict(spec.split("=", 1) for spec in args.model)
     meta = {"date": date.today().isoformat(), "machine": args.machine, "side": args.side, "k": args.k,
-            "steps": args.steps, "seed": args.seed, "models": models}
+            "steps": args.steps, "seed": args.seed, "fidelity": args.fidelity, "models": models}
     results: dict = {}
     t0 = time.time()
     for label, path in models.items():
         model = load_model(path)
-        full = read_metadata(path).get("stage") != "autoencoder" and model.cfg.unet.conditional
+        full = read_metadata(path).get("stage") not in AUTOENCODER_STAGES and model.cfg.unet.conditional
         results[label] = {}
         for name, crops in sets.items():
             for s in args.scales:
-                rows = [image_rungs(model, hr, s, args.k, args.steps, args.seed, full)
+                rows = [image_rungs(model, hr, s, args.k, args.steps, args.seed, full, args.fidelity)
                         for _, hr in crops[: args.limit or None]]
                 results[label].setdefault(name, {})[s] = rows
                 print(f"[{time.time() - t0:6.0f}s] {label} {name} {s}x: ceiling "

@@ -9,6 +9,15 @@
 3. align: the U-Net only, L_align = SNR * (||z0 - pred_z0||^2 + ||x0 - ND(pred_z0)||^2) through
    the frozen decoder (lambda_1, lambda_2 from the config).
 
+Beside them, stage 1 on part of the auto-encoder, the same batches and L1 (``TRAINED``):
+``decoder`` trains D_phi and f_theta with E frozen (the latents, and so any U-Net trained on
+them, stay valid); ``liif`` trains f_theta alone.  They fit a smaller f_theta to a trained
+auto-encoder (``--config`` a preset that differs only in f_theta, ``--warm`` the trained
+checkpoint): f_theta runs four times per output pixel (docs/BENCHMARKS.md, the LIIF stage).
+
+    python -m ldmind_ref.train liif --config small3-lite --warm small3-ae.safetensors --data DIR --out runs/lite
+    python -m ldmind_ref.train decoder --init runs/lite/model.safetensors --data DIR --out runs/lite2
+
 Each ``--out`` gets ``model.safetensors`` (inference weights; the U-Net is the EMA in
 stages 2/3), ``state.safetensors`` (raw weights, EMA, optimiser, step) and ``log.jsonl``.
 ``--resume`` continues from ``state.safetensors`` exactly as an uninterrupted run, because
@@ -54,7 +63,10 @@ from .grow import grow
 from .model import LDMind
 from .train_options import add_run_options
 
-STAGES = ("autoencoder", "ldm", "align")
+STAGES = ("autoencoder", "decoder", "liif", "ldm", "align")
+# the modules each stage trains; every other one is frozen
+TRAINED = {"autoencoder": ("encoder", "decoder", "liif"), "decoder": ("decoder", "liif"), "liif": ("liif",),
+           "ldm": ("unet",), "align": ("unet",)}
 
 
 class Objective(nn.Module):
@@ -67,10 +79,16 @@ class Objective(nn.Module):
                                                         dtype=torch.float32), persistent=False)
 
     def forward(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.autoencoder_loss(b) if self.stage == "autoencoder" else self.diffusion_loss(b)
+        return self.autoencoder_loss(b) if self.stage in ckpt.AUTOENCODER_STAGES else self.diffusion_loss(b)
 
     def autoencoder_loss(self, b):
-        m = self.model
+        m, trained = self.model, TRAINED[self.stage]
+        if "encoder" not in trained:   # frozen parts build no graph; E gives the posterior mean, as inference
+            with torch.no_grad():
+                z = m.encode_raw(b["x"])
+            with contextlib.nullcontext() if "decoder" in trained else torch.no_grad():
+                features = m.decoder(z)
+            return F.l1_loss(liif.query(m.liif, features, b["coord"], b["cell"]), b["rgb"])
         moments = m.encoder(b["x"])
         if m.cfg.autoencoder.kl:
             mean, logvar = split_posterior(moments)
@@ -102,7 +120,7 @@ class Objective(nn.Module):
 
 
 def trainable(model: LDMind, stage: str) -> list[nn.Parameter]:
-    parts = [model.encoder, model.decoder, model.liif] if stage == "autoencoder" else [model.unet]
+    parts = [getattr(model, name) for name in TRAINED[stage]]
     for p in model.parameters():
         p.requires_grad_(False)
     params = [p for part in parts for p in part.parameters()]
@@ -113,7 +131,7 @@ def trainable(model: LDMind, stage: str) -> list[nn.Parameter]:
 
 def make_optimizer(cfg: ModelConfig, stage: str, params) -> torch.optim.Optimizer:
     t = cfg.train
-    if stage == "autoencoder":
+    if stage in ckpt.AUTOENCODER_STAGES:
         return torch.optim.Adam(params, lr=t.ae_lr)
     if stage == "ldm":
         return torch.optim.AdamW(params, lr=t.ldm_lr)
@@ -141,7 +159,11 @@ LOSS_GROUP = 25   # loss values read back from the device every this many steps
 
 
 def batch_for(data: ImageFolder, cfg: ModelConfig, stage: str, g: torch.Generator, split="train"):
-    return (autoencoder_batch if stage == "autoencoder" else sr_batch)(data, g, cfg, split)
+    return batch_maker(stage)(data, g, cfg, split)
+
+
+def batch_maker(stage: str):
+    return autoencoder_batch if stage in ckpt.AUTOENCODER_STAGES else sr_batch
 
 
 def to_device(b: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
@@ -245,7 +267,7 @@ class Trainer:
         self.opt = make_optimizer(cfg, self.stage, self.params)
         self.base_lr = args.lr if args.lr is not None else self.opt.param_groups[0]["lr"]
         self.ema = ({k: v.detach().clone() for k, v in self.model.unet.state_dict().items()}
-                    if self.stage != "autoencoder" else None)
+                    if self.stage not in ckpt.AUTOENCODER_STAGES else None)
         self.step = 0
         self.data = data if data is not None else ImageFolder(args.data, cfg.train.crop)
         if args.resume and self.state_path.exists():
@@ -265,7 +287,7 @@ class Trainer:
             if a.config and a.config != cfg.name:
                 raise SystemExit(f"--config {a.config} does not match --init ({cfg.name})")
             return cfg
-        if self.stage != "autoencoder":
+        if self.stage not in ckpt.AUTOENCODER_STAGES:
             raise SystemExit(f"stage {self.stage} needs --init (the previous stage's model.safetensors)")
         if not a.config:
             raise SystemExit("give --config NAME (a preset) or --init CHECKPOINT")
@@ -323,8 +345,7 @@ class Trainer:
         """Batches of steps self.step .. steps - 1, from ``self.workers`` processes or this one.
         The first is made here; its size bounds the workers by the shared memory that their
         batches in flight need (a small /dev/shm, as in many containers, would kill them)."""
-        ds = StepBatches(self.data, self.cfg, self.stage,
-                         autoencoder_batch if self.stage == "autoencoder" else sr_batch, self.args.seed, self.rank)
+        ds = StepBatches(self.data, self.cfg, self.stage, batch_maker(self.stage), self.args.seed, self.rank)
         start = self.step
         if start >= steps:
             return
@@ -435,7 +456,7 @@ class Trainer:
         val = self.validate()
         rec = {"step": self.step, "val_loss": val}
         msg = f"step {self.step}: val loss {val:.5f}"
-        if self.stage == "autoencoder" and self.args.ceiling:
+        if self.stage in ckpt.AUTOENCODER_STAGES and self.args.ceiling:
             # the bound of everything after stage 1: ND(E(HR)) against bicubic from the 4x LR
             f = self.cfg.autoencoder.downsample
             hrs = [ladder.centre_crop(self.data.load(p), self.args.ceiling, 4 * f) for p in self.data.val]

@@ -16,11 +16,11 @@ from ldmind_ref.train import Objective, batch_for, main, make_optimizer, trainab
 from conftest import ROOT
 
 
-@pytest.mark.parametrize("stage", ["autoencoder", "ldm", "align"])
+@pytest.mark.parametrize("stage", ["autoencoder", "decoder", "liif", "ldm", "align"])
 def test_overfit_one_fixed_batch(stage, train_dir):
     cfg = preset("tiny")
     torch.manual_seed(0)
-    model = LDMind(cfg) if stage == "autoencoder" else random_model(cfg, seed=0)
+    model = LDMind(cfg) if stage in ckpt.AUTOENCODER_STAGES else random_model(cfg, seed=0)
     data = ImageFolder(train_dir, cfg.train.crop)
     batch = batch_for(data, cfg, stage, step_generator(0, stage, 0, 0))
     obj = Objective(model, stage)
@@ -69,9 +69,10 @@ def test_stage_outputs(stage_runs):
     assert not all(torch.equal(a, b) for a, b in zip(ldm.unet.parameters(), align.unet.parameters()))
 
 
-@pytest.mark.parametrize("stage", ["autoencoder", "ldm", "align"])
+@pytest.mark.parametrize("stage", ["autoencoder", "liif", "ldm", "align"])
 def test_resume_is_exact(stage, stage_runs, train_dir, tmp_path):
     init = {"autoencoder": ["--config", "tiny"],
+            "liif": ["--config", "tiny", "--warm", str(stage_runs / "ae" / "model.safetensors")],
             "ldm": ["--init", str(stage_runs / "ae" / "model.safetensors")],
             "align": ["--init", str(stage_runs / "ldm" / "model.safetensors")]}[stage]
     _train(stage, tmp_path / "straight", 4, train_dir, *init)
@@ -83,6 +84,27 @@ def test_resume_is_exact(stage, stage_runs, train_dir, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert ckpt.read_metadata(tmp_path / "split" / "state.safetensors")["step"] == "4"
+
+
+@pytest.mark.parametrize("stage, moved", [("liif", ("liif",)), ("decoder", ("decoder", "liif"))])
+def test_partial_stage_one_trains_its_parts_alone(stage, moved, stage_runs, train_dir, tmp_path):
+    # the frozen parts keep the warm start's weights to the bit, the trained ones move; the file
+    # is a stage-1 checkpoint (the ladder gives it the ceiling rungs only)
+    ae = stage_runs / "ae" / "model.safetensors"
+    _train(stage, tmp_path / "part", 3, train_dir, "--config", "tiny", "--warm", str(ae))
+    before, after = ckpt.load_model(ae), ckpt.load_model(tmp_path / "part" / "model.safetensors")
+    for part in ("encoder", "decoder", "liif", "unet"):
+        same = all(torch.equal(a, b) for a, b in zip(getattr(before, part).parameters(),
+                                                      getattr(after, part).parameters()))
+        assert same == (part not in moved), part
+    assert ckpt.read_metadata(tmp_path / "part" / "model.safetensors")["stage"] in ckpt.AUTOENCODER_STAGES
+
+
+def test_small3_lite_differs_from_small3_in_f_theta_alone():
+    import dataclasses
+    a, b = preset("small3"), preset("small3-lite")
+    assert b.liif.hidden == preset("small").liif.hidden == (128, 128, 128)
+    assert dataclasses.replace(b, name="small3", liif=a.liif) == a
 
 
 def test_later_stage_needs_init(train_dir, tmp_path):
