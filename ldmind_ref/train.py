@@ -332,9 +332,11 @@ class Trainer:
     def validate(self) -> float:
         self.objective.eval()
         n = max(1, -(-self.cfg.train.val_images // self.cfg.train.batch))
+        # the stages of one objective validate on the same draws, so their losses compare
+        family = "autoencoder" if self.stage in ckpt.AUTOENCODER_STAGES else self.stage
         losses = []
         for i in range(n):
-            b = to_device(batch_for(self.data, self.cfg, self.stage, step_generator(0, self.stage + "/val", 0, i),
+            b = to_device(batch_for(self.data, self.cfg, self.stage, step_generator(0, family + "/val", 0, i),
                                     "val"), self.device)
             with autocast(self.device, self.args.bf16):
                 losses.append(self.objective(b).item())

@@ -1,5 +1,5 @@
-"""The shipped generation model (``ldmind_ref/weights/small-gen.safetensors``, trained on the
-CPU in session 7): its stored form, and samples with the statistics of photographs rather
+"""The shipped generation model (``ldmind_ref/weights/small-gen.safetensors``: the generation
+variant of ``small3``, trained on the CPU; docs/TRAINING.md): its stored form, and samples with the statistics of photographs rather
 than of the coloured noise an untrained or half-averaged U-Net gives (docs/RESULTS.md)."""
 from pathlib import Path
 
@@ -14,7 +14,7 @@ def test_shipped_generation_checkpoint_form():
     assert ckpt.read_metadata(WEIGHTS)["storage"] == "float16"
     assert ckpt.omitted_parts(WEIGHTS) == ["encoder"]          # generation never runs E
     m = ckpt.load_model(WEIGHTS)
-    assert m.cfg.name == "small-gen" and not m.cfg.unet.conditional
+    assert m.cfg.name == "small3-gen" and not m.cfg.unet.conditional
 
 
 def test_shipped_generation_samples_are_not_noise():
@@ -23,7 +23,7 @@ def test_shipped_generation_samples_are_not_noise():
     st = np.stack([metrics.image_stats(x) for x in imgs]).mean(0)
     stats = dict(zip(metrics.STAT_NAMES, st))
     # 64 random crops of the training photos: colourfulness 32-33, gradient 4.8-5.0; these
-    # samples: 30.2, 2.9; the untrained U-Net: 93.8, 16.0; the EMA of step 1,750: 76.2, 12.5
+    # samples: 31.3, 2.2; an untrained U-Net: 93.8, 16.0; a half-averaged EMA: 76.2, 12.5
     assert stats["colourfulness"] < 60 and stats["gradient"] < 8, stats
     assert metrics.diversity(imgs) > 10          # four seeds, four pictures
 

@@ -100,6 +100,15 @@ def test_partial_stage_one_trains_its_parts_alone(stage, moved, stage_runs, trai
     assert ckpt.read_metadata(tmp_path / "part" / "model.safetensors")["stage"] in ckpt.AUTOENCODER_STAGES
 
 
+def test_partial_stage_one_validates_as_stage_one(stage_runs, train_dir, tmp_path):
+    # the same weights give the same validation loss under every stage-1 objective: one set of draws
+    from ldmind_ref.train import Trainer, parse_args
+    ae = str(stage_runs / "ae" / "model.safetensors")
+    vals = [Trainer(parse_args([stage, "--init", ae, "--data", str(train_dir), "--out", str(tmp_path / stage),
+                                "--quiet"])).validate() for stage in ckpt.AUTOENCODER_STAGES]
+    assert vals == pytest.approx([vals[0]] * len(vals), rel=1e-5), vals
+
+
 def test_small3_lite_differs_from_small3_in_f_theta_alone():
     import dataclasses
     a, b = preset("small3"), preset("small3-lite")
