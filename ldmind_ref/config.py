@@ -303,8 +303,9 @@ def _small3() -> ModelConfig:
 
 def _small3_lite() -> ModelConfig:
     # ``small3`` with ``small``'s f_theta widths (3 x 128 against 4 x 256: a fifth of the
-    # multiply-adds per query), fitted to small3's frozen E and D_phi (``train liif``).  f_theta
-    # runs four times per output pixel: at 4x it was a quarter of small3's request (BENCHMARKS).
+    # multiply-adds per query), fitted to small3's frozen E (``train liif``, then ``train
+    # decoder``: docs/TRAINING.md).  f_theta runs four times per output pixel: at 4x it was a
+    # quarter of small3's request (BENCHMARKS).
     s = _small3()
     return dataclasses.replace(s, name="small3-lite", liif=dataclasses.replace(s.liif, hidden=(128, 128, 128)))
 

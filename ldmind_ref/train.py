@@ -291,6 +291,9 @@ class Trainer:
             raise SystemExit(f"stage {self.stage} needs --init (the previous stage's model.safetensors)")
         if not a.config:
             raise SystemExit("give --config NAME (a preset) or --init CHECKPOINT")
+        if "encoder" not in TRAINED[self.stage] and not (a.warm or getattr(a, "grow", None)):
+            raise SystemExit(f"stage {self.stage} trains on a frozen encoder: give --init or --warm "
+                             f"(a trained auto-encoder)")
         return preset(a.config)
 
     @torch.no_grad()

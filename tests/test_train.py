@@ -116,6 +116,18 @@ def test_small3_lite_differs_from_small3_in_f_theta_alone():
     assert dataclasses.replace(b, name="small3", liif=a.liif) == a
 
 
+def test_stages_without_a_trained_unet_are_the_checkpoints_ladder_treats_as_stage_one():
+    from ldmind_ref.train import STAGES, TRAINED
+    assert set(TRAINED) == set(STAGES)
+    assert set(ckpt.AUTOENCODER_STAGES) == {s for s, parts in TRAINED.items() if "unet" not in parts}
+
+
+@pytest.mark.parametrize("stage", ["decoder", "liif"])
+def test_partial_stage_one_needs_a_trained_autoencoder(stage, train_dir, tmp_path):
+    with pytest.raises(SystemExit, match=f"stage {stage} trains on a frozen encoder: give --init or --warm"):
+        _train(stage, tmp_path / "x", 1, train_dir, "--config", "tiny")
+
+
 def test_later_stage_needs_init(train_dir, tmp_path):
     with pytest.raises(SystemExit, match="needs --init"):
         _train("ldm", tmp_path / "x", 1, train_dir, "--config", "tiny")
