@@ -18,7 +18,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import FIXED_MEMORY as MEMORY, cpp_build_dir
+from conftest import FIXED_MEMORY as MEMORY, cpp_build_dir, reseal
 from test_cpp import cpp_upscale, lr_crop, probe
 from test_runtime_choice import GRAPHS, _gate
 
@@ -289,18 +289,13 @@ def test_swapped_graph_refused_as_python_refuses_it(cpp_build, tmp_path, sr_engi
     """The decoder's file as the encoder, its checksum fixed up: the OpenVINO engines of both
     runtimes compare the graph's input and output names with the manifest's (base.names_mismatch,
     core io_mismatch) and say the same line."""
-    import hashlib
-    import json
-
     from runtime import Pipeline
     from runtime.errors import EngineError
 
     d = tmp_path / "swapped"
     shutil.copytree(sr_engines, d)
     shutil.copy(d / "decoder.onnx", d / "encoder.onnx")
-    m = json.loads((d / "manifest.json").read_text())
-    m["graphs"]["encoder"]["sha256"] = hashlib.sha256((d / "encoder.onnx").read_bytes()).hexdigest()
-    (d / "manifest.json").write_text(json.dumps(m))
+    reseal(d, "encoder")
     with pytest.raises(EngineError) as e:
         Pipeline.load(d, backend=backend)
     assert "graph 'encoder' does not match the manifest (inputs ['z'], the manifest declares ['lr'])" in str(e.value)

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -29,7 +28,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FIXED_MEMORY as MEMORY, TEST_DATA, default_sigint
+from conftest import FIXED_MEMORY as MEMORY, TEST_DATA, default_sigint, reseal
 
 pytestmark = pytest.mark.usefixtures("fixed_memory")
 PY_PROG = "python -m runtime"
@@ -92,9 +91,7 @@ def _swapped(sr_engines: Path, tmp: Path) -> Path:
     and outputs tell (Python's onnxruntime io_mismatch; C++ engine.cpp io_mismatch)."""
     d = _copy_engines(sr_engines, tmp / "swapped")
     shutil.copy(d / "decoder.onnx", d / "encoder.onnx")
-    m = json.loads((d / "manifest.json").read_text())
-    m["graphs"]["encoder"]["sha256"] = hashlib.sha256((d / "encoder.onnx").read_bytes()).hexdigest()
-    (d / "manifest.json").write_text(json.dumps(m))
+    reseal(d, "encoder")
     return d
 
 
@@ -109,9 +106,7 @@ def _reshaped(sr_engines: Path, tmp: Path) -> Path:
     axis.ClearField("dim_value")
     axis.dim_param = "C"
     onnx.save(model, d / "encoder.onnx")
-    m = json.loads((d / "manifest.json").read_text())
-    m["graphs"]["encoder"]["sha256"] = hashlib.sha256((d / "encoder.onnx").read_bytes()).hexdigest()
-    (d / "manifest.json").write_text(json.dumps(m))
+    reseal(d, "encoder")
     return d
 
 
