@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     u.add_argument("--sampler", choices=contract.SAMPLERS, default=contract.DEFAULT_SAMPLER,
                    help="ddim, or dpm++2m: DPM-Solver++(2M), the same image in fewer steps (eta unused)")
     u.add_argument("--fidelity", type=float, default=contract.DEFAULT_FIDELITY,
-                   help="0..1: every noise draw times 1 - fidelity (1: one deterministic image)")
+                   help="0..1: detail against faithfulness (0: the paper's sampler; higher: faithful, fewer steps)")
     u.add_argument("--seed", type=int, default=contract.DEFAULT_SEED)
     u.add_argument("-n", "--num-samples", type=int, default=contract.DEFAULT_NUM_SAMPLES)
     u.add_argument("--device", default="cpu")

@@ -73,7 +73,8 @@ def sheet(images: list[np.ndarray], path: Path, cols: int = 4) -> None:
     canvas.save(path)
 
 
-def samples(checkpoint: str, n: int, size: int, steps: int, seed: int) -> tuple[str, list[np.ndarray]]:
+def samples(checkpoint: str, n: int, size: int, steps: int, seed: int,
+            fidelity: float = contract.DEFAULT_GENERATION_FIDELITY) -> tuple[str, list[np.ndarray]]:
     """(model name, n reference samples of size x size, seeds seed .. seed + n - 1), each
     sampled, as ``generate`` does by default, on a latent of the output's own scale: the scale
     of the native-resolution crops they are measured against."""
@@ -81,11 +82,13 @@ def samples(checkpoint: str, n: int, size: int, steps: int, seed: int) -> tuple[
     from .checkpoint import load_model
 
     model = load_model(checkpoint)
-    return model.cfg.name, sampler.generate(model, (size, size), steps=steps, seed=seed, num_samples=n)
+    return model.cfg.name, sampler.generate(model, (size, size), steps=steps, seed=seed, num_samples=n,
+                                            fidelity=fidelity)
 
 
 def evaluate(models: dict[str, str], data: str, out: Path, n: int = 64, size: int = 128,
-             steps: int = contract.DEFAULT_STEPS, seed: int = 0, log=print) -> dict:
+             steps: int = contract.DEFAULT_STEPS, seed: int = 0, log=print,
+             fidelity: float = contract.DEFAULT_GENERATION_FIDELITY) -> dict:
     """Every model of ``models`` ({label: checkpoint}) and the real yardstick; writes the
     sheets, ``generation.json`` and ``table.md`` into ``out``; returns the json's content."""
     out.mkdir(parents=True, exist_ok=True)
@@ -96,13 +99,13 @@ def evaluate(models: dict[str, str], data: str, out: Path, n: int = 64, size: in
     rows = {"real crops (first set)": summarise(real_a, ref, ref, spread) | {"sheet": "real.png"},
             "real crops (second set)": summarise(real_b, stats(real_b), ref, spread)}
     for label, path in models.items():
-        name, imgs = samples(path, n, size, steps, seed)
+        name, imgs = samples(path, n, size, steps, seed, fidelity)
         sheet(imgs[:SHEET], out / f"{label}.png")
         rows[label] = summarise(imgs, stats(imgs), ref, spread) | {"checkpoint": str(path), "config": name,
                                                       "sheet": f"{label}.png"}
         log(f"{label}: fd_stats {rows[label]['fd_stats']}, diversity {rows[label]['diversity']}")
     res = {"data": str(data), "samples": n, "size": size, "steps": steps, "sampler": contract.DEFAULT_SAMPLER,
-           "seed": seed, "stats": list(metrics.STAT_NAMES), "rows": rows}
+           "fidelity": fidelity, "seed": seed, "stats": list(metrics.STAT_NAMES), "rows": rows}
     (out / "generation.json").write_text(json.dumps(res, indent=1))
     (out / "table.md").write_text(table(res) + "\n")
     return res
@@ -110,7 +113,8 @@ def evaluate(models: dict[str, str], data: str, out: Path, n: int = 64, size: in
 
 def table(res: dict) -> str:
     lines = [f"{res['samples']} images of {res['size']} px each; models sampled with {res['sampler']}, "
-             f"{res['steps']} steps, seeds {res['seed']}..{res['seed'] + res['samples'] - 1}; real crops from "
+             f"{res['steps']} steps, fidelity {res.get('fidelity', 0.0):g}, "
+             f"seeds {res['seed']}..{res['seed'] + res['samples'] - 1}; real crops from "
              f"{res['data']}.  fd_stats: Frechet distance of the standardised image statistics to the first real "
              "set (lower is closer; the second real set shows the floor at this many images).", "",
              "| images | fd_stats | diversity (0..255) | colourfulness | gradient | spectrum slope |",
@@ -132,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--steps", type=int, default=contract.DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fidelity", type=float, default=contract.DEFAULT_GENERATION_FIDELITY,
+                   help="the sampler's fidelity (diffusion.fidelity_window; default the generation default)")
     a = p.parse_args(argv)
     models = {}
     for m in a.model:
@@ -145,7 +151,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"data not found: {a.data}")
     if a.samples < 2 or a.size < 8:
         raise SystemExit("--samples must be at least 2 and --size at least 8")
-    res = evaluate(models, a.data, Path(a.out), a.samples, a.size, a.steps, a.seed)
+    res = evaluate(models, a.data, Path(a.out), a.samples, a.size, a.steps, a.seed, fidelity=a.fidelity)
     print(table(res))
     return 0
 

@@ -91,7 +91,7 @@ def heldout_sets(val_dir: Path | None, train_dir: Path | None, side: int) -> dic
 def image_rungs(model, hr: np.ndarray, scale: int, k: int, steps: int, seed: int, with_sampler: bool,
                 fidelity: float = contract.DEFAULT_FIDELITY) -> dict:
     """PSNR-Y (shave = scale) of every rung for one HR crop at one scale; the samples drawn at
-    ``fidelity`` (the sampler's noise temperature 1 - fidelity)."""
+    ``fidelity`` (``diffusion.fidelity_window``)."""
     H, W = hr.shape[:2]
     lr = bicubic(hr, W // scale, H // scale)
     out = {"bicubic": metrics.psnr_y(bicubic(lr, W, H), hr, scale),

@@ -9,8 +9,9 @@ accept, nearest-resize it by ``cond_scale``, encode -> ``cond``; DDIM from z_T w
 ``cond`` concatenated at every step; crop the latent back to the LR area; render through
 D_phi + f_theta at round(s*h) x round(s*w) (or the given size); back-project the render
 onto the LR (``consistency.py``, ``backproject`` iterations; 0 keeps the raw sample).
-``fidelity`` (0..1) tempers every noise draw by 1 - fidelity (``noise.temper``, in
-``tiled_sampling.denoise``): 0 the paper's sampler, 1 one deterministic image.
+``fidelity`` (0..1) narrows the sampler's window (``diffusion.fidelity_window``): 0 the
+paper's sampler; higher skips the noisiest steps (starting from the noised conditioning
+latent) and exits early with the network's z_0 estimate.
 
 Every network runs on the latent tiles of ``latent_tiles.choose`` (the runtime's plan) and
 the whole sequence is ``tiled_sampling``'s, shared with the runtime: a latent that fits in
@@ -87,11 +88,11 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
     """From z_T = noise(0) to z_0 over the tiles of ``p``: float32 [num_samples, c, h, w].
     ``cond`` [1, c, h, w] or None.  ``schedule``: DDIM's "full" or "paper"
     (``contract.DDIM_SCHEDULES``); ``sampler``: "ddim" or "dpm++2m" (``contract.SAMPLERS``);
-    ``fidelity``: 0..1, every noise draw times 1 - fidelity (ValueError outside)."""
+    ``fidelity``: 0..1, the window of ``diffusion.fidelity_window`` (ValueError outside)."""
     fidelity = rng.fidelity_arg(fidelity)
     device, dtype = _device_dtype(model)
     schedule = diffusion.sampling_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta, schedule,
-                                           sampler)
+                                           sampler, fidelity, cond is not None)
     p = p or plan(model, latent_shape[1], latent_shape[2], steps)
     tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device, dtype)  # noqa: E731
 
@@ -107,8 +108,7 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
         return step
 
     tick = (lambda _s, k, n: progress(k, n)) if progress else None
-    return tiled_sampling.denoise(make_step, cond, num_samples, latent_shape[0], schedule, noise, p, 1, tick,
-                                  fidelity=fidelity)
+    return tiled_sampling.denoise(make_step, cond, num_samples, latent_shape[0], schedule, noise, p, 1, tick)
 
 
 @torch.no_grad()
@@ -196,7 +196,7 @@ def generate(model: LDMind, size: tuple[int, int], steps: int = contract.DEFAULT
              latent_overlap: int | None = None,
              schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
              sampler: str = contract.DEFAULT_SAMPLER, zoom: bool = False,
-             fidelity: float = contract.DEFAULT_FIDELITY) -> list[np.ndarray]:
+             fidelity: float = contract.DEFAULT_GENERATION_FIDELITY) -> list[np.ndarray]:
     """Unconditional samples rendered at ``size`` = (W, H); the latent is the output's own
     scale (``latent_tiles.generation_latent``; sampled in tiles when large), the training
     latent stretched with ``zoom``, or ``latent_size`` = (h, w)."""

@@ -63,8 +63,9 @@ def _common(p: argparse.ArgumentParser, engines: str) -> None:
     p.add_argument("--eta", type=parse_eta, default=c.DEFAULT_ETA,
                    help=f"DDIM eta: 0 deterministic, 1 DDPM-like (default {c.DEFAULT_ETA:g})")
     p.add_argument("--fidelity", type=parse_fidelity, default=c.DEFAULT_FIDELITY,
-                   help=f"detail against faithfulness, 0..1: every noise draw times 1 - F; 0 the model's full "
-                        f"diversity, 1 one deterministic image whatever the seed (default {c.DEFAULT_FIDELITY:g})")
+                   help=f"detail against faithfulness, 0..1: 0 the paper's sampler (the model's full diversity); "
+                        f"higher skips the noisiest and the last steps: more faithful and faster "
+                        f"(default {c.DEFAULT_FIDELITY:g} for upscale, {c.DEFAULT_GENERATION_FIDELITY:g} for generate)")
     p.add_argument("--schedule", choices=c.DDIM_SCHEDULES, default=c.DEFAULT_DDIM_SCHEDULE,
                    help=f"DDIM steps executed: full (all N) or paper (the paper's code: the noisiest "
                         f"step dropped, N - 1 run; default {c.DEFAULT_DDIM_SCHEDULE})")
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sample the training latent and stretch it to --size (large, soft cells); "
                           "default: a latent of the output's own scale, tiled, detail at the photos' scale")
     _common(gen, c.DEFAULT_GENERATION_ENGINES)
+    gen.set_defaults(fidelity=c.DEFAULT_GENERATION_FIDELITY)   # generation's own default (contract)
     prof = sub.add_parser("profile", help="latency of one real request, stage by stage")
     prof.add_argument("engines", help="engine directory")
     prof.add_argument("image", nargs="?", default=None, help="input image (super-resolution models)")

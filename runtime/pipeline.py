@@ -17,8 +17,8 @@ sequence of ``ldmind_ref/core/tiled_sampling.py`` over the tile plan of ``ldmind
               in one tile is sampled exactly as without tiling.
     DDIM:     ``diffusion.ddim_schedule(alpha_bar from the manifest, steps, eta)``; noise by
               the RNG contract (``ldmind_ref/core/noise.py``): sample j uses seed + j, stream 0 is
-              z_T, stream k the k-th executed step, drawn only when sigma_t > 0; every draw
-              times 1 - fidelity (``noise.temper``).
+              z_T, stream k the k-th executed step, drawn only when sigma_t > 0; fidelity
+              narrows the window of steps (``diffusion.fidelity_window``).
 
 Batches larger than a backend accepts (TensorRT profiles) are split; because sample j
 always uses seed + j, the split never changes a result.  A ``Pipeline`` holds no mutable
@@ -115,8 +115,9 @@ class Pipeline:
         chosen from the model, see ``plan``).  ``schedule``: DDIM's "full" or "paper"
         (``contract.DDIM_SCHEDULES``).  ``sampler``: "ddim" or "dpm++2m" (DPM-Solver++(2M):
         deterministic, the same image in fewer steps; ``eta`` and ``schedule`` are DDIM's).
-        ``fidelity``: 0..1, detail against faithfulness: every noise draw times 1 - fidelity
-        (``noise.temper``; 0 the model's full diversity, 1 one deterministic image)."""
+        ``fidelity``: 0..1, detail against faithfulness (``diffusion.fidelity_window``: 0 the
+        paper's sampler, the model's full diversity; higher skips the noisiest and the last steps,
+        more faithful and faster)."""
         self._need_conditional(True)
         lr, alpha = to_rgb_alpha(image, "input image")
         try:
@@ -151,7 +152,7 @@ class Pipeline:
                  latent_tile: int | None = None, latent_overlap: int | None = None,
                  schedule: str = contract.DEFAULT_DDIM_SCHEDULE, depth: int | None = None,
                  sampler: str = contract.DEFAULT_SAMPLER, zoom: bool = False,
-                 fidelity: float = contract.DEFAULT_FIDELITY) -> list:
+                 fidelity: float = contract.DEFAULT_GENERATION_FIDELITY) -> list:
         """Unconditional samples rendered at ``size`` = (W, H), from a latent of the output's own
         scale (``latent_tiles.generation_latent``: size / downsample per side, sampled in tiles
         when larger than the training latent), or with ``zoom`` the manifest's generation
@@ -171,10 +172,9 @@ class Pipeline:
                 or not isinstance(lw, numbers.Integral) or lh < 1 or lw < 1 or lh % m or lw % m:
             raise InputError(contract.LATENT_SIZE.format(m, lh, lw))
         limits.check_output(n, H, W, extra=self._working_bytes(n, lh, lw), itemsize=dtype.itemsize)
-        sched = self.sampling_schedule(steps, eta, schedule, sampler)   # refuse bad steps/eta before any work
-        fidelity = _fidelity(fidelity)
+        sched = self.sampling_schedule(steps, eta, schedule, sampler, fidelity)   # refuse bad options before any work
         p = self.plan(lh, lw, steps, n, latent_tile, latent_overlap)
-        z = self._sample(None, (self.bundle.z_channels, lh, lw), sched, seed, n, progress, p, fidelity)
+        z = self._sample(None, (self.bundle.z_channels, lh, lw), sched, seed, n, progress, p)
         out = self._render(z, [(H, W)], tile, progress, latent_tile, latent_overlap, dtype)[0]
         return _convert(list(out), pil)
 
@@ -235,16 +235,13 @@ class Pipeline:
                        fidelity: float = contract.DEFAULT_FIDELITY) -> np.ndarray:
         """From z_T to z_0 (DDIM or ``sampler``): float32 [num_samples, *shape]; ``cond``
         [1, c, h, w] or None; over the tiles of ``plan`` (default: ``self.plan``)."""
-        sched = self.sampling_schedule(steps, eta, schedule, sampler)
-        fidelity = _fidelity(fidelity)
+        sched = self.sampling_schedule(steps, eta, schedule, sampler, fidelity, cond is not None)
         n = _count(num_samples)
-        return self._sample(cond, shape, sched, seed, n, progress, plan or self.plan(shape[1], shape[2], steps, n),
-                            fidelity)
+        return self._sample(cond, shape, sched, seed, n, progress, plan or self.plan(shape[1], shape[2], steps, n))
 
     def _sample(self, cond: np.ndarray | None, shape: tuple[int, int, int], schedule: list, seed: int,
-                n: int, progress: Progress | None, p, fidelity: float) -> np.ndarray:
-        """``sample_latents`` on a checked ``schedule`` (``sampling_schedule``), plan ``p`` and
-        ``fidelity`` (``_fidelity``)."""
+                n: int, progress: Progress | None, p) -> np.ndarray:
+        """``sample_latents`` on a checked ``schedule`` (``sampling_schedule``) and plan ``p``."""
         seed = _seed(seed)
         batches = list(self._batches(n))
         done = [0]
@@ -276,7 +273,7 @@ class Pipeline:
         for a, b in batches:
             noise = (lambda s0, nb: lambda stream, shp: rng.batch_gaussian(s0, stream, nb, shp))(seed + a, b - a)
             out.append(tiled_sampling.denoise(make_step, cond, b - a, shape[0], schedule, noise, p,
-                                              self._tile_batch(p, b - a), tick, fidelity=fidelity))
+                                              self._tile_batch(p, b - a), tick))
         return np.concatenate(out)
 
     def output_size(self, h: int, w: int, scale: float | None = None,
@@ -335,14 +332,13 @@ class Pipeline:
         unit = images.lr_pad_unit(b.cond_scale, b.ae_downsample, b.unet_multiple)
         x = images.pad_lr(images.to_float(lr), unit)[None]
         ch, cw = self._lr_latent(x.shape[2:])
-        sched = self.sampling_schedule(steps, eta, schedule, sampler)  # refuse bad steps/eta before the encoder runs
-        fidelity = _fidelity(fidelity)
+        sched = self.sampling_schedule(steps, eta, schedule, sampler, fidelity, True)  # before the encoder runs
         p = self.plan(ch, cw, steps, n, latent_tile, latent_overlap)
         encoder = self.engines["encoder"]
         r = images.latent_per_lr_pixel(b.cond_scale, b.ae_downsample)
         cond = tiled_sampling.encode(lambda t: self._finite("encoder", encoder({"lr": t})["cond"]), x, p, r,
                                      self._tile_batch(p, 1), progress)
-        z = self._sample(cond, (b.z_channels, ch, cw), sched, seed, n, progress, p, fidelity)
+        z = self._sample(cond, (b.z_channels, ch, cw), sched, seed, n, progress, p)
         lh, lw = self._lr_latent(lr.shape[:2])
         return np.ascontiguousarray(z[:, :, :lh, :lw])
 
@@ -374,18 +370,23 @@ class Pipeline:
         return results
 
     def sampling_schedule(self, steps, eta, schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
-                          sampler: str = contract.DEFAULT_SAMPLER) -> list:
-        """The sampler's steps (``diffusion.sampling_schedule`` on the manifest's alpha_bar): the
-        one check of ``steps``, ``eta``, ``schedule`` and ``sampler`` (``InputError``)."""
+                          sampler: str = contract.DEFAULT_SAMPLER, fidelity=contract.DEFAULT_FIDELITY,
+                          conditional: bool = False) -> list:
+        """The sampler's steps (``diffusion.sampling_schedule`` on the manifest's alpha_bar, over
+        ``fidelity``'s window): the one check of ``steps``, ``eta``, ``schedule``, ``sampler`` and
+        then ``fidelity`` (``InputError``)."""
         T = self.bundle.timesteps
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
             raise InputError(contract.STEPS.format(T, steps))
         if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or eta < 0:
             raise InputError(contract.ETA.format(eta))
         try:
-            return diffusion.sampling_schedule(self.bundle.alpha_bar, int(steps), float(eta), schedule, sampler)
+            full = diffusion.sampling_schedule(self.bundle.alpha_bar, int(steps), float(eta), schedule, sampler)
         except ValueError as e:   # an eta the schedule cannot take, an unknown schedule or sampler name
             raise InputError(str(e)) from None
+        fidelity = _fidelity(fidelity)
+        return full if fidelity == 0 else diffusion.sampling_schedule(
+            self.bundle.alpha_bar, int(steps), float(eta), schedule, sampler, fidelity, conditional)
 
     def _batch(self, n: int) -> int:
         return min(n, self.max_batch) if self.max_batch else n

@@ -103,7 +103,7 @@ def parse_eta(text: str) -> float:
 
 
 def parse_fidelity(text: str) -> float:
-    """0..1: detail (0, the model's full diversity) against faithfulness (1, one deterministic image)."""
+    """0..1: detail (0, the paper's sampler, the model's full diversity) against faithfulness (1)."""
     try:
         v = float(text)
     except ValueError:

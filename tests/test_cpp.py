@@ -51,10 +51,10 @@ def cpp_latents(build, tmp_path, lr, shape, **kw) -> np.ndarray:
 
 CASES = [  # scale, backproject, sampler, eta, fidelity, latent tile/overlap (None: chosen)
     (2.0, 10, "dpm++2m", 1.0, 0.0, None),
-    (3.7, 0, "dpm++2m", 1.0, 0.5, None),    # fidelity: z_T tempered (noise.temper)
+    (3.7, 0, "dpm++2m", 1.0, 0.75, None),   # fidelity: the window (3 steps: (1, 1), from cond, exit)
     (8.0, 10, "ddim", 1.0, 0.0, None),
-    (3.7, 10, "ddim", 0.5, 0.5, (8, 4)),    # forced latent tiles: encoder, U-Net, decoder and bands; DDIM's step
-    (2.0, 0, "dpm++2m", 1.0, 0.0, (8, 4)),  # noise tempered too
+    (3.7, 10, "ddim", 0.5, 0.75, (8, 4)),    # forced latent tiles: encoder, U-Net, decoder and bands; DDIM's step
+    (2.0, 0, "dpm++2m", 1.0, 0.0, (8, 4)),  # noise and the fidelity window too
 ]
 
 
@@ -81,13 +81,13 @@ def test_tiny_size_and_odd_input(cpp_build, tmp_path, sr_pipe, sr_engines):
     assert np.array_equal(cpp, py)
 
 
-@pytest.mark.parametrize("latent", [None, (16, 24)])
-def test_generate_equals_python(cpp_build, tmp_path, runtime_exports, latent):
+@pytest.mark.parametrize("latent,fidelity", [(None, 0.0), ((16, 24), 1.0)])   # 1.0: the window's exit
+def test_generate_equals_python(cpp_build, tmp_path, runtime_exports, latent, fidelity):
     from runtime import Pipeline
 
     engines = runtime_exports["gen"]["engines"]
     pipe = Pipeline.load(engines, backend="cpu")
-    kw = dict(steps=3, seed=4, sampler="ddim")
+    kw = dict(steps=3, seed=4, sampler="ddim", fidelity=fidelity)
     py = np.stack(pipe.generate((30, 22), num_samples=2, latent_size=latent, **kw))
     out = tmp_path / "gen.raw"
     extra = {"latent": f"{latent[0]}x{latent[1]}"} if latent else {}

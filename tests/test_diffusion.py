@@ -273,3 +273,62 @@ def test_dpm_solver_with_steps_equal_T():
         sch = d.dpm_solver_schedule(ab, 40)
     assert (sch[-1].t, sch[-1].c_x, sch[-1].c_d, sch[-1].c_d_prev) == (0, 1.0, 0.0, 0.0)
     assert all(np.isfinite([s.c_x, s.c_d, s.c_d_prev]).all() for s in sch)
+
+
+# -- fidelity's window ----------------------------------------------------------------------
+@pytest.mark.parametrize("n, fidelity, conditional, expected", [
+    # skip = round half up(F n / 2) (conditional only), stop = round half up(F n / 4), >= 1 step left
+    (8, 0.0, True, (0, 0)), (8, 0.25, True, (1, 1)), (8, 0.5, True, (2, 1)), (8, 0.75, True, (3, 2)),
+    (8, 1.0, True, (4, 2)), (10, 0.5, True, (3, 1)), (10, 1.0, True, (5, 3)), (8, 1.0, False, (0, 2)),
+    (8, 0.5, False, (0, 1)), (1, 1.0, True, (0, 0)), (2, 1.0, True, (1, 0)), (3, 0.75, True, (1, 1)),
+])
+def test_fidelity_window_hand_computed(n, fidelity, conditional, expected):
+    assert d.fidelity_window(n, fidelity, conditional) == expected
+
+
+def test_fidelity_window_dpm_solver_hand_computed():
+    """At n = 8, F = 0.5 the solver runs t = 626 .. 126: its first step first order from the
+    noised conditioning latent, its last returns D (the exit).  Coefficients from the
+    DPM-Solver++ formulas written out here, not from the full schedule."""
+    ab = d.alpha_bar_from_betas(d.make_betas("linear", 1000, 0.0015, 0.0195))
+    sch = d.sampling_schedule(ab, 8, 1.0, sampler="dpm++2m", fidelity=0.5, conditional=True)
+    assert [s.t for s in sch] == [626, 501, 376, 251, 126]
+    assert [s.from_cond for s in sch] == [True, False, False, False, False]
+    lam = lambda t: 0.5 * np.log(ab[t] / (1 - ab[t]))               # noqa: E731
+    h = lam(501) - lam(626)
+    assert sch[0].c_x == pytest.approx(np.sqrt((1 - ab[501]) / (1 - ab[626])), rel=1e-12)
+    assert sch[0].c_d == pytest.approx(np.sqrt(ab[501]) * (1 - np.exp(-h)), rel=1e-12) and sch[0].c_d_prev == 0
+    r = h / (lam(376) - lam(501))                                 # second order from the second step
+    assert sch[1].c_d_prev == pytest.approx(-np.sqrt(ab[376]) * (1 - np.exp(-(lam(376) - lam(501)))) / (2 * r),
+                                            rel=1e-12)
+    assert (sch[-1].c_x, sch[-1].c_d, sch[-1].c_d_prev) == (0.0, 1.0, 0.0)
+    z, D = np.array([0.3, -1.2]), np.array([0.7, 0.1])
+    np.testing.assert_array_equal(d.solver_update(z, D, None, sch[-1]), D)     # the exit returns D_i itself
+
+
+def test_fidelity_window_ddim_exit_returns_pred_z0():
+    ab = d.alpha_bar_from_betas(d.make_betas("linear", 1000, 0.0015, 0.0195))
+    full = d.ddim_schedule(ab, 8, 1.0)
+    sch = d.sampling_schedule(ab, 8, 1.0, sampler="ddim", fidelity=1.0, conditional=True)
+    assert [s.t for s in sch] == [376, 251]                          # skip 4, stop 2
+    assert sch[0] == d.DDIMStep(full[4].t, full[4].alpha_bar_t, full[4].alpha_bar_prev, full[4].sigma_t, True)
+    assert (sch[1].alpha_bar_prev, sch[1].sigma_t) == (1.0, 0.0)
+    z, eps = np.array([0.4, -0.9]), np.array([1.1, 0.2])
+    z_prev, z0 = d.ddim_step(z, eps, sch[1].alpha_bar_t, sch[1].alpha_bar_prev, sch[1].sigma_t, np.array([5.0, 5.0]))
+    np.testing.assert_array_equal(z_prev, z0)
+    np.testing.assert_allclose(z0, (z - np.sqrt(1 - ab[251]) * eps) / np.sqrt(ab[251]), rtol=1e-12)
+    # fidelity 0 is the paper's sampler, unchanged
+    assert d.sampling_schedule(ab, 8, 1.0, sampler="ddim", fidelity=0.0, conditional=True) == full
+
+
+def test_initial_latent_hand_computed():
+    st = d.SolverStep(376, 0.31, 0.8, 0.4, 0.0, from_cond=True)
+    noise0 = np.array([[[[1.0, -2.0]]], [[[0.5, 0.0]]]], dtype=np.float32)    # two samples
+    cond = np.array([[[[0.2, 0.4]]]], dtype=np.float32)
+    z = d.initial_latent(noise0, cond, st)
+    assert z.dtype == np.float32
+    expected = np.float32(np.sqrt(0.31) * np.float64(np.float32(0.2)) + np.sqrt(0.69) * 1.0)
+    assert z[0, 0, 0, 0] == expected
+    np.testing.assert_allclose(z[1, 0, 0], [np.sqrt(0.31) * 0.2 + np.sqrt(0.69) * 0.5, np.sqrt(0.31) * 0.4],
+                               rtol=1e-6)
+    assert d.initial_latent(noise0, cond, d.SolverStep(376, 0.31, 0.8, 0.4, 0.0)) is noise0

@@ -40,12 +40,16 @@ DDIM_SCHEDULES = ("full", "paper")
 DEFAULT_DDIM_SCHEDULE = "full"
 # DDIM's eta: 0 deterministic, 1 DDPM-like (the latent-diffusion DDIM sampler's default).
 DEFAULT_ETA = 1.0
-# Fidelity: detail against faithfulness.  Every noise draw of the sampler (z_T and DDIM's step
-# noise) is scaled by the temperature tau = 1 - fidelity (``noise.temper``): 0 is the paper's
-# sampler (tau = 1, the model's full diversity), 1 starts from z_T = 0 and draws no noise, one
-# deterministic image whatever the seed.  The default is chosen on held-out photos
-# (docs/RESULTS.md, "Fidelity"; ``python -m runtime.programs.bench_fidelity``).
+# Fidelity: detail against faithfulness.  It narrows the sampler's window of steps
+# (``diffusion.fidelity_window``): the noisiest steps are skipped, starting from the noised
+# conditioning latent, and the sampler exits early with the network's estimate of z_0.  0 is the
+# paper's sampler (the model's full diversity); higher is more faithful and runs fewer steps.
+# The default is chosen on held-out photos (docs/RESULTS.md, "Fidelity";
+# ``python -m runtime.programs.bench_fidelity``).
 DEFAULT_FIDELITY = 0.0
+# Generation's own default (its sampler has no conditioning latent to start from, so fidelity
+# only ends its window early); measured apart (docs/RESULTS.md, "Generation").
+DEFAULT_GENERATION_FIDELITY = 0.0
 MIN_FIDELITY, MAX_FIDELITY = 0.0, 1.0
 DEFAULT_SEED = 0            # sample j uses seed + j
 DEFAULT_NUM_SAMPLES = 1

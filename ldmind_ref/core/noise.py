@@ -16,9 +16,9 @@ Streams of a sampling call with ``seed`` s: sample j uses seed s + j (so sample 
 equals the single sample drawn with seed s + j); stream 0 is z_T, stream k >= 1 is the
 noise added by the k-th executed DDIM step (only when sigma_t > 0).
 
-Fidelity (``contract.DEFAULT_FIDELITY``): the sampler sees every draw times the temperature
-tau = 1 - fidelity (``temper``, applied by ``tiled_sampling.denoise`` to each stream): the
-draws themselves never change, so fidelity 0 is exactly the sampler without it.
+Fidelity (``contract.DEFAULT_FIDELITY``) never changes a draw: it narrows the schedule
+(``diffusion.fidelity_window``), and stream 0 then noises the conditioning latent
+(``diffusion.initial_latent``) instead of being z_T itself.
 """
 from __future__ import annotations
 
@@ -66,15 +66,3 @@ def fidelity_arg(v) -> float:
             or not MIN_FIDELITY <= v <= MAX_FIDELITY:
         raise ValueError(FIDELITY.format(v))
     return float(v)
-
-
-def temper(z: np.ndarray, fidelity: float) -> np.ndarray:
-    """A noise draw as the sampler uses it: ``z`` times float32(1 - fidelity).  Fidelity 0
-    returns ``z`` itself; fidelity 1 zeros (+0.0: never -0.0, so that every seed gives the same
-    bits).  ``fidelity`` is checked by the caller (``fidelity_arg``)."""
-    if fidelity == 0:
-        return z
-    tau = np.float32(1.0 - fidelity)
-    if tau == 0:
-        return np.zeros_like(z)
-    return z * tau

@@ -22,9 +22,8 @@ import numpy as np
 
 from . import coords
 from .contract import STAGE_DECODE, STAGE_DENOISE, STAGE_ENCODE
-from .diffusion import DDIMStep, SolverStep, solver_update
+from .diffusion import DDIMStep, SolverStep, initial_latent, solver_update
 from .latent_tiles import TilePlan, bands, blend, gather, window_cell, window_coords
-from .noise import temper
 
 Tick = Callable[[str, int, int], None]
 # step(z_t [n*N, c, th, tw], st, noise [n*N, c, th, tw]) -> (z_prev, pred_z0), built per group of
@@ -57,7 +56,7 @@ def encode(encode_fn: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, p: Til
 def denoise(make_step: Callable[[np.ndarray | None, int], Step], cond: np.ndarray | None,
             num_samples: int, channels: int, schedule: list,
             noise: Callable[[int, tuple], np.ndarray], p: TilePlan, tile_batch: int = 1,
-            tick: Tick | None = None, *, fidelity: float) -> np.ndarray:
+            tick: Tick | None = None) -> np.ndarray:
     """From z_T = noise(0) to z_0 over the tiles of p: float32 [N, c, h, w].
 
     ``schedule``: DDIMStep (the graph's z_prev is blended) or SolverStep (its pred_z0 is
@@ -65,19 +64,20 @@ def denoise(make_step: Callable[[np.ndarray | None, int], Step], cond: np.ndarra
     in float64: the blend is a normalised weighted mean, so this equals updating each tile).
     ``noise(stream, (c, h, w))`` -> [N, c, h, w] is drawn for the whole latent (the RNG
     contract: stream 0 is z_T, stream k the k-th executed step, drawn only when sigma_t > 0),
-    so the result does not depend on the plan's batching; every draw is tempered by
-    ``fidelity`` (``noise.temper``: times 1 - fidelity), checked by the caller.
+    so the result does not depend on the plan's batching; a schedule whose first step is
+    ``from_cond`` (fidelity's window, ``diffusion.fidelity_window``) starts from ``cond`` noised
+    by stream 0 (``diffusion.initial_latent``).
     ``make_step(cond_tiles, n)`` builds the step of a group of n tiles once (cond_tiles
     [n * N, c, th, tw] or None)."""
     N, shape = num_samples, (channels, p.h, p.w)
     gs = groups(p, tile_batch)
     steps = [make_step(None if cond is None else np.repeat(gather(cond, p, ks), N, axis=0), len(ks))
              for ks in gs]
-    z = temper(noise(0, shape), fidelity)
+    z = initial_latent(noise(0, shape), cond, schedule[0])
     zeros = np.zeros_like(z)
     d_prev = None
     for k, st in enumerate(schedule, start=1):
-        eps = temper(noise(k, shape), fidelity) if st.sigma_t > 0 else zeros
+        eps = noise(k, shape) if st.sigma_t > 0 else zeros
         solver = isinstance(st, SolverStep)
         out_all = np.zeros_like(z)
         for step, ks in zip(steps, gs):

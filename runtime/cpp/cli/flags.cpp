@@ -96,15 +96,17 @@ std::string braces(const std::vector<std::string>& names) {   // argparse's {a,b
 
 std::string common_help(const std::string& engines) {
     namespace c = contract;
-    char eta[32], fidelity[32];
+    char eta[32], fidelity[32], gen_fidelity[32];
     std::snprintf(eta, sizeof eta, "%g", c::DEFAULT_ETA);
     std::snprintf(fidelity, sizeof fidelity, "%g", c::DEFAULT_FIDELITY);
+    std::snprintf(gen_fidelity, sizeof gen_fidelity, "%g", c::DEFAULT_GENERATION_FIDELITY);
     return "  --engines DIR         engine directory written by `python -m export` (default " + engines + ")\n" +
            "  -n, --num-samples K   samples (default " + std::to_string(c::DEFAULT_NUM_SAMPLES) + ")\n" +
            "  --steps N             sampler steps (default " + std::to_string(c::DEFAULT_STEPS) + ")\n" +
            "  --eta E               DDIM eta: 0 deterministic, 1 DDPM-like (default " + eta + ")\n" +
-           "  --fidelity F          detail against faithfulness, 0..1: every noise draw times 1 - F; 0 the\n"
-           "                        model's full diversity, 1 one deterministic image (default " + fidelity + ")\n" +
+           "  --fidelity F          detail against faithfulness, 0..1: 0 the paper's sampler (full diversity);\n"
+           "                        higher skips the noisiest and the last steps: faithful, faster\n"
+           "                        (default " + fidelity + " for upscale, " + gen_fidelity + " for generate)\n" +
            "  --schedule " + braces(c::DDIM_SCHEDULES) + "  DDIM steps executed (default " +
            c::DEFAULT_DDIM_SCHEDULE + ")\n" +
            "  --sampler " + braces(c::SAMPLERS) + " (default " + c::DEFAULT_SAMPLER + ")\n" +

@@ -112,7 +112,8 @@ Common common(Parser& p) {
     c.latent_tile = static_cast<int>(std::min<long long>(p.get_int("latent_tile", -1), 1 << 30));
     c.latent_overlap = static_cast<int>(std::min<long long>(p.get_int("latent_overlap", -1), 1 << 30));
     c.eta = p.get_number("eta", contract::DEFAULT_ETA);
-    c.fidelity = p.get_number("fidelity", contract::DEFAULT_FIDELITY);
+    c.fidelity = p.get_number("fidelity", p.command == "generate" ? contract::DEFAULT_GENERATION_FIDELITY
+                                                                     : contract::DEFAULT_FIDELITY);
     c.seed = p.get_int("seed", contract::DEFAULT_SEED);
     c.sampler = p.get("sampler", contract::DEFAULT_SAMPLER);
     c.schedule = p.get("schedule", contract::DEFAULT_DDIM_SCHEDULE);

@@ -62,7 +62,9 @@ typedef struct ldmind_options {
     void *user;             /* passed to progress */
     /* added after the fields above, whose offsets are unchanged; the struct grew, so a program
      * built against an older ldmind.h must be rebuilt (ldmind_options_init sets the default) */
-    double fidelity;        /* 0..1, every noise draw times 1 - fidelity (default 0; 1: one image) */
+    double fidelity;        /* 0..1, detail against faithfulness (0: the paper's sampler); the default is
+                             * upscale's (contract DEFAULT_FIDELITY); generation's own default is
+                             * DEFAULT_GENERATION_FIDELITY (the CLI's generate uses it) */
 } ldmind_options;
 
 /* Fill *o with the defaults above. */

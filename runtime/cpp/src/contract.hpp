@@ -18,6 +18,7 @@ inline const std::vector<std::string> DDIM_SCHEDULES{"full", "paper"};
 inline constexpr const char* DEFAULT_DDIM_SCHEDULE = "full";
 inline constexpr double DEFAULT_ETA = 1.0;
 inline constexpr double DEFAULT_FIDELITY = 0.0;
+inline constexpr double DEFAULT_GENERATION_FIDELITY = 0.0;
 inline constexpr double MIN_FIDELITY = 0.0;
 inline constexpr double MAX_FIDELITY = 1.0;
 inline constexpr int DEFAULT_SEED = 0;

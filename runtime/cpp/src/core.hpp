@@ -10,6 +10,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "contract.hpp"
@@ -77,16 +78,20 @@ struct Step {
     int t = 0;
     double alpha_bar_t = 0, alpha_bar_prev = 0, sigma_t = 0;
     double c_x = 0, c_d = 0, c_d_prev = 0;
+    bool from_cond = false;   // the first step of a window that skips the noisiest steps (initial_latent)
 };
 // throws std::invalid_argument with the Python message
+// (skip, stop) of the n executed steps at a fidelity (diffusion.fidelity_window)
+std::pair<int, int> fidelity_window(int n, double fidelity, bool conditional);
 std::vector<Step> sampling_schedule(const std::vector<double>& alpha_bar, int steps, double eta,
-                                    const std::string& schedule, const std::string& sampler);
+                                    const std::string& schedule, const std::string& sampler,
+                                    double fidelity = 0.0, bool conditional = false);
 
 // -- the RNG contract (ldmind_ref/core/noise.py) ----------------------------------------------
 void gaussian(int64_t seed, int64_t stream, size_t n, float* out);
-// noise.temper: a draw as the sampler uses it, times float32(1 - fidelity) in place (fidelity 1:
-// +0.0); fidelity checked by the caller (Pipeline::schedule)
-void temper(float* z, size_t n, double fidelity);
+// diffusion.initial_latent: the n draws z [n, one] of stream 0 become the conditioning latent
+// cond [one] noised to alpha_bar (float64, rounded once to float32), in place
+void initial_latent(float* z, size_t n, const float* cond, size_t one, double alpha_bar);
 
 // -- the latent tile plan (ldmind_ref/core/latent_tiles.py) ----------------------------------
 struct TilePlan {
@@ -277,7 +282,7 @@ class Pipeline {
     std::map<std::string, std::unique_ptr<Engine>> engines_;   // empty: opened without its graphs
     const Engine& engine(const char* graph) const;
 
-    std::vector<Step> schedule(const Options& o) const;
+    std::vector<Step> schedule(const Options& o, bool conditional) const;   // conditional: upscale
     TilePlan plan(int h, int w, int steps, int n, int latent_tile, int latent_overlap, bool decoder_only,
                   int align) const;
     int tile_batch(const TilePlan& p, int n) const;

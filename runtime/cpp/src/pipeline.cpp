@@ -114,7 +114,7 @@ void Pipeline::output_size(int h, int w, double scale, int W_out, int H_out, int
     *W = static_cast<int>(ww);
 }
 
-std::vector<Step> Pipeline::schedule(const Options& o) const {
+std::vector<Step> Pipeline::schedule(const Options& o, bool conditional) const {
     const int T = static_cast<int>(b_.alpha_bar.size());
     if (o.steps < 1 || o.steps > T)
         input_error(contract::fill(contract::STEPS, {std::to_string(T), std::to_string(o.steps)}));
@@ -128,6 +128,8 @@ std::vector<Step> Pipeline::schedule(const Options& o) const {
     // noise.fidelity_arg, after the schedule's checks as runtime/pipeline.py orders them
     if (!(o.fidelity >= contract::MIN_FIDELITY && o.fidelity <= contract::MAX_FIDELITY))
         input_error(contract::fill(contract::FIDELITY, {py_float(o.fidelity)}));
+    if (o.fidelity != 0) out = sampling_schedule(b_.alpha_bar, o.steps, o.eta, o.schedule, o.sampler, o.fidelity,
+                                                 conditional);
     return out;
 }
 
@@ -213,11 +215,12 @@ std::vector<float> Pipeline::sample(const std::vector<float>* cond, int c, int h
         const size_t all = one * nb;
         auto noise = [&](int64_t stream, std::vector<float>& out) {   // sample j of the call: seed + j
             for (int j = 0; j < nb; ++j) gaussian(o.seed + a + j, stream, one, &out[j * one]);
-            temper(out.data(), out.size(), o.fidelity);                  // tiled_sampling.denoise
         };
         std::vector<float> z(all), eps(all), out_all(all);
         std::vector<double> d_prev;
         noise(0, z);
+        if (sched.front().from_cond)            // fidelity's window starts from the noised cond
+            initial_latent(z.data(), static_cast<size_t>(nb), cond->data(), one, sched.front().alpha_bar_t);
         for (size_t k = 1; k <= sched.size(); ++k) {
             const Step& st = sched[k - 1];
             if (st.sigma_t > 0) noise(static_cast<int64_t>(k), eps);
@@ -277,7 +280,7 @@ std::vector<float> Pipeline::latents_padded(const uint8_t* rgb, int h, int w, co
         }
     *ch = lr_latent(Hp);
     *cw = lr_latent(Wp);
-    const std::vector<Step> sched = schedule(o);    // refuses bad steps/eta before the encoder runs
+    const std::vector<Step> sched = schedule(o, true);    // refuses bad options before the encoder runs
     const int n = count(o.num_samples);
     const TilePlan p = plan(*ch, *cw, o.steps, n, o.latent_tile, o.latent_overlap, false, b_.tile_align);
     const int r = std::max(1, b_.cond_scale / b_.ae_downsample);   // images.latent_per_lr_pixel
@@ -450,7 +453,7 @@ void Pipeline::generate(int W_out, int H_out, int lh, int lw, const Options& o, 
     if (lh < 1 || lw < 1 || lh % m || lw % m)
         input_error(contract::fill(contract::LATENT_SIZE, {std::to_string(m), std::to_string(lh), std::to_string(lw)}));
     check_output(n, H, W, working_bytes(n, lh, lw));
-    const std::vector<Step> sched = schedule(o);
+    const std::vector<Step> sched = schedule(o, false);
     const TilePlan p = plan(lh, lw, o.steps, n, o.latent_tile, o.latent_overlap, false, b_.tile_align);
     std::vector<float> z = sample(nullptr, b_.z_channels, lh, lw, sched, o, p);
     render(z, n, lh, lw, H, W, o, out);

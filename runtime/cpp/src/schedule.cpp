@@ -35,8 +35,16 @@ double log_snr(double ab) { return 0.5 * (std::log(ab) - std::log1p(-ab)); }
 
 }  // namespace
 
+// diffusion.fidelity_window
+std::pair<int, int> fidelity_window(int n, double fidelity, bool conditional) {
+    int skip = conditional ? std::min(n - 1, static_cast<int>(std::floor(fidelity * n / 2 + 0.5))) : 0;
+    int stop = std::min(n - 1 - skip, static_cast<int>(std::floor(fidelity * n / 4 + 0.5)));
+    return {skip, stop};
+}
+
 std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, double eta,
-                                    const std::string& schedule, const std::string& sampler) {
+                                    const std::string& schedule, const std::string& sampler,
+                                    double fidelity, bool conditional) {
     if (!known(contract::SAMPLERS, sampler))
         throw std::invalid_argument(contract::fill(contract::ONE_OF, {"sampler", choices(contract::SAMPLERS),
                                                                       "'" + sampler + "'"}));
@@ -51,7 +59,8 @@ std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, do
             int land = i + 1 < steps ? desc[static_cast<size_t>(i) + 1] : 0;
             h[static_cast<size_t>(i)] = log_snr(ab[static_cast<size_t>(land)]) - log_snr(ab[static_cast<size_t>(desc[static_cast<size_t>(i)])]);
         }
-        for (int i = 0; i < steps; ++i) {
+        const auto [skip, stop] = fidelity_window(steps, fidelity, conditional);
+        for (int i = skip; i < steps - stop; ++i) {
             size_t u = static_cast<size_t>(i);
             int land = i + 1 < steps ? desc[u + 1] : 0;
             double ab_t = ab[static_cast<size_t>(desc[u])], ab_s = ab[static_cast<size_t>(land)];
@@ -59,9 +68,15 @@ std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, do
             s.solver = true;
             s.t = desc[u];
             s.alpha_bar_t = ab_t;
+            s.from_cond = skip > 0 && i == skip;
+            if (stop > 0 && i == steps - stop - 1) {     // the exit: z_next = D_i
+                s.c_x = 0.0; s.c_d = 1.0; s.c_d_prev = 0.0;
+                out.push_back(s);
+                break;
+            }
             s.c_x = std::sqrt((1 - ab_s) / (1 - ab_t));
             double a = std::sqrt(ab_s) * -std::expm1(-h[u]);
-            bool first = i == 0 || (i == steps - 1 && steps < contract::LOWER_ORDER_FINAL_BELOW);
+            bool first = i == skip || (i == steps - 1 && steps < contract::LOWER_ORDER_FINAL_BELOW);
             if (h[u] == 0) {
                 s.c_d = 0.0; s.c_d_prev = 0.0;
             } else if (first || h[u - 1] == 0) {
@@ -107,6 +122,13 @@ std::vector<Step> sampling_schedule(const std::vector<double>& ab, int steps, do
         s.sigma_t = sigma[k];
         out.push_back(s);
     }
+    const auto [skip, stop] = fidelity_window(static_cast<int>(n), fidelity, conditional);
+    out = std::vector<Step>(out.begin() + skip, out.end() - stop);
+    if (stop > 0) {        // the exit: alpha_bar_prev 1, no noise: z_prev = pred_z0
+        out.back().alpha_bar_prev = 1.0;
+        out.back().sigma_t = 0.0;
+    }
+    if (skip > 0) out.front().from_cond = true;
     return out;
 }
 
@@ -132,11 +154,13 @@ void gaussian(int64_t seed, int64_t stream, size_t n, float* out) {
     }
 }
 
-// noise.temper (ldmind_ref/core/noise.py)
-void temper(float* z, size_t n, double fidelity) {
-    if (fidelity == 0) return;
-    const float tau = static_cast<float>(1.0 - fidelity);
-    for (size_t i = 0; i < n; ++i) z[i] = tau == 0 ? 0.0f : z[i] * tau;
+// diffusion.initial_latent: z in place (the draw of stream 0) becomes sqrt(ab) cond + sqrt(1 - ab) z
+// in float64, rounded once; cond [c, h, w] is the same for each of the n samples
+void initial_latent(float* z, size_t n, const float* cond, size_t one, double alpha_bar) {
+    const double a = std::sqrt(alpha_bar), b = std::sqrt(1.0 - alpha_bar);
+    for (size_t j = 0; j < n; ++j)
+        for (size_t q = 0; q < one; ++q)
+            z[j * one + q] = static_cast<float>(a * static_cast<double>(cond[q]) + b * static_cast<double>(z[j * one + q]));
 }
 
 }  // namespace ldmind::core
