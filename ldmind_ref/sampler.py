@@ -84,11 +84,14 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
                    progress: Callable[[int, int], None] | None = None,
                    schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
                    sampler: str = contract.DEFAULT_SAMPLER,
-                   fidelity: float = contract.DEFAULT_FIDELITY) -> np.ndarray:
+                   fidelity: float | None = None) -> np.ndarray:
     """From z_T = noise(0) to z_0 over the tiles of ``p``: float32 [num_samples, c, h, w].
     ``cond`` [1, c, h, w] or None.  ``schedule``: DDIM's "full" or "paper"
     (``contract.DDIM_SCHEDULES``); ``sampler``: "ddim" or "dpm++2m" (``contract.SAMPLERS``);
-    ``fidelity``: 0..1, the window of ``diffusion.fidelity_window`` (ValueError outside)."""
+    ``fidelity``: 0..1, the window of ``diffusion.fidelity_window`` (ValueError outside); None:
+    the task's default (upscale's with ``cond``, generation's without)."""
+    if fidelity is None:
+        fidelity = contract.DEFAULT_FIDELITY if cond is not None else contract.DEFAULT_GENERATION_FIDELITY
     fidelity = rng.fidelity_arg(fidelity)
     device, dtype = _device_dtype(model)
     schedule = diffusion.sampling_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta, schedule,

@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--steps", type=int_at_least(1, "--steps"), default=c.DEFAULT_STEPS,
                       help=f"steps (default {c.DEFAULT_STEPS})")
     prof.add_argument("--sampler", choices=c.SAMPLERS, default=c.DEFAULT_SAMPLER, help="ddim or dpm++2m")
+    prof.add_argument("--fidelity", type=parse_fidelity, default=None,
+                      help=f"the request's fidelity (default {c.DEFAULT_FIDELITY:g} for upscale, "
+                           f"{c.DEFAULT_GENERATION_FIDELITY:g} for generation)")
     prof.add_argument("--latent-overlap", type=int_at_least(0, "--latent-overlap"), default=None,
                       help="overlap of neighbouring latent tiles in cells (default: the request default)")
     prof.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])

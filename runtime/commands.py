@@ -148,7 +148,7 @@ def cmd_profile(args) -> int:
             raise InputError("--plot needs matplotlib: pip install 'ldmind[plot]'") from None
     p = profile.profile(args.engines, args.image, args.scale, args.size, args.steps, args.sampler, args.backend,
                         args.repeat, threads=args.threads, precision=args.precision,
-                        latent_overlap=args.latent_overlap)
+                        latent_overlap=args.latent_overlap, fidelity=args.fidelity)
     say(f"backends: {p['backend_reason']}")
     say(profile.table(p))
     if args.json:

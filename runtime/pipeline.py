@@ -232,9 +232,12 @@ class Pipeline:
                        seed: int, num_samples: int, progress: Progress | None = None, plan=None,
                        schedule: str = contract.DEFAULT_DDIM_SCHEDULE,
                        sampler: str = contract.DEFAULT_SAMPLER,
-                       fidelity: float = contract.DEFAULT_FIDELITY) -> np.ndarray:
+                       fidelity: float | None = None) -> np.ndarray:
         """From z_T to z_0 (DDIM or ``sampler``): float32 [num_samples, *shape]; ``cond``
-        [1, c, h, w] or None; over the tiles of ``plan`` (default: ``self.plan``)."""
+        [1, c, h, w] or None; over the tiles of ``plan`` (default: ``self.plan``); ``fidelity``
+        None: the task's default (upscale's with ``cond``, generation's without)."""
+        if fidelity is None:
+            fidelity = contract.DEFAULT_FIDELITY if cond is not None else contract.DEFAULT_GENERATION_FIDELITY
         sched = self.sampling_schedule(steps, eta, schedule, sampler, fidelity, cond is not None)
         n = _count(num_samples)
         return self._sample(cond, shape, sched, seed, n, progress, plan or self.plan(shape[1], shape[2], steps, n))

@@ -111,7 +111,7 @@ class Recorder:
 
 
 def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: str, seed: int,
-                out_dir: str, nvtx, latent_overlap: int | None = None) -> dict:
+                out_dir: str, nvtx, latent_overlap: int | None = None, fidelity: float | None = None) -> dict:
     """Run one request; returns its stage times (seconds), graph times and per-step times."""
     from .image_in import load_upscale_input
     from .image_out import encode_image
@@ -133,10 +133,12 @@ def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: 
         rec.t0 = rec.last = time.perf_counter()
         if image is not None:
             out = pipe.upscale(image, scale=scale, size=size, steps=steps, seed=seed, sampler=sampler,
-                               progress=rec, output="array", latent_overlap=latent_overlap)
+                               progress=rec, output="array", latent_overlap=latent_overlap,
+                               fidelity=contract.DEFAULT_FIDELITY if fidelity is None else fidelity)
         else:
             out = pipe.generate(size, steps=steps, seed=seed, sampler=sampler, progress=rec,
-                                latent_overlap=latent_overlap)
+                                latent_overlap=latent_overlap,
+                                fidelity=contract.DEFAULT_GENERATION_FIDELITY if fidelity is None else fidelity)
         rec.close()
         t = time.perf_counter()
         with nvtx("image encode+write"):
@@ -156,10 +158,10 @@ def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: 
 def profile(engines: str, image: str | None, scale=None, size=None, steps: int | None = None,
             sampler: str | None = None, backend: str = "auto", repeat: int = contract.DEFAULT_PROFILE_REPEAT,
             seed: int = contract.DEFAULT_SEED, threads: int = contract.DEFAULT_THREADS,
-            precision: str = "auto", latent_overlap: int | None = None) -> dict:
+            precision: str = "auto", latent_overlap: int | None = None, fidelity: float | None = None) -> dict:
     """Warm-up + ``repeat`` requests; medians per stage (see the module doc).  ``steps`` and
     ``sampler``: the defaults (``contract.DEFAULT_STEPS``/``DEFAULT_SAMPLER``) when None;
-    ``latent_overlap``: the request's (None: the default)."""
+    ``latent_overlap`` and ``fidelity``: the request's (None: the task's default)."""
     from .pipeline import Pipeline
 
     steps = contract.DEFAULT_STEPS if steps is None else steps
@@ -177,7 +179,7 @@ def profile(engines: str, image: str | None, scale=None, size=None, steps: int |
     runs = []
     with tempfile.TemporaryDirectory(prefix="ldmind-profile-") as tmp:
         for k in range(repeat + 1):                       # k = 0: warm-up, not counted
-            r = one_request(pipe, image, scale, size, steps, sampler, seed, tmp, nvtx, latent_overlap)
+            r = one_request(pipe, image, scale, size, steps, sampler, seed, tmp, nvtx, latent_overlap, fidelity)
             if k:
                 runs.append(r)
     H, W = runs[0]["output"]
@@ -192,6 +194,8 @@ def profile(engines: str, image: str | None, scale=None, size=None, steps: int |
         "engines": str(engines), "model": pipe.bundle.name, "backend": pipe.backend,
         "graph_backends": pipe.graph_backends, "backend_reason": pipe.backend_reason, "image": image,
         "output": [W, H], "steps": steps, "sampler": sampler, "repeat": repeat,
+        "fidelity": fidelity if fidelity is not None else (contract.DEFAULT_FIDELITY if image is not None
+                                                          else contract.DEFAULT_GENERATION_FIDELITY),
         "stages_s": stages, "total_s": float(np.median([r["total"] for r in runs])),
         "graph_s": graph,
         "unet_step_s": {"median": float(np.median(all_steps)) if all_steps else 0.0,

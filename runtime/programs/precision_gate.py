@@ -119,7 +119,8 @@ def main(argv=None) -> int:
            "command": "python -m runtime.programs.precision_gate " + " ".join(argv if argv is not None else sys.argv[1:]),
            "engines": str(a.engines), "model": bundle.name, "graphs_sha256": precision_gate.graph_digests(bundle),
            "photos": {k: [x[0] for x in v] for k, v in sets.items()}, "side": a.side, "scale": SCALE,
-           "steps": contract.DEFAULT_STEPS, "sampler": contract.DEFAULT_SAMPLER, "thresholds": precision_gate.MAX_LOSS_DB,
+           "steps": contract.DEFAULT_STEPS, "sampler": contract.DEFAULT_SAMPLER, "fidelity": contract.DEFAULT_FIDELITY,
+           "thresholds": precision_gate.MAX_LOSS_DB,
            "psnr_y": psnr, "precisions": {"bf16": {"per_graph": per_graph, "together": together}},
            "seconds": round(time.time() - t0, 1)}
     print(f"\nbf16 against fp32 (PSNR-Y lost, dB; pass: defaults <= {precision_gate.MAX_LOSS_DB['defaults']}, "

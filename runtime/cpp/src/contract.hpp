@@ -17,7 +17,7 @@ inline constexpr int LOWER_ORDER_FINAL_BELOW = 15;
 inline const std::vector<std::string> DDIM_SCHEDULES{"full", "paper"};
 inline constexpr const char* DEFAULT_DDIM_SCHEDULE = "full";
 inline constexpr double DEFAULT_ETA = 1.0;
-inline constexpr double DEFAULT_FIDELITY = 0.0;
+inline constexpr double DEFAULT_FIDELITY = 0.25;
 inline constexpr double DEFAULT_GENERATION_FIDELITY = 0.0;
 inline constexpr double MIN_FIDELITY = 0.0;
 inline constexpr double MAX_FIDELITY = 1.0;
