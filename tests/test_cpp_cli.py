@@ -327,7 +327,12 @@ def test_upscale_png_equals_python(scale, extra, ldmind, sr_engines, tmp_path, c
     r = run_cpp(ldmind, [*args, "-o", tmp_path / "cc.png"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(tmp_path / "cc.png")
-    assert "encode: " in r.stderr and "denoise: 3 steps" in r.stderr      # progress, Python's style
+    # progress, Python's style: FAST's steps, less fidelity's window (diffusion.fidelity_window)
+    from ldmind_ref.core import contract, diffusion
+    n = int(args[args.index("--steps") + 1])
+    f = float(extra[extra.index("--fidelity") + 1]) if "--fidelity" in extra else contract.DEFAULT_FIDELITY
+    run = n - sum(diffusion.fidelity_window(n, f, True))
+    assert "encode: " in r.stderr and f"denoise: {run} steps" in r.stderr
     a, b = _pixels(tmp_path / "cc.png"), _pixels(tmp_path / "py.png")
     assert a.shape == b.shape and np.array_equal(a, b)
 

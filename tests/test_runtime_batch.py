@@ -75,14 +75,15 @@ def test_folder_run_takes_the_sampling_options(sr, tmp_path, capsys):
     src, out = tmp_path / "in", tmp_path / "out"
     files = _tree(src)
     (src / "broken.png").unlink()
+    # 4 steps: fidelity 0.5 runs a window of (1, 1), the default 0.25 one of (1, 0)
     code, _, err = _run(["upscale", src, "--engines", sr, "--scale", "2", "-o", out, "--fidelity", "0.5", "--seed", "3",
-                         "-q", *FAST], capsys)
+                         "-q", *FAST, "--steps", "4"], capsys)
     assert code == 0, err
     pipe = Pipeline.load(sr, backend="cpu")
-    [want] = pipe.upscale(np.asarray(Image.open(files["a.png"])), scale=2, steps=1, backproject=1, seed=3,
+    [want] = pipe.upscale(np.asarray(Image.open(files["a.png"])), scale=2, steps=4, backproject=1, seed=3,
                           fidelity=0.5)
     assert np.array_equal(np.asarray(Image.open(out / "a.png")), want)
-    [free] = pipe.upscale(np.asarray(Image.open(files["a.png"])), scale=2, steps=1, backproject=1, seed=3)
+    [free] = pipe.upscale(np.asarray(Image.open(files["a.png"])), scale=2, steps=4, backproject=1, seed=3)
     assert not np.array_equal(free, want)
 
 

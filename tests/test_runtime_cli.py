@@ -612,13 +612,14 @@ def test_output_equal_to_input_needs_overwrite(sr_engines, lr_png, tmp_path, cap
 
 
 def test_paper_schedule_option(sr_engines, lr_png, tmp_path, capsys):
-    """--schedule paper runs N - 1 steps (the progress says so) and gives another sample."""
+    """--schedule paper runs N - 1 steps (the progress says so) and gives another sample
+    (fidelity 0: the whole window)."""
     a, b = tmp_path / "full.png", tmp_path / "paper.png"
     code, err_full = run_cli(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "--steps", "4", "--sampler", "ddim",
-                              "-o", a], capsys)
+                              "--fidelity", "0", "-o", a], capsys)
     assert code == 0 and "denoise: 4 steps" in err_full
     code, err_paper = run_cli(["upscale", lr_png, "--engines", sr_engines, "--scale", "2", "--steps", "4",
-                               "--schedule", "paper", "--sampler", "ddim", "-o", b], capsys)
+                               "--schedule", "paper", "--sampler", "ddim", "--fidelity", "0", "-o", b], capsys)
     assert code == 0 and "denoise: 3 steps" in err_paper
     assert not np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
 

@@ -55,12 +55,12 @@ def test_steps_equal_T_and_paper_schedule(tiny):
     cfg = preset("tiny")
     short = random_model(dataclasses.replace(cfg, diffusion=dataclasses.replace(cfg.diffusion, timesteps=40)), 1)
     cond = np.zeros((1, 3, 4, 4), np.float32)
-    z = sampler.sample_latents(short, cond, (3, 4, 4), 40, 1.0, fn, 1, sampler="ddim")   # steps = T
+    z = sampler.sample_latents(short, cond, (3, 4, 4), 40, 1.0, fn, 1, sampler="ddim", fidelity=0.0)   # steps = T
     assert np.isfinite(z).all() and calls[0] == 0
     # the last step (t = 0 onto alpha_bar_0) has sigma 0: 39 noise streams after z_T
     assert calls[1:] == list(range(1, 40))
     calls.clear()
-    sampler.sample_latents(tiny, cond, (3, 4, 4), 5, 1.0, fn, 1, schedule="paper", sampler="ddim")
+    sampler.sample_latents(tiny, cond, (3, 4, 4), 5, 1.0, fn, 1, schedule="paper", sampler="ddim", fidelity=0.0)
     assert calls == [0, 1, 2, 3, 4]
 
 

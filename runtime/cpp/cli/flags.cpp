@@ -202,7 +202,8 @@ Parser make_parser(const std::string& cmd) {
     } else if (cmd == "profile") {
         p.help =
             "usage: ldmind profile ENGINES [IMAGE] [--scale S | --size WxH] [--steps N] [--sampler S]\n"
-            "                      [--backend B] [--precision P] [--threads T] [--repeat K] [--json OUT]\n\n"
+            "                      [--fidelity F] [--backend B] [--precision P] [--threads T] [--repeat K]\n"
+            "                      [--json OUT]\n\n"
             "The per-stage latency table of `python -m runtime profile`, measured from the progress\n"
             "callback's stage boundaries: one warm-up, then medians of --repeat requests (default " +
             std::to_string(contract::DEFAULT_PROFILE_REPEAT) + ").\n";
@@ -213,6 +214,7 @@ Parser make_parser(const std::string& cmd) {
         p.add({"--size"}, "size", size_arg(), g);
         p.add({"--steps"}, "steps", int_at_least(1, "--steps"));
         p.add({"--sampler"}, "sampler").choices = contract::SAMPLERS;
+        p.add({"--fidelity"}, "fidelity", fidelity_arg());
         p.add({"--backend"}, "backend").choices = BACKENDS;
         p.add({"--precision"}, "precision").choices = PRECISIONS;
         p.add({"--threads"}, "threads", int_at_least(0, "--threads"));

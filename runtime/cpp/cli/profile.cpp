@@ -146,7 +146,9 @@ int cmd_profile(Parser& p) {
     int H = 0, W = 0;
     Recorder rec;
     ldmind_options o;
-    ldmind_options_init(&o);
+    if (has_image) ldmind_options_init(&o);
+    else ldmind_generate_options_init(&o);          // each task's own defaults (its fidelity)
+    o.fidelity = p.get_number("fidelity", o.fidelity);
     o.steps = steps;
     o.sampler = sampler.c_str();
     o.progress = record_cb;
@@ -252,6 +254,7 @@ int cmd_profile(Parser& p) {
         j += " \"steps\": " + std::to_string(steps) + ",\n";
         j += " \"sampler\": " + json_str(sampler) + ",\n";
         j += " \"repeat\": " + std::to_string(repeat) + ",\n";
+        j += " \"fidelity\": " + json_num(o.fidelity) + ",\n";
         j += " \"stages_s\": {\n";
         for (size_t k = 0; k < STAGES.size(); ++k)
             j += "  " + json_str(STAGES[k]) + ": " + json_num(stages[STAGES[k]]) + (k + 1 < STAGES.size() ? ",\n" : "\n");

@@ -22,8 +22,8 @@
 extern "C" {
 #endif
 
-#define LDMIND_API_VERSION 3   /* 2: ldmind_open_ex, ldmind_backend_reason, ldmind_graph_backend; 3: ldmind_inspect
-                                  (additive) */
+#define LDMIND_API_VERSION 4   /* 2: ldmind_open_ex, ldmind_backend_reason, ldmind_graph_backend; 3: ldmind_inspect;
+                                  4: ldmind_generate_options_init (additive) */
 
 #if defined(__GNUC__)
 #define LDMIND_EXPORT __attribute__((visibility("default")))
@@ -62,13 +62,14 @@ typedef struct ldmind_options {
     void *user;             /* passed to progress */
     /* added after the fields above, whose offsets are unchanged; the struct grew, so a program
      * built against an older ldmind.h must be rebuilt (ldmind_options_init sets the default) */
-    double fidelity;        /* 0..1, detail against faithfulness (0: the paper's sampler); the default is
-                             * upscale's (contract DEFAULT_FIDELITY); generation's own default is
-                             * DEFAULT_GENERATION_FIDELITY (the CLI's generate uses it) */
+    double fidelity;        /* 0..1, detail against faithfulness (0: the paper's sampler; default 0.25 for
+                             * upscale, 0 for generation: ldmind_generate_options_init) */
 } ldmind_options;
 
-/* Fill *o with the defaults above. */
+/* Fill *o with the defaults above (upscale's). */
 LDMIND_EXPORT void ldmind_options_init(ldmind_options *o);
+/* The same with generation's own defaults (its fidelity: contract DEFAULT_GENERATION_FIDELITY). */
+LDMIND_EXPORT void ldmind_generate_options_init(ldmind_options *o);
 
 /* Text of the last failure on this thread ("" if none). */
 LDMIND_EXPORT const char *ldmind_last_error(void);

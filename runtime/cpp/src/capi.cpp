@@ -82,6 +82,12 @@ void ldmind_options_init(ldmind_options* o) {
     o->user = nullptr;
 }
 
+void ldmind_generate_options_init(ldmind_options* o) {
+    if (!o) return;
+    ldmind_options_init(o);
+    o->fidelity = ldmind::contract::DEFAULT_GENERATION_FIDELITY;
+}
+
 const char* ldmind_last_error(void) { return last_error.c_str(); }
 
 ldmind_status ldmind_open_ex(const char* dir, const char* backend, const char* precision, int threads, int verify,

@@ -82,10 +82,12 @@ int main(int argc, char **argv) {
     }
     const char *mode = argv[1];
     ldmind_options o;
-    ldmind_options_init(&o);
+    if (strcmp(mode, "generate") == 0) ldmind_generate_options_init(&o);   /* the task's defaults, as Python's */
+    else ldmind_options_init(&o);
     o.steps = atoi(arg(argc, argv, "steps", "10"));
     o.eta = atof(arg(argc, argv, "eta", "1"));
-    o.fidelity = atof(arg(argc, argv, "fidelity", "0"));
+    const char *fidelity = arg(argc, argv, "fidelity", NULL);     /* none: the task's default */
+    if (fidelity) o.fidelity = atof(fidelity);
     o.seed = atoll(arg(argc, argv, "seed", "0"));
     o.num_samples = atoi(arg(argc, argv, "n", "1"));
     o.backproject = atoi(arg(argc, argv, "bp", "10"));
