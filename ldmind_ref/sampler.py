@@ -90,9 +90,7 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
     (``contract.DDIM_SCHEDULES``); ``sampler``: "ddim" or "dpm++2m" (``contract.SAMPLERS``);
     ``fidelity``: 0..1, the window of ``diffusion.fidelity_window`` (ValueError outside); None:
     the task's default (upscale's with ``cond``, generation's without)."""
-    if fidelity is None:
-        fidelity = contract.DEFAULT_FIDELITY if cond is not None else contract.DEFAULT_GENERATION_FIDELITY
-    fidelity = rng.fidelity_arg(fidelity)
+    fidelity = rng.fidelity_arg(rng.default_fidelity(cond is not None) if fidelity is None else fidelity)
     device, dtype = _device_dtype(model)
     schedule = diffusion.sampling_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta, schedule,
                                            sampler, fidelity, cond is not None)

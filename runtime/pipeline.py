@@ -237,7 +237,7 @@ class Pipeline:
         [1, c, h, w] or None; over the tiles of ``plan`` (default: ``self.plan``); ``fidelity``
         None: the task's default (upscale's with ``cond``, generation's without)."""
         if fidelity is None:
-            fidelity = contract.DEFAULT_FIDELITY if cond is not None else contract.DEFAULT_GENERATION_FIDELITY
+            fidelity = rng.default_fidelity(cond is not None)
         sched = self.sampling_schedule(steps, eta, schedule, sampler, fidelity, cond is not None)
         n = _count(num_samples)
         return self._sample(cond, shape, sched, seed, n, progress, plan or self.plan(shape[1], shape[2], steps, n))

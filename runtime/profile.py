@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ldmind_ref.core import contract
+from ldmind_ref.core import contract, noise as rng
 from ldmind_ref.core.contract import PROFILE_STAGES as STAGES   # the table's rows, in order
 
 from .console import one_line
@@ -111,7 +111,7 @@ class Recorder:
 
 
 def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: str, seed: int,
-                out_dir: str, nvtx, latent_overlap: int | None = None, fidelity: float | None = None) -> dict:
+                out_dir: str, nvtx, latent_overlap: int | None, fidelity: float) -> dict:
     """Run one request; returns its stage times (seconds), graph times and per-step times."""
     from .image_in import load_upscale_input
     from .image_out import encode_image
@@ -133,12 +133,10 @@ def one_request(pipe, image_path: str | None, scale, size, steps: int, sampler: 
         rec.t0 = rec.last = time.perf_counter()
         if image is not None:
             out = pipe.upscale(image, scale=scale, size=size, steps=steps, seed=seed, sampler=sampler,
-                               progress=rec, output="array", latent_overlap=latent_overlap,
-                               fidelity=contract.DEFAULT_FIDELITY if fidelity is None else fidelity)
+                               progress=rec, output="array", latent_overlap=latent_overlap, fidelity=fidelity)
         else:
             out = pipe.generate(size, steps=steps, seed=seed, sampler=sampler, progress=rec,
-                                latent_overlap=latent_overlap,
-                                fidelity=contract.DEFAULT_GENERATION_FIDELITY if fidelity is None else fidelity)
+                                latent_overlap=latent_overlap, fidelity=fidelity)
         rec.close()
         t = time.perf_counter()
         with nvtx("image encode+write"):
@@ -166,6 +164,7 @@ def profile(engines: str, image: str | None, scale=None, size=None, steps: int |
 
     steps = contract.DEFAULT_STEPS if steps is None else steps
     sampler = contract.DEFAULT_SAMPLER if sampler is None else sampler
+    fidelity = rng.default_fidelity(image is not None) if fidelity is None else fidelity
     if repeat < 1:
         raise InputError(f"--repeat must be at least 1, got {repeat}")
     pipe = Pipeline.load(engines, backend=backend, threads=threads, precision=precision)
@@ -194,8 +193,7 @@ def profile(engines: str, image: str | None, scale=None, size=None, steps: int |
         "engines": str(engines), "model": pipe.bundle.name, "backend": pipe.backend,
         "graph_backends": pipe.graph_backends, "backend_reason": pipe.backend_reason, "image": image,
         "output": [W, H], "steps": steps, "sampler": sampler, "repeat": repeat,
-        "fidelity": fidelity if fidelity is not None else (contract.DEFAULT_FIDELITY if image is not None
-                                                          else contract.DEFAULT_GENERATION_FIDELITY),
+        "fidelity": fidelity,
         "stages_s": stages, "total_s": float(np.median([r["total"] for r in runs])),
         "graph_s": graph,
         "unet_step_s": {"median": float(np.median(all_steps)) if all_steps else 0.0,

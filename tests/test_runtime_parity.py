@@ -224,6 +224,33 @@ def test_fidelity_runs_fewer_steps_and_keeps_diversity(sr, gen, lr, kw):
     assert [e for e in ticks if e[0] == contract.STAGE_DENOISE][-1][1:] == (3, 3)
 
 
+def test_sample_latents_default_fidelity_is_the_tasks(sr, gen):
+    """``sample_latents`` without a fidelity takes the task's default (``noise.default_fidelity``):
+    generation's without ``cond``, upscale's with it, in the runtime and the reference.  At 8
+    steps the two defaults open different windows, so a mix-up changes the latents."""
+    from ldmind_ref.core import diffusion
+
+    assert diffusion.fidelity_window(8, contract.DEFAULT_FIDELITY, False) != \
+        diffusion.fidelity_window(8, contract.DEFAULT_GENERATION_FIDELITY, False)
+    model, pipe = gen
+    b = pipe.bundle
+    shape = (b.z_channels, *b.generation_latent)
+    kw = dict(steps=8, eta=0.0, seed=2, num_samples=1, sampler="ddim")
+    z = pipe.sample_latents(None, shape, **kw)
+    np.testing.assert_array_equal(z, pipe.sample_latents(None, shape, fidelity=contract.DEFAULT_GENERATION_FIDELITY,
+                                                         **kw))
+    assert not np.allclose(z, pipe.sample_latents(None, shape, fidelity=contract.DEFAULT_FIDELITY, **kw), atol=1e-4)
+    noise = sampler.contract_noise(2, 1)
+    zr = sampler.sample_latents(model, None, shape, 8, 0.0, noise, 1, sampler="ddim")
+    np.testing.assert_array_equal(zr, sampler.sample_latents(model, None, shape, 8, 0.0, noise, 1, sampler="ddim",
+                                                             fidelity=contract.DEFAULT_GENERATION_FIDELITY))
+    srm, srp = sr
+    cond = np.random.default_rng(0).standard_normal((1, srp.bundle.z_channels, 8, 8)).astype(np.float32)
+    zc = srp.sample_latents(cond, cond.shape[1:], **kw)
+    np.testing.assert_array_equal(zc, srp.sample_latents(cond, cond.shape[1:], fidelity=contract.DEFAULT_FIDELITY,
+                                                         **kw))
+
+
 @pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), True, "0.5"])
 def test_fidelity_refused_before_any_work(sr, gen, lr, bad):
     model, pipe = sr

@@ -27,7 +27,7 @@ import numbers
 
 import numpy as np
 
-from .contract import FIDELITY, MAX_FIDELITY, MIN_FIDELITY
+from .contract import DEFAULT_FIDELITY, DEFAULT_GENERATION_FIDELITY, FIDELITY, MAX_FIDELITY, MIN_FIDELITY
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -66,3 +66,9 @@ def fidelity_arg(v) -> float:
             or not MIN_FIDELITY <= v <= MAX_FIDELITY:
         raise ValueError(FIDELITY.format(v))
     return float(v)
+
+
+def default_fidelity(conditional: bool) -> float:
+    """The task's default fidelity: upscale's for a conditional sampler, generation's otherwise
+    (``contract.DEFAULT_FIDELITY`` / ``DEFAULT_GENERATION_FIDELITY``)."""
+    return DEFAULT_FIDELITY if conditional else DEFAULT_GENERATION_FIDELITY

@@ -80,9 +80,9 @@ struct Step {
     double c_x = 0, c_d = 0, c_d_prev = 0;
     bool from_cond = false;   // the first step of a window that skips the noisiest steps (initial_latent)
 };
-// throws std::invalid_argument with the Python message
 // (skip, stop) of the n executed steps at a fidelity (diffusion.fidelity_window)
 std::pair<int, int> fidelity_window(int n, double fidelity, bool conditional);
+// throws std::invalid_argument with the Python message
 std::vector<Step> sampling_schedule(const std::vector<double>& alpha_bar, int steps, double eta,
                                     const std::string& schedule, const std::string& sampler,
                                     double fidelity = 0.0, bool conditional = false);
