@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .core import coords, images
+from .core import contract, coords, images
 
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
 
@@ -158,6 +158,29 @@ def sr_batch(data: ImageFolder, g: torch.Generator, cfg, split: str = "train") -
     out["t"] = torch.randint(0, cfg.diffusion.timesteps, (t.batch,), generator=g)
     lat = t.crop // cfg.autoencoder.downsample
     out["eps"] = torch.randn(t.batch, cfg.autoencoder.z_channels, lat, lat, generator=g)
+    return out
+
+
+# the ``sampled`` stage's scales: the LR side is the crop's divided by one of these (whole
+# latents for a 96 px crop; 4x is the U-Net's training scale, the rest the arbitrary-scale use)
+SAMPLED_SCALES = (2, 3, 4, 6, 8)
+
+
+def sampled_batch(data: ImageFolder, g: torch.Generator, cfg, split: str = "train") -> dict[str, torch.Tensor]:
+    """The ``sampled`` stage: HR crops, their LR by PIL bicubic at one scale per batch drawn from
+    ``SAMPLED_SCALES``, sampled HR pixels, and the sampler's noise for every stream of the
+    default schedule (``sampler.sample_batch``: [steps + 1, B, c, h, w] at the LR's latent size)."""
+    t = cfg.train
+    crops = data.crops(g, t.batch, t.crop, split)
+    usable = [s for s in SAMPLED_SCALES
+              if t.crop % s == 0 and (t.crop // s * cfg.latent_per_lr_pixel) % cfg.tile_align == 0]
+    s = usable[_randint(g, 0, len(usable) - 1)]
+    lr_side = t.crop // s
+    out = {"hr": to_batch(crops), "lr": to_batch([resize(c, lr_side, lr_side) for c in crops])}
+    qs = [sample_queries(g, c, t.sample_q) for c in crops]
+    out["coord"], out["cell"], out["rgb"] = (torch.stack(v) for v in zip(*qs))
+    lat = lr_side * cfg.latent_per_lr_pixel
+    out["noise"] = torch.randn(contract.DEFAULT_STEPS + 1, t.batch, cfg.autoencoder.z_channels, lat, lat, generator=g)
     return out
 
 

@@ -18,6 +18,15 @@ checkpoint): f_theta runs four times per output pixel (docs/BENCHMARKS.md, the L
     python -m ldmind_ref.train liif --config small3-lite --warm small3-ae.safetensors --data DIR --out runs/lite
     python -m ldmind_ref.train decoder --init runs/lite/model.safetensors --data DIR --out runs/lite2
 
+After stage 2, ``sampled`` trains D_phi and f_theta (E and the U-Net frozen) to render what
+the sampler actually returns: each step samples latents of the batch's LRs at the runtime's
+defaults (``sampler.sample_batch``; one scale per batch, ``data.SAMPLED_SCALES``) and takes
+L1 of their render against the HR pixels, plus the stage-1 L1 of ND(E(HR)) on the same pixels
+so that the auto-encoder's ceiling is kept.  Not a stage of the paper, whose stage 3 moves the
+U-Net towards the decoder (``align``); this moves the decoder towards the U-Net's latents.
+
+    python -m ldmind_ref.train sampled --init runs/ldm/model.safetensors --data DIR --out runs/sampled
+
 Each ``--out`` gets ``model.safetensors`` (inference weights; the U-Net is the EMA in
 stages 2/3), ``state.safetensors`` (raw weights, EMA, optimiser, step) and ``log.jsonl``.
 ``--resume`` continues from ``state.safetensors`` exactly as an uninterrupted run, because
@@ -49,24 +58,25 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint as ckpt, ladder, liif, train_all
+from . import checkpoint as ckpt, ladder, liif, sampler, train_all
 from .autoencoder import kl_divergence, split_posterior
 from .config import ModelConfig, preset
-from .core import diffusion
-from .data import ImageFolder, StepBatches, autoencoder_batch, sr_batch, step_generator
+from .core import contract, diffusion
+from .data import ImageFolder, StepBatches, autoencoder_batch, sampled_batch, sr_batch, step_generator
 from .grow import grow
 from .model import LDMind
 from .train_options import add_run_options
 
-STAGES = ("autoencoder", "decoder", "liif", "ldm", "align")
+STAGES = ("autoencoder", "decoder", "liif", "ldm", "align", "sampled")
 # the modules each stage trains; every other one is frozen
 TRAINED = {"autoencoder": ("encoder", "decoder", "liif"), "decoder": ("decoder", "liif"), "liif": ("liif",),
-           "ldm": ("unet",), "align": ("unet",)}
+           "ldm": ("unet",), "align": ("unet",), "sampled": ("decoder", "liif")}
 
 
 class Objective(nn.Module):
@@ -79,6 +89,8 @@ class Objective(nn.Module):
                                                         dtype=torch.float32), persistent=False)
 
     def forward(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.stage == "sampled":
+            return self.sampled_loss(b)
         return self.autoencoder_loss(b) if self.stage in ckpt.AUTOENCODER_STAGES else self.diffusion_loss(b)
 
     def autoencoder_loss(self, b):
@@ -98,6 +110,14 @@ class Objective(nn.Module):
             z, kl = moments, moments.new_zeros(())
         pred = liif.query(m.liif, m.decoder(z), b["coord"], b["cell"])
         return F.l1_loss(pred, b["rgb"]) + m.cfg.train.kl_weight * kl
+
+    def sampled_loss(self, b):
+        m = self.model
+        with torch.no_grad():  # E and the U-Net are frozen: the sampler's latents are data here
+            z_sample = sampler.sample_batch(m, m.encode_lr(b["lr"]), b["noise"])
+            z_true = m.encode(b["hr"])
+        render = lambda z: liif.query(m.liif, m.decode(z), b["coord"], b["cell"])  # noqa: E731
+        return F.l1_loss(render(z_sample), b["rgb"]) + F.l1_loss(render(z_true), b["rgb"])
 
     def diffusion_loss(self, b):
         m, t = self.model, b["t"]
@@ -131,7 +151,7 @@ def trainable(model: LDMind, stage: str) -> list[nn.Parameter]:
 
 def make_optimizer(cfg: ModelConfig, stage: str, params) -> torch.optim.Optimizer:
     t = cfg.train
-    if stage in ckpt.AUTOENCODER_STAGES:
+    if "unet" not in TRAINED[stage]:   # the auto-encoder's parts: stage 1's optimiser
         return torch.optim.Adam(params, lr=t.ae_lr)
     if stage == "ldm":
         return torch.optim.AdamW(params, lr=t.ldm_lr)
@@ -163,6 +183,8 @@ def batch_for(data: ImageFolder, cfg: ModelConfig, stage: str, g: torch.Generato
 
 
 def batch_maker(stage: str):
+    if stage == "sampled":
+        return sampled_batch
     return autoencoder_batch if stage in ckpt.AUTOENCODER_STAGES else sr_batch
 
 
@@ -267,7 +289,7 @@ class Trainer:
         self.opt = make_optimizer(cfg, self.stage, self.params)
         self.base_lr = args.lr if args.lr is not None else self.opt.param_groups[0]["lr"]
         self.ema = ({k: v.detach().clone() for k, v in self.model.unet.state_dict().items()}
-                    if self.stage not in ckpt.AUTOENCODER_STAGES else None)
+                    if "unet" in TRAINED[self.stage] else None)
         self.step = 0
         self.data = data if data is not None else ImageFolder(args.data, cfg.train.crop)
         if args.resume and self.state_path.exists():
@@ -461,13 +483,19 @@ class Trainer:
         val = self.validate()
         rec = {"step": self.step, "val_loss": val}
         msg = f"step {self.step}: val loss {val:.5f}"
-        if self.stage in ckpt.AUTOENCODER_STAGES and self.args.ceiling:
+        if "unet" not in TRAINED[self.stage] and self.args.ceiling:
             # the bound of everything after stage 1: ND(E(HR)) against bicubic from the 4x LR
             f = self.cfg.autoencoder.downsample
             hrs = [ladder.centre_crop(self.data.load(p), self.args.ceiling, 4 * f) for p in self.data.val]
             c = ladder.ceiling(self.model, hrs, 4)
             rec |= {f"val_{k}": round(v, 3) for k, v in c.items()}
             msg += f", ceiling {c['ceiling']:.2f} dB = bicubic {c['margin']:+.2f} (worst {c['worst_margin']:+.2f})"
+            if self.stage == "sampled":   # what the stage is for: the sample at the defaults, seed 0
+                rows = [ladder.image_rungs(self.model, hr, 4, 1, contract.DEFAULT_STEPS, 0, True) for hr in hrs]
+                for rung in ("raw", "defaults"):
+                    margin = float(np.mean([r[rung] - r["bicubic"] for r in rows]))
+                    rec[f"val_{rung}_margin"] = round(margin, 3)
+                    msg += f", {rung} = bicubic {margin:+.2f}"
         self.log(rec)
         bar.write(msg)
 

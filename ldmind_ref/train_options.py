@@ -16,4 +16,5 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--ceiling", type=int, default=0, metavar="SIDE",
                    help="stage 1: also log the 4x ceiling (PSNR-Y of ND(E(HR)) vs bicubic) on SIDE-pixel "
-                        "centre crops of the validation photos at every validation (0: off)")
+                        "centre crops of the validation photos at every validation, and in stage "
+                        "sampled the raw sample's and the defaults' margins over bicubic (0: off)")

@@ -131,3 +131,19 @@ def test_pil_input(tiny, lr):
     a = sampler.upscale(tiny, Image.fromarray(lr), scale=2, steps=2)[0]
     b = sampler.upscale(tiny, lr, scale=2, steps=2)[0]
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("which, fidelity", [("ddim", 0.0), ("ddim", 0.5), ("dpm++2m", 0.25), ("dpm++2m", 1.0)])
+def test_sample_batch_is_the_reference_sampler_per_image(tiny, which, fidelity):
+    # the training stage's batched sampler draws, for every image of the batch, what the
+    # reference sampler draws for that image alone from the same noise streams
+    g = torch.Generator().manual_seed(3)
+    cond = torch.randn(3, 3, 8, 12, generator=g)
+    streams = torch.randn(9, 3, 3, 8, 12, generator=g)
+    got = sampler.sample_batch(tiny, cond, streams, steps=8, sampler=which, eta=1.0, fidelity=fidelity).numpy()
+    for i in range(3):
+        one = sampler.sample_latents(tiny, cond[i:i + 1].numpy(), (3, 8, 12), 8, 1.0,
+                                     lambda stream, shape: streams[stream, i:i + 1].numpy(), 1,
+                                     sampler=which, fidelity=fidelity)
+        np.testing.assert_allclose(got[i:i + 1], one, rtol=0, atol=2e-5)
+    assert not np.allclose(got[0], got[1])

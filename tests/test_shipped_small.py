@@ -1,7 +1,8 @@
 """The shipped super-resolution model (``ldmind_ref/weights/small.safetensors``: ``small3-lite``,
-trained on the CPU; docs/TRAINING.md): its stored form, its quality gate, and the issue's
-condition for shipping it, checked on the repository's photos: at the default fidelity its
-raw samples are above bicubic at 4x (docs/RESULTS.md, *The quality ladder*)."""
+trained on the CPU, its decoder fitted to the sampler's latents; docs/TRAINING.md): its stored
+form, its quality gate, and the issue's condition for shipping it, checked on the repository's
+photos: at the default fidelity its raw samples are above bicubic at 4x (docs/RESULTS.md,
+*The quality ladder*)."""
 import json
 from pathlib import Path
 
@@ -30,8 +31,9 @@ def test_shipped_checkpoint_form_and_gate():
 
 def test_raw_samples_above_bicubic_at_the_default_fidelity():
     """4x, 128-pixel centre crops of the six repository photos, 8 steps, seed 0, no
-    back-projection (measured: +0.30 to +0.96 dB over bicubic, mean +0.64, at the default
-    fidelity 0.25; at fidelity 0, the paper's sampler: mean +0.02, worst -0.88)."""
+    back-projection (measured: +0.48 to +1.12 dB over bicubic, mean +0.82, at the default
+    fidelity 0.25; at fidelity 0, the paper's sampler: mean +0.26, worst -0.65; the file
+    shipped before ``train sampled``: +0.30 to +0.96, mean +0.64)."""
     from conftest import shipped_photos
 
     m = ckpt.load_model(WEIGHTS)
@@ -47,5 +49,5 @@ def test_raw_samples_above_bicubic_at_the_default_fidelity():
                 raw = sampler.render(m, sampler.upscale_latents(m, lr, fidelity=f), [(H, W)])[0][0]
                 margins.setdefault(f, []).append(metrics.psnr_y(raw, hr, 4) - base)
     default, paper = np.array(margins[contract.DEFAULT_FIDELITY]), np.array(margins[0.0])
-    assert default.min() > 0.1 and default.mean() > 0.4, margins
+    assert default.min() > 0.3 and default.mean() > 0.65, margins
     assert default.mean() > paper.mean() + 0.3, margins

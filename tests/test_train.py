@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from ldmind_ref import checkpoint as ckpt
 from ldmind_ref.config import preset
+from ldmind_ref.core import contract
 from ldmind_ref.data import ImageFolder, step_generator
 from ldmind_ref.model import LDMind, random_model
 from ldmind_ref.train import Objective, batch_for, main, make_optimizer, trainable
@@ -16,7 +17,7 @@ from ldmind_ref.train import Objective, batch_for, main, make_optimizer, trainab
 from conftest import ROOT
 
 
-@pytest.mark.parametrize("stage", ["autoencoder", "decoder", "liif", "ldm", "align"])
+@pytest.mark.parametrize("stage", ["autoencoder", "decoder", "liif", "ldm", "align", "sampled"])
 def test_overfit_one_fixed_batch(stage, train_dir):
     cfg = preset("tiny")
     torch.manual_seed(0)
@@ -69,12 +70,13 @@ def test_stage_outputs(stage_runs):
     assert not all(torch.equal(a, b) for a, b in zip(ldm.unet.parameters(), align.unet.parameters()))
 
 
-@pytest.mark.parametrize("stage", ["autoencoder", "liif", "ldm", "align"])
+@pytest.mark.parametrize("stage", ["autoencoder", "liif", "ldm", "align", "sampled"])
 def test_resume_is_exact(stage, stage_runs, train_dir, tmp_path):
     init = {"autoencoder": ["--config", "tiny"],
             "liif": ["--config", "tiny", "--warm", str(stage_runs / "ae" / "model.safetensors")],
             "ldm": ["--init", str(stage_runs / "ae" / "model.safetensors")],
-            "align": ["--init", str(stage_runs / "ldm" / "model.safetensors")]}[stage]
+            "align": ["--init", str(stage_runs / "ldm" / "model.safetensors")],
+            "sampled": ["--init", str(stage_runs / "ldm" / "model.safetensors")]}[stage]
     _train(stage, tmp_path / "straight", 4, train_dir, *init)
     _train(stage, tmp_path / "split", 2, train_dir, *init)
     _train(stage, tmp_path / "split", 4, train_dir, *init, "--resume")
@@ -119,7 +121,39 @@ def test_small3_lite_differs_from_small3_in_f_theta_alone():
 def test_stages_without_a_trained_unet_are_the_checkpoints_ladder_treats_as_stage_one():
     from ldmind_ref.train import STAGES, TRAINED
     assert set(TRAINED) == set(STAGES)
-    assert set(ckpt.AUTOENCODER_STAGES) == {s for s, parts in TRAINED.items() if "unet" not in parts}
+    # ``sampled`` trains no U-Net but starts from a trained one (it samples with it)
+    assert set(ckpt.AUTOENCODER_STAGES) == {s for s, parts in TRAINED.items() if "unet" not in parts} - {"sampled"}
+
+
+def test_sampled_stage_trains_the_decoder_on_samples(stage_runs, train_dir, tmp_path):
+    # D_phi and f_theta move, E and the U-Net keep stage 2's weights to the bit; its validation
+    # logs the ceiling and the sample's margins over bicubic; the file is a complete model
+    ldm = stage_runs / "ldm" / "model.safetensors"
+    _train("sampled", tmp_path / "s", 3, train_dir, "--init", str(ldm), "--ceiling", "32")
+    before, after = ckpt.load_model(ldm), ckpt.load_model(tmp_path / "s" / "model.safetensors")
+    for part in ("encoder", "decoder", "liif", "unet"):
+        same = all(torch.equal(a, b) for a, b in zip(getattr(before, part).parameters(),
+                                                      getattr(after, part).parameters()))
+        assert same == (part in ("encoder", "unet")), part
+    assert float(after.scale_factor) == float(before.scale_factor)
+    val = [json.loads(line) for line in (tmp_path / "s" / "log.jsonl").read_text().splitlines() if "val_loss" in line]
+    assert {"val_margin", "val_raw_margin", "val_defaults_margin"} <= set(val[-1])
+    assert ckpt.read_metadata(tmp_path / "s" / "model.safetensors")["stage"] == "sampled"
+
+
+def test_sampled_batch_draws_every_scale_and_the_sampler_noise(train_dir):
+    from ldmind_ref.data import SAMPLED_SCALES, sampled_batch
+    cfg = preset("tiny")
+    data = ImageFolder(train_dir, cfg.train.crop)
+    sides = set()
+    for k in range(40):
+        b = sampled_batch(data, step_generator(0, "sampled", 0, k), cfg)
+        side = b["lr"].shape[-1]
+        sides.add(side)
+        assert b["hr"].shape[-1] == cfg.train.crop and b["coord"].shape[1] == cfg.train.sample_q
+        assert b["noise"].shape == (contract.DEFAULT_STEPS + 1, cfg.train.batch, cfg.autoencoder.z_channels, side, side)
+    # tiny's 32 px crop divides into whole, U-Net-aligned latents at 2x, 4x and 8x
+    assert sides == {cfg.train.crop // s for s in SAMPLED_SCALES if s in (2, 4, 8)}
 
 
 @pytest.mark.parametrize("stage", ["decoder", "liif"])
