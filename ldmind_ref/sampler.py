@@ -86,7 +86,7 @@ def sample_latents(model: LDMind, cond: np.ndarray | None, latent_shape: tuple[i
                    sampler: str = contract.DEFAULT_SAMPLER,
                    fidelity: float | None = None) -> np.ndarray:
     """From z_T = noise(0) to z_0 over the tiles of ``p``: float32 [num_samples, c, h, w].
-    ``cond`` [1, c, h, w] or None.  ``schedule``: DDIM's "full" or "paper"
+    ``cond`` [1 or num_samples, c, h, w] or None.  ``schedule``: DDIM's "full" or "paper"
     (``contract.DDIM_SCHEDULES``); ``sampler``: "ddim" or "dpm++2m" (``contract.SAMPLERS``);
     ``fidelity``: 0..1, the window of ``diffusion.fidelity_window`` (ValueError outside); None:
     the task's default (upscale's with ``cond``, generation's without)."""
@@ -216,31 +216,15 @@ def generate(model: LDMind, size: tuple[int, int], steps: int = contract.DEFAULT
     return list(render(model, z, [(H, W)], latent_tile, latent_overlap)[0])
 
 
-@torch.no_grad()
 def sample_batch(model: LDMind, cond: torch.Tensor, noise: torch.Tensor, steps: int = contract.DEFAULT_STEPS,
                  sampler: str = contract.DEFAULT_SAMPLER, eta: float = contract.DEFAULT_ETA,
                  fidelity: float = contract.DEFAULT_FIDELITY) -> torch.Tensor:
     """Latents of a batch of conditionings at once, untiled, for training (the ``sampled``
-    stage of ``train.py``): the schedule and updates of ``tiled_sampling.denoise`` on one tile,
-    with every image of the batch its own draw.  ``cond`` [B, c, h, w]; ``noise``
-    [steps + 1, B, c, h, w] (stream 0 the initial draw, stream k the k-th executed step's,
-    used where that step has sigma_t > 0).  Returns z_0 [B, c, h, w], float32."""
-    sched = diffusion.sampling_schedule(diffusion.alpha_bar_for(model.cfg.diffusion), steps, eta,
-                                        contract.DEFAULT_DDIM_SCHEDULE, sampler, rng.fidelity_arg(fidelity), True)
-    device, dtype = cond.device, torch.float32   # the update in float32 even under bf16 autocast
-    cond = cond.to(dtype)
-    z = torch.from_numpy(diffusion.initial_latent(noise[0].float().cpu().numpy(), cond.float().cpu().numpy(),
-                                                  sched[0])).to(device, dtype)
-    d_prev = None
-    for k, st in enumerate(sched, start=1):
-        t = torch.full((z.shape[0],), st.t, dtype=torch.int64, device=device)
-        coef = lambda v: torch.tensor([v], dtype=dtype, device=device)  # noqa: E731
-        eps_noise = noise[k].to(dtype) if st.sigma_t > 0 else torch.zeros_like(z)
-        z_prev, pred = model.unet_step(z, cond, t, coef(st.alpha_bar_t), coef(st.alpha_bar_prev),
-                                       coef(st.sigma_t), eps_noise)
-        if isinstance(st, diffusion.SolverStep):
-            d = pred.double()
-            z, d_prev = diffusion.solver_update(z.double(), d, d_prev, st).to(dtype), d
-        else:
-            z = z_prev
-    return z.float()
+    stage of ``train.py``): ``sample_latents`` on the whole latent, every image of the batch
+    its own conditioning and draw.  ``cond`` [B, c, h, w]; ``noise`` [steps + 1, B, c, h, w]
+    (stream 0 the initial draw, stream k the k-th executed step's, used where that step has
+    sigma_t > 0).  Returns z_0 [B, c, h, w], float32, on ``cond``'s device."""
+    c = cond.float().cpu().numpy()
+    z = sample_latents(model, c, c.shape[1:], steps, eta, lambda stream, _shape: noise[stream].float().cpu().numpy(),
+                       len(c), latent_tiles.whole(*c.shape[2:]), sampler=sampler, fidelity=fidelity)
+    return torch.from_numpy(z).to(cond.device)

@@ -68,10 +68,11 @@ def denoise(make_step: Callable[[np.ndarray | None, int], Step], cond: np.ndarra
     ``from_cond`` (fidelity's window, ``diffusion.fidelity_window``) starts from ``cond`` noised
     by stream 0 (``diffusion.initial_latent``).
     ``make_step(cond_tiles, n)`` builds the step of a group of n tiles once (cond_tiles
-    [n * N, c, th, tw] or None)."""
+    [n * N, c, th, tw] or None).  ``cond`` [1, c, h, w] conditions every sample alike;
+    [N, c, h, w] gives each sample its own (a training batch: ``sampler.sample_batch``)."""
     N, shape = num_samples, (channels, p.h, p.w)
     gs = groups(p, tile_batch)
-    steps = [make_step(None if cond is None else np.repeat(gather(cond, p, ks), N, axis=0), len(ks))
+    steps = [make_step(None if cond is None else np.repeat(gather(cond, p, ks), N // len(cond), axis=0), len(ks))
              for ks in gs]
     z = initial_latent(noise(0, shape), cond, schedule[0])
     zeros = np.zeros_like(z)
