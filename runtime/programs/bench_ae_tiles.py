@@ -29,29 +29,15 @@ from PIL import Image
 from .benchlib import cpu_flags
 
 
-def _median_call(f, feed, repeat: int) -> float:
-    f(feed)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f(feed)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def speed(pipe, tiles: list[int], repeat: int) -> dict:
-    """Microseconds per latent cell of one call on a t x t tile, per graph."""
-    rng = np.random.default_rng(0)
-    eng, c = pipe.engines, pipe.bundle.z_channels
+    """Microseconds per latent cell of one call on a t x t tile, per graph (the calls of
+    ``backends.timing.graph_calls``, timed by its ``alternating``: median after a warm-up)."""
+    from ..backends.timing import alternating, graph_calls
+
+    engines = {g: pipe.engines[g] for g in ("encoder", "unet_step", "decoder")}
     out = {}
     for t in tiles:
-        z = rng.standard_normal((1, c, t, t), dtype=np.float32)
-        lr = rng.uniform(-1, 1, (1, 3, t, t)).astype(np.float32)
-        feed = {"z_t": z, "cond": z, "timestep": np.array([500]), "alpha_bar_t": np.array([0.3], np.float32),
-                "alpha_bar_prev": np.array([0.5], np.float32), "sigma_t": np.array([0.0], np.float32), "noise": z}
-        row = {"encoder": _median_call(eng["encoder"], {"lr": lr}, repeat),
-               "decoder": _median_call(eng["decoder"], {"z": z}, repeat),
-               "unet_step": _median_call(eng["unet_step"], feed, repeat)}
+        row = alternating({"t": graph_calls(pipe.bundle, engines, t, 0)}, repeat)["t"]
         out[str(t)] = {k: round(v / (t * t) * 1e6, 2) for k, v in row.items()}
         print(f"tile {t}: " + ", ".join(f"{k} {v} us/cell" for k, v in out[str(t)].items()), flush=True)
     return out
