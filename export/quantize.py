@@ -9,9 +9,10 @@ of LIIF's coordinate math and ensemble weights.  On top of that, nodes whose int
 measured to break the graph are kept float by name (``Int8Policy.keep_float``), and the
 attention products (MatMul of two activations: q.k and the weighted values) always are.
 
-Parameters follow ONNX Runtime's advice for x86 CPUs without VNNI (this project's
-machines have AVX2 only): uint8 activations, int8 weights per output channel, weights in
-7 bits (``reduce_range``) so that AVX2's 16-bit intermediate sums cannot saturate.
+Parameters follow ONNX Runtime's advice for x86 CPUs without VNNI (the machines this was
+written on had AVX2 only): uint8 activations, int8 weights per output channel, weights in
+7 bits (``reduce_range``) so that AVX2's 16-bit intermediate sums cannot saturate.  On a CPU
+with VNNI, full 8-bit weights would be safe; not measured (docs/BENCHMARKS.md, *int8*).
 Graph inputs and outputs stay float32: the runtime never changes.
 """
 from __future__ import annotations

@@ -196,3 +196,38 @@ def test_cli_refuses_bad_calibration_input(extra, kind, needle, tmp_path, capsys
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert needle in err, err
     assert not out.exists()
+
+
+def test_precision_gate_program_measures_the_int8_graphs_beside_bf16(int8_export, runtime_exports, tmp_path):
+    """``python -m runtime.programs.precision_gate --int8 DIR``: every int8 graph alone and the
+    passing ones together, against fp32 on the same photos and seeds, recorded with the int8
+    graphs' sha256 beside the bf16 rows; an fp32 export given as --int8 is refused."""
+    pytest.importorskip("openvino")
+    import json
+
+    from runtime.programs import precision_gate as program
+
+    val = tmp_path / "val" / "Photos"
+    val.mkdir(parents=True)
+    for name in ("skimage-coffee.jpg", "scipy-raccoon.jpg"):
+        (val / name).symlink_to(TEST_DATA / name)
+    out = tmp_path / "gate.json"
+    args = ["--engines", str(runtime_exports["sr"]["engines"]), "--val", str(val.parent), "--per-set", "2",
+            "--side", "32", "--threads", "1", "--out", str(out)]
+    assert program.main([*args, "--int8", str(int8_export[0])]) == 0
+    res = json.loads(out.read_text())
+    graphs = ["encoder", "unet_step", "decoder", "liif"]
+    assert set(res["precisions"]) == {"bf16", "int8"}
+    for p in ("bf16", "int8"):
+        per = res["precisions"][p]["per_graph"]
+        assert list(per) == graphs
+        for g in graphs:
+            lost = {k: res["psnr_y"]["fp32"][k] - res["psnr_y"][f"{p} {g}"][k] for k in ("raw", "defaults")}
+            assert per[g]["raw_loss_db"] == pytest.approx(lost["raw"], abs=1e-4)
+            assert per[g]["pass"] == (lost["raw"] <= 0.2 and lost["defaults"] <= 0.1)
+    int8 = res["precisions"]["int8"]
+    assert int8["graphs_sha256"] == {g: s["sha256"] for g, s in int8_export[1]["graphs"].items()}
+    assert int8["graphs_sha256"] != res["graphs_sha256"]          # measured on the int8 graphs, not fp32
+    with pytest.raises(SystemExit) as e:
+        program.main([*args, "--int8", str(runtime_exports["sr"]["engines"])])
+    assert e.value.code == 2

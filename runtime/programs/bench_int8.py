@@ -10,9 +10,12 @@ speed: each graph of both exports at the shapes of ``python -m runtime.programs.
 (``benchlib.runtime_times``: encoder on an --lr LR, one U-Net step and the decoder on its
 latent, the LIIF queries of the --scale output, called as the pipeline calls them); the two
 exports alternate for --rounds rounds (each a warm-up and one timed call per stage), so both
-see the same machine load, and each figure is the median over rounds.  Then the error of
+see the same machine load, and each figure is the median over rounds.  Each export runs on
+ONNX Runtime unless --fp32-backend / --int8-backend name an OpenVINO backend (on a CPU with
+VNNI and AVX-512 BF16: --fp32-backend openvino-bf16 --int8-backend openvino-bf16, what
+``auto`` runs against int8 convolutions with the rest in bf16).  Then the error of
 each int8 graph against its fp32 self on real inputs: the graphs' inputs recorded while the
-fp32 pipeline upscales one image of --data at 4x (``export.calibration.Recorder``; Set5/Set14
+fp32 pipeline upscales one image of --data at 4x (``runtime.calibrate.Recorder``; Set5/Set14
 are never calibrated on), measured as ``export.quantize.graph_error``.
 
 quality: ``runtime.programs.bench_steps`` on each export (the default sampler and steps, seed 0;
@@ -46,10 +49,12 @@ def speed(a) -> dict:
     import onnxruntime as ort
 
     res = {**_machine(), "onnxruntime": ort.__version__, "lr": a.lr, "scale": a.scale, "rounds": a.rounds,
-           "threads": a.threads, "times": {"fp32": {s: [] for s in STAGES}, "int8": {s: [] for s in STAGES}}}
+           "threads": a.threads, "backends": {"fp32": a.fp32_backend, "int8": a.int8_backend},
+           "times": {"fp32": {s: [] for s in STAGES}, "int8": {s: [] for s in STAGES}}}
+    backend = res["backends"]
     for r in range(a.rounds):
         for label, engines in (("fp32", a.fp32), ("int8", a.int8)) if r % 2 == 0 else (("int8", a.int8), ("fp32", a.fp32)):
-            t = runtime_times(engines, "cpu", a.lr, a.lr * a.scale, 1, a.threads)["times"]
+            t = runtime_times(engines, backend[label], a.lr, a.lr * a.scale, 1, a.threads)["times"]
             for s, v in t.items():
                 res["times"][label][s].append(v)
         print(f"  round {r + 1}/{a.rounds} done", file=sys.stderr, flush=True)
@@ -64,11 +69,11 @@ def speed(a) -> dict:
 
 def graph_errors(a) -> dict:
     """{graph: graph_error(fp32, int8)} on the inputs of one real 4x upscale of --image."""
-    from export.calibration import Recorder
     from export.quantize import graph_error
     from ldmind_ref.benchmark import load_hr, make_lr
 
     from .bench_steps import images
+    from ..calibrate import Recorder
     from ..pipeline import Pipeline
 
     name, path = images(Path(a.data), 1)[a.image]
@@ -88,9 +93,10 @@ def graph_errors(a) -> dict:
 
 def speed_table(res: dict) -> str:
     m = res["median_ms"]
-    lines = [f"{res['cpu']} ({res['cpus']} CPUs, VNNI: {'yes' if res['vnni'] else 'no'}), ONNX Runtime "
-             f"{res['onnxruntime']}, {res['threads']} threads; LR {res['lr']}^2, LIIF {res['scale']}x; median of "
-             f"{res['rounds']} alternating rounds (ms)",
+    b = res.get("backends", {"fp32": "cpu", "int8": "cpu"})
+    lines = [f"{res['cpu']} ({res['cpus']} CPUs, VNNI: {'yes' if res['vnni'] else 'no'}), fp32 on {b['fp32']}, "
+             f"int8 on {b['int8']} (ONNX Runtime {res['onnxruntime']}), {res['threads']} threads; LR {res['lr']}^2, "
+             f"LIIF {res['scale']}x; median of {res['rounds']} alternating rounds (ms)",
              f"{'graph':<10}{'fp32':>10}{'int8':>10}{'fp32/int8':>11}{'rel_rms':>10}{'rel_max':>10}"]
     for s in m["int8"]:
         e = res["error"].get(s, {})
@@ -145,6 +151,10 @@ def main(argv=None) -> int:
     sp.add_argument("--scale", type=int, default=8)
     sp.add_argument("--rounds", type=int, default=7)
     sp.add_argument("--image", type=int, default=0, help="index of the image of --data whose inputs measure the error")
+    for label in ("fp32", "int8"):
+        sp.add_argument(f"--{label}-backend", default="cpu", choices=("cpu", "openvino", "openvino-bf16"),
+                        help=f"what runs the {label} export's graphs (default cpu: ONNX Runtime; openvino-bf16: "
+                             "OpenVINO, float arithmetic in bf16)")
     qp = sub.choices["quality"]
     qp.add_argument("--scales", type=int, nargs="+", default=[4, 8])
     qp.add_argument("--sampler", default=contract.DEFAULT_SAMPLER)

@@ -13,6 +13,12 @@ steps; "raw" is that sample, "defaults" the same sample back-projected onto the 
 defaults' iterations).  A graph passes when the mean PSNR-Y falls by at most
 ``precision_gate.MAX_LOSS_DB`` in both.  bf16 runs on OpenVINO (``openvino-bf16``): figures
 mean something only on a CPU with native bf16 (the program says which it is).
+
+``--int8 DIR`` (an int8 export of the same weights: ``python -m export --int8``) measures its
+graphs the same way, each alone and the passing ones together, on ``--int8-backend``
+(default ``openvino-bf16``: int8 convolutions, the rest in bf16); the result is recorded
+under ``precisions.int8`` with the int8 graphs' sha256.  ``auto`` does not read it: an int8
+export is a separate engine directory, never mixed into an fp32 one's plan.
 """
 from __future__ import annotations
 
@@ -76,6 +82,10 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="the weights ENGINES was exported from: also write the gate beside them "
                          "(NAME.precision_gate.json), which `python -m export --checkpoint` carries into its exports")
+    ap.add_argument("--int8", type=Path, default=None,
+                    help="an int8 export of the same weights (python -m export --int8): measure its graphs too")
+    ap.add_argument("--int8-backend", default="openvino-bf16", choices=("cpu", "openvino", "openvino-bf16"),
+                    help="what runs the int8 graphs (default openvino-bf16: the rest of each graph in bf16)")
     a = ap.parse_args(argv)
     if a.val is None and a.train is None:
         ap.error("give --val and/or --train (held-out photos)")
@@ -87,33 +97,46 @@ def main(argv=None) -> int:
     print(f"{bundle.name}: {n} photos ({', '.join(f'{k} {len(v)}' for k, v in sets.items())}), {a.side} px crops, "
           f"{SCALE}x; CPU {cpuinfo.summary()}" + ("" if cpuinfo.native_bf16() else " - no native bf16: emulated"),
           flush=True)
+    int8 = None
+    if a.int8 is not None:
+        int8 = load_bundle(a.int8)
+        if int8.precision != "int8" or graphs_of(int8) != graphs_of(bundle):
+            ap.error(f"--int8 {a.int8}: not an int8 export of the same graphs as {a.engines}")
     t0 = time.time()
     graphs = graphs_of(bundle)
     fp32 = _engine.create_engines(bundle, "cpu", a.threads)
-    bf16 = _engine.create_engines(bundle, "openvino-bf16", a.threads)
+    reduced = {"bf16": _engine.create_engines(bundle, "openvino-bf16", a.threads)}
+    if int8 is not None:
+        reduced["int8"] = _engine.create_engines(int8, a.int8_backend, a.threads)
 
-    def run(variant: str, in_bf16: list[str]) -> dict[str, float]:
-        engines = {g: bf16[g] if g in in_bf16 else fp32[g] for g in graphs}
+    def run(variant: str, precision: str, graphs_reduced: list[str]) -> dict[str, float]:
+        engines = {g: reduced[precision][g] if g in graphs_reduced else fp32[g] for g in graphs}
         r = measure(Pipeline(bundle, engines, _engine.backend_name(engines), requested="gate"), sets)
         print(f"  {variant:<18} raw {r['raw']:.3f} dB, defaults {r['defaults']:.3f} dB "
               f"({time.time() - t0:.0f} s)", flush=True)
         return r
 
-    psnr = {"fp32": run("fp32", [])}
+    psnr = {"fp32": run("fp32", "bf16", [])}
 
     def losses(r: dict) -> dict:
         lost = {k: psnr["fp32"][k] - r[k] for k in precision_gate.MAX_LOSS_DB}
         return {**{f"{k}_loss_db": round(v, 4) for k, v in lost.items()}, "pass": precision_gate.passes(lost)}
 
-    per_graph = {}
-    for g in graphs:
-        psnr[f"bf16 {g}"] = run(f"bf16 {g}", [g])
-        per_graph[g] = losses(psnr[f"bf16 {g}"])
-    passing = [g for g in graphs if per_graph[g]["pass"]]
-    together = {"pass": False, "graphs": []}
-    if passing:
-        psnr["bf16 " + "+".join(passing)] = r = run("bf16 together", passing)
-        together = {**losses(r), "graphs": passing}
+    precisions = {}
+    for p in reduced:
+        per_graph = {}
+        for g in graphs:
+            psnr[f"{p} {g}"] = run(f"{p} {g}", p, [g])
+            per_graph[g] = losses(psnr[f"{p} {g}"])
+        passing = [g for g in graphs if per_graph[g]["pass"]]
+        together = {"pass": False, "graphs": []}
+        if passing:
+            psnr[f"{p} " + "+".join(passing)] = r = run(f"{p} together", p, passing)
+            together = {**losses(r), "graphs": passing}
+        precisions[p] = {"per_graph": per_graph, "together": together}
+    if int8 is not None:
+        precisions["int8"] |= {"engines": str(a.int8), "backend": a.int8_backend,
+                               "graphs_sha256": precision_gate.graph_digests(int8)}
     res = {"date": date.today().isoformat(), "cpu": cpuinfo.model_name(), "cpu_flags": cpuinfo.summary(),
            "native_bf16": cpuinfo.native_bf16(), "loadavg": list(os.getloadavg()),
            "command": "python -m runtime.programs.precision_gate " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -121,14 +144,15 @@ def main(argv=None) -> int:
            "photos": {k: [x[0] for x in v] for k, v in sets.items()}, "side": a.side, "scale": SCALE,
            "steps": contract.DEFAULT_STEPS, "sampler": contract.DEFAULT_SAMPLER, "fidelity": contract.DEFAULT_FIDELITY,
            "thresholds": precision_gate.MAX_LOSS_DB,
-           "psnr_y": psnr, "precisions": {"bf16": {"per_graph": per_graph, "together": together}},
+           "psnr_y": psnr, "precisions": precisions,
            "seconds": round(time.time() - t0, 1)}
-    print(f"\nbf16 against fp32 (PSNR-Y lost, dB; pass: defaults <= {precision_gate.MAX_LOSS_DB['defaults']}, "
-          f"raw <= {precision_gate.MAX_LOSS_DB['raw']})")
-    for g, m in [*per_graph.items(), ("together", together)]:
-        if "raw_loss_db" in m:
-            print(f"  {g:<10} defaults {m['defaults_loss_db']:+.3f}  raw {m['raw_loss_db']:+.3f}  "
-                  f"{'pass' if m['pass'] else 'FAIL'}")
+    for p, entry in precisions.items():
+        print(f"\n{p} against fp32 (PSNR-Y lost, dB; pass: defaults <= {precision_gate.MAX_LOSS_DB['defaults']}, "
+              f"raw <= {precision_gate.MAX_LOSS_DB['raw']})")
+        for g, m in [*entry["per_graph"].items(), ("together", entry["together"])]:
+            if "raw_loss_db" in m:
+                print(f"  {g:<10} defaults {m['defaults_loss_db']:+.3f}  raw {m['raw_loss_db']:+.3f}  "
+                      f"{'pass' if m['pass'] else 'FAIL'}")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
     if a.write or a.checkpoint:
