@@ -92,16 +92,16 @@ def main(argv=None) -> int:
     bundle = load_bundle(a.engines)
     if bundle.precision != "fp32":
         ap.error(f"{a.engines} is {bundle.precision}: the gate compares against an fp32 export")
-    sets = photos(a.val, a.train, a.side, a.per_set)
-    n = sum(len(v) for v in sets.values())
-    print(f"{bundle.name}: {n} photos ({', '.join(f'{k} {len(v)}' for k, v in sets.items())}), {a.side} px crops, "
-          f"{SCALE}x; CPU {cpuinfo.summary()}" + ("" if cpuinfo.native_bf16() else " - no native bf16: emulated"),
-          flush=True)
     int8 = None
     if a.int8 is not None:
         int8 = load_bundle(a.int8)
         if int8.precision != "int8" or graphs_of(int8) != graphs_of(bundle):
             ap.error(f"--int8 {a.int8}: not an int8 export of the same graphs as {a.engines}")
+    sets = photos(a.val, a.train, a.side, a.per_set)
+    n = sum(len(v) for v in sets.values())
+    print(f"{bundle.name}: {n} photos ({', '.join(f'{k} {len(v)}' for k, v in sets.items())}), {a.side} px crops, "
+          f"{SCALE}x; CPU {cpuinfo.summary()}" + ("" if cpuinfo.native_bf16() else " - no native bf16: emulated"),
+          flush=True)
     t0 = time.time()
     graphs = graphs_of(bundle)
     fp32 = _engine.create_engines(bundle, "cpu", a.threads)
@@ -109,14 +109,14 @@ def main(argv=None) -> int:
     if int8 is not None:
         reduced["int8"] = _engine.create_engines(int8, a.int8_backend, a.threads)
 
-    def run(variant: str, precision: str, graphs_reduced: list[str]) -> dict[str, float]:
+    def run(variant: str, precision: str | None = None, graphs_reduced: tuple[str, ...] = ()) -> dict[str, float]:
         engines = {g: reduced[precision][g] if g in graphs_reduced else fp32[g] for g in graphs}
         r = measure(Pipeline(bundle, engines, _engine.backend_name(engines), requested="gate"), sets)
         print(f"  {variant:<18} raw {r['raw']:.3f} dB, defaults {r['defaults']:.3f} dB "
               f"({time.time() - t0:.0f} s)", flush=True)
         return r
 
-    psnr = {"fp32": run("fp32", "bf16", [])}
+    psnr = {"fp32": run("fp32")}
 
     def losses(r: dict) -> dict:
         lost = {k: psnr["fp32"][k] - r[k] for k in precision_gate.MAX_LOSS_DB}
@@ -126,12 +126,12 @@ def main(argv=None) -> int:
     for p in reduced:
         per_graph = {}
         for g in graphs:
-            psnr[f"{p} {g}"] = run(f"{p} {g}", p, [g])
+            psnr[f"{p} {g}"] = run(f"{p} {g}", p, (g,))
             per_graph[g] = losses(psnr[f"{p} {g}"])
         passing = [g for g in graphs if per_graph[g]["pass"]]
         together = {"pass": False, "graphs": []}
         if passing:
-            psnr[f"{p} " + "+".join(passing)] = r = run(f"{p} together", p, passing)
+            psnr[f"{p} " + "+".join(passing)] = r = run(f"{p} together", p, tuple(passing))
             together = {**losses(r), "graphs": passing}
         precisions[p] = {"per_graph": per_graph, "together": together}
     if int8 is not None:
