@@ -37,7 +37,6 @@ from ldmind_ref.core import consistency, contract, cpuinfo
 from .. import engine as _engine
 from .. import precision_gate
 from ..backends.base import graphs_of
-from ..backends.choice import CPU_BACKENDS
 from ..bundle import load_bundle
 from ..calibrate import spread
 from ..pipeline import Pipeline
@@ -85,7 +84,7 @@ def main(argv=None) -> int:
                          "(NAME.precision_gate.json), which `python -m export --checkpoint` carries into its exports")
     ap.add_argument("--int8", type=Path, default=None,
                     help="an int8 export of the same weights (python -m export --int8): measure its graphs too")
-    ap.add_argument("--int8-backend", default="openvino-bf16", choices=CPU_BACKENDS,
+    ap.add_argument("--int8-backend", default="openvino-bf16", choices=("cpu", "openvino", "openvino-bf16"),
                     help="what runs the int8 graphs (default openvino-bf16: the rest of each graph in bf16)")
     a = ap.parse_args(argv)
     if a.val is None and a.train is None:
